@@ -1,0 +1,15 @@
+"""The `focus-pipeline` command line: one Typer app, one module per stage command."""
+
+from pipeline.cli import (  # noqa: F401  (importing a module registers its command)
+    analyze,
+    build_dataset,
+    convert,
+    demo,
+    describe,
+    evaluate,
+    store_cmd,
+    train,
+)
+from pipeline.cli.app import app, main
+
+__all__ = ["app", "main"]

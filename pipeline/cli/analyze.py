@@ -1,0 +1,14 @@
+"""`focus-pipeline analyze`: placeholder until the stage lands (exits non-zero, writes nothing)."""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.cli.app import app
+from pipeline.errors import PipelineError
+
+
+@app.command("analyze", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def _analyze(ctx: typer.Context) -> None:
+    """Not built yet."""
+    raise PipelineError("the 'analyze' stage is not built yet in this version of focus-pipeline")

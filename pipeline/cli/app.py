@@ -1,0 +1,99 @@
+"""The Typer app every stage registers its command on, the global options, and error reporting."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from pipeline.errors import PipelineError
+from pipeline.log import setup_logging
+from pipeline.store import DEFAULT_ROOT, Store
+
+log = logging.getLogger("pipeline")
+
+
+@dataclass(slots=True)
+class State:
+    store_root: str = DEFAULT_ROOT
+    verbose: bool = False
+    _store: Store | None = field(default=None)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.store_root)
+        return self._store
+
+
+state = State()
+
+
+class CliError(click.ClickException):
+    """Shown as one line on stderr with exit status 2 (click's status for usage errors)."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class FocusGroup(TyperGroup):
+    """Turns PipelineError (and, unless --verbose, any other exception) into a one-line error."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except PipelineError as err:
+            if state.verbose:
+                traceback.print_exc()
+            raise CliError(str(err)) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Abort() from None
+        except Exception as err:  # an unexpected failure: still one line, the traceback on --verbose
+            if state.verbose:
+                traceback.print_exc()
+            raise CliError(f"{type(err).__name__}: {err} (run with --verbose for the traceback)") from None
+
+
+app = typer.Typer(
+    name="focus-pipeline",
+    cls=FocusGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="FocusCLIP end to end: MPII annotations -> LLM pose descriptions -> dataset -> CLIP/FocusCLIP "
+    "-> zero-shot evaluation. Every stage reads and writes one artifact store.",
+)
+
+
+@app.callback()
+def _root(
+    *,
+    store: Annotated[
+        str,
+        typer.Option("--store", envvar="FOCUS_STORE", help="Artifact store root: a folder or an fsspec URL."),
+    ] = DEFAULT_ROOT,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False,
+) -> None:
+    state.store_root = store
+    state.verbose = verbose
+    state._store = None
+    setup_logging(verbose)
+
+
+def main() -> None:
+    app(prog_name="focus-pipeline")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""The artifact store: one root, one folder per stage kind, named artifacts that appear atomically.
+
+    store = Store.from_env("./artifacts")          # or FOCUS_STORE / --store; any fsspec URL works
+    with store.create("annotations", "mpii", stage="convert", config=cfg, inputs=[]) as w:
+        write_annotations(w.dir / "annotations.parquet", rows)
+        w.counts["images"] = len(rows)
+    store.meta("annotations", "mpii")["counts"]      # lineage, config, fingerprints, counts
+
+Layout: <root>/<kind>/<name>/{meta.json, ...}. A stage writes into a hidden staging folder
+(<root>/<kind>/.staging/<name>) under an exclusive lock file, then renames it into place, so a crash never
+leaves a half artifact that a later stage would read as whole: an artifact exists iff its meta.json does.
+Remote roots (s3://, gs://, memory://) stage locally and upload meta.json last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import ArtifactBusyError, PipelineError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("annotations", "descriptions", "datasets", "runs", "evals", "reports")
+DEFAULT_ROOT = "./artifacts"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Config keys whose values never reach meta.json or logs.
+_SECRET = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
+
+
+def redact(config: Any) -> Any:
+    """Copy of a config with every secret-looking value replaced, and URL credentials stripped."""
+    if isinstance(config, Mapping):
+        return {k: ("***" if _SECRET.search(str(k)) and v else redact(v)) for k, v in config.items()}
+    if isinstance(config, list | tuple):
+        return [redact(v) for v in config]
+    if isinstance(config, str) and "://" in config and "@" in config.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = config.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    if isinstance(config, Path):
+        return str(config)
+    return config
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise PipelineError(f"invalid artifact name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name
+
+
+def fingerprint_dir(path: Path) -> str:
+    """SHA-256 over every file's relative path and content (meta.json excluded): what later stages pin."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "meta.json"):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(slots=True)
+class ArtifactWriter:
+    """What a stage fills while its artifact is being written: files under `dir`, counts, extra meta."""
+
+    dir: Path
+    ref: ArtifactRef
+    counts: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Lock:
+    """An O_EXCL lock file holding host and pid; a lock left by a dead process on this host is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    log.warning("taking over stale lock %s", self.path)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise ArtifactBusyError(
+                    f"{self.path.parent.parent.name}/{self.path.stem} is being written by another process "
+                    f"({self._holder()}); wait for it or remove {self.path} if that process is gone"
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, fh)
+            return
+        raise ArtifactBusyError(f"could not take lock {self.path}")
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text())
+            return f"pid {info['pid']} on {info['host']}"
+        except (OSError, ValueError, KeyError):
+            return "unknown holder"
+
+    def _stale(self) -> bool:
+        try:
+            info = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False  # being written right now, or unreadable: do not steal
+        if info.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError, KeyError):
+            return False
+        return False
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class Store:
+    """Named artifacts per kind under one root (a local folder or an fsspec URL)."""
+
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT):
+        root = str(root)
+        self.is_local = "://" not in root or root.startswith("file://")
+        if self.is_local:
+            self.root = Path(root.removeprefix("file://")).expanduser().resolve()
+            self._fs = None
+        else:
+            import fsspec
+
+            self.root = root.rstrip("/")
+            self._fs, _ = fsspec.core.url_to_fs(self.root)
+
+    @classmethod
+    def from_env(cls, root: str | None = None) -> Store:
+        return cls(root or os.environ.get("FOCUS_STORE") or DEFAULT_ROOT)
+
+    # ---- addresses -------------------------------------------------------------------------------
+    def _check(self, kind: str, name: str) -> None:
+        if kind not in KINDS:
+            raise PipelineError(f"unknown artifact kind {kind!r} (one of {', '.join(KINDS)})")
+        check_name(name)
+
+    def url(self, kind: str, name: str) -> str:
+        self._check(kind, name)
+        return str(self.root / kind / name) if self.is_local else f"{self.root}/{kind}/{name}"
+
+    def _local_base(self) -> Path:
+        """Where staging, locks and caches live: inside the root when local, a per-root cache otherwise."""
+        if self.is_local:
+            return self.root
+        digest = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        return Path(os.environ.get("FOCUS_CACHE", Path.home() / ".cache" / "focus-pipeline")) / digest
+
+    def staging_dir(self, kind: str, name: str) -> Path:
+        self._check(kind, name)
+        return self._local_base() / kind / ".staging" / name
+
+    def cache_dir(self, *parts: str) -> Path:
+        """A local, persistent scratch folder for derived data (decoded image caches, video frames)."""
+        path = self._local_base() / ".cache" / Path(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def exists(self, kind: str, name: str) -> bool:
+        meta = f"{self.url(kind, name)}/meta.json"
+        return Path(meta).is_file() if self.is_local else self._fs.exists(meta)
+
+    def meta(self, kind: str, name: str) -> dict[str, Any]:
+        if not self.exists(kind, name):
+            raise PipelineError(f"no artifact {kind}/{name} in store {self.root} (see `focus-pipeline store ls`)")
+        meta = f"{self.url(kind, name)}/meta.json"
+        if self.is_local:
+            return json.loads(Path(meta).read_text())
+        with self._fs.open(meta, "r") as fh:
+            return json.load(fh)
+
+    def path(self, kind: str, name: str) -> Path:
+        """A local folder holding the artifact's files (downloaded once per fingerprint for remote roots)."""
+        meta = self.meta(kind, name)
+        if self.is_local:
+            return self.root / kind / name
+        local = self._local_base() / ".downloads" / kind / name / meta["fingerprint"][:16]
+        if not (local / "meta.json").is_file():
+            tmp = local.with_name(local.name + f".tmp-{uuid.uuid4().hex[:8]}")
+            self._fs.get(f"{self.url(kind, name)}/", str(tmp), recursive=True)
+            tmp.rename(local)
+        return local
+
+    def ref(self, kind: str, name: str) -> dict[str, str]:
+        """How a later artifact records this one as an input: kind, name and content fingerprint."""
+        return {"kind": kind, "name": name, "fingerprint": self.meta(kind, name)["fingerprint"]}
+
+    def list(self, kind: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for k in [kind] if kind else KINDS:
+            base = f"{self.root}/{k}"
+            if self.is_local:
+                names = sorted(p.name for p in Path(base).glob("*") if (p / "meta.json").is_file())
+            else:
+                names = sorted(
+                    p.rsplit("/", 1)[-1] for p in (self._fs.ls(base, detail=False) if self._fs.exists(base) else [])
+                    if self._fs.exists(f"{p}/meta.json")
+                )
+            for n in names:
+                m = self.meta(k, n)
+                out.append({"kind": k, "name": n, "stage": m.get("stage"), "created_at": m.get("created_at"),
+                            "counts": m.get("counts", {}), "inputs": [f"{i['kind']}/{i['name']}" for i in
+                                                                       m.get("inputs", [])]})
+        return out
+
+    # ---- writing ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def create(
+        self,
+        kind: str,
+        name: str,
+        *,
+        stage: str,
+        config: Mapping[str, Any],
+        inputs: list[dict[str, str]] | None = None,
+        overwrite: bool = False,
+        resumable: bool = False,
+        seed_from_existing: bool = False,
+    ) -> Iterator[ArtifactWriter]:
+        """Write an artifact aside and publish it atomically when the block exits cleanly.
+
+        resumable: keep the staging folder when the block fails or is interrupted, so the next run of the
+            same stage continues from what was already written (describe's journal, train's checkpoints).
+        seed_from_existing: start the staging folder from the published artifact's files (describe re-runs
+            with a changed parameter keep their journal).
+        """
+        self._check(kind, name)
+        if self.exists(kind, name) and not (overwrite or seed_from_existing):
+            raise PipelineError(f"artifact {kind}/{name} already exists in {self.root} (pass --overwrite, or "
+                                f"choose another --name)")
+        staging = self.staging_dir(kind, name)
+        lock = _Lock(staging.with_name(name + ".lock"))
+        lock.acquire()
+        try:
+            if staging.exists() and not resumable:
+                shutil.rmtree(staging)
+            if not staging.exists() and seed_from_existing and self.exists(kind, name):
+                shutil.copytree(self.path(kind, name), staging)
+                (staging / "meta.json").unlink(missing_ok=True)
+            staging.mkdir(parents=True, exist_ok=True)
+            writer = ArtifactWriter(dir=staging, ref=ArtifactRef(kind, name))
+            try:
+                yield writer
+            except BaseException:
+                if not resumable:
+                    shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self._publish(writer, stage=stage, config=config, inputs=inputs or [])
+        finally:
+            lock.release()
+
+    def _publish(self, writer: ArtifactWriter, *, stage: str, config: Mapping[str, Any],
+                 inputs: list[dict[str, str]]) -> None:
+        kind, name = writer.ref.kind, writer.ref.name
+        meta = {
+            "kind": kind,
+            "name": name,
+            "stage": stage,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "version": __version__,
+            "config": redact(dict(config)),
+            "inputs": list(inputs),
+            "counts": writer.counts,
+            "fingerprint": fingerprint_dir(writer.dir),
+            **redact(writer.extra),
+        }
+        tmp_meta = writer.dir / "meta.json.tmp"
+        tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=False, default=str) + "\n")
+        tmp_meta.rename(writer.dir / "meta.json")
+        if self.is_local:
+            final = self.root / kind / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            trash = None
+            if final.exists():
+                trash = final.with_name(f".trash-{name}-{uuid.uuid4().hex[:8]}")
+                final.rename(trash)
+            writer.dir.rename(final)
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
+        else:
+            # Object stores have no rename: upload everything, meta.json last, so a reader that sees
+            # meta.json sees a complete artifact.
+            dest = self.url(kind, name)
+            if self._fs.exists(dest):
+                self._fs.rm(dest, recursive=True)
+            for f in sorted(p for p in writer.dir.rglob("*") if p.is_file() and p.name != "meta.json"):
+                self._fs.put_file(str(f), f"{dest}/{f.relative_to(writer.dir).as_posix()}")
+            self._fs.put_file(str(writer.dir / "meta.json"), f"{dest}/meta.json")
+            shutil.rmtree(writer.dir, ignore_errors=True)
+        log.info("wrote %s/%s -> %s", kind, name, self.url(kind, name))
+
+    def delete(self, kind: str, name: str) -> None:
+        if not self.exists(kind, name):
+            raise PipelineError(f"no artifact {kind}/{name} in store {self.root}")
+        if self.is_local:
+            shutil.rmtree(self.root / kind / name)
+        else:
+            self._fs.rm(self.url(kind, name), recursive=True)
