@@ -1,0 +1,46 @@
+"""Shared fixtures: the real data beside the checkout, a temporary store, and a CLI runner bound to it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+# ../shared/data beside the checkout (CI has it too). Tests read real files from here; never copy them in.
+SHARED_DATA = Path(os.environ.get("FOCUS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+os.environ.setdefault("FOCUS_PROGRESS", "0")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_root: Path):
+    from pipeline.store import Store
+
+    return Store(store_root)
+
+
+@pytest.fixture
+def cli(store_root: Path):
+    """cli("convert", "x.json") runs the Typer app in-process on the temporary store."""
+    from pipeline.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, **kwargs):
+        return runner.invoke(app, ["--store", str(store_root), *map(str, args)], **kwargs)
+
+    return invoke
