@@ -10,6 +10,7 @@ from typing import Annotated
 
 import click
 import typer
+from typer._click.exceptions import ClickException as _TyperClickException
 from typer.core import TyperGroup
 
 from pipeline.errors import PipelineError
@@ -35,7 +36,8 @@ class State:
 state = State()
 
 
-class CliError(click.ClickException):
+# typer >= 0.29 vendors its own click: only its ClickException is turned into a message + exit status.
+class CliError(_TyperClickException):
     """Shown as one line on stderr with exit status 2 (click's status for usage errors)."""
 
     exit_code = 2
@@ -50,7 +52,14 @@ class FocusGroup(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (
+            click.exceptions.Exit,
+            click.exceptions.Abort,
+            click.ClickException,
+            typer.Exit,
+            typer.Abort,
+            _TyperClickException,
+        ):
             raise
         except PipelineError as err:
             if state.verbose:
@@ -83,7 +92,9 @@ def _root(
         str,
         typer.Option("--store", envvar="FOCUS_STORE", help="Artifact store root: a folder or an fsspec URL."),
     ] = DEFAULT_ROOT,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")
+    ] = False,
 ) -> None:
     state.store_root = store
     state.verbose = verbose

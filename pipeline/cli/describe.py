@@ -1,14 +1,101 @@
-"""`focus-pipeline describe`: placeholder until the stage lands (exits non-zero, writes nothing)."""
+"""`focus-pipeline describe`: annotations/<name> -> descriptions/<name> (see pipeline.describe).
+
+    focus-pipeline describe --annotations mpii --backend rules
+    OPENAI_API_KEY=... focus-pipeline describe --annotations mpii --backend openai --model gpt-4o-mini \
+        --template grounded --concurrency 32 --max-cost 5 --dry-run
+    focus-pipeline describe --annotations mpii --backend openai --base-url http://localhost:8000/v1 \
+        --model llama-3-8b --retry-failed
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
 
-from pipeline.cli.app import app
-from pipeline.errors import PipelineError
+from pipeline.cli.app import app, state
+from pipeline.describe import DescribeConfig, Shard, describe
+from pipeline.describe.config import FAILED_STATUSES
 
 
-@app.command("describe", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def _describe(ctx: typer.Context) -> None:
-    """Not built yet."""
-    raise PipelineError("the 'describe' stage is not built yet in this version of focus-pipeline")
+@app.command("describe")
+def _describe(
+    *,
+    annotations: Annotated[str, typer.Option(help="Name of the annotations artifact to describe.")],
+    backend: Annotated[
+        str, typer.Option(help="openai (any OpenAI-compatible endpoint) or rules (offline).")
+    ] = "rules",
+    model: Annotated[str, typer.Option(help="Model name sent to the endpoint.")] = "gpt-4o-mini",
+    base_url: Annotated[
+        str | None,
+        typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (vLLM)."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="OPENAI_API_KEY", show_default=False, help="API key (never stored or logged)."),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt family under prompts/ (paper, grounded, rules) or a folder with system.j2 + user.j2 "
+            "(or description.j2 for rules). Default: paper (openai), rules (rules)."
+        ),
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
+    max_tokens: Annotated[int, typer.Option(help="Completion token limit per request.")] = 512,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling (not sent when unset).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (not sent when unset).")] = None,
+    samples: Annotated[
+        int, typer.Option(help="Descriptions per image, kept apart by the sample column.")
+    ] = 1,
+    concurrency: Annotated[
+        int, typer.Option(help="Requests in flight at most (AIMD backs off on 429/5xx).")
+    ] = 16,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute limit.")] = None,
+    tpm: Annotated[float | None, typer.Option(help="Tokens per minute limit (prompt + max_tokens).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request attempt.")] = 60.0,
+    max_retries: Annotated[int, typer.Option(help="Retries per request after the first attempt.")] = 5,
+    backoff: Annotated[
+        float,
+        typer.Option(help="First retry wait in seconds (exponential, jittered; a Retry-After header wins)."),
+    ] = 0.5,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Stop (resumable) once spent + in flight reaches this many USD.")
+    ] = None,
+    price_input: Annotated[
+        float | None, typer.Option(help="USD per 1M prompt tokens (overrides the table).")
+    ] = None,
+    price_output: Annotated[float | None, typer.Option(help="USD per 1M completion tokens.")] = None,
+    prices: Annotated[
+        str | None, typer.Option(help="JSON file {model: {input, output}} of USD per 1M tokens.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Describe only the first K images.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="i/n: this machine's share of the images (by hash).")
+    ] = None,
+    retry: Annotated[
+        list[str] | None, typer.Option(help="Send rows with this status again (repeatable).")
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Send every row that is not ok again.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Render and count tokens, report cache hits and estimated cost; send and write nothing."
+        ),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Discard the journal and start over.")] = False,
+    name: Annotated[str | None, typer.Option(help="Artifact name (default: the annotations name).")] = None,
+) -> None:
+    """Describe every image's pose: one single-shot LLM prompt per image, or the offline rules describer."""
+    statuses = tuple(dict.fromkeys([*(retry or []), *(FAILED_STATUSES if retry_failed else ())]))
+    cfg = DescribeConfig(
+        annotations=annotations, backend=backend, name=name, model=model, base_url=base_url, api_key=api_key,
+        template=template, temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
+        samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,
+        backoff=backoff, max_cost=max_cost, price_input=price_input, price_output=price_output, prices=prices,
+        limit=limit, shard=Shard.parse(shard) if shard else None, retry=statuses, dry_run=dry_run,
+        overwrite=overwrite,
+    )  # fmt: skip
+    summary = describe(cfg, state.store)
+    typer.echo(json.dumps(summary, indent=2))

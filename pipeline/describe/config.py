@@ -1,0 +1,143 @@
+"""The describe stage's typed configuration and the records that flow through it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+BACKENDS = ("openai", "rules")
+STATUSES = ("ok", "truncated", "refused", "invalid", "error")
+FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what --retry-failed re-runs
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Work split i of n: an image belongs to shard int(sha256(image)) % n (stable across machines)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            i, n = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise PipelineError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+        if n < 1 or not 0 <= i < n:
+            raise PipelineError(f"--shard {text!r}: need 0 <= i < n")
+        return cls(i, n)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(slots=True)
+class DescribeConfig:
+    annotations: str
+    backend: str = "rules"
+    name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never stored or logged
+    template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
+    temperature: float = 0.5  # the paper's setting
+    max_tokens: int = 512  # the paper's setting
+    top_p: float | None = None
+    seed: int | None = None
+    samples: int = 1  # descriptions per image (kept apart by the sample column)
+    concurrency: int = 16
+    rpm: float | None = None  # requests per minute
+    tpm: float | None = None  # tokens per minute (prompt estimate + max_tokens per request)
+    timeout: float = 60.0  # seconds per request
+    max_retries: int = 5  # retries after the first attempt
+    backoff: float = 0.5  # seconds before the first retry; doubles per attempt, jittered, Retry-After wins
+    max_cost: float | None = None  # USD: stop cleanly (resumable) once spent + in flight reaches it
+    price_input: float | None = None  # USD per 1M prompt tokens (overrides the table)
+    price_output: float | None = None  # USD per 1M completion tokens
+    prices: str | None = None  # a JSON file {model: {"input": x, "output": y}} merged over the table
+    limit: int | None = None  # first K images (after sharding)
+    shard: Shard | None = None
+    retry: tuple[str, ...] = ()  # statuses whose journal rows are sent again
+    dry_run: bool = False
+    overwrite: bool = False  # discard the journal and start over
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise PipelineError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        for status in self.retry:
+            if status not in STATUSES:
+                raise PipelineError(f"--retry {status!r}: choose among {', '.join(STATUSES)}")
+        if self.samples < 1:
+            raise PipelineError("--samples must be at least 1")
+        if self.concurrency < 1:
+            raise PipelineError("--concurrency must be at least 1")
+        if self.max_retries < 0:
+            raise PipelineError("--max-retries must be 0 or more")
+        if self.limit is not None and self.limit < 0:
+            raise PipelineError("--limit must be 0 or more")
+
+    @property
+    def artifact_name(self) -> str:
+        base = self.name or self.annotations
+        if self.shard is not None and self.shard.count > 1:
+            return f"{base}.shard-{self.shard.index}-of-{self.shard.count}"
+        return base
+
+    def sampling(self) -> dict[str, Any]:
+        """Every parameter that changes an LLM's answer (part of each row's cache key)."""
+        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.top_p is not None:
+            params["top_p"] = self.top_p
+        if self.seed is not None:
+            params["seed"] = self.seed
+        return params
+
+    def to_meta(self) -> dict[str, Any]:
+        """The config as meta.json records it: no API key, shard as text."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "api_key"}
+        out["shard"] = None if self.shard is None else str(self.shard)
+        out["retry"] = list(self.retry)
+        return out
+
+
+@dataclass(slots=True)
+class DescriptionRequest:
+    """One (image, sample) to describe: the rendered messages (LLM) or text (rules) and its cache key."""
+
+    image: str
+    sample: int
+    source: str
+    model: str
+    template: str
+    template_hash: str
+    cache_key: str
+    ctx: dict[str, Any]  # the template context, kept for validation
+    messages: list[dict[str, str]] | None = None
+    text: str | None = None  # the rules describer's output
+    prompt_tokens: int = 0  # estimate, for plans and rate limits
+
+
+@dataclass(slots=True)
+class DescriptionResult:
+    """One row of descriptions.parquet and of the journal."""
+
+    cache_key: str
+    image: str
+    source: str
+    sample: int
+    description: str | None
+    status: str
+    model: str
+    template: str
+    template_hash: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    response_id: str | None = None

@@ -1,0 +1,84 @@
+"""The journal: one SQLite row per request, committed the moment its response arrives.
+
+It lives in the artifact (journal.sqlite), in WAL mode: a commit is an append to the write-ahead log, so
+a crash, Ctrl-C or kill -9 loses at most the requests that were still in flight, and a re-run finds every
+finished row by its cache key and sends nothing for it. Rows of earlier configurations stay as a cache,
+so changing one parameter and changing it back costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+from pathlib import Path
+
+from pipeline.describe.config import DescriptionResult
+
+FILE = "journal.sqlite"
+_FIELDS = [f.name for f in dataclasses.fields(DescriptionResult)]
+_TYPES = {
+    "sample": "INTEGER",
+    "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER",
+    "attempts": "INTEGER",
+    "cost_usd": "REAL",
+    "latency_s": "REAL",
+}
+
+
+class Journal:
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        if readonly:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        else:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a commit survives the process dying (kill -9); only a power cut may lose the last few.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            cols = ", ".join(
+                f"{name} {_TYPES.get(name, 'TEXT')}" + (" PRIMARY KEY" if name == "cache_key" else "")
+                for name in _FIELDS
+            )
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS results ({cols}, recorded_at REAL)")
+        self._insert = (
+            f"INSERT OR REPLACE INTO results ({', '.join(_FIELDS)}, recorded_at) "
+            f"VALUES ({', '.join('?' * len(_FIELDS))}, ?)"
+        )
+
+    def load(self) -> dict[str, DescriptionResult]:
+        """Every recorded row by cache key."""
+        try:
+            rows = self.db.execute(f"SELECT {', '.join(_FIELDS)} FROM results").fetchall()
+        except sqlite3.OperationalError:  # a read-only journal from before the table existed
+            return {}
+        return {r[0]: DescriptionResult(*r) for r in rows}
+
+    def record(self, result: DescriptionResult) -> None:
+        self.db.execute(self._insert, (*dataclasses.astuple(result), time.time()))
+
+    def record_many(self, results: list[DescriptionResult]) -> None:
+        """Many rows in one transaction (the rules describer produces them all at once)."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(self._insert, [(*dataclasses.astuple(r), now) for r in results])
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file, so the published artifact is one self-contained file."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""Prompt templates: one folder per family under prompts/, rendered in a sandbox with StrictUndefined.
+
+    tpl = load_template("grounded")                 # or a user's folder: load_template("my/prompts")
+    ctx = image_context(annotation)                 # the variables every template sees (below)
+    messages = tpl.messages(ctx)                    # [{"role": "system", ...}, {"role": "user", ...}]
+
+A family folder holds system.j2 + user.j2 (LLM prompts) or description.j2 (the rules describer writes the
+description itself). The folder's content hash goes into every row's cache key, so editing a template
+re-runs exactly the rows it changes.
+
+Template variables: image, activity, category (None when unlabelled), num_people, keypoint_names, people
+(list of {index, position, position_rank, center, scale, keypoints ([x, y] per joint, -1 for unknown),
+known_joints, facts (pipeline.geometry.PersonFacts as a dict)}), input_json (the paper's JSON input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from pipeline.errors import PipelineError
+from pipeline.geometry import image_facts
+from pipeline.records import KEYPOINT_NAMES, ImageAnnotation
+
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+
+
+def template_hash(folder: Path) -> str:
+    """SHA-256 over every file's relative path and bytes: any edit to the family changes it."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclass(slots=True)
+class TemplateSet:
+    name: str
+    folder: Path
+    hash: str
+    env: SandboxedEnvironment
+
+    @property
+    def is_rules(self) -> bool:
+        return (self.folder / "description.j2").is_file()
+
+    def _render(self, file: str, ctx: dict[str, Any]) -> str:
+        try:
+            return self.env.get_template(file).render(**ctx).strip()
+        except jinja2.TemplateError as err:
+            where = f"{self.folder / file}" + (f":{err.lineno}" if getattr(err, "lineno", None) else "")
+            raise PipelineError(
+                f"template {where}: {type(err).__name__}: {err} (image {ctx.get('image')})"
+            ) from None
+
+    def messages(self, ctx: dict[str, Any]) -> list[dict[str, str]]:
+        out = []
+        if (self.folder / "system.j2").is_file():
+            out.append({"role": "system", "content": self._render("system.j2", ctx)})
+        out.append({"role": "user", "content": self._render("user.j2", ctx)})
+        return out
+
+    def description(self, ctx: dict[str, Any]) -> str:
+        return self._render("description.j2", ctx)
+
+
+def load_template(spec: str | Path) -> TemplateSet:
+    """A family name under prompts/ or a folder path; checks the files it needs are there."""
+    folder = Path(spec).expanduser()
+    if not folder.is_dir() and (PROMPTS_DIR / str(spec)).is_dir():
+        folder = PROMPTS_DIR / str(spec)
+    if not folder.is_dir():
+        raise PipelineError(f"--template {spec}: no such folder (and no family {spec!r} in {PROMPTS_DIR})")
+    if not (folder / "description.j2").is_file() and not (folder / "user.j2").is_file():
+        raise PipelineError(f"--template {folder}: needs user.j2 (+ optional system.j2) or description.j2")
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+    env.filters["tojson"] = lambda v: json.dumps(v, separators=(", ", ": "))
+    return TemplateSet(
+        name=folder.resolve().name, folder=folder.resolve(), hash=template_hash(folder), env=env
+    )
+
+
+def _num(v: float) -> float | int:
+    """Pixel coordinates as the paper wrote them: integers when whole, one decimal otherwise."""
+    r = round(float(v), 1)
+    return int(r) if r == int(r) else r
+
+
+def image_context(ann: ImageAnnotation) -> dict[str, Any]:
+    """Every variable a template may use for one image (see the module docstring)."""
+    kps_list = [p.keypoints for p in ann.people]
+    facts = image_facts(kps_list, [p.center for p in ann.people])
+    people, seen_at = [], {}
+    for i, (person, f) in enumerate(zip(ann.people, facts, strict=True)):
+        keypoints = [
+            [_num(x), _num(y)] if v > 0 and math.isfinite(x) and math.isfinite(y) else [-1, -1]
+            for x, y, v in person.keypoints.tolist()
+        ]
+        seen_at[f.position] = seen_at.get(f.position, 0) + 1
+        people.append({
+            "index": i + 1,
+            "position": f.position,
+            "position_rank": seen_at[f.position],
+            "center": None if person.center is None else [_num(c) for c in person.center],
+            "scale": None if person.scale is None else round(float(person.scale), 3),
+            "keypoints": keypoints,
+            "known_joints": f.known_joints,
+            "facts": f.to_dict(),
+        })  # fmt: skip
+    paper_input = {
+        "activity": ann.activity,
+        "count": len(people),
+        "people": [{"center": p["center"], "scale": p["scale"], "keypoints": p["keypoints"]} for p in people],
+    }
+    return {
+        "image": ann.image,
+        "activity": ann.activity,
+        "category": ann.category,
+        "num_people": len(people),
+        "keypoint_names": list(KEYPOINT_NAMES),
+        "people": people,
+        "input_json": json.dumps(paper_input, separators=(",", ":")),
+    }

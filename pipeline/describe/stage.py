@@ -1,0 +1,299 @@
+"""The describe stage: annotations/<name> -> descriptions/<name> (journal + descriptions.parquet + meta.json).
+
+    from pipeline.describe import DescribeConfig, describe
+    summary = describe(DescribeConfig(annotations="mpii", backend="rules"), store)
+
+Every (image, sample) becomes a request with a content cache key; the journal in the artifact's staging
+folder answers every key it already holds, the backend answers the rest, and the parquet is exported
+from the journal, so a crashed or stopped run resumes where it stopped and a re-run pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult
+from pipeline.describe.journal import FILE as JOURNAL_FILE
+from pipeline.describe.journal import Journal
+from pipeline.describe.pricing import Price, estimate_prompt_tokens, price_for
+from pipeline.describe.prompting import TemplateSet, image_context, load_template
+from pipeline.describe.rules import rules_description
+from pipeline.describe.validate import judge
+from pipeline.errors import PipelineError
+from pipeline.log import progress
+from pipeline.records import ImageAnnotation, read_annotations
+from pipeline.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+PARQUET = "descriptions.parquet"
+DESCRIPTIONS_SCHEMA = pa.schema([
+    ("image", pa.string()),
+    ("source", pa.string()),
+    ("sample", pa.int32()),
+    ("description", pa.string()),
+    ("status", pa.string()),
+    ("model", pa.string()),
+    ("template", pa.string()),
+    ("template_hash", pa.string()),
+    ("finish_reason", pa.string()),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("cost_usd", pa.float64()),
+    ("latency_s", pa.float64()),
+    ("attempts", pa.int32()),
+    ("error", pa.string()),
+    ("response_id", pa.string()),
+    ("cache_key", pa.string()),
+])  # fmt: skip
+
+
+def public_base_url(url: str | None) -> str:
+    """The endpoint as it may appear in keys and meta: no user:password@, no query (Azure puts keys there)."""
+    parts = urlsplit(url or DEFAULT_BASE_URL)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def cache_key(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def shard_of(image: str, count: int) -> int:
+    return int.from_bytes(hashlib.sha256(image.encode()).digest()[:8], "big") % count
+
+
+def select(rows: list[ImageAnnotation], cfg: DescribeConfig) -> list[ImageAnnotation]:
+    if cfg.shard is not None:
+        rows = [r for r in rows if shard_of(r.image, cfg.shard.count) == cfg.shard.index]
+    return rows if cfg.limit is None else rows[: cfg.limit]
+
+
+def build_requests(
+    rows: list[ImageAnnotation], tpl: TemplateSet, cfg: DescribeConfig
+) -> list[DescriptionRequest]:
+    """Render every prompt (or rules description) and key it by everything that determines the answer."""
+    rules = cfg.backend == "rules"
+    model = "rules" if rules else cfg.model
+    source = ("rules" if tpl.name == "rules" else f"rules/{tpl.name}") if rules else f"{cfg.model}/{tpl.name}"
+    base = {"template_hash": tpl.hash}
+    if not rules:
+        base |= {"model": cfg.model, "sampling": cfg.sampling(), "base_url": public_base_url(cfg.base_url)}
+    out = []
+    for ann in progress(rows, desc="render", unit="img"):
+        ctx = image_context(ann)
+        if rules:
+            text = rules_description(tpl, ctx)
+            messages, tokens = None, 0
+        else:
+            text, messages = None, tpl.messages(ctx)
+            tokens = estimate_prompt_tokens(messages)
+        for sample in range(cfg.samples):
+            key = cache_key(base | {"image": ann.image, "sample": sample, "messages": messages, "text": text})
+            out.append(
+                DescriptionRequest(
+                    image=ann.image,
+                    sample=sample,
+                    source=source,
+                    model=model,
+                    template=tpl.name,
+                    template_hash=tpl.hash,
+                    cache_key=key,
+                    ctx=ctx,
+                    messages=messages,
+                    text=text,
+                    prompt_tokens=tokens,
+                )
+            )
+    return out
+
+
+def rules_result(req: DescriptionRequest) -> DescriptionResult:
+    status, reason = judge(req.text, "stop", req.ctx)
+    return DescriptionResult(
+        cache_key=req.cache_key,
+        image=req.image,
+        source=req.source,
+        sample=req.sample,
+        description=req.text or None,
+        status=status,
+        model=req.model,
+        template=req.template,
+        template_hash=req.template_hash,
+        finish_reason="stop",
+        attempts=1,
+        error=reason,
+    )
+
+
+def write_parquet(path: Path, results: list[DescriptionResult]) -> None:
+    cols: dict[str, list] = {name: [] for name in DESCRIPTIONS_SCHEMA.names}
+    for r in results:
+        for name in cols:
+            cols[name].append(getattr(r, name))
+    pq.write_table(pa.table(cols, schema=DESCRIPTIONS_SCHEMA), path, compression="zstd")
+
+
+def totals(results: list[DescriptionResult]) -> dict[str, Any]:
+    by_status = Counter(r.status for r in results)
+    return {
+        "rows": len(results),
+        "images": len({r.image for r in results}),
+        **{s: by_status.get(s, 0) for s in ("ok", "truncated", "refused", "invalid", "error")},
+        "prompt_tokens": sum(r.prompt_tokens for r in results),
+        "completion_tokens": sum(r.completion_tokens for r in results),
+        "cost_usd": round(sum(r.cost_usd for r in results), 6),
+    }
+
+
+def _load_rows(cfg: DescribeConfig, store: Store) -> list[ImageAnnotation]:
+    path = store.path("annotations", cfg.annotations) / "annotations.parquet"
+    try:
+        rows = read_annotations(path)
+    except (OSError, pa.ArrowException) as err:
+        raise PipelineError(f"{path}: cannot read annotations ({err})") from None
+    if not rows:
+        raise PipelineError(f"{path}: no images to describe")
+    return rows
+
+
+def _template(cfg: DescribeConfig) -> TemplateSet:
+    tpl = load_template(cfg.template or ("rules" if cfg.backend == "rules" else "paper"))
+    if cfg.backend == "rules" and not tpl.is_rules:
+        raise PipelineError(f"--template {tpl.folder}: the rules backend needs a description.j2 template")
+    if cfg.backend == "openai" and not (tpl.folder / "user.j2").is_file():
+        raise PipelineError(
+            f"--template {tpl.folder}: the openai backend needs user.j2 (+ optional system.j2)"
+        )
+    return tpl
+
+
+def _existing_journal(store: Store, name: str) -> dict[str, DescriptionResult]:
+    """What a run would find: the staging journal of an interrupted run, else the published one."""
+    for folder in (
+        store.staging_dir("descriptions", name),
+        store.path("descriptions", name) if store.exists("descriptions", name) else None,
+    ):
+        if folder is not None and (folder / JOURNAL_FILE).is_file():
+            with Journal(folder / JOURNAL_FILE, readonly=True) as journal:
+                return journal.load()
+    return {}
+
+
+def plan(
+    cfg: DescribeConfig, requests: list[DescriptionRequest], done: dict[str, DescriptionResult], price: Price
+) -> dict[str, Any]:
+    """--dry-run: what a run would send and cost; nothing is sent or written."""
+    todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
+    prompt_tokens = sum(r.prompt_tokens for r in todo)
+    seen = [d.completion_tokens for d in done.values() if d.status == "ok" and d.completion_tokens]
+    # Completion length: the mean of this journal's replies when there are some, else half of max_tokens.
+    per_reply = sum(seen) / len(seen) if seen else cfg.max_tokens / 2
+    return {
+        "dry_run": True,
+        "rows": len(requests),
+        "cache_hits": len(requests) - len(todo),
+        "new_requests": 0 if cfg.backend == "rules" else len(todo),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens_estimate": round(per_reply * len(todo)),
+        "estimated_cost_usd": round(price.cost(prompt_tokens, round(per_reply * len(todo))), 6),
+        "max_cost_usd": round(price.cost(prompt_tokens, cfg.max_tokens * len(todo)), 6),
+        "price_per_1m": {"input": price.input, "output": price.output, "known": price.known},
+    }
+
+
+def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
+    """Run the stage; returns a summary (the plan under --dry-run)."""
+    rows = select(_load_rows(cfg, store), cfg)
+    if not rows:
+        raise PipelineError(f"annotations/{cfg.annotations}: no image left after --shard/--limit")
+    tpl = _template(cfg)
+    price = (
+        Price(0.0, 0.0)
+        if cfg.backend == "rules"
+        else price_for(
+            cfg.model, price_input=cfg.price_input, price_output=cfg.price_output, prices_file=cfg.prices
+        )
+    )
+    seen: set[str] = set()
+    for i, ann in enumerate(rows):
+        if ann.image in seen:
+            raise PipelineError(
+                f"annotations/{cfg.annotations} row {i}: image {ann.image!r} appears twice "
+                f"(each image must be one row)"
+            )
+        seen.add(ann.image)
+    requests = build_requests(rows, tpl, cfg)
+    name = cfg.artifact_name
+    if cfg.dry_run:
+        done = {} if cfg.overwrite else _existing_journal(store, name)
+        return plan(cfg, requests, done, price)
+
+    config = cfg.to_meta() | {
+        "template_name": tpl.name,
+        "template_hash": tpl.hash,
+        "sampling": cfg.sampling(),
+        "base_url": None if cfg.backend == "rules" else public_base_url(cfg.base_url),
+        "price_per_1m": {"input": price.input, "output": price.output},
+    }
+    with store.create(
+        "descriptions",
+        name,
+        stage="describe",
+        config=config,
+        overwrite=cfg.overwrite,
+        inputs=[store.ref("annotations", cfg.annotations)],
+        resumable=True,
+        seed_from_existing=not cfg.overwrite,
+    ) as writer:
+        journal_path = writer.dir / JOURNAL_FILE
+        if cfg.overwrite:
+            for stale in writer.dir.glob(JOURNAL_FILE + "*"):
+                stale.unlink()
+        started = time.monotonic()
+        with Journal(journal_path) as journal:
+            done = journal.load()
+            todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
+            log.info(
+                "describe %s -> descriptions/%s: %d rows, %d from the journal, %d to do (%s backend)",
+                cfg.annotations,
+                name,
+                len(requests),
+                len(requests) - len(todo),
+                len(todo),
+                cfg.backend,
+            )
+            if cfg.backend == "rules":
+                journal.record_many([rules_result(r) for r in todo])
+                run_stats: dict[str, Any] = {"requests_sent": 0}
+            else:
+                from pipeline.describe.openai_backend import run_requests
+
+                run_stats = run_requests(todo, cfg, price, journal)
+            recorded = journal.load()
+            journal.checkpoint()
+        results = [recorded[r.cache_key] for r in requests]
+        write_parquet(writer.dir / PARQUET, results)
+        counts = totals(results)
+        writer.counts.update(counts)
+        summary = {
+            "artifact": f"descriptions/{name}",
+            "cache_hits": len(requests) - len(todo),
+            "seconds": round(time.monotonic() - started, 3),
+            **run_stats,
+            **counts,
+        }
+        writer.extra["run"] = {k: v for k, v in summary.items() if k not in counts}
+    log.info("descriptions/%s: %s", name, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return summary
