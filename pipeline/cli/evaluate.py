@@ -1,14 +1,169 @@
-"""`focus-pipeline eval`: placeholder until the stage lands (exits non-zero, writes nothing)."""
+"""`focus-pipeline eval`: zero-shot evaluation of a run (or any open_clip arch + checkpoint), or a comparison
+of finished evals.
+
+    focus-pipeline eval --run demo-focusclip --data-root ~/eval-data
+    focus-pipeline eval --arch ViT-B-16 --checkpoint model.pt --tasks fer2013-emotion utkface-age \
+        --path fer2013=~/fer2013_images --split test --templates ensemble
+    focus-pipeline eval --compare evals/clip evals/focusclip
+    focus-pipeline eval --list-tasks
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from pipeline.cli.app import app
+from pipeline.cli.app import app, state
 from pipeline.errors import PipelineError
 
 
-@app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def _evaluate(ctx: typer.Context) -> None:
-    """Not built yet."""
-    raise PipelineError("the 'eval' stage is not built yet in this version of focus-pipeline")
+def _parse_paths(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        dataset, sep, folder = value.partition("=")
+        if not sep or not dataset or not folder:
+            raise PipelineError(f"--path {value!r}: expected DATASET=DIR, e.g. fer2013=~/data/fer2013")
+        out[dataset.strip()] = folder.strip()
+    return out
+
+
+def _parse_splits(values: list[str]) -> tuple[str | None, dict[str, str]]:
+    everywhere, per = None, {}
+    for value in values:
+        key, sep, split = value.partition("=")
+        if sep:
+            if not key or not split:
+                raise PipelineError(f"--split {value!r}: expected SPLIT or TASK=SPLIT")
+            per[key.strip()] = split.strip()
+        else:
+            everywhere = value.strip()
+    return everywhere, per
+
+
+def _task_ids(values: list[str]) -> list[str]:
+    return [t.strip() for v in values for t in v.split(",") if t.strip()]
+
+
+@app.command("eval")
+def _evaluate(
+    entries: Annotated[
+        list[str] | None,
+        typer.Argument(help="With --compare: evals to compare (folders or evals names); else more task ids."),
+    ] = None,
+    *,
+    run: Annotated[str | None, typer.Option("--run", help="A runs/<name> artifact of the store.")] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="An open_clip architecture (with --checkpoint).")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="A state dict open_clip loads for --arch.")
+    ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tasks", help="Task ids (repeat, comma-separate or list them); default: the paper's ten."
+        ),
+    ] = None,
+    data_root: Annotated[
+        str,
+        typer.Option("--data-root", envvar="FOCUS_EVAL_DATA", help="Folder holding one folder per dataset."),
+    ] = "eval-data",
+    path: Annotated[
+        list[str] | None, typer.Option("--path", help="DATASET=DIR: where one dataset lives (repeatable).")
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split", help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable)."
+        ),
+    ] = None,
+    templates: Annotated[
+        str, typer.Option("--templates", help="paper: the paper's single prompt; ensemble: average several.")
+    ] = "paper",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Score at most N samples per task (seeded subset, recorded)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")] = False,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Compare the evals given as arguments (Table 2 layout).")
+    ] = False,
+    list_tasks: Annotated[
+        bool, typer.Option("--list-tasks", help="Print the task registry and exit.")
+    ] = False,
+) -> None:
+    """Score a model zero-shot on human-centric tasks (or compare finished evals)."""
+    from evaluation.tasks import PAPER_TASKS, TASKS
+
+    if list_tasks:
+        for t in TASKS.values():
+            mark = "*" if t.id in PAPER_TASKS else " "
+            typer.echo(f"{mark} {t.id:20s} {t.group:8s} acc@{t.k}  dataset={t.dataset}  split={t.split}")
+        typer.echo("(* = the paper's ten, the default)")
+        return
+    if compare:
+        _compare(entries or [], name)
+        return
+    if entries:
+        unknown = [e for e in entries if e not in TASKS]
+        if unknown:
+            raise PipelineError(
+                f"unexpected argument(s) {' '.join(unknown)} (task ids go after --tasks; "
+                "eval folders need --compare)"
+            )
+    if run and (arch or checkpoint):
+        raise PipelineError("give either --run or --arch/--checkpoint, not both")
+    from evaluation.run import EvalConfig, evaluate
+
+    every_split, splits = _parse_splits(split or [])
+    chosen = _task_ids([*(tasks or []), *(entries or [])]) or list(PAPER_TASKS)
+    cfg = EvalConfig(
+        run=run,
+        arch=arch,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        tasks=tuple(chosen),
+        data_root=data_root,
+        paths=_parse_paths(path or []),
+        split=every_split,
+        splits=splits,
+        templates=templates,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        name=name,
+        limit=limit,
+        overwrite=overwrite,
+    )
+    results = evaluate(cfg, state.store)
+    for r in results:
+        if r["status"] == "ok":
+            acc = r["metrics"][f"acc@{r['k']}"]
+            typer.echo(
+                f"{r['task']:20s} acc@{r['k']} {100 * acc:6.2f}%  n={r['n_samples']}  "
+                f"skipped={sum(r['skipped'].values())}"
+            )
+        else:
+            typer.echo(f"{r['task']:20s} {r['status']}: {r.get('message', '')}")
+
+
+def _compare(entries: list[str], name: str | None) -> None:
+    from evaluation.compare import compare
+
+    store = state.store
+    report = name or "compare"
+    # A comparison is derived from the evals it names and cheap to redo, so it replaces an older one.
+    with store.create(
+        "reports", report, stage="eval-compare", config={"evals": entries}, overwrite=True
+    ) as w:
+        table = compare(entries, store, out_dir=w.dir)
+        w.counts.update(evals=len(table.rows), tasks=len(table.columns))
+    typer.echo(table.markdown)
+    typer.echo(f"wrote reports/{report} (comparison.md, comparison.png)", err=True)

@@ -1,0 +1,90 @@
+"""UTKFace: the labels live in the file names, `[age]_[gender]_[race]_[date&time].jpg.chip.jpg`
+(age 0..116, gender 0 male / 1 female, race 0 white, 1 black, 2 asian, 3 indian, 4 others). Names that
+do not follow the pattern (the real release has five) are counted and skipped.
+
+Split: no official one, so `all` takes every image; any other split name is a list of file names
+(`<root>/<split>.txt`, one per line, or FocusCLIP's `<root>/annotations/<split>.csv` with `img_name`)
+that restricts the set.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
+
+GENDERS = ("male", "female")
+RACES = ("white", "black", "asian", "indian", "others")
+# The date part is 17 digits in the release; the in-the-wild variant drops the `.chip.jpg` suffix.
+NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,17})\.jpg(?:\.chip\.jpg)?$")
+IMAGE_DIRS = ("UTKFace", "utkface_aligned_cropped/UTKFace", "images", "")
+
+
+def age_group(age: int) -> str:
+    """The paper's groups: baby 0-2, child 3-9, teenager 10-19, young adult 20-29, adult 30+."""
+    if age <= 2:
+        return "baby"
+    if age <= 9:
+        return "child"
+    if age <= 19:
+        return "teenager"
+    if age <= 29:
+        return "young adult"
+    return "adult"
+
+
+def parse_name(name: str) -> dict[str, str] | None:
+    """Labels from a file name, or None when the name is malformed."""
+    match = NAME.match(name)
+    if match is None:
+        return None
+    age, gender, race = int(match[1]), int(match[2]), int(match[3])
+    return {"age": str(age), "age_group": age_group(age), "gender": GENDERS[gender], "race": RACES[race]}
+
+
+def _image_dir(root: Path) -> Path:
+    for sub in IMAGE_DIRS:
+        folder = root / sub if sub else root
+        if folder.is_dir() and any(p.name.endswith(".jpg") for p in folder.iterdir()):
+            return folder
+    raise DataAbsent("no UTKFace images found", [root / s if s else root for s in IMAGE_DIRS])
+
+
+def _stem(name: str) -> str:
+    return name.split("/")[-1].removesuffix(".chip.jpg")
+
+
+def _restriction(root: Path, split: str) -> set[str] | None:
+    """The names (without `.chip.jpg`) a split list allows, or None for every image."""
+    if split == "all":
+        return None
+    txt, csv = root / f"{split}.txt", root / "annotations" / f"{split}.csv"
+    if txt.is_file():
+        return {_stem(line.strip()) for line in txt.read_text().splitlines() if line.strip()}
+    if csv.is_file():  # FocusCLIP's split CSVs: column img_name, without the `.chip.jpg` suffix
+        return {_stem(n) for n in pd.read_csv(csv, dtype=str)["img_name"]}
+    raise DataAbsent(f"UTKFace has no official splits; no list of names for split {split!r}", [txt, csv])
+
+
+def read(inp: ReaderInput) -> ReadResult:
+    folder = _image_dir(inp.root)
+    allowed = _restriction(inp.root, inp.split)
+    out = ReadResult()
+    seen: set[str] = set()
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or ".jpg" not in path.name:
+            continue
+        if allowed is not None and _stem(path.name) not in allowed:
+            continue
+        seen.add(_stem(path.name))
+        labels = parse_name(path.name)
+        if labels is None:
+            out.skipped["malformed file name"] += 1
+            continue
+        out.samples.append(Sample(str(path), labels, name=path.name))
+    if allowed is not None and len(allowed - seen):
+        out.skipped["image missing"] += len(allowed - seen)
+    return out
