@@ -1,0 +1,131 @@
+"""Readers for every common form of the MPII Human Pose annotations, chosen by the file's content.
+
+    from pipeline.mpii import read_source
+    src = read_source(Path("valid.h5"))  # SourceData: images by name, what the source provides, counters
+
+Formats (see ../shared/data/mpii/PROVENANCE.md for each one's conventions):
+    mat   the official mpii_human_pose_v1_u12_1.mat (struct RELEASE)               (pipeline.mpii.mat)
+    json  the mmpose/HRNet list of people {image, joints, joints_vis, center, scale} (.mmpose_json)
+    h5    the stacked-hourglass annotations (imgname, part, visible, center, scale) (.hourglass_h5)
+    csv   the widely shared mpii_dataset.csv (NAME, 16 joints x _X/_Y, Scale, ...)   (.csv_table)
+
+Every reader returns keypoints in the one convention of pipeline.records, in the .mat's pixel coordinates
+(the raw values every one of these formats stores; none is shifted by -1 here), with center = the .mat
+objpos and scale = the .mat scale (height / 200 px); format-specific shifts are undone by the readers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.records import ImageAnnotation
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("mat", "json", "h5", "csv")
+_READERS = {"mat": "mat", "json": "mmpose_json", "h5": "hourglass_h5", "csv": "csv_table"}
+
+_MAT5 = b"MATLAB 5.0 MAT-file"
+_MAT73 = b"MATLAB 7.3 MAT-file"
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+# Magic numbers of files people pass by mistake, to say what the file is instead.
+_OTHER_MAGIC = {
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x89PNG": "a PNG image",
+    b"PK\x03\x04": "a zip archive",
+    b"\x1f\x8b": "a gzip file",
+    b"PAR1": "a Parquet file",
+    b"%PDF": "a PDF document",
+}
+
+
+@dataclass(slots=True)
+class SourceData:
+    """What one annotation file holds, as records, plus what it can and cannot tell."""
+
+    path: Path
+    format: str  # one of FORMATS
+    images: dict[str, ImageAnnotation]  # by image name, in file order
+    has_people: bool  # the source carries keypoints
+    has_activity: bool  # the source carries activity labels
+    has_occlusion: bool  # the source separates occluded (v=1) from visible (v=2) joints
+    split_per_image: bool  # the split comes from the file's content (img_train), not from a guess
+    counts: Counter = field(default_factory=Counter)  # read-time counters: rows, dropped:<reason>, ...
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name} ({self.format})"
+
+
+def sniff_format(path: Path) -> str:
+    """The format of an annotation file from its first bytes (the extension is not trusted)."""
+    if not path.exists():
+        raise PipelineError(f"{path}: no such file")
+    if path.is_dir():
+        raise PipelineError(f"{path}: is a directory, not an annotation file")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        raise PipelineError(f"{path}: empty file")
+    if head.startswith(_MAT73):
+        raise PipelineError(
+            f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; re-save it in MATLAB "
+            f"with save(..., '-v7') (the official MPII file is v5)"
+        )
+    if head.startswith(_MAT5):
+        return "mat"
+    if head.startswith(_HDF5):
+        return "h5"
+    for magic, what in _OTHER_MAGIC.items():
+        if head.startswith(magic):
+            raise PipelineError(
+                f"{path}: {what}, not an MPII annotation file (.mat, mmpose .json, hourglass "
+                f".h5 or mpii_dataset.csv)"
+            )
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    if text[:1] in ("[", "{"):
+        return "json"
+    first_line = text.split("\n", 1)[0]
+    if "," in first_line and ("_X" in first_line or "NAME" in first_line.upper()):
+        return "csv"
+    if b"\0" in head:
+        raise PipelineError(
+            f"{path}: binary file of unknown kind, not an MPII annotation file (.mat, mmpose "
+            f".json, hourglass .h5 or mpii_dataset.csv)"
+        )
+    raise PipelineError(
+        f"{path}: text that is neither JSON nor an MPII CSV (first line: {first_line[:60]!r})"
+    )
+
+
+def read_source(path: str | Path, *, split: str | None = None) -> SourceData:
+    """Read one annotation file of any supported format.
+
+    split: the split for sources that do not record one per image (json, h5, csv); default: guessed from
+    the file name (train/val/test), "train" for the CSV (it holds only img_train == 1 images).
+    """
+    path = Path(path)
+    fmt = sniff_format(path)
+    module = importlib.import_module(f"pipeline.mpii.{_READERS[fmt]}")
+    src = module.read(path, split=split)
+    log.info(
+        "read %s: %d images, %d people",
+        src.label,
+        len(src.images),
+        sum(len(a.people) for a in src.images.values()),
+    )
+    return src
+
+
+def split_from_name(path: Path, default: str = "unknown") -> str:
+    """Split implied by a file name: mpii_val.json / valid.h5 -> val, train.h5 -> train, test -> test."""
+    stem = path.stem.lower()
+    for token, split in (("val", "val"), ("train", "train"), ("test", "test")):
+        if token in stem:
+            return split
+    return default
