@@ -44,7 +44,9 @@ _SECRET = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IG
 def redact(config: Any) -> Any:
     """Copy of a config with every secret-looking value replaced, and URL credentials stripped."""
     if isinstance(config, Mapping):
-        return {k: ("***" if _SECRET.search(str(k)) and v else redact(v)) for k, v in config.items()}
+        # Only strings can be secrets: numbers under such keys (max_tokens, prompt_tokens) are kept.
+        return {k: ("***" if _SECRET.search(str(k)) and isinstance(v, str) and v else redact(v))
+                for k, v in config.items()}
     if isinstance(config, list | tuple):
         return [redact(v) for v in config]
     if isinstance(config, str) and "://" in config and "@" in config.split("://", 1)[1].split("/", 1)[0]:
