@@ -1,14 +1,85 @@
-"""`focus-pipeline build-dataset`: placeholder until the stage lands (exits non-zero, writes nothing)."""
+"""`focus-pipeline build-dataset`: annotations + descriptions + images -> datasets/<name> (Parquet + card).
+
+    focus-pipeline build-dataset --annotations mpii --descriptions mpii-gpt4o --images ~/mpii/images
+    focus-pipeline build-dataset --annotations mpii --descriptions a --descriptions b --images DIR \
+        --max-side 512 --shard-size 256MB --push-to-hub me/mpii-pose-descriptions
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from pipeline.cli.app import app
+from pipeline.cli.app import app, state
 from pipeline.errors import PipelineError
 
+_UNITS = {"": 2**20, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
-@app.command("build-dataset", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def _build_dataset(ctx: typer.Context) -> None:
-    """Not built yet."""
-    raise PipelineError("the 'build-dataset' stage is not built yet in this version of focus-pipeline")
+
+def parse_size(text: str) -> int:
+    """'500MB', '1GB', '256MiB' or a bare number of MiB -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise PipelineError(f"--shard-size {text!r}: expected a size like 500MB, 1GB or 256MiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+@app.command("build-dataset")
+def build_dataset_cmd(
+    *,
+    annotations: Annotated[str, typer.Option(help="Annotations artifact (from `convert`).")],
+    descriptions: Annotated[
+        list[str],
+        typer.Option(help="Descriptions artifact(s) (from `describe`); repeat to combine sources, in order."),
+    ],
+    images: Annotated[Path, typer.Option(help="Folder holding the images, as <images>/<image name>.")],
+    name: Annotated[str | None, typer.Option(help="Dataset name [default: first --descriptions].")] = None,
+    max_side: Annotated[
+        int | None, typer.Option(help="Shrink images whose longer side exceeds PX (keypoints follow).")
+    ] = None,
+    shard_size: Annotated[str, typer.Option(help="Maximum payload per Parquet shard, e.g. 500MB.")] = "500MB",
+    max_shard_rows: Annotated[int | None, typer.Option(help="Maximum rows per Parquet shard.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel image workers (0: in-process) [default: CPU count, max 8].")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="Worker pool: process or thread.")] = "process",
+    include_status: Annotated[
+        list[str] | None,
+        typer.Option(help="Description statuses to use (repeatable) [default: ok]; e.g. also 'truncated'."),
+    ] = None,
+    heatmap_parts: Annotated[bool, typer.Option(help="One heatmap blob per body part.")] = False,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Also publish to this Hub dataset repo (token from HF_TOKEN).")
+    ] = None,
+    private: Annotated[bool, typer.Option(help="Create the Hub repo as private.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
+) -> None:
+    """Join annotations, descriptions and images into a Hugging Face dataset with a dataset card."""
+    from pipeline.build_dataset import BuildConfig, build_dataset
+
+    cfg = BuildConfig(
+        annotations=annotations,
+        descriptions=descriptions,
+        images=images,
+        name=name,
+        max_side=max_side,
+        max_shard_bytes=parse_size(shard_size),
+        max_shard_rows=max_shard_rows,
+        executor=executor,  # type: ignore[arg-type]  (checked by BuildConfig)
+        include_status=tuple(include_status or ("ok",)),
+        heatmap_parts=heatmap_parts,
+        push_to_hub=push_to_hub,
+        private=private,
+        overwrite=overwrite,
+        **({} if workers is None else {"workers": workers}),
+    )
+    summary = build_dataset(cfg, state.store)
+    skipped = {**summary["skipped_images"]}
+    typer.echo(
+        f"datasets/{summary['name']}: {summary['images']} images {summary['splits']}, "
+        f"skipped {skipped or 'none'} -> {summary['path']}"
+        + (f" (pushed to {summary['hub_url']})" if summary.get("hub_url") else "")
+    )

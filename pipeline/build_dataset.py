@@ -1,0 +1,702 @@
+"""build-dataset: annotations + descriptions + images -> a Hugging Face dataset (Parquet shards + card).
+
+    focus-pipeline build-dataset --annotations mpii --descriptions mpii-gpt4o --images ~/mpii/images
+    focus-pipeline build-dataset --annotations mpii --descriptions a --descriptions b --images DIR \
+        --max-side 512 --name mpii-pose-descriptions --push-to-hub me/mpii-pose-descriptions
+
+    from pipeline.build_dataset import BuildConfig, build_dataset
+    cfg = BuildConfig(annotations="mpii", descriptions=["mpii-gpt4o"], images=Path(DIR))
+    summary = build_dataset(cfg, store)
+
+Writes datasets/<name>/: data/<split>-NNNNN-of-NNNNN.parquet (features in `FEATURES`), README.md (the dataset
+card, YAML header with configs/splits/features so `datasets.load_dataset(path)` needs no loading script),
+skipped.jsonl (every dropped image or description row with its reason) and meta.json (counts, statistics).
+
+One row per annotated image that has at least one usable description and a decodable image file.
+`description` is the first usable description (descriptions artifacts in the order given, then source, then
+sample); `descriptions` holds all of them as {source, model, text}. Images are stored as their original bytes
+unless --max-side shrinks them; keypoints, centers and scales are then rescaled to the stored pixels.
+
+Memory stays flat: rows stream through a bounded window of in-flight image jobs into one ParquetWriter per
+split, flushed every row group and rolled over at a size bound; nothing holds more than a row group of images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing as mp
+import os
+import socket
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from pipeline.dataset_card import (
+    SCHEMA,
+    CardInputs,
+    SplitInfo,
+    TextStats,
+    count_words,
+    render_card,
+    token_counter,
+)
+from pipeline.errors import PipelineError
+from pipeline.heatmaps import roi_heatmap, to_uint8
+from pipeline.log import progress
+from pipeline.records import ImageAnnotation, read_annotations
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "truncated", "refused", "invalid", "error")
+DESCRIPTION_COLUMNS = [
+    "image", "source", "sample", "description", "status", "model", "template", "template_hash",
+    "prompt_tokens", "completion_tokens", "cost_usd",
+]  # fmt: skip
+
+
+@dataclass(slots=True)
+class BuildConfig:
+    annotations: str
+    descriptions: list[str]
+    images: Path
+    name: str | None = None  # default: the first descriptions artifact's name
+    max_side: int | None = None  # shrink images whose longer side exceeds this (pixels); None keeps the bytes
+    jpeg_quality: int = 95  # for re-encoded (resized) JPEGs
+    max_shard_bytes: int = 500 * 2**20  # roll to a new shard past this many bytes of row payload
+    max_shard_rows: int | None = None
+    row_group_rows: int = 100  # what datasets itself writes for image data; keeps the Hub viewer fast
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    executor: Literal["process", "thread"] = "process"
+    include_status: tuple[str, ...] = ("ok",)
+    heatmap_parts: bool = False  # the body-part variant of the ROI heatmap
+    heatmap_png_level: int = 1  # zlib level: heatmaps are smooth, level 1 is fast and small enough
+    overwrite: bool = False
+    push_to_hub: str | None = None
+    private: bool = False
+
+    def __post_init__(self) -> None:
+        self.images = Path(self.images).expanduser()
+        self.descriptions = list(self.descriptions)
+        self.include_status = tuple(self.include_status)
+        if not self.descriptions:
+            raise PipelineError("build-dataset needs at least one --descriptions artifact")
+        bad = sorted(set(self.include_status) - set(STATUSES))
+        if bad:
+            raise PipelineError(
+                f"--include-status {', '.join(bad)}: not a description status (one of {', '.join(STATUSES)})"
+            )
+        if self.max_side is not None and self.max_side < 8:
+            raise PipelineError(f"--max-side {self.max_side}: must be at least 8 pixels")
+        if self.max_shard_rows is not None and self.max_shard_rows < 1:
+            raise PipelineError(f"--max-shard-rows {self.max_shard_rows}: must be at least 1")
+        if self.max_shard_bytes < 1:
+            raise PipelineError("--shard-size must be positive")
+        if self.workers < 0:
+            raise PipelineError(f"--workers {self.workers}: must be 0 (in-process) or more")
+        if self.executor not in ("process", "thread"):
+            raise PipelineError(f"--executor {self.executor!r}: one of process, thread")
+
+    @property
+    def dataset_name(self) -> str:
+        return self.name or self.descriptions[0]
+
+
+# ---- descriptions ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Description:
+    source: str
+    model: str
+    text: str
+
+
+@dataclass(slots=True)
+class SourceSummary:
+    """What one description source cost and produced (from the descriptions rows themselves)."""
+
+    artifact: str
+    source: str
+    models: Counter = field(default_factory=Counter)
+    templates: Counter = field(default_factory=Counter)  # "name (hash)" -> rows
+    status: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "artifact": self.artifact,
+            "source": self.source,
+            "models": dict(self.models),
+            "templates": dict(self.templates),
+            "status": dict(self.status),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+        }
+
+
+@dataclass(slots=True)
+class DescriptionIndex:
+    by_image: dict[str, list[Description]]
+    rows: int
+    fate: Counter  # "used" or "skipped:<reason>" -> rows
+    sources: list[SourceSummary]
+
+
+def index_descriptions(
+    tables: list[tuple[str, pa.Table]],
+    known_images: set[str],
+    include_status: tuple[str, ...],
+    on_skip: Callable[[dict], None],
+) -> DescriptionIndex:
+    """Group usable description rows by image; every other row gets a reason (pure, no I/O but `on_skip`).
+
+    Each row ends up either used or skipped for exactly one reason: unknown_image (no such image in the
+    annotations), status:<s> (a status outside include_status), empty_text, duplicate (an (image, source,
+    sample) already used: the first usable row wins, so a retried row that succeeded replaces nothing) or
+    duplicate_text (the same text already used for that image).
+    """
+    by_image: dict[str, list[Description]] = {}
+    taken: set[tuple[str, str, int]] = set()
+    fate: Counter = Counter()
+    sources: dict[tuple[str, str], SourceSummary] = {}
+    rows = 0
+    for artifact, table in tables:
+        cols = {c: table.column(c).to_pylist() for c in DESCRIPTION_COLUMNS}
+        for i in range(table.num_rows):
+            rows += 1
+            image, source, sample = cols["image"][i], cols["source"][i], cols["sample"][i]
+            status, text, model = cols["status"][i], cols["description"][i], cols["model"][i] or ""
+            summary = sources.get((artifact, source))
+            if summary is None:
+                summary = sources[artifact, source] = SourceSummary(artifact, source)
+            summary.models[model] += 1
+            summary.templates[f"{cols['template'][i]} ({cols['template_hash'][i]})"] += 1
+            summary.status[status] += 1
+            summary.prompt_tokens += cols["prompt_tokens"][i] or 0
+            summary.completion_tokens += cols["completion_tokens"][i] or 0
+            summary.cost_usd += cols["cost_usd"][i] or 0.0
+            if image not in known_images:
+                reason = "unknown_image"
+            elif status not in include_status:
+                reason = f"status:{status}"
+            elif text is None or not text.strip():
+                reason = "empty_text"
+            elif (image, source, sample) in taken:
+                reason = "duplicate"
+            elif any(d.text.strip() == text.strip() for d in by_image.get(image, ())):
+                reason = "duplicate_text"
+            else:
+                taken.add((image, source, sample))
+                by_image.setdefault(image, []).append(Description(source, model, text.strip()))
+                fate["used"] += 1
+                continue
+            fate[f"skipped:{reason}"] += 1
+            on_skip(
+                {
+                    "kind": "description",
+                    "reason": reason,
+                    "image": image,
+                    "artifact": artifact,
+                    "source": source,
+                    "sample": sample,
+                    "status": status,
+                }
+            )
+    return DescriptionIndex(by_image, rows, fate, [s for s in sources.values()])
+
+
+def read_descriptions(path: Path) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise PipelineError(f"{path}: not a readable Parquet file ({err})") from None
+    missing = [c for c in DESCRIPTION_COLUMNS if c not in table.column_names]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (is this a describe artifact?)")
+    return table.select(DESCRIPTION_COLUMNS)
+
+
+# ---- per-image work (runs in the worker pool) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    max_side: int | None
+    jpeg_quality: int
+    heatmap_parts: bool
+    png_level: int
+
+
+@dataclass(slots=True)
+class ImageJob:
+    path: str
+    keypoints: np.ndarray  # (P, 16, 3) in source pixels
+    texts: list[str]  # descriptions, for their length statistics
+
+
+@dataclass(slots=True)
+class ImageResult:
+    reason: str | None = None  # None: the image is usable
+    detail: str = ""
+    image: bytes = b""
+    heatmap: bytes = b""
+    width: int = 0
+    height: int = 0
+    scale: tuple[float, float] = (1.0, 1.0)  # stored / source pixels, x and y
+    words: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+
+def stored_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """Size after shrinking the longer side to max_side (never enlarging), aspect ratio kept."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    f = max_side / max(width, height)
+    return max(1, round(width * f)), max(1, round(height * f))
+
+
+def encode_heatmap(keypoints: np.ndarray, size: tuple[int, int], *, parts: bool, png_level: int) -> bytes:
+    """ROI heatmap of keypoints given in stored-image pixels, as an 8-bit grayscale PNG of that size."""
+    hm = to_uint8(roi_heatmap(keypoints, image_size=size, out_size=size, parts=parts))
+    buf = io.BytesIO()
+    Image.fromarray(hm, mode="L").save(buf, format="PNG", compress_level=png_level)
+    return buf.getvalue()
+
+
+def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
+    """Read, fully decode, maybe shrink and render the heatmap of one image; bad data -> a reason."""
+    try:
+        with open(job.path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return ImageResult("missing_image", job.path)
+    except OSError as err:
+        return ImageResult("unreadable_image", f"{job.path}: {err.strerror or err}")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            fmt = img.format
+            size = stored_size(width, height, opts.max_side)
+            if size != (width, height):
+                img.draft(img.mode, size)  # JPEG DCT scaling: decode at >= the target size, much faster
+            img.load()  # a full decode: truncated or corrupt files fail here, not in a user's training loop
+            if size != (width, height):
+                data = _reencode(img.resize(size, Image.Resampling.LANCZOS), fmt, opts.jpeg_quality)
+    # Decoders raise many types on hostile bytes (OSError, SyntaxError, ValueError, struct.error, ...):
+    # whatever they raise, the file is not a usable image, and the reason says which error it was.
+    except Exception as err:  # noqa: BLE001
+        return ImageResult("corrupt_image", f"{job.path}: {type(err).__name__}: {err}")
+    sx, sy = size[0] / width, size[1] / height
+    kps = job.keypoints.copy()
+    kps[..., 0] *= sx
+    kps[..., 1] *= sy
+    heatmap = encode_heatmap(kps, size, parts=opts.heatmap_parts, png_level=opts.png_level)
+    count = token_counter()
+    return ImageResult(
+        None,
+        "",
+        data,
+        heatmap,
+        size[0],
+        size[1],
+        (sx, sy),
+        words=[count_words(t) for t in job.texts],
+        tokens=[count(t) for t in job.texts],
+    )
+
+
+def _reencode(img: Image.Image, fmt: str | None, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG" or (fmt != "PNG" and img.mode in ("RGB", "L", "CMYK")):
+        img.save(buf, format="JPEG", quality=quality)
+    else:
+        img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _run_job(item: tuple[ImageJob, ImageOptions]) -> ImageResult:
+    return process_image(*item)
+
+
+def ordered_map(
+    fn: Callable[[Any], Any], items: Iterable[tuple[Any, Any]], *, workers: int, executor: str, window: int
+) -> Iterator[tuple[Any, Any]]:
+    """Yield (ctx, fn(arg)) for (ctx, arg) in items, in order, with at most `window` calls in flight.
+
+    The window is what keeps memory flat: results wait in the deque only until everything before them is
+    written, and no more than `window` of them exist at once.
+    """
+    if workers <= 0:
+        for ctx, arg in items:
+            yield ctx, fn(arg)
+        return
+    pool: Executor
+    if executor == "process":
+        # fork: workers inherit the imported modules and the loaded tokenizer instead of re-importing torch.
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    else:
+        pool = ThreadPoolExecutor(workers)
+    with pool:
+        pending: deque = deque()
+        for ctx, arg in items:
+            pending.append((ctx, pool.submit(fn, arg)))
+            if len(pending) >= window:
+                ctx0, fut = pending.popleft()
+                yield ctx0, fut.result()
+        while pending:
+            ctx0, fut = pending.popleft()
+            yield ctx0, fut.result()
+
+
+# ---- writing -----------------------------------------------------------------------------------------------
+
+
+class SplitWriter:
+    """Rows of one split -> data/<split>-NNNNN-of-NNNNN.parquet, a row group at a time, bounded shards.
+
+    Shards are written as .partial files and named at the end, when their total count is known.
+    """
+
+    def __init__(self, data_dir: Path, split: str, *, max_bytes: int, max_rows: int | None, group_rows: int):
+        self.data_dir, self.split = data_dir, split
+        self.max_bytes, self.max_rows, self.group_rows = max_bytes, max_rows, group_rows
+        self.parts: list[Path] = []
+        self.rows = 0
+        self.num_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._buf: list[dict] = []
+        self._buf_bytes = 0
+        self._shard_rows = 0
+        self._shard_bytes = 0
+
+    def add(self, row: dict, nbytes: int) -> None:
+        full = self._shard_bytes + nbytes > self.max_bytes or (
+            self.max_rows and self._shard_rows >= self.max_rows
+        )
+        if self._shard_rows and full:
+            self._close_shard()
+        self._buf.append(row)
+        self._buf_bytes += nbytes
+        self._shard_rows += 1
+        self._shard_bytes += nbytes
+        self.rows += 1
+        if len(self._buf) >= self.group_rows or self._buf_bytes >= 64 * 2**20:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        if self._writer is None:
+            path = self.data_dir / f"{self.split}-{len(self.parts):05d}.partial"
+            self.parts.append(path)
+            self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        table = pa.Table.from_pylist(self._buf, schema=SCHEMA)
+        self._writer.write_table(table, row_group_size=len(self._buf))
+        self.num_bytes += table.nbytes
+        self._buf, self._buf_bytes = [], 0
+
+    def _close_shard(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._shard_rows = self._shard_bytes = 0
+
+    def finish(self) -> list[Path]:
+        self._close_shard()
+        n = len(self.parts)
+        final = [p.with_name(f"{self.split}-{i:05d}-of-{n:05d}.parquet") for i, p in enumerate(self.parts)]
+        for part, path in zip(self.parts, final, strict=True):
+            part.rename(path)
+        return final
+
+
+def _person_row(
+    kps: np.ndarray, center: tuple[float, float] | None, scale: float | None, sx: float, sy: float
+) -> dict:
+    kps = kps.astype(np.float32).copy()
+    kps[:, 0] *= sx
+    kps[:, 1] *= sy
+    return {
+        "keypoints": kps.reshape(-1).tolist(),
+        "center": None if center is None else [float(center[0]) * sx, float(center[1]) * sy],
+        # scale is person height / 200 px, so it follows the vertical factor.
+        "scale": None if scale is None else float(scale) * sy,
+    }
+
+
+def dataset_row(ann: ImageAnnotation, descs: list[Description], res: ImageResult) -> dict:
+    sx, sy = res.scale
+    return {
+        "image": {"bytes": res.image, "path": ann.image},
+        "heatmap": {"bytes": res.heatmap, "path": None},
+        "image_id": ann.image,
+        "split": ann.split,
+        "activity": ann.activity,
+        "category": ann.category,
+        "activity_id": ann.activity_id,
+        "description": descs[0].text,
+        "descriptions": [asdict(d) for d in descs],
+        "width": res.width,
+        "height": res.height,
+        "people": [_person_row(p.keypoints, p.center, p.scale, sx, sy) for p in ann.people],
+    }
+
+
+# ---- the stage ---------------------------------------------------------------------------------------------
+
+SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}
+
+
+def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
+    """Build datasets/<name> from annotations, descriptions and images; returns a summary like meta.json."""
+    name = cfg.dataset_name
+    store.url("datasets", name)  # validates the name
+    if store.exists("datasets", name) and not cfg.overwrite:
+        raise PipelineError(
+            f"artifact datasets/{name} already exists in {store.root} (pass --overwrite, "
+            f"or choose another --name)"
+        )
+    token = _hub_token(cfg.push_to_hub) if cfg.push_to_hub else None
+    if not cfg.images.is_dir():
+        raise PipelineError(f"--images {cfg.images}: not a folder")
+    annotations = read_annotations(store.path("annotations", cfg.annotations) / "annotations.parquet")
+    tables = []
+    for dname in cfg.descriptions:
+        path = store.path("descriptions", dname) / "descriptions.parquet"
+        if not path.is_file():
+            raise PipelineError(f"descriptions/{dname} has no descriptions.parquet ({path})")
+        tables.append((dname, read_descriptions(path)))
+    describe_meta = {d: store.meta("descriptions", d) for d in cfg.descriptions}
+    inputs = [store.ref("annotations", cfg.annotations)] + [
+        store.ref("descriptions", d) for d in cfg.descriptions
+    ]
+    config = {**asdict(cfg), "images": str(cfg.images.resolve()), "name": name}
+
+    with (
+        store.create(
+            "datasets", name, stage="build-dataset", config=config, inputs=inputs, overwrite=cfg.overwrite
+        ) as w,
+        open(w.dir / "skipped.jsonl", "w") as skipped_file,
+    ):
+        skipped_images: Counter = Counter()
+        examples: dict[str, list[str]] = {}
+
+        def skip(record: dict) -> None:
+            skipped_file.write(json.dumps(record) + "\n")
+
+        def skip_image(ann: ImageAnnotation, reason: str, detail: str = "") -> None:
+            skipped_images[reason] += 1
+            examples.setdefault(reason, [])
+            if len(examples[reason]) < 3:
+                examples[reason].append(ann.image)
+            skip(
+                {"kind": "image", "reason": reason, "image": ann.image, "split": ann.split, "detail": detail}
+            )
+
+        index = index_descriptions(tables, {a.image for a in annotations}, cfg.include_status, skip)
+        desc_fate = index.fate
+        opts = ImageOptions(cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level)
+        token_counter()  # load the tokenizer once, before the pool forks
+
+        def jobs() -> Iterator[
+            tuple[tuple[ImageAnnotation, list[Description]], tuple[ImageJob, ImageOptions]]
+        ]:
+            seen: set[str] = set()
+            for ann in annotations:
+                if ann.image in seen:
+                    skip_image(ann, "duplicate_annotation")
+                    continue
+                seen.add(ann.image)
+                descs = index.by_image.get(ann.image)
+                if not descs:
+                    skip_image(ann, "no_description")
+                    continue
+                job = ImageJob(str(cfg.images / ann.image), ann.keypoints, [d.text for d in descs])
+                yield (ann, descs), (job, opts)
+
+        data_dir = w.dir / "data"
+        data_dir.mkdir()
+        writers: dict[str, SplitWriter] = {}
+        primary, by_source = TextStats(), {}
+        people: Counter = Counter()
+        activities: Counter = Counter()
+        categories: Counter = Counter()
+        results = ordered_map(
+            _run_job, jobs(), workers=cfg.workers, executor=cfg.executor, window=max(4, 4 * cfg.workers)
+        )
+        for (ann, descs), res in progress(
+            results, total=len(index.by_image), desc="build-dataset", unit="img"
+        ):
+            if res.reason is not None:
+                skip_image(ann, res.reason, res.detail)
+                desc_fate["used"] -= len(descs)
+                desc_fate["skipped:image_skipped"] += len(descs)
+                continue
+            row = dataset_row(ann, descs, res)
+            writer = writers.get(ann.split)
+            if writer is None:
+                writer = writers[ann.split] = SplitWriter(
+                    data_dir,
+                    ann.split,
+                    max_bytes=cfg.max_shard_bytes,
+                    max_rows=cfg.max_shard_rows,
+                    group_rows=cfg.row_group_rows,
+                )
+            writer.add(row, len(res.image) + len(res.heatmap) + sum(len(d.text) for d in descs))
+            primary.add(res.words[0], res.tokens[0])
+            for d, nw, nt in zip(descs, res.words, res.tokens, strict=True):
+                by_source.setdefault(d.source, TextStats()).add(nw, nt)
+            people[len(ann.people)] += 1
+            activities[ann.activity or "(none)"] += 1
+            categories[ann.category or "(none)"] += 1
+
+        kept = sum(wr.rows for wr in writers.values())
+        for reason, n in sorted(skipped_images.items()):
+            log.warning("skipped %d image(s): %s (e.g. %s)", n, reason, ", ".join(examples[reason]))
+        if kept == 0:
+            raise PipelineError(
+                f"no image has both a usable description and a readable image file under {cfg.images} "
+                f"(skipped: {dict(skipped_images) or 'none'}; description rows: {dict(desc_fate)}); "
+                f"nothing was written"
+            )
+        splits = []
+        for split in sorted(writers, key=lambda s: (SPLIT_ORDER.get(s, 9), s)):
+            files = writers[split].finish()
+            splits.append(
+                SplitInfo(
+                    split,
+                    writers[split].rows,
+                    writers[split].num_bytes,
+                    [f"data/{f.name}" for f in files],
+                    sum(f.stat().st_size for f in files),
+                )
+            )
+
+        statistics = {
+            "description": primary.summary(),
+            "descriptions_by_source": {s: t.summary() for s, t in sorted(by_source.items())},
+            "people_per_image": {str(k): v for k, v in sorted(people.items())},
+            "people_mean": round(sum(k * v for k, v in people.items()) / kept, 3),
+            "distinct_activities": len(activities),
+            "categories": dict(categories.most_common()),
+            "top_activities": dict(activities.most_common(20)),
+            "activities": dict(activities.most_common()),
+        }
+        counts = {
+            "annotated_images": len(annotations),
+            "images": kept,
+            "splits": {s.name: s.rows for s in splits},
+            "skipped_images": dict(skipped_images),
+            "description_rows": index.rows,
+            "descriptions_used": desc_fate["used"],
+            "skipped_descriptions": {
+                k.removeprefix("skipped:"): v
+                for k, v in sorted(desc_fate.items())
+                if k.startswith("skipped:") and v
+            },
+            "shards": sum(len(s.files) for s in splits),
+        }
+        w.counts.update(counts)
+        w.extra["statistics"] = statistics
+        w.extra["sources"] = [s.as_dict() for s in index.sources]
+        (w.dir / "README.md").write_text(
+            render_card(
+                CardInputs(
+                    name=name,
+                    splits=splits,
+                    statistics=statistics,
+                    sources=[s.as_dict() for s in index.sources],
+                    describe_meta=describe_meta,
+                    annotations=cfg.annotations,
+                    counts=counts,
+                    config=config,
+                )
+            )
+        )
+
+    path = store.path("datasets", name)
+    log.info(
+        "datasets/%s: %d images (%s), skipped %s",
+        name,
+        kept,
+        counts["splits"],
+        dict(skipped_images) or "none",
+    )
+    summary = {"name": name, "path": str(path), **counts, "statistics": statistics}
+    if cfg.push_to_hub:
+        summary["hub_url"] = push_to_hub(path, cfg.push_to_hub, token=token, private=cfg.private)
+    return summary
+
+
+# ---- publishing --------------------------------------------------------------------------------------------
+
+
+def _hub_token(repo_id: str) -> str:
+    """Check the repo id and find the token before an hour of building, not after."""
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise PipelineError(f"--push-to-hub {repo_id!r}: expected a repo id like 'user/dataset-name'")
+    from huggingface_hub import get_token
+
+    token = get_token()  # HF_TOKEN, or the token `hf auth login` stored
+    if not token:
+        raise PipelineError(f"--push-to-hub {repo_id}: no Hugging Face token; set HF_TOKEN (a write token)")
+    return token
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def push_to_hub(
+    path: Path, repo_id: str, *, token: str, private: bool = False, timeout_s: float = 10.0
+) -> str:
+    """Upload README.md and data/ of a built dataset to a Hub dataset repo; returns its URL.
+
+    Fails fast with one line (and leaves `path` untouched) when offline: HF_HUB_OFFLINE is set, or the
+    endpoint does not answer a TCP connect within timeout_s.
+    """
+    keep = f"the dataset is intact at {path}; push it later with --push-to-hub or `hf upload`"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    if _offline():
+        raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; {keep}")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise PipelineError(f"cannot push to {repo_id}: {endpoint} is unreachable ({err}); {keep}") from None
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=path,
+            allow_patterns=["README.md", "data/*.parquet"],
+            commit_message=f"focus-pipeline build-dataset {path.name}",
+        )
+    # huggingface_hub raises its HTTP errors, httpx transport errors or OSError; all mean "not pushed".
+    except Exception as err:  # noqa: BLE001
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PipelineError(f"pushing to {repo_id} failed: {msg}; {keep}") from None
+    hub_url = f"{endpoint}/datasets/{repo_id}"
+    log.info("pushed %s -> %s", path, hub_url)
+    return hub_url

@@ -1,0 +1,212 @@
+"""The published dataset's schema, its text statistics, and its README.md card (YAML header + Markdown body).
+
+    from pipeline.dataset_card import FEATURES, TextStats, render_card
+    stats = TextStats(); stats.add(words=54, tokens=71); stats.summary()   # -> mean/median/p95/over_77 ...
+    (path / "README.md").write_text(render_card(CardInputs(...)))
+
+The YAML header is what the Hub and `datasets.load_dataset(<folder>)` read: `configs` maps each split to its
+shard files (so "val" stays "val" instead of being guessed into "validation"), `dataset_info` carries the
+typed features and split sizes. The body is rendered from templates/dataset_card.md.j2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import jinja2
+import numpy as np
+import yaml
+
+# The text tower's context: open_clip tokenises to 77 tokens (start and end included) and cuts the rest.
+CLIP_CONTEXT = 77
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+PERSON_FEATURES = {
+    # 48 floats: x, y, v per joint in MPII order, in stored-image pixels; v = 0 (not annotated) has NaN x, y.
+    "keypoints": datasets.List(datasets.Value("float32")),
+    "center": datasets.List(datasets.Value("float32")),
+    "scale": datasets.Value("float32"),
+}
+FEATURES = datasets.Features({
+    "image": datasets.Image(),
+    "heatmap": datasets.Image(),  # 8-bit L PNG, same size as image
+    "image_id": datasets.Value("string"),
+    "split": datasets.Value("string"),
+    "activity": datasets.Value("string"),
+    "category": datasets.Value("string"),
+    "activity_id": datasets.Value("int32"),
+    "description": datasets.Value("string"),
+    "descriptions": datasets.List({
+        "source": datasets.Value("string"),
+        "model": datasets.Value("string"),
+        "text": datasets.Value("string"),
+    }),
+    "width": datasets.Value("int32"),
+    "height": datasets.Value("int32"),
+    "people": datasets.List(PERSON_FEATURES),
+})  # fmt: skip
+SCHEMA = FEATURES.arrow_schema  # carries the features as "huggingface" metadata, as datasets itself writes
+
+
+@functools.cache
+def token_counter() -> Callable[[str], int]:
+    """Tokens the CLIP text tower would see for a text before truncation (start and end tokens included).
+
+    open_clip's SimpleTokenizer ships its BPE vocabulary in the wheel, so this works offline.
+    """
+    from open_clip.tokenizer import SimpleTokenizer
+
+    tokenizer = SimpleTokenizer()
+    return lambda text: len(tokenizer.encode(text)) + 2
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(slots=True)
+class TextStats:
+    """Lengths of texts in words and in CLIP tokens; the summary is what meta.json and the card show."""
+
+    words: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+    def add(self, words: int, tokens: int) -> None:
+        self.words.append(words)
+        self.tokens.append(tokens)
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self.words)
+        if n == 0:
+            return {"count": 0}
+        out: dict[str, Any] = {"count": n}
+        for key, values in (("words", self.words), ("clip_tokens", self.tokens)):
+            arr = np.asarray(values)
+            out[key] = {
+                "mean": round(float(arr.mean()), 1),
+                "median": float(np.median(arr)),
+                "p95": float(np.percentile(arr, 95)),
+                "min": int(arr.min()),
+                "max": int(arr.max()),
+            }
+        over = int(sum(t > CLIP_CONTEXT for t in self.tokens))
+        out["clip_tokens"][f"over_{CLIP_CONTEXT}"] = over
+        out["clip_tokens"][f"share_over_{CLIP_CONTEXT}"] = round(over / n, 4)
+        return out
+
+
+@dataclass(slots=True)
+class SplitInfo:
+    name: str
+    rows: int
+    num_bytes: int  # Arrow (in-memory) bytes, what datasets calls num_bytes
+    files: list[str]  # relative to the dataset folder
+    download_bytes: int
+
+
+@dataclass(slots=True)
+class CardInputs:
+    name: str
+    splits: list[SplitInfo]
+    statistics: dict[str, Any]
+    sources: list[dict[str, Any]]  # build_dataset.SourceSummary.as_dict() per (artifact, source)
+    describe_meta: dict[str, dict[str, Any]]  # descriptions artifact name -> its meta.json (config, counts)
+    annotations: str
+    counts: dict[str, Any]  # images/description rows kept and skipped by reason
+    config: dict[str, Any]
+
+
+def yaml_header(card: CardInputs) -> dict[str, Any]:
+    rows = sum(s.rows for s in card.splits)
+    size = next(
+        c
+        for limit, c in (
+            (1e3, "n<1K"),
+            (1e4, "1K<n<10K"),
+            (1e5, "10K<n<100K"),
+            (1e6, "100K<n<1M"),
+            (float("inf"), "n>1M"),
+        )
+        if rows < limit
+    )
+    return {
+        "pretty_name": f"MPII Pose Descriptions ({card.name})",
+        "language": ["en"],
+        # MPII annotations are simplified BSD; the images are research-only, so no SPDX id fits the whole.
+        "license": "other",
+        "license_name": "mpii-human-pose",
+        "license_link": "http://human-pose.mpi-inf.mpg.de/#download",
+        "task_categories": ["zero-shot-image-classification", "image-to-text", "keypoint-detection"],
+        "tags": ["human-pose", "mpii", "pose-description", "focusclip", "clip", "heatmap"],
+        "size_categories": [size],
+        "configs": [
+            {
+                "config_name": "default",
+                "default": True,
+                "data_files": [{"split": s.name, "path": f"data/{s.name}-*"} for s in card.splits],
+            }
+        ],
+        "dataset_info": {
+            "features": FEATURES._to_yaml_list(),
+            "splits": [
+                {"name": s.name, "num_bytes": s.num_bytes, "num_examples": s.rows} for s in card.splits
+            ],
+            "download_size": sum(s.download_bytes for s in card.splits),
+            "dataset_size": sum(s.num_bytes for s in card.splits),
+        },
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _sampling(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampling-related keys of a describe config, wherever they sit (flat or under a nested section)."""
+    keys = (
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "seed",
+        "samples",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+    )
+    found: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            found.update(_sampling(value))
+        elif key in keys and value is not None:
+            found[key] = value
+    return found
+
+
+def render_card(card: CardInputs) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = _fmt
+    env.filters["tojson"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+    header = yaml.safe_dump(yaml_header(card), sort_keys=False, allow_unicode=True, width=1000)
+    body = env.get_template("dataset_card.md.j2").render(
+        card=card,
+        total_rows=sum(s.rows for s in card.splits),
+        sampling={name: _sampling(meta.get("config", {})) for name, meta in card.describe_meta.items()},
+        context=CLIP_CONTEXT,
+    )
+    return f"---\n{header}---\n\n{body}"
