@@ -75,6 +75,7 @@ def cached_frame(sample: Sample, cache_dir: Path) -> Image.Image:
     except Exception as err:  # PyAV raises its own error types for every container/codec problem
         log.debug("decode failed for %s: %s", sample.source, err)
         raise LoadError("clip decode failed") from None
+    cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".tmp{os.getpid()}.jpg")
     image.save(tmp, quality=95)
     tmp.replace(cached)  # atomic: a concurrent worker never reads half a file

@@ -79,12 +79,14 @@ def samples_from_csv(df: pd.DataFrame, usages: tuple[str, ...], path: Path) -> R
 
 
 def read_folder(folder: Path) -> ReadResult:
-    """`<folder>/<class>/<image>`: the label is the class folder's name."""
+    """`<folder>/<class>/<image>`: the label (fields `emotion` and `class`) is the class folder's name."""
     out = ReadResult()
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         for image in sorted(class_dir.iterdir()):
             if image.suffix.lower() in IMAGE_SUFFIXES:
-                out.samples.append(Sample(str(image), {"emotion": class_dir.name}, name=image.name))
+                out.samples.append(
+                    Sample(str(image), {"emotion": class_dir.name, "class": class_dir.name}, name=image.name)
+                )
             elif image.is_file():
                 out.skipped["not an image file"] += 1
     return out

@@ -18,8 +18,8 @@ from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 
 GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
-# The date part is 17 digits in the release; the in-the-wild variant drops the `.chip.jpg` suffix.
-NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,17})\.jpg(?:\.chip\.jpg)?$")
+# The date part has 17 (a few 18) digits in the release; the in-the-wild variant drops the `.chip.jpg` suffix.
+NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,})\.jpg(?:\.chip\.jpg)?$")
 IMAGE_DIRS = ("UTKFace", "utkface_aligned_cropped/UTKFace", "images", "")
 
 
