@@ -1,14 +1,91 @@
-"""`focus-pipeline analyze`: placeholder until the stage lands (exits non-zero, writes nothing)."""
+"""`focus-pipeline analyze`: description quality, pose faithfulness and an HTML gallery -> reports/<name>/.
+
+focus-pipeline analyze --descriptions rules-mpii gpt4o-paper --name compare --sample 48
+focus-pipeline analyze --descriptions gpt4o-paper --images ~/mpii/images --run demo-focusclip
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from pipeline.cli.app import app
-from pipeline.errors import PipelineError
+from pipeline.cli.app import app, state
 
 
-@app.command("analyze", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def _analyze(ctx: typer.Context) -> None:
-    """Not built yet."""
-    raise PipelineError("the 'analyze' stage is not built yet in this version of focus-pipeline")
+@app.command("analyze", context_settings={"allow_extra_args": True})
+def _analyze(
+    ctx: typer.Context,
+    *,
+    descriptions: Annotated[
+        list[str],
+        typer.Option(
+            "--descriptions", help="descriptions artifact(s); several may follow one flag", show_default=False
+        ),
+    ],
+    annotations: Annotated[
+        str | None,
+        typer.Option(help="annotations artifact (default: the one each descriptions artifact was made from)"),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="report name (default: the descriptions names joined by '+')")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="folder of the source images: photos in the gallery, needed by --run")
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="runs artifact: CLIP score of each description against its image")
+    ] = None,
+    sample: Annotated[int, typer.Option(help="images in the gallery (seeded sample)")] = 48,
+    seed: Annotated[int, typer.Option(help="seed of the gallery sample")] = 0,
+    per_page: Annotated[int, typer.Option(help="gallery cards per page")] = 12,
+    source: Annotated[
+        list[str] | None, typer.Option(help="keep only this description source (repeatable)")
+    ] = None,
+    negative_control: Annotated[
+        bool,
+        typer.Option(
+            help="also score each source with its pose words flipped: the faithfulness checker's floor"
+        ),
+    ] = False,
+    device: Annotated[str, typer.Option(help="torch device for --run")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing report of that name")] = False,
+) -> None:
+    """Measure description sources (length, readability, style, diversity, cost, pose faithfulness) and
+    write report.json, report.md and a self-contained report.html gallery."""
+    from pipeline.analyze import AnalyzeConfig, analyze
+    from pipeline.errors import PipelineError
+
+    # `--descriptions A B C` (the contract) as well as `--descriptions A --descriptions B`: click hands the
+    # names after the first one over as extra arguments.
+    extra = list(ctx.args)
+    if any(a.startswith("-") for a in extra):
+        raise PipelineError(f"unexpected argument(s): {' '.join(extra)}")
+    cfg = AnalyzeConfig(
+        descriptions=[*descriptions, *extra],
+        annotations=annotations,
+        name=name,
+        images=images,
+        run=run,
+        sample=sample,
+        seed=seed,
+        per_page=per_page,
+        sources=list(source or []),
+        negative_control=negative_control,
+        device=device,
+        overwrite=overwrite,
+    )
+    summary = analyze(cfg, state.store)
+    typer.echo(
+        f"wrote reports/{summary['name']}: "
+        + "; ".join(
+            f"{s}: {v['text']['n']} ok"
+            + (
+                f", faithfulness {100 * v['faithfulness']['agreement']:.1f}%"
+                if v.get("faithfulness") and v["faithfulness"]["agreement"] is not None
+                else ""
+            )
+            for s, v in summary["per_source"].items()
+        )
+    )

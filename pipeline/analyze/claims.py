@@ -1,0 +1,477 @@
+"""What a pose description claims, parsed with transparent regular-expression rules (no language model).
+
+    parsed = parse_claims("Two people. The person on the left is standing. Their left arm is raised.")
+    [(c.kind, c.subject, c.part, c.value) for c in parsed.claims]
+    # [('count', None, None, 2), ('position', ('position', 'left', 1), None, 'left'),
+    #  ('state', ('position', 'left', 1), None, 'standing'),
+    #  ('raised', ('position', 'left', 1), 'left arm', True)]
+
+The rules, in the order they are applied (every pattern is a module-level constant below):
+
+1. Masking. The image's activity label and category (MPII activities such as "standing, talking in
+   person" or "eating, sitting" would otherwise read as postures) and any "the activity is ..." clause
+   are blanked out, keeping character offsets.
+2. Count. The first "<number> people/persons/individuals/..." (or "a single/one/lone person", "no
+   people") is the number of people the description claims.
+3. Subjects. "the left person", "the person on the left", "the leftmost player", "another person on the
+   right", "person 3". A claim belongs to the last subject mentioned before it; before any subject (or
+   "the person") it belongs to the only person, or to every person when there are several. "the ..."
+   keeps the rank of that position (first person there), "another"/"a second" moves to the next one at the
+   same position (how the rules describer and most people enumerate). An ordinal with no position ("the
+   second person") makes the subject unresolved until the next subject. Each positional subject is also a
+   "position" claim: that position exists among the people.
+4. Posture. standing / sitting (seated) / lying (reclining), unless negated ("not", "n't" just before).
+5. Parts. "left arm", "right knee", "both legs", "their arms", "torso", "head": each mention opens a
+   segment that runs to the next part or subject mention or the end of the sentence. A part joined to the
+   next one by "and" or a comma shares its predicates ("their left arm and right leg are raised"). In a
+   segment: raised / lowered (arms: raised, lifted, above the head, by their side, hanging, lowered; legs:
+   raised, lifted, off the ground vs planted, on the ground), above the head, straight / slightly bent /
+   bent / sharply bent (elbow, knee, hand, foot map to their limb), torso upright / leaning / horizontal,
+   head upright / tilted / bowed, and "not visible / occluded / out of frame" (a visibility claim that
+   replaces every other claim of that segment).
+6. Whole-body phrases: "arms crossed/folded", "feet apart / wide stance" vs "feet together".
+7. Joint mentions: every part mention is recorded with its joints (the faithfulness check flags a mention
+   of a part whose joints are all unannotated, unless the segment says it is not visible).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pipeline.geometry import (
+    HEAD,
+    L_ANKLE,
+    L_ELBOW,
+    L_HIP,
+    L_KNEE,
+    L_SHOULDER,
+    L_WRIST,
+    LIMB_JOINTS,
+    NECK,
+    PELVIS,
+    R_ANKLE,
+    R_ELBOW,
+    R_HIP,
+    R_KNEE,
+    R_SHOULDER,
+    R_WRIST,
+    THORAX,
+)
+
+# A subject: None (unspecified), ("position", "left" | "center" | "right", rank >= 1), ("index", n >= 1)
+# or ("unresolved",).
+Subject = tuple | None
+
+NUMBERS = {
+    "no": 0, "zero": 0, "one": 1, "a single": 1, "single": 1, "a lone": 1, "lone": 1, "only one": 1,
+    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "eleven": 11, "twelve": 12,
+}  # fmt: skip
+_PERSON = r"(?:person|individual|figure|man|woman|boy|girl|child|kid|player|athlete|subject|adult|one)"
+_PEOPLE = r"(?:people|persons|individuals|figures|men|women|boys|girls|children|kids|players|athletes|adults)"
+_NUM = r"(?:\d+|" + "|".join(sorted((k for k in NUMBERS if " " not in k), key=len, reverse=True)) + ")"
+
+COUNT_PLURAL = re.compile(rf"\b({_NUM})\s+(?:[a-z-]+\s+)?{_PEOPLE}\b", re.I)
+COUNT_SINGLE = re.compile(rf"\b(a single|a lone|only one|one|single|lone)\s+{_PERSON}\b", re.I)
+ACTIVITY_CLAUSE = re.compile(
+    r"\b(?:the\s+)?activity\s+(?:is|:|of|appears to be|being performed is)\b[^.;\n]*", re.I
+)
+
+_POS = r"(left|right|center|centre|middle|leftmost|rightmost|central)"
+_DET = r"(the|a|an|another|other|one|second|third|fourth|fifth)"
+SUBJECT_ADJ = re.compile(rf"\b(?:{_DET}\s+)?(?:(?:far|other)\s+)?{_POS}(?:-most)?\s+{_PERSON}\b", re.I)
+SUBJECT_PREP = re.compile(
+    rf"\b{_DET}\s+(?:other\s+)?{_PERSON}\b,?\s+(?:(?:who\s+is|who's|standing|sitting|seated|lying)\s+)?"
+    rf"(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b",
+    re.I,
+)
+SUBJECT_INDEX = re.compile(rf"\b{_PERSON}\s*(?:#|no\.?\s*)?(\d+)\b", re.I)
+SUBJECT_ORDINAL = re.compile(
+    r"\b(?:the\s+)?(first|second|third|fourth|fifth|other)\s+" + _PERSON + r"\b", re.I
+)
+
+NEGATION = re.compile(r"(?:\bnot|n't|\bnever|\bneither|\bnor)\s+(?:\w+\s+)?$", re.I)
+STATE = re.compile(
+    r"\b(stand(?:s|ing)?|sit(?:s|ting)?|seated|lying(?:\s+down)?|lies|laying|reclin(?:es|ing))\b", re.I
+)
+
+_SIDE = r"(left|right)"
+_LIMB_WORD = r"(arm|leg|hand|foot|elbow|knee|wrist|ankle|shoulder|hip|forearm|thigh|shin)s?"
+PART_SIDED = re.compile(rf"\b{_SIDE}\s+{_LIMB_WORD}\b", re.I)
+PART_BOTH = re.compile(r"\b(?:both|their|his|her|the)\s+(arms|legs)\b", re.I)
+PART_BODY = re.compile(r"\b(torso|upper body|back|head)\b", re.I)
+# "above their head" is where an arm is, not a statement about the head.
+HEAD_AS_PLACE = re.compile(
+    r"\b(?:above|over|behind|overhead|toward|towards|to|on|near|beside|of)\s+"
+    r"(?:the|their|his|her|its)\s+$",
+    re.I,
+)
+SENTENCE_END = re.compile(r"[.;!?\n]")
+JOINER = re.compile(r"^\s*(?:,|and|, and|as well as|&|or)?\s*(?:the|their|his|her)?\s*$", re.I)
+
+RAISED_ARM = re.compile(
+    r"\b(raised|raising|lifted|lifting|elevated|upwards?|overhead|in the air|above (?:the|their|"
+    r"his|her|its) (?:heads?|shoulders?)|(?:held|pointing|reaching|stretched|extended) up)\b",
+    re.I,
+)
+LOWERED_ARM = re.compile(
+    r"\b(lowered|hanging|hangs|down(?:wards?)?|(?:by|at) (?:the|their|his|her|its) sides?)\b", re.I
+)
+RAISED_LEG = re.compile(r"\b(raised|raising|lifted|lifting|off the ground|in the air|kicking)\b", re.I)
+LOWERED_LEG = re.compile(r"\b(lowered|planted|on the ground|on the floor|grounded)\b", re.I)
+ABOVE_HEAD = re.compile(
+    r"\b(above (?:the|their|his|her|its) heads?|overhead|over (?:the|their|his|her) head)\b", re.I
+)
+BEND = re.compile(
+    r"\b(sharply bent|bent sharply|tightly bent|fully bent|deeply bent|slightly bent|bent slightly|"
+    r"partially bent|"
+    r"bent|flexed|bending|folded|crooked|straight|straightened|extended|outstretched|stretched out|locked)\b",
+    re.I,
+)
+BEND_LEVEL = {
+    "sharply bent": "sharply bent", "bent sharply": "sharply bent", "tightly bent": "sharply bent",
+    "fully bent": "sharply bent", "deeply bent": "sharply bent", "slightly bent": "slightly bent",
+    "bent slightly": "slightly bent", "partially bent": "slightly bent", "bent": "bent", "flexed": "bent",
+    "bending": "bent", "folded": "sharply bent", "crooked": "bent", "straight": "straight",
+    "straightened": "straight", "extended": "straight", "outstretched": "straight",
+    "stretched out": "straight",
+    "locked": "straight",
+}  # fmt: skip
+TORSO = re.compile(
+    r"\b(upright|vertical|erect|leaning|leans|inclined|hunched|tilted|bent forward|bending forward|"
+    r"horizontal|flat)\b",
+    re.I,
+)
+TORSO_LEVEL = {
+    "upright": "upright",
+    "vertical": "upright",
+    "erect": "upright",
+    "horizontal": "horizontal",
+    "flat": "horizontal",
+}  # everything else: leaning
+HEAD_WORDS = re.compile(
+    r"\b(upright|level|held high|tilted back|tipped back|thrown back|tilted|tilts|tilting|cocked|"
+    r"bowed|looking down|drooping|hanging down|lowered)\b",
+    re.I,
+)
+HEAD_LEVEL = {
+    "upright": "upright",
+    "level": "upright",
+    "held high": "upright",
+    "tilted": "tilted",
+    "tilts": "tilted",
+    "tilting": "tilted",
+    "cocked": "tilted",
+    "bowed": "bowed",
+    "looking down": "bowed",
+    "drooping": "bowed",
+    "hanging down": "bowed",
+    "lowered": "bowed",
+}  # back-tipping: geometry can't tell
+INVISIBLE = re.compile(
+    r"\b(not visible|invisible|hidden|occluded|obscured|out of (?:the )?(?:frame|view|image|picture)|"
+    r"cannot be seen|can't be seen|not shown|cut off|not annotated|unknown)\b",
+    re.I,
+)
+ARMS_CROSSED = re.compile(r"\b(arms (?:are |were )?(?:crossed|folded)|(?:crossed|folded) arms)\b", re.I)
+FEET_APART = re.compile(
+    r"\b(feet (?:are )?(?:[\w-]+[- ]width |wide |spread )?apart|legs (?:are )?(?:spread|apart)|"
+    r"wide stance|feet spread)\b",
+    re.I,
+)
+FEET_TOGETHER = re.compile(r"\b(feet (?:are )?together|legs (?:are )?together)\b", re.I)
+
+# What a part mention is about: its limb (for limb claims) and the joints it needs.
+_SIDED_JOINTS = {
+    "arm": ("arm", None), "hand": ("arm", "wrist"), "wrist": ("arm", "wrist"), "elbow": ("arm", "elbow"),
+    "forearm": ("arm", "forearm"), "shoulder": (None, "shoulder"), "leg": ("leg", None),
+    "foot": ("leg", "ankle"),
+    "ankle": ("leg", "ankle"), "knee": ("leg", "knee"), "thigh": ("leg", "thigh"), "shin": ("leg", "shin"),
+    "hip": (None, "hip"),
+}  # fmt: skip
+_JOINT_INDEX = {
+    ("left", "wrist"): (L_WRIST,), ("right", "wrist"): (R_WRIST,), ("left", "elbow"): (L_ELBOW,),
+    ("right", "elbow"): (R_ELBOW,), ("left", "forearm"): (L_ELBOW, L_WRIST),
+    ("right", "forearm"): (R_ELBOW, R_WRIST),
+    ("left", "shoulder"): (L_SHOULDER,), ("right", "shoulder"): (R_SHOULDER,), ("left", "ankle"): (L_ANKLE,),
+    ("right", "ankle"): (R_ANKLE,), ("left", "knee"): (L_KNEE,), ("right", "knee"): (R_KNEE,),
+    ("left", "thigh"): (L_HIP, L_KNEE), ("right", "thigh"): (R_HIP, R_KNEE),
+    ("left", "shin"): (L_KNEE, L_ANKLE),
+    ("right", "shin"): (R_KNEE, R_ANKLE), ("left", "hip"): (L_HIP,), ("right", "hip"): (R_HIP,),
+}  # fmt: skip
+_BODY_JOINTS = {
+    "torso": (THORAX, PELVIS),
+    "upper body": (THORAX, PELVIS),
+    "back": (THORAX, PELVIS),
+    "head": (NECK, HEAD),
+}
+
+
+@dataclass(slots=True)
+class Claim:
+    # count | position | state | raised | above_head | bend | torso | head | arms_crossed | feet_apart |
+    # visible
+    kind: str
+    value: object  # int (count), str (state, bend, torso, head, position), bool (the rest)
+    subject: Subject = None
+    part: str | None = None  # "left arm", ..., "torso", "head"; joints for "visible"
+    start: int = 0  # character span of the words that make the claim
+    end: int = 0
+    joints: tuple[int, ...] = ()  # for "visible": the joints the claim is about
+
+    @property
+    def label(self) -> str:
+        part = f"{self.part} " if self.part else ""
+        return f"{part}{self.kind}={self.value}"
+
+
+@dataclass(slots=True)
+class Mention:
+    """A body part the description talks about, with the joints that talking about it presumes known."""
+
+    part: str
+    joints: tuple[int, ...]
+    subject: Subject
+    start: int
+    end: int
+    says_invisible: bool = False
+
+
+@dataclass(slots=True)
+class ParsedDescription:
+    claims: list[Claim] = field(default_factory=list)
+    mentions: list[Mention] = field(default_factory=list)
+
+
+def _mask(text: str, phrases: list[str]) -> str:
+    """Blank out (same length) every occurrence of the phrases and of 'the activity is ...' clauses."""
+    out = text
+    for phrase in sorted({p.strip() for p in phrases if p and p.strip()}, key=len, reverse=True):
+        out = re.sub(re.escape(phrase), lambda m: " " * len(m.group(0)), out, flags=re.I)
+    return ACTIVITY_CLAUSE.sub(lambda m: " " * len(m.group(0)), out)
+
+
+def _negated(text: str, start: int) -> bool:
+    return bool(NEGATION.search(text[max(0, start - 24) : start]))
+
+
+def _norm_pos(word: str) -> str:
+    w = word.lower()
+    return {"leftmost": "left", "rightmost": "right", "centre": "center", "middle": "center",
+            "central": "center"}.get(w, w)  # fmt: skip
+
+
+def _subjects(text: str) -> list[tuple[int, int, str, object]]:
+    """(start, end, kind, value) of every subject mention, earliest first, overlaps resolved by priority."""
+    found: list[tuple[int, int, str, object]] = []
+
+    def free(s: int, e: int) -> bool:
+        return all(e <= a or s >= b for a, b, _, _ in found)
+
+    for m in SUBJECT_PREP.finditer(text):
+        found.append((m.start(), m.end(), "position", (m.group(1).lower(), _norm_pos(m.group(2)))))
+    for m in SUBJECT_ADJ.finditer(text):
+        if free(m.start(), m.end()):
+            found.append(
+                (m.start(), m.end(), "position", ((m.group(1) or "the").lower(), _norm_pos(m.group(2))))
+            )
+    for m in SUBJECT_INDEX.finditer(text):
+        if free(m.start(), m.end()):
+            found.append((m.start(), m.end(), "index", int(m.group(1))))
+    for m in SUBJECT_ORDINAL.finditer(text):
+        if free(m.start(), m.end()):
+            found.append((m.start(), m.end(), "unresolved", m.group(1).lower()))
+    return sorted(found)
+
+
+def _resolve_subjects(raw: list[tuple[int, int, str, object]]) -> list[tuple[int, int, Subject]]:
+    ranks: dict[str, int] = {}
+    out = []
+    for start, end, kind, value in raw:
+        if kind == "position":
+            det, pos = value
+            if det in ("another", "other", "second", "third", "fourth", "fifth"):
+                ranks[pos] = ranks.get(pos, 0) + 1
+            else:
+                ranks.setdefault(pos, 1)
+            out.append((start, end, ("position", pos, ranks[pos])))
+        elif kind == "index":
+            out.append((start, end, ("index", value)))
+        else:
+            out.append((start, end, ("unresolved",)))
+    return out
+
+
+def _subject_at(subjects: list[tuple[int, int, Subject]], pos: int) -> Subject:
+    current = None
+    for start, _, subj in subjects:
+        if start > pos:
+            break
+        current = subj
+    return current
+
+
+def _parts(text: str) -> list[tuple[int, int, list[str], str]]:
+    """(start, end, limb-or-body-part names, mention label) of every body-part mention."""
+    out = []
+    for m in PART_SIDED.finditer(text):
+        side, word = m.group(1).lower(), m.group(2).lower()
+        limb, _ = _SIDED_JOINTS[word]
+        out.append((m.start(), m.end(), [f"{side} {limb}"] if limb else [], f"{side} {word}"))
+    for m in PART_BOTH.finditer(text):
+        limb = m.group(1).lower()[:-1]
+        out.append((m.start(), m.end(), [f"left {limb}", f"right {limb}"], f"both {limb}s"))
+    for m in PART_BODY.finditer(text):
+        word = m.group(1).lower()
+        if word == "head" and HEAD_AS_PLACE.search(text[max(0, m.start() - 30) : m.start()]):
+            continue
+        if word == "back" and not re.search(
+            r"(?:the|their|his|her)\s+$", text[max(0, m.start() - 8) : m.start()], re.I
+        ):
+            continue  # "tilted back", "leaning back": not the body part
+        out.append((m.start(), m.end(), ["head" if word == "head" else "torso"], word))
+    out.sort()
+    # Drop mentions inside another (e.g. "arms" within "arms crossed" is kept; nothing nests today).
+    return out
+
+
+def _mention_joints(label: str) -> tuple[int, ...]:
+    words = label.split()
+    if words[0] in ("left", "right"):
+        limb, joint = _SIDED_JOINTS[words[1]]
+        if joint is None:
+            return LIMB_JOINTS[f"{words[0]} {limb}"]
+        return _JOINT_INDEX[(words[0], joint)]
+    if words[0] == "both":
+        limb = words[1][:-1]
+        return LIMB_JOINTS[f"left {limb}"] + LIMB_JOINTS[f"right {limb}"]
+    return _BODY_JOINTS[label]
+
+
+def _first(pattern: re.Pattern, text: str) -> re.Match | None:
+    for m in pattern.finditer(text):
+        if not _negated(text, m.start()):
+            return m
+    return None
+
+
+def _segment_claims(
+    seg: str, offset: int, parts: list[str], subject: Subject, label: str
+) -> tuple[list[Claim], bool]:
+    """Claims of one part segment, and whether it says the part is not visible."""
+    claims: list[Claim] = []
+
+    def span(m: re.Match) -> tuple[int, int]:
+        return offset + m.start(), offset + m.end()
+
+    inv = INVISIBLE.search(seg)
+    if inv:
+        s, e = span(inv)
+        claims.append(Claim("visible", False, subject, label, s, e, joints=_mention_joints(label)))
+        return claims, True
+    for part in parts:
+        if part in ("torso", "head"):
+            pattern, levels, default = (
+                (TORSO, TORSO_LEVEL, "leaning") if part == "torso" else (HEAD_WORDS, HEAD_LEVEL, None)
+            )
+            m = _first(pattern, seg)
+            if m:
+                value = levels.get(m.group(1).lower(), default)
+                if value:
+                    claims.append(Claim(part, value, subject, part, *span(m)))
+            continue
+        is_arm = part.endswith("arm")
+        up, down = (RAISED_ARM, LOWERED_ARM) if is_arm else (RAISED_LEG, LOWERED_LEG)
+        m_up, m_down = _first(up, seg), _first(down, seg)
+        if m_up and (not m_down or m_up.start() <= m_down.start()):
+            claims.append(Claim("raised", True, subject, part, *span(m_up)))
+        elif m_down:
+            claims.append(Claim("raised", False, subject, part, *span(m_down)))
+        if is_arm and (m := _first(ABOVE_HEAD, seg)):
+            claims.append(Claim("above_head", True, subject, part, *span(m)))
+        m = _first(BEND, seg)
+        if m:
+            claims.append(Claim("bend", BEND_LEVEL[m.group(1).lower()], subject, part, *span(m)))
+    return claims, False
+
+
+def parse_claims(text: str, *, activity: str | None = None, category: str | None = None) -> ParsedDescription:
+    """Every claim and body-part mention of one description (see the module docstring for the rules)."""
+    out = ParsedDescription()
+    if not text:
+        return out
+    t = _mask(text, [activity or "", category or ""])
+
+    counts = [(m.start(), m.end(), m.group(1).lower()) for m in COUNT_PLURAL.finditer(t)]
+    counts += [(m.start(), m.end(), m.group(1).lower()) for m in COUNT_SINGLE.finditer(t)]
+    if counts:
+        s, e, word = min(counts)
+        value = int(word) if word.isdigit() else NUMBERS[word]
+        out.claims.append(Claim("count", value, None, None, s, e))
+
+    subjects = _resolve_subjects(_subjects(t))
+    for s, e, subj in subjects:
+        if subj and subj[0] == "position":
+            out.claims.append(Claim("position", subj[1], subj, None, s, e))
+
+    # Whole-body phrases first: their words ("arms", "crossed") must not read as limb claims.
+    taken: list[tuple[int, int]] = []
+    for pattern, kind, value in (
+        (ARMS_CROSSED, "arms_crossed", True),
+        (FEET_APART, "feet_apart", True),
+        (FEET_TOGETHER, "feet_apart", False),
+    ):
+        for m in pattern.finditer(t):
+            if not _negated(t, m.start()):
+                out.claims.append(
+                    Claim(kind, value, _subject_at(subjects, m.start()), None, m.start(), m.end())
+                )
+                taken.append((m.start(), m.end()))
+
+    def is_taken(s: int, e: int) -> bool:
+        return any(s < b and e > a for a, b in taken)
+
+    for m in STATE.finditer(t):
+        if _negated(t, m.start()) or is_taken(m.start(), m.end()):
+            continue
+        if any(a <= m.start() < b for a, b, _ in subjects):
+            continue  # "the person sitting on the left": part of a subject phrase, still a claim below
+        word = m.group(1).lower()
+        state = "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
+        out.claims.append(Claim("state", state, _subject_at(subjects, m.start()), None, m.start(), m.end()))
+    for s, e, subj in subjects:  # postures written inside a subject phrase ("the person sitting on the left")
+        m = STATE.search(t, s, e)
+        if m:
+            word = m.group(1).lower()
+            state = "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
+            out.claims.append(Claim("state", state, subj, None, m.start(), m.end()))
+
+    parts = [p for p in _parts(t) if not is_taken(p[0], p[1])]
+    boundaries = sorted([s for s, _, _ in subjects] + [p[0] for p in parts])
+    pending: list[tuple[int, int, list[str], str]] = []
+    for start, end, limbs, label in parts:
+        nxt = next((b for b in boundaries if b >= end), len(t))
+        stop = SENTENCE_END.search(t, end, nxt)
+        seg_end = stop.start() if stop else nxt
+        seg = t[end:seg_end]
+        subject = _subject_at(subjects, start)
+        if JOINER.match(seg) and not stop and nxt < len(t) and nxt in [p[0] for p in parts]:
+            pending.append(
+                (start, end, limbs, label)
+            )  # "left arm and right leg are ...": share the predicates
+            continue
+        group = [*pending, (start, end, limbs, label)]
+        pending = []
+        for g_start, g_end, g_limbs, g_label in group:
+            claims, invisible = _segment_claims(seg, end, g_limbs, subject, g_label)
+            out.claims.extend(claims)
+            out.mentions.append(
+                Mention(g_label, _mention_joints(g_label), subject, g_start, g_end, invisible)
+            )
+    for g_start, g_end, _, g_label in pending:
+        out.mentions.append(
+            Mention(g_label, _mention_joints(g_label), _subject_at(subjects, g_start), g_start, g_end)
+        )
+    out.claims.sort(key=lambda c: (c.start, c.kind))
+    return out

@@ -1,0 +1,212 @@
+"""Pose faithfulness: each parsed claim checked against pipeline.geometry's facts about the annotated pose.
+
+    checks = check_description(parse_claims(text, activity=ann.activity), ann, image_facts(...))
+    summary = faithfulness_summary([checks, ...])     # agreement rate and per-kind counts of one source
+
+A claim is *confirmed* when the keypoints say the same, *contradicted* when they say otherwise, and
+*unverifiable* when geometry has no fact for it (a joint it needs is unannotated, the posture is not
+resolved, the person it is about cannot be told). Agreement = confirmed / (confirmed + contradicted).
+
+Tolerances (so that a description is not contradicted at the edge of a geometry threshold):
+- bends: the claimed word's angle range (geometry's thresholds: straight >= 155, slightly bent 125-155,
+  bent 70-125, sharply bent < 70; an unqualified "bent" from free text is read as anything below 155) is
+  widened by ANGLE_MARGIN degrees on both sides.
+- torso: upright < 20, leaning 20-55, horizontal > 55 degrees from vertical, widened by ANGLE_MARGIN.
+- a claim about several candidate people (no subject among several people, or an ambiguous one) is
+  confirmed or contradicted only when every candidate agrees; otherwise it is unverifiable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.analyze.claims import Claim, ParsedDescription, Subject
+from pipeline.geometry import (
+    BENT_MIN,
+    LYING_TORSO_MIN,
+    SLIGHTLY_BENT_MIN,
+    STRAIGHT_MIN,
+    UPRIGHT_TORSO_MAX,
+    PersonFacts,
+)
+from pipeline.records import MISSING, VISIBLE, ImageAnnotation
+
+CONFIRMED, CONTRADICTED, UNVERIFIABLE = "confirmed", "contradicted", "unverifiable"
+VERDICTS = (CONFIRMED, CONTRADICTED, UNVERIFIABLE)
+ANGLE_MARGIN = 10.0
+BEND_RANGES = {  # degrees at the elbow / knee, 180 = straight
+    "straight": (STRAIGHT_MIN, 180.0),
+    "slightly bent": (SLIGHTLY_BENT_MIN, STRAIGHT_MIN),
+    "bent": (0.0, STRAIGHT_MIN),  # free text "bent" = not straight
+    "sharply bent": (0.0, BENT_MIN),
+}
+# The rules describer's own "bent" is geometry's 70-125 band; it is a subset of "bent" above, so rules
+# output is checked by the same, wider range.
+TORSO_RANGES = {"upright": (0.0, UPRIGHT_TORSO_MAX), "leaning": (UPRIGHT_TORSO_MAX, LYING_TORSO_MIN),
+                "horizontal": (LYING_TORSO_MIN, 180.0)}  # fmt: skip
+
+
+@dataclass(slots=True)
+class Check:
+    claim: Claim
+    verdict: str
+    evidence: str  # what the keypoints say, for the gallery's tooltips
+    person: int | None = None  # 0-based index of the person checked, when exactly one
+
+
+@dataclass(slots=True)
+class DescriptionChecks:
+    checks: list[Check] = field(default_factory=list)
+    missing_joint_mentions: list[str] = field(
+        default_factory=list
+    )  # parts mentioned whose joints are all v=0
+
+    def counts(self) -> Counter:
+        return Counter(c.verdict for c in self.checks)
+
+
+def candidates(subject: Subject, facts: list[PersonFacts]) -> list[int] | None:
+    """People a claim may be about: a list of indices, or None when the subject names nobody present."""
+    n = len(facts)
+    if subject is None:
+        return list(range(n))
+    if subject[0] == "index":
+        k = subject[1] - 1
+        return [k] if 0 <= k < n else None
+    if subject[0] == "position":
+        at = [i for i, f in enumerate(facts) if f.position == subject[1]]
+        if n == 1:
+            return [0]  # alone: "the person on the left" is where they stand in the frame, still them
+        rank = subject[2]
+        return [at[rank - 1]] if len(at) >= rank else None
+    return []  # unresolved
+
+
+def _in_range(value: float, lo: float, hi: float) -> bool:
+    return lo - ANGLE_MARGIN <= value <= hi + ANGLE_MARGIN
+
+
+def _check_one(claim: Claim, f: PersonFacts, kps: np.ndarray) -> tuple[str, str]:
+    kind = claim.kind
+    if kind == "state":
+        if f.state == "unknown":
+            return UNVERIFIABLE, "posture not resolved by the keypoints"
+        return (
+            CONFIRMED if f.state == claim.value else CONTRADICTED
+        ), f"{f.state} ({f.state_confidence:.2f})"
+    if kind in ("raised", "above_head", "bend"):
+        limb = f.limbs[claim.part]
+        if kind == "bend":
+            if limb.angle is None:
+                return UNVERIFIABLE, f"{claim.part}: angle unknown"
+            ok = _in_range(limb.angle, *BEND_RANGES[claim.value])
+            return (CONFIRMED if ok else CONTRADICTED), f"{claim.part}: {limb.angle:.0f} deg ({limb.bend})"
+        fact = limb.raised if kind == "raised" else limb.above_head
+        if fact is None:
+            return UNVERIFIABLE, f"{claim.part}: {kind.replace('_', ' ')} unknown"
+        word = (
+            ("raised" if fact else "lowered")
+            if kind == "raised"
+            else ("above head" if fact else "below head")
+        )
+        return (CONFIRMED if fact == claim.value else CONTRADICTED), f"{claim.part}: {word}"
+    if kind == "torso":
+        if f.torso_tilt is None:
+            return UNVERIFIABLE, "torso unknown"
+        ok = _in_range(f.torso_tilt, *TORSO_RANGES[claim.value])
+        return (CONFIRMED if ok else CONTRADICTED), f"torso {f.torso_tilt:.0f} deg from vertical ({f.torso})"
+    if kind == "head":
+        if f.head is None:
+            return UNVERIFIABLE, "head posture unknown"
+        return (CONFIRMED if f.head == claim.value else CONTRADICTED), f"head {f.head}"
+    if kind in ("arms_crossed", "feet_apart"):
+        fact = f.arms_crossed if kind == "arms_crossed" else f.feet_apart
+        if fact is None:
+            return UNVERIFIABLE, f"{kind.replace('_', ' ')} unknown"
+        return (CONFIRMED if fact == claim.value else CONTRADICTED), f"{kind.replace('_', ' ')}: {fact}"
+    if kind == "visible":
+        v = kps[list(claim.joints), 2]
+        if (v < VISIBLE).all():
+            return CONFIRMED, f"{claim.part}: not marked visible"
+        if (v == VISIBLE).all():
+            return CONTRADICTED, f"{claim.part}: annotated visible"
+        return UNVERIFIABLE, f"{claim.part}: partly visible"
+    raise ValueError(f"unknown claim kind {kind!r}")
+
+
+def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[PersonFacts]) -> Check:
+    n = len(facts)
+    if claim.kind == "count":
+        return Check(claim, CONFIRMED if claim.value == n else CONTRADICTED, f"{n} annotated")
+    who = candidates(claim.subject, facts)
+    if claim.kind == "position":
+        if n < 2:
+            return Check(claim, UNVERIFIABLE, "one person: no left/right among people")
+        present = sorted({f.position for f in facts if f.position})
+        return Check(
+            claim,
+            CONFIRMED if who else CONTRADICTED,
+            f"positions: {', '.join(present)}",
+            who[0] if who else None,
+        )
+    if not who:
+        return Check(
+            claim, UNVERIFIABLE, "the person meant cannot be told" if who == [] else "no such person"
+        )
+    results = [_check_one(claim, facts[i], ann.people[i].keypoints) for i in who]
+    verdicts = {v for v, _ in results}
+    verdict = verdicts.pop() if len(verdicts) == 1 else UNVERIFIABLE
+    evidence = (
+        results[0][1]
+        if len(who) == 1
+        else "; ".join(f"person {i + 1}: {e}" for i, (_, e) in zip(who, results, strict=True))
+    )
+    return Check(claim, verdict, evidence, who[0] if len(who) == 1 else None)
+
+
+def check_description(
+    parsed: ParsedDescription, ann: ImageAnnotation, facts: list[PersonFacts]
+) -> DescriptionChecks:
+    out = DescriptionChecks(checks=[check_claim(c, ann, facts) for c in parsed.claims])
+    for m in parsed.mentions:
+        if m.says_invisible:
+            continue
+        who = candidates(m.subject, facts)
+        if who and all((ann.people[i].keypoints[list(m.joints), 2] == MISSING).all() for i in who):
+            out.missing_joint_mentions.append(m.part)
+    return out
+
+
+def faithfulness_summary(results: list[DescriptionChecks]) -> dict:
+    """Agreement of one source: totals, per claim kind, and the description-level shares."""
+    total: Counter = Counter()
+    by_kind: dict[str, Counter] = {}
+    with_contradiction = with_missing = 0
+    for r in results:
+        for c in r.checks:
+            total[c.verdict] += 1
+            by_kind.setdefault(c.claim.kind, Counter())[c.verdict] += 1
+        with_contradiction += any(c.verdict == CONTRADICTED for c in r.checks)
+        with_missing += bool(r.missing_joint_mentions)
+
+    def rate(c: Counter) -> float | None:
+        decided = c[CONFIRMED] + c[CONTRADICTED]
+        return c[CONFIRMED] / decided if decided else None
+
+    n = len(results)
+    return {
+        "descriptions": n,
+        "claims": sum(total.values()),
+        "claims_per_description": sum(total.values()) / n if n else None,
+        **{v: total[v] for v in VERDICTS},
+        "agreement": rate(total),
+        "verifiable_share": (total[CONFIRMED] + total[CONTRADICTED]) / sum(total.values()) if total else None,
+        "with_contradiction": with_contradiction / n if n else None,
+        "mentions_missing_joint": with_missing / n if n else None,
+        "by_kind": {
+            k: {**{v: c[v] for v in VERDICTS}, "agreement": rate(c)} for k, c in sorted(by_kind.items())
+        },
+    }

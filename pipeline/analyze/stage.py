@@ -1,0 +1,387 @@
+"""The analyze stage: description quality, pose faithfulness and a visual gallery -> reports/<name>/.
+
+    focus-pipeline analyze --descriptions rules-mpii gpt4o --images /data/mpii/images --sample 48
+    summary = analyze(AnalyzeConfig(descriptions=["rules-mpii"]), store)      # the same from Python
+
+Writes report.json (everything measured), report.md (the description-quality and faithfulness tables, one
+column per description source), report.html (charts and a seeded, paginated gallery) and checks.parquet
+(one row per checked claim, to dig into). Several sources in one descriptions artifact are grouped by
+their `source` column; the same label in two artifacts becomes "<artifact>/<source>".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import __version__
+from pipeline.analyze.claims import parse_claims
+from pipeline.analyze.controls import contradict
+from pipeline.analyze.faithfulness import (
+    CONFIRMED,
+    CONTRADICTED,
+    UNVERIFIABLE,
+    DescriptionChecks,
+    check_description,
+    faithfulness_summary,
+)
+from pipeline.analyze.gallery import card_image, data_uri, marked_html, render_html
+from pipeline.analyze.inputs import (
+    STATUSES,
+    annotations_name,
+    read_annotation_index,
+    read_descriptions,
+)
+from pipeline.analyze.report import render_markdown
+from pipeline.analyze.text_metrics import text_summary
+from pipeline.errors import PipelineError
+from pipeline.geometry import PersonFacts, image_facts
+from pipeline.log import progress
+from pipeline.records import ImageAnnotation
+
+log = logging.getLogger(__name__)
+CHECKS_SCHEMA = pa.schema([
+    ("image", pa.string()), ("source", pa.string()), ("sample", pa.int32()), ("kind", pa.string()),
+    ("part", pa.string()), ("value", pa.string()), ("person", pa.int32()), ("verdict", pa.string()),
+    ("evidence", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()),
+])  # fmt: skip
+
+
+@dataclass(slots=True)
+class AnalyzeConfig:
+    descriptions: list[str]
+    annotations: str | None = None  # default: each descriptions artifact's own input annotations
+    name: str | None = None  # default: the descriptions names joined by "+"
+    images: Path | None = None  # folder of the source images, for the gallery and the CLIP score
+    run: str | None = None  # a runs/<name> artifact: CLIP score of each description against its image
+    sample: int = 48  # gallery images (seeded sample)
+    seed: int = 0
+    per_page: int = 12
+    negative_control: bool = False  # add each source with its pose words flipped (controls.contradict)
+    clip_batch: int = 64
+    overwrite: bool = False
+    device: str = "cpu"
+    sources: list[str] = field(default_factory=list)  # keep only these source labels (all when empty)
+
+    def validate(self) -> None:
+        if not self.descriptions:
+            raise PipelineError("give at least one --descriptions artifact")
+        if self.sample < 0 or self.per_page < 1:
+            raise PipelineError("--sample must be >= 0 and --per-page >= 1")
+        if self.images is not None and not Path(self.images).is_dir():
+            raise PipelineError(f"--images {self.images}: no such folder")
+        if self.run and self.images is None:
+            raise PipelineError(
+                "--run needs --images: the CLIP score compares each description with its image"
+            )
+
+
+def _default_name(cfg: AnalyzeConfig) -> str:
+    return "+".join(cfg.descriptions)[:128].strip("+.-_") or "report"
+
+
+def _load(cfg: AnalyzeConfig, store) -> tuple[pd.DataFrame, dict[str, dict[str, ImageAnnotation]], dict]:
+    frames, ann_for_artifact, indexes = [], {}, {}
+    for name in cfg.descriptions:
+        frames.append(read_descriptions(store, name))
+        ann = annotations_name(store, name, cfg.annotations)
+        ann_for_artifact[name] = ann
+        if ann and ann not in indexes:
+            indexes[ann] = read_annotation_index(store, ann)
+    df = pd.concat(frames, ignore_index=True)
+    # The same label coming from two artifacts would merge two different runs: keep them apart.
+    owners = df.groupby("source")["artifact"].nunique()
+    clash = set(owners[owners > 1].index)
+    if clash:
+        df["source"] = [
+            f"{a}/{s}" if s in clash else s for a, s in zip(df["artifact"], df["source"], strict=True)
+        ]
+    if cfg.sources:
+        unknown = sorted(set(cfg.sources) - set(df["source"]))
+        if unknown:
+            raise PipelineError(
+                f"--source {', '.join(unknown)}: not in the descriptions "
+                f"(have: {', '.join(sorted(set(df['source'])))})"
+            )
+        df = df[df["source"].isin(cfg.sources)].reset_index(drop=True)
+    if cfg.negative_control:
+        flipped = df[df["status"] == "ok"].copy()
+        flipped["source"] = flipped["source"] + " (flipped)"
+        flipped["description"] = [contradict(t) for t in flipped["description"]]
+        df = pd.concat([df, flipped], ignore_index=True)
+    df["sample"] = df["sample"].fillna(0).astype("int64")
+    df["usable"] = (
+        (df["status"] == "ok") & df["description"].notna() & (df["description"].fillna("").str.strip() != "")
+    )
+    return df, ann_for_artifact, indexes
+
+
+def _per_row_mean(values: pd.Series) -> float | None:
+    v = values.dropna()
+    return float(v.mean()) if len(v) else None
+
+
+def _find_image(images: Path, name: str) -> Path | None:
+    path = images / name
+    return path if path.is_file() else None
+
+
+def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> pd.Series:
+    """max(100 * cos(image, text), 0) per usable row whose image is found (the CLIPScore of torchmetrics);
+    texts longer than the model's context are cut by its tokenizer, as in training."""
+    import torch
+
+    from training.inference import load_model
+
+    model, preprocess, tokenizer = load_model(run_dir=store.path("runs", cfg.run), device=cfg.device)
+    rows = df[df["usable"]]
+    paths = {img: _find_image(cfg.images, img) for img in rows["image"].unique()}
+    found = [img for img, p in paths.items() if p is not None]
+    if not found:
+        raise PipelineError(
+            f"--images {cfg.images}: none of the described images is there "
+            f"(e.g. {rows['image'].iloc[0] if len(rows) else '-'})"
+        )
+    from PIL import Image
+
+    image_emb: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for i in progress(range(0, len(found), cfg.clip_batch), desc="CLIP images", unit="batch"):
+            batch = found[i : i + cfg.clip_batch]
+            ims = [preprocess(Image.open(paths[b]).convert("RGB")) for b in batch]
+            emb = torch.nn.functional.normalize(model.encode_image(torch.stack(ims).to(cfg.device)), dim=-1)
+            image_emb.update(zip(batch, emb.cpu(), strict=True))
+        scores = pd.Series(np.nan, index=df.index, dtype="float64")
+        todo = rows[rows["image"].isin(image_emb)]
+        for i in progress(range(0, len(todo), cfg.clip_batch), desc="CLIP texts", unit="batch"):
+            chunk = todo.iloc[i : i + cfg.clip_batch]
+            tok = tokenizer(list(chunk["description"])).to(cfg.device)
+            txt = torch.nn.functional.normalize(model.encode_text(tok), dim=-1).cpu()
+            img = torch.stack([image_emb[x] for x in chunk["image"]])
+            scores.loc[chunk.index] = (100.0 * (txt * img).sum(-1)).clamp_min(0.0).numpy()
+    log.info(
+        "CLIP score: %d rows scored, %d images not found", int(scores.notna().sum()), len(paths) - len(found)
+    )
+    return scores
+
+
+def _stats(values: pd.Series) -> dict | None:
+    v = values.dropna().to_numpy(dtype=np.float64)
+    if not v.size:
+        return None
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max()),
+            "n": int(v.size)}  # fmt: skip
+
+
+def _check_rows(
+    df: pd.DataFrame, ann_for_artifact: dict, indexes: dict
+) -> tuple[dict[int, DescriptionChecks], dict]:
+    """Faithfulness checks of every usable row that has an annotation; facts computed once per image."""
+    facts_cache: dict[tuple[str, str], list[PersonFacts]] = {}
+    results: dict[int, DescriptionChecks] = {}
+    no_annotation = Counter()
+    rows = df[df["usable"]]
+    for idx, image, artifact, text in progress(
+        zip(rows.index, rows["image"], rows["artifact"], rows["description"], strict=True),
+        total=len(rows),
+        desc="faithfulness",
+        unit="desc",
+    ):
+        ann_name = ann_for_artifact.get(artifact)
+        ann = indexes.get(ann_name, {}).get(image) if ann_name else None
+        if ann is None:
+            no_annotation[df.at[idx, "source"]] += 1
+            continue
+        key = (ann_name, image)
+        if key not in facts_cache:
+            facts_cache[key] = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
+        parsed = parse_claims(text, activity=ann.activity, category=ann.category)
+        results[idx] = check_description(parsed, ann, facts_cache[key])
+    return results, dict(no_annotation)
+
+
+def _cards(
+    cfg: AnalyzeConfig,
+    df: pd.DataFrame,
+    checks: dict[int, DescriptionChecks],
+    ann_for_artifact: dict,
+    indexes: dict,
+    sources: list[str],
+) -> tuple[list[dict], int]:
+    usable = df[df["usable"]]
+    images = sorted(usable["image"].unique())
+    picked = sorted(random.Random(cfg.seed).sample(images, min(cfg.sample, len(images))))
+    order = {s: i for i, s in enumerate(sources)}
+    cards = []
+    for image in progress(picked, desc="gallery", unit="image"):
+        rows = usable[usable["image"] == image]
+        rows = rows.iloc[
+            sorted(range(len(rows)), key=lambda i: (order[rows["source"].iloc[i]], rows["sample"].iloc[i]))
+        ]
+        artifact = rows["artifact"].iloc[0]
+        ann_name = ann_for_artifact.get(artifact)
+        ann = indexes.get(ann_name, {}).get(image) if ann_name else None
+        path = _find_image(cfg.images, image) if cfg.images else None
+        try:
+            jpeg = card_image(ann, path)
+        except OSError as err:
+            raise PipelineError(f"{path}: cannot be read as an image ({err})") from None
+        descs = []
+        for idx, source, sample, text in zip(
+            rows.index, rows["source"], rows["sample"], rows["description"], strict=True
+        ):
+            c = checks.get(idx)
+            tally = c.counts() if c else Counter()
+            descs.append({"source": source, "sample": int(sample),
+                          "html": marked_html(text, c.checks if c else []), CONFIRMED: tally[CONFIRMED],
+                          CONTRADICTED: tally[CONTRADICTED],
+                          UNVERIFIABLE: tally[UNVERIFIABLE]})  # fmt: skip
+        cards.append({"image": image, "img": data_uri(jpeg), "people": len(ann.people) if ann else 0,
+                      "activity": ann.activity if ann else None, "descriptions": descs})  # fmt: skip
+    return cards, len(images)
+
+
+def _checks_table(df: pd.DataFrame, checks: dict[int, DescriptionChecks]) -> pa.Table:
+    cols: dict[str, list] = {n: [] for n in CHECKS_SCHEMA.names}
+    rows = df.loc[list(checks), ["image", "source", "sample", "description"]]
+    for idx, image, source, sample, text in zip(
+        rows.index, rows["image"], rows["source"], rows["sample"], rows["description"], strict=True
+    ):
+        for c in checks[idx].checks:
+            cols["image"].append(image)
+            cols["source"].append(source)
+            cols["sample"].append(int(sample))
+            cols["kind"].append(c.claim.kind)
+            cols["part"].append(c.claim.part)
+            cols["value"].append(str(c.claim.value))
+            cols["person"].append(None if c.person is None else c.person + 1)
+            cols["verdict"].append(c.verdict)
+            cols["evidence"].append(c.evidence)
+            cols["start"].append(c.claim.start)
+            cols["end"].append(c.claim.end)
+            cols["text"].append(text[c.claim.start : c.claim.end])
+    return pa.table(cols, schema=CHECKS_SCHEMA)
+
+
+def _clean(obj):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def analyze(cfg: AnalyzeConfig, store) -> dict:
+    """Measure every description source and write reports/<name>/; returns what report.json holds."""
+    import json
+
+    cfg.validate()
+    name = cfg.name or _default_name(cfg)
+    if store.exists("reports", name) and not cfg.overwrite:
+        raise PipelineError(
+            f"artifact reports/{name} already exists in {store.root} (pass --overwrite, or "
+            f"choose another --name)"
+        )
+    if cfg.run and not store.exists("runs", cfg.run):
+        raise PipelineError(
+            f"no artifact runs/{cfg.run} in store {store.root} (see `focus-pipeline store ls`)"
+        )
+    df, ann_for_artifact, indexes = _load(cfg, store)
+    sources = list(dict.fromkeys(df["source"]))  # first-seen order: the order the user gave
+    log.info(
+        "analyze: %d rows, %d sources, %d annotated images",
+        len(df),
+        len(sources),
+        sum(len(i) for i in indexes.values()),
+    )
+
+    checks, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {})
+    clip = _clip_scores(cfg, store, df) if cfg.run else None
+
+    per_source = {}
+    for source in sources:
+        rows = df[df["source"] == source]
+        ok = rows[rows["usable"]]
+        idx = [i for i in ok.index if i in checks]
+        per_source[source] = {
+            "rows": len(rows),
+            "images": int(rows["image"].nunique()),
+            "status": {s: int((rows["status"] == s).sum()) for s in STATUSES},
+            "models": sorted({str(m) for m in rows["model"].dropna()}),
+            "templates": sorted({str(t) for t in rows["template"].dropna()}),
+            "text": text_summary(list(ok["description"])),
+            "prompt_tokens_per_row": _per_row_mean(rows["prompt_tokens"]),
+            "completion_tokens_per_row": _per_row_mean(rows["completion_tokens"]),
+            "cost_per_row": _per_row_mean(rows["cost_usd"]),
+            "cost_total": float(rows["cost_usd"].fillna(0).sum()),
+            "faithfulness": faithfulness_summary([checks[i] for i in idx]) if idx else None,
+            "without_annotation": no_annotation.get(source, 0),
+            "clip_score": _stats(clip.loc[ok.index]) if clip is not None else None,
+        }
+    notes = []
+    if not indexes:
+        notes.append("No annotations: pose faithfulness was not measured (give --annotations).")
+    for source, n in no_annotation.items():
+        notes.append(f"{source}: {n} description(s) of images missing from the annotations were not checked.")
+    if cfg.negative_control:
+        notes.append(
+            "Sources ending in '(flipped)' are a negative control: the same descriptions with left/right, "
+            "postures, raised/lowered and straight/bent swapped (pipeline/analyze/controls.py)."
+        )
+
+    summary = {
+        "name": name,
+        "created_by": f"focus-pipeline {__version__} analyze",
+        "inputs": {
+            "descriptions": list(cfg.descriptions),
+            "annotations": sorted({a for a in ann_for_artifact.values() if a}),
+            "run": cfg.run,
+        },
+        "sources": sources,
+        "per_source": per_source,
+        "notes": notes,
+    }
+    inputs = [store.ref("descriptions", n) for n in cfg.descriptions]
+    inputs += [store.ref("annotations", a) for a in summary["inputs"]["annotations"]]
+    if cfg.run:
+        inputs.append(store.ref("runs", cfg.run))
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "overwrite"}
+    with store.create(
+        "reports", name, stage="analyze", config=config, inputs=inputs, overwrite=cfg.overwrite
+    ) as w:
+        cards, n_images = _cards(cfg, df, checks, ann_for_artifact, indexes, sources)
+        summary["gallery"] = {
+            "cards": len(cards),
+            "images": n_images,
+            "seed": cfg.seed,
+            "per_page": cfg.per_page,
+        }
+        summary = _clean(summary)
+        (w.dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (w.dir / "report.md").write_text(render_markdown(summary))
+        (w.dir / "report.html").write_text(render_html(summary, cards, per_page=cfg.per_page))
+        pq.write_table(_checks_table(df, checks), w.dir / "checks.parquet", compression="zstd")
+        w.counts.update(
+            {
+                "rows": len(df),
+                "sources": len(sources),
+                "checked_descriptions": len(checks),
+                "claims": sum(len(c.checks) for c in checks.values()),
+                "gallery_cards": len(cards),
+            }
+        )
+    return summary
