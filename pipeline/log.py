@@ -22,7 +22,7 @@ def setup_logging(verbose: bool = False) -> None:
         force=True,
     )
     # httpx logs every request at INFO; that would bury our own counters.
-    for noisy in ("httpx", "httpcore", "openai", "urllib3", "filelock", "fsspec"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

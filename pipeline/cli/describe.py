@@ -24,8 +24,12 @@ def _describe(
     *,
     annotations: Annotated[str, typer.Option(help="Name of the annotations artifact to describe.")],
     backend: Annotated[
-        str, typer.Option(help="openai (any OpenAI-compatible endpoint) or rules (offline).")
-    ] = "rules",
+        str,
+        typer.Option(
+            help="openai (any OpenAI-compatible endpoint), rules (offline), or auto: openai when "
+            "OPENAI_API_KEY or --base-url is set, else rules."
+        ),
+    ] = "auto",
     model: Annotated[str, typer.Option(help="Model name sent to the endpoint.")] = "gpt-4o-mini",
     base_url: Annotated[
         str | None,

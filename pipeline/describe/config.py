@@ -5,12 +5,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.errors import PipelineError
 
 BACKENDS = ("openai", "rules")
 STATUSES = ("ok", "truncated", "refused", "invalid", "error")
 FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what --retry-failed re-runs
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def public_base_url(url: str | None) -> str:
+    """The endpoint as it may appear in keys, meta and messages: no user:password@, no query (Azure puts
+    keys there)."""
+    parts = urlsplit(url or DEFAULT_BASE_URL)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +47,7 @@ class Shard:
 @dataclass(slots=True)
 class DescribeConfig:
     annotations: str
-    backend: str = "rules"
+    backend: str = "auto"  # openai | rules | auto (openai when a key or base URL is set)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
     model: str = "gpt-4o-mini"
     base_url: str | None = None
@@ -65,6 +75,8 @@ class DescribeConfig:
     overwrite: bool = False  # discard the journal and start over
 
     def __post_init__(self) -> None:
+        if self.backend == "auto":  # an endpoint or key configured -> the LLM, else the offline describer
+            self.backend = "openai" if (self.api_key or self.base_url) else "rules"
         if self.backend not in BACKENDS:
             raise PipelineError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         for status in self.retry:

@@ -17,12 +17,11 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, public_base_url
 from pipeline.describe.journal import FILE as JOURNAL_FILE
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price, estimate_prompt_tokens, price_for
@@ -36,7 +35,6 @@ from pipeline.store import Store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PARQUET = "descriptions.parquet"
 DESCRIPTIONS_SCHEMA = pa.schema([
     ("image", pa.string()),
@@ -57,13 +55,6 @@ DESCRIPTIONS_SCHEMA = pa.schema([
     ("response_id", pa.string()),
     ("cache_key", pa.string()),
 ])  # fmt: skip
-
-
-def public_base_url(url: str | None) -> str:
-    """The endpoint as it may appear in keys and meta: no user:password@, no query (Azure puts keys there)."""
-    parts = urlsplit(url or DEFAULT_BASE_URL)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def cache_key(payload: dict[str, Any]) -> str:
@@ -218,6 +209,11 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     rows = select(_load_rows(cfg, store), cfg)
     if not rows:
         raise PipelineError(f"annotations/{cfg.annotations}: no image left after --shard/--limit")
+    if cfg.backend == "openai" and not (cfg.api_key or cfg.base_url or cfg.dry_run):
+        raise PipelineError(
+            "the openai backend needs OPENAI_API_KEY (or --base-url for a local server); "
+            "--backend rules describes offline"
+        )
     tpl = _template(cfg)
     price = (
         Price(0.0, 0.0)

@@ -1,0 +1,138 @@
+"""describe throughput against a local chat-completions server with a fixed latency per request.
+
+    .venv/bin/python benchmarks/describe_throughput.py                      # all 17,372 CSV images
+    .venv/bin/python benchmarks/describe_throughput.py --limit 3000 --concurrency 64 --latency 0.1
+
+The bound is concurrency / latency (64 / 0.1 s = 640 requests/s): a client that adds nothing reaches it.
+Prints the measured rate over the request phase, its ratio to the bound, the client's CPU per request,
+and the rate of the paper-style baseline (one request at a time, the whole output JSON rewritten after
+each reply) measured in the same run against the same server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.describe import DescribeConfig, describe  # noqa: E402
+from pipeline.describe.prompting import image_context, load_template  # noqa: E402
+from pipeline.records import ImageAnnotation, Person, empty_keypoints, write_annotations  # noqa: E402
+from pipeline.store import Store  # noqa: E402
+
+CSV = ROOT.parent / "shared" / "data" / "mpii" / "csv_activity" / "mpii_dataset.csv"
+
+
+def csv_annotations(path: Path, limit: int | None) -> list[ImageAnnotation]:
+    """The real activity CSV as annotations: pipeline.mpii's reader when present, else read here."""
+    try:
+        from pipeline.mpii import read_source
+
+        rows = read_source(path).images
+        return rows[:limit] if limit else rows
+    except Exception:  # the convert stage is not there (or reads CSV differently): build rows directly
+        pass
+    df = pd.read_csv(path, nrows=limit)
+    xy = df.iloc[:, 2:34].to_numpy(dtype=np.float32).reshape(-1, 16, 2)
+    rows = []
+    for i, rec in enumerate(df.itertuples(index=False)):
+        kps = empty_keypoints()
+        ok = (xy[i] >= 0).all(axis=1)
+        kps[ok, :2], kps[ok, 2] = xy[i][ok], 2
+        rows.append(
+            ImageAnnotation(
+                image=rec.NAME,
+                split="train",
+                activity=rec.Activity,
+                category=rec.Category,
+                people=[Person(keypoints=kps, scale=float(rec.Scale))],
+            )
+        )
+    return rows
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return proc, proc.stdout.readline().strip()
+
+
+def paper_baseline(rows: list[ImageAnnotation], url: str, requests: int, out: Path) -> float:
+    """The reference scripts' loop: sequential requests, the whole results JSON rewritten after each one."""
+    import openai
+
+    client = openai.OpenAI(base_url=url, api_key="not-needed", max_retries=0)
+    tpl = load_template("paper")
+    results: dict[str, str] = {}
+    started = time.perf_counter()
+    for ann in rows[:requests]:
+        reply = client.chat.completions.create(
+            model="fake", messages=tpl.messages(image_context(ann)), temperature=0.5, max_tokens=512
+        )
+        results[ann.image] = reply.choices[0].message.content
+        out.write_text(json.dumps(results, indent=2))
+    return len(results) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=None, help="images (default: all 17,372)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds the server waits per request")
+    parser.add_argument("--template", default="paper")
+    parser.add_argument("--baseline-requests", type=int, default=30)
+    args = parser.parse_args()
+
+    rows = csv_annotations(CSV, args.limit)
+    proc, url = start_server(args.latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(Path(tmp) / "store")
+            with store.create("annotations", "mpii", stage="convert", config={}) as w:
+                write_annotations(w.dir / "annotations.parquet", rows)
+            cfg = DescribeConfig(
+                annotations="mpii",
+                backend="openai",
+                base_url=url,
+                model="fake",
+                template=args.template,
+                concurrency=args.concurrency,
+                timeout=30,
+            )
+            summary = describe(cfg, store)
+            baseline = paper_baseline(rows, url, args.baseline_requests, Path(tmp) / "baseline.json")
+    finally:
+        proc.terminate()
+        proc.wait()
+    bound = args.concurrency / args.latency
+    rate = summary["requests_per_s"]
+    print(
+        f"images {len(rows)}, ok {summary['ok']}, errors {summary['error']}, requests sent "
+        f"{summary['requests_sent']}, total stage time {summary['seconds']:.1f} s"
+    )
+    print(
+        f"request phase: {rate:.1f} req/s, bound {bound:.0f} req/s (concurrency {args.concurrency} / latency "
+        f"{args.latency} s), ratio {rate / bound:.3f}"
+    )
+    print(f"client CPU per request: {summary['client_cpu_ms_per_request']:.2f} ms")
+    print(
+        f"paper-style sequential baseline: {baseline:.1f} req/s ({args.baseline_requests} requests); "
+        f"speed-up {rate / baseline:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

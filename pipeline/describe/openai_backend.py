@@ -1,0 +1,398 @@
+"""The LLM backend: any OpenAI-compatible chat-completions endpoint through the official async client.
+
+    stats = run_requests(todo, cfg, price, journal)      # every request ends as one journal row
+
+How it stays fast and within limits:
+- K workers share one AIMD window: every 429/5xx/timeout halves the number of requests allowed in flight
+  (at most once per `_COOLDOWN`), every success adds 1/window, up to --concurrency.
+- --rpm / --tpm are token buckets (a request costs its prompt estimate + max_tokens, what OpenAI counts).
+- tenacity retries transient failures (429, 5xx, timeouts, dropped connections, unparsable replies) with
+  full-jitter exponential backoff; a Retry-After / retry-after-ms header sets the wait instead. Bounded
+  by --max-retries; after that the row is recorded with status error, never dropped.
+- The client's own retries are off (max_retries=0) so every attempt is counted and journaled here.
+- --max-cost: no new request starts once spent + the worst case of those in flight would pass the budget;
+  the run stops cleanly and a re-run continues from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, public_base_url
+from pipeline.describe.journal import Journal
+from pipeline.describe.pricing import Price
+from pipeline.describe.validate import judge
+from pipeline.errors import PipelineError
+from pipeline.log import progress
+
+log = logging.getLogger(__name__)
+
+_COOLDOWN = 1.0  # seconds between two multiplicative decreases: one burst of 429s halves the window once
+_MAX_WAIT = 120.0  # longest single backoff, even when a server asks for more
+_POOL_SIZE = 8  # connections per client (see Runner.__init__)
+_FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
+
+class MalformedResponse(Exception):
+    """A 200 reply that is not a chat completion (bad JSON, no choices): retried like a transient error."""
+
+
+class BudgetReached(Exception):
+    pass
+
+
+class AIMDWindow:
+    """How many requests may be in flight: additive increase on success, multiplicative decrease on
+    congestion (TCP's rule, as the OpenAI cookbook recommends for 429s)."""
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self.decreases = 0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._last_decrease = -_COOLDOWN
+
+    async def acquire(self) -> None:
+        if self.in_flight < int(self.limit) and not self._waiters:
+            self.in_flight += 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed to us as we were cancelled: give it back
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < max(1, int(self.limit)):
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
+
+    def success(self) -> None:
+        if self.limit < self.maximum:
+            self.limit = min(self.maximum, self.limit + 1.0 / self.limit)
+            self._wake()
+
+    def congestion(self) -> None:
+        now = time.monotonic()
+        if now - self._last_decrease >= _COOLDOWN:
+            self._last_decrease = now
+            self.limit = max(1.0, self.limit / 2.0)
+            self.decreases += 1
+
+
+class TokenBucket:
+    """`rate_per_min` units per minute, bursting to one second's worth (or one request's cost)."""
+
+    def __init__(self, rate_per_min: float):
+        self.rate = rate_per_min / 60.0
+        self.level = self.rate
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self, amount: float) -> None:
+        async with self._lock:  # first come, first served
+            while True:
+                now = time.monotonic()
+                self.level = min(max(self.rate, amount), self.level + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.level >= amount:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((amount - self.level) / self.rate)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, then Retry-After as seconds or an HTTP date)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    if (value := headers.get("retry-after")) is not None:
+        try:
+            return float(value)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if value else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - time.time())
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError | MalformedResponse)  # timeouts are connection errors
+
+
+def _congestion(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, openai.APITimeoutError)
+
+
+@dataclass(slots=True)
+class Completion:
+    id: str | None
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _parse(reply: Any) -> Completion:
+    """The fields we keep from a chat.completion object; MalformedResponse when it is not one."""
+    try:
+        choice = reply["choices"][0]
+        text = (choice.get("message") or {}).get("content")
+        usage = reply.get("usage") or {}
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"content is {type(text).__name__}")
+        return Completion(
+            id=reply.get("id"),
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
+        raise MalformedResponse(f"not a chat completion ({type(err).__name__}: {err})") from None
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {exc.message}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+@dataclass(slots=True)
+class RunStats:
+    sent: int = 0  # HTTP attempts, retries included
+    done: int = 0
+    failures: int = 0  # rows whose status is not ok
+    spent: float = 0.0
+    in_flight_cost: float = 0.0
+    tokens: int = 0
+    retries: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal):
+        self.cfg, self.price, self.journal = cfg, price, journal
+        self.window = AIMDWindow(cfg.concurrency)
+        self.rpm = TokenBucket(cfg.rpm) if cfg.rpm else None
+        self.tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
+        self.stats = RunStats()
+        self.stopping = False
+        # One client per _POOL_SIZE workers: httpcore scans its whole pool on every request and response,
+        # so one pool of 64 connections costs more CPU than the HTTP exchange itself.
+        self.clients = [
+            openai.AsyncOpenAI(
+                api_key=cfg.api_key or "not-needed",  # local servers take any key
+                base_url=cfg.base_url,
+                max_retries=0,
+                timeout=cfg.timeout,
+            )
+            for _ in range(-(-cfg.concurrency // _POOL_SIZE))
+        ]
+        self.sampling = cfg.sampling()
+
+    # ---- one attempt --------------------------------------------------------------------------
+    async def _attempt(self, req: DescriptionRequest, client: openai.AsyncOpenAI, body: bytes) -> Completion:
+        if self.rpm:
+            await self.rpm.take(1)
+        if self.tpm:
+            await self.tpm.take(req.prompt_tokens + self.cfg.max_tokens)
+        await self.window.acquire()
+        self.stats.sent += 1
+        try:
+            try:
+                # client.post is the official client's own transport (auth, base URL, errors by status)
+                # without chat.completions.create's TypedDict transform, deep copies and pydantic model
+                # build, which cost more CPU than the HTTP exchange; `_parse` checks the reply instead.
+                reply = await client.post("/chat/completions", cast_to=object, content=body)
+            except ValueError as err:  # the body was not JSON
+                raise MalformedResponse(f"unparsable reply: {err}") from None
+            completion = _parse(reply)
+        except BaseException as exc:
+            if _congestion(exc):
+                self.window.congestion()
+            raise
+        finally:
+            self.window.release()
+        self.window.success()
+        return completion
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = retry_after(exc) if exc is not None else None
+        if asked is not None:
+            return min(_MAX_WAIT, asked + random.uniform(0, 0.1 * asked + 0.01))  # jitter spreads the herd
+        # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
+        return random.uniform(0, min(_MAX_WAIT, self.cfg.backoff * 2 ** (state.attempt_number - 1)))
+
+    # ---- one row ------------------------------------------------------------------------------
+    async def describe_one(self, req: DescriptionRequest, client: openai.AsyncOpenAI) -> DescriptionResult:
+        started = time.monotonic()
+        attempts = 0
+        body = json.dumps({"model": self.cfg.model, "messages": req.messages, **self.sampling}).encode()
+
+        async def attempt() -> Completion:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(req, client, body)
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            log.debug("%s: retry %d after %s", req.image, state.attempt_number, state.outcome.exception())
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.cfg.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(is_transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        base = {
+            "cache_key": req.cache_key,
+            "image": req.image,
+            "source": req.source,
+            "sample": req.sample,
+            "model": req.model,
+            "template": req.template,
+            "template_hash": req.template_hash,
+        }
+        try:
+            completion = await retrying(attempt)
+        except _FATAL as exc:
+            raise PipelineError(
+                f"{public_base_url(self.cfg.base_url)}: {_error_text(exc)} (check the key, model and "
+                f"--base-url; finished rows are kept in the journal)"
+            ) from None
+        except (openai.APIError, MalformedResponse) as exc:
+            return DescriptionResult(
+                **base,
+                description=None,
+                status="error",
+                attempts=attempts,
+                latency_s=round(time.monotonic() - started, 4),
+                error=_error_text(exc),
+            )
+        c = completion
+        status, reason = judge(c.text, c.finish_reason, req.ctx)
+        return DescriptionResult(
+            **base,
+            description=c.text.strip() if c.text and c.text.strip() else None,
+            status=status,
+            finish_reason=c.finish_reason,
+            prompt_tokens=c.prompt_tokens,
+            completion_tokens=c.completion_tokens,
+            cost_usd=self.price.cost(c.prompt_tokens, c.completion_tokens),
+            attempts=attempts,
+            latency_s=round(time.monotonic() - started, 4),
+            error=reason,
+            response_id=c.id,
+        )
+
+    # ---- the run ------------------------------------------------------------------------------
+    async def run(self, todo: list[DescriptionRequest]) -> None:
+        queue = iter(todo)
+        bar = progress(total=len(todo), desc="describe", unit="req")
+        started = time.monotonic()
+        last_postfix = 0.0
+
+        async def worker(client: openai.AsyncOpenAI) -> None:
+            nonlocal last_postfix
+            for req in queue:  # one shared iterator: each request is taken by exactly one worker
+                worst = self.price.cost(req.prompt_tokens, self.cfg.max_tokens)
+                if self.cfg.max_cost is not None and (
+                    self.stats.spent + self.stats.in_flight_cost + worst > self.cfg.max_cost
+                ):
+                    self.stopping = True
+                if self.stopping:
+                    return
+                self.stats.in_flight_cost += worst
+                try:
+                    result = await self.describe_one(req, client)
+                finally:
+                    self.stats.in_flight_cost -= worst
+                self.journal.record(result)  # the moment it arrives: a crash after this loses nothing
+                s = self.stats
+                s.done += 1
+                s.spent += result.cost_usd
+                s.tokens += result.prompt_tokens + result.completion_tokens
+                s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
+                s.failures += result.status != "ok"
+                bar.update(1)
+                now = time.monotonic()
+                if now - last_postfix > 0.5:
+                    last_postfix = now
+                    bar.set_postfix_str(
+                        f"tok/s={s.tokens / max(now - started, 1e-9):.0f} cost=${s.spent:.4f} "
+                        f"fail={s.failures} window={int(self.window.limit)}",
+                        refresh=False,
+                    )
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i in range(min(self.cfg.concurrency, len(todo))):
+                    group.create_task(worker(self.clients[i // _POOL_SIZE]))
+        except* Exception as group_error:  # one worker's error (a fatal HTTP status) stops them all
+            raise group_error.exceptions[0] from None
+        finally:
+            bar.close()
+            for client in self.clients:
+                await client.close()
+
+
+def run_requests(
+    todo: list[DescriptionRequest], cfg: DescribeConfig, price: Price, journal: Journal
+) -> dict[str, Any]:
+    """Send every request (journaling each result as it arrives); the run's own numbers."""
+    if not todo:
+        return {"requests_sent": 0}
+    runner = Runner(cfg, price, journal)
+    started, cpu = time.monotonic(), time.process_time()
+    asyncio.run(runner.run(todo))
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    s = runner.stats
+    stats = {
+        "requests_sent": s.sent,
+        "retries": s.retries,
+        "rows_done": s.done,
+        "spent_usd": round(s.spent, 6),
+        "requests_per_s": round(s.done / elapsed, 2) if elapsed > 0 else None,
+        "window_decreases": runner.window.decreases,
+        "client_cpu_ms_per_request": round(1000 * cpu / s.sent, 3) if s.sent else None,
+    }
+    if runner.stopping:
+        raise PipelineError(
+            f"stopped at --max-cost ${cfg.max_cost}: spent ${s.spent:.4f} this run, {s.done} of {len(todo)} "
+            f"rows done; the journal is kept, re-run with a higher --max-cost to continue"
+        )
+    return stats

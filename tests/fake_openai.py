@@ -1,0 +1,275 @@
+"""A real HTTP server on 127.0.0.1 that speaks OpenAI chat completions, with faults you can inject.
+
+In a test (the server runs on its own event loop in a daemon thread):
+
+    with FakeOpenAI(latency=0.01) as server:
+        server.script = {"img-3": ["429", "500", "ok"]}      # requests whose prompt contains "img-3"
+        ... AsyncOpenAI(base_url=server.url, api_key="x") ...
+        server.stats()                                      # counts per fault, every request seen
+
+As a process (the benchmark, or a CLI run under test):
+
+    python tests/fake_openai.py --latency 0.1 --port 0     # prints the base URL on its first line
+    POST <base>/_control {"latency": 0.1, "script": {...}, "faults": [...]}  ;  GET <base>/_stats
+
+Faults: ok | 429 (retry-after-ms header) | 429s (Retry-After in whole seconds) | 500 | 401 | slow (sleeps
+`slow_s` before answering) | drop (closes the connection without a reply) | malformed (200 with a body
+that is not JSON) | empty (empty content) | length (finish_reason "length") | refuse (a refusal text).
+`script` maps a substring of the user message to the faults its successive requests get ("500*" repeats
+forever); `faults` is a queue consumed by requests in arrival order; everything else gets `default`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+_COUNT = re.compile(r'"count":\s*(\d+)')
+_NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        slow_s: float = 5.0,
+        retry_after_ms: int = 50,
+        default: str = "ok",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self.latency = latency
+        self.slow_s = slow_s
+        self.retry_after_ms = retry_after_ms
+        self.default = default
+        self.script: dict[str, list[str]] = {}
+        self.faults: list[str] = []
+        self.host, self.port = host, port
+        self.requests: list[dict[str, Any]] = []  # one entry per chat request: n, fault, user, model, t
+        self.fault_counts: Counter[str] = Counter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._n = 0
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def serve(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def start(self) -> FakeOpenAI:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.serve())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+
+        async def close() -> None:
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+        self._loop = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": len(self.requests),
+            "faults": dict(self.fault_counts),
+            "log": [dict(r) for r in self.requests],
+        }
+
+    # ---- behaviour --------------------------------------------------------------------------------
+    def _pick_fault(self, user: str) -> str:
+        for needle, seq in self.script.items():
+            if needle in user and seq:
+                fault = seq[0]
+                if fault.endswith("*"):
+                    return fault[:-1]
+                seq.pop(0)
+                return fault
+        if self.faults:
+            return self.faults.pop(0)
+        return self.default
+
+    def _reply(self, body: dict[str, Any], fault: str) -> dict[str, Any]:
+        user = next(
+            (m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), ""
+        )
+        match = _COUNT.search(user)
+        count = int(match.group(1)) if match else 1
+        people = f"{_NUMBER_WORDS[count] if count <= 10 else count} {'person' if count == 1 else 'people'}"
+        content = (
+            f"This image shows {people}. The pose is described in plain words by the fake server "
+            f"(request {self._n})."
+        )
+        finish = "stop"
+        if fault == "empty":
+            content = ""
+        elif fault == "length":
+            content, finish = content[:30], "length"
+        elif fault == "refuse":
+            content = "I'm sorry, but I can't help with that request."
+        prompt_tokens = sum(len(m.get("content", "")) for m in body.get("messages", [])) // 4 + 1
+        return {
+            "id": f"chatcmpl-fake-{self._n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(content) // 4 + 1,
+                "total_tokens": prompt_tokens + len(content) // 4 + 1,
+            },
+        }
+
+    async def _respond(
+        self, writer: asyncio.StreamWriter, status: int, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            "content-type: application/json",
+            f"content-length: {len(payload)}",
+            "connection: keep-alive",
+        ]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        await writer.drain()
+
+    async def _chat(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        """Answer one chat request; False when the connection must be dropped."""
+        self._n += 1
+        user = next(
+            (m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), ""
+        )
+        fault = self._pick_fault(user)
+        self.fault_counts[fault] += 1
+        self.requests.append(
+            {"n": self._n, "fault": fault, "user": user, "model": body.get("model"), "t": time.time()}
+        )
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault == "drop":
+            return False
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+        if fault in ("429", "429s"):
+            headers = (
+                {"retry-after-ms": str(self.retry_after_ms)}
+                if fault == "429"
+                else {"retry-after": str(max(1, round(self.retry_after_ms / 1000)))}
+            )
+            err = {
+                "error": {"message": "Rate limit reached (fake)", "type": "rate_limit_error", "code": None}
+            }
+            await self._respond(writer, 429, json.dumps(err).encode(), headers)
+        elif fault == "401":
+            err = {"error": {"message": "Incorrect API key provided (fake)", "type": "invalid_request_error"}}
+            await self._respond(writer, 401, json.dumps(err).encode())
+        elif fault == "500":
+            err = {"error": {"message": "The server had an error (fake)", "type": "server_error"}}
+            await self._respond(writer, 500, json.dumps(err).encode())
+        elif fault == "malformed":
+            await self._respond(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
+        else:
+            await self._respond(writer, 200, json.dumps(self._reply(body, fault)).encode())
+        return True
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
+                }
+                raw = await reader.readexactly(int(headers.get("content-length", 0)))
+                path = path.split("?", 1)[0]
+                if method == "POST" and path.endswith("/chat/completions"):
+                    if not await self._chat(json.loads(raw or b"{}"), writer):
+                        return
+                elif path.endswith("/_stats"):
+                    await self._respond(writer, 200, json.dumps(self.stats()).encode())
+                elif method == "POST" and path.endswith("/_control"):
+                    ctl = json.loads(raw or b"{}")
+                    for key in ("latency", "slow_s", "retry_after_ms", "default", "script", "faults"):
+                        if key in ctl:
+                            setattr(self, key, ctl[key])
+                    await self._respond(writer, 200, b"{}")
+                else:
+                    await self._respond(writer, 404, b'{"error": {"message": "not found"}}')
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # CancelledError on stop: ending quietly keeps asyncio's stream callback from logging it
+        finally:
+            writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every reply")
+    parser.add_argument("--default", default="ok", help="fault for requests nothing else picks")
+    args = parser.parse_args()
+    server = FakeOpenAI(latency=args.latency, default=args.default, port=args.port)
+
+    async def run() -> None:
+        await server.serve()
+        print(server.url, flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
