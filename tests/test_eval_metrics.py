@@ -52,10 +52,12 @@ def test_random_baselines():
 
 
 def test_prompts_and_articles():
-    assert zeroshot.render("a photo of {article} {c} looking face", "angry") == "a photo of an angry looking face"
+    face = "a photo of {article} {c} looking face"
+    assert zeroshot.render(face, "angry") == "a photo of an angry looking face"
     assert zeroshot.render("a photo of {article} {c} person", "kid") == "a photo of a kid person"
     task = TASKS["fer2013-emotion"]
-    prompts = zeroshot.class_prompts([task.prompt_name(c) for c in task.classes], task.select_templates("paper"))
+    names = [task.prompt_name(c) for c in task.classes]
+    prompts = zeroshot.class_prompts(names, task.select_templates("paper"))
     assert prompts[2] == ["a photo of a fearful looking face"]
     assert len(task.select_templates("ensemble")) == len(load_templates("emotion_face")) > 1
 

@@ -1,0 +1,248 @@
+"""The eval stage end to end with a real tiny open_clip model on CPU: results against an independent
+per-image loop, skipped-row accounting, absent data, ad-hoc tasks, runs from the store, the CLI, --compare."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_eval_readers import write_clip, write_stanford40  # tests/ is on sys.path under pytest
+
+from evaluation.run import EvalConfig, evaluate
+from evaluation.tasks import TASKS, Task
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from training.inference import load_model
+
+    torch.manual_seed(0)
+    model, _, _ = load_model(arch="focus-tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory, shared_data) -> Path:
+    root = tmp_path_factory.mktemp("eval-data")
+    os.symlink(shared_data / "fer2013" / "images_msambare_layout", root / "fer2013")
+    os.symlink(shared_data / "utkface" / "images", root / "utkface")
+    write_stanford40(root / "stanford40")
+    k400 = root / "kinetics400"
+    k400.mkdir()
+    os.symlink(shared_data / "kinetics400" / "kinetics-400_val.csv", k400 / "kinetics-400_val.csv")
+    write_clip(k400 / "clips" / "0wR5jVB-WPk_000417_000427.mp4")
+    write_clip(k400 / "clips" / "3caPS4FHFF8_000036_000046.mp4")
+    (k400 / "clips" / "--33Lscn6sk_000004_000014.mp4").write_bytes(b"\x00" * 300)
+    return root
+
+
+def _per_image_accuracy(reference, task: Task, items: list[tuple[Path, str]]) -> tuple[float, float]:
+    """The paper's eval.py loop, written independently: one image at a time, argsort of the raw logits."""
+    model, preprocess, tokenizer = reference
+    classes = list(task.classes)
+    prompts = [
+        task.templates[0].format(
+            c=task.prompt_name(c), article="an" if task.prompt_name(c)[0] in "aeiou" else "a"
+        )
+        for c in classes
+    ]
+    with torch.no_grad():
+        text = model.encode_text(tokenizer(prompts))
+        text = text / text.norm(dim=-1, keepdim=True)
+        rows, labels = [], []
+        for path, label in items:
+            image = preprocess(Image.open(path).convert("RGB")).unsqueeze(0)
+            feats = model.encode_image(image)
+            rows.append((feats / feats.norm(dim=-1, keepdim=True) @ text.T)[0].numpy())
+            labels.append(classes.index(label))
+    logits, labels = np.stack(rows), np.array(labels)
+    ranked = np.argsort(-logits, axis=1)
+    return float(np.mean([labels[i] in ranked[i, : task.k] for i in range(len(labels))])), float(
+        np.mean(ranked[:, 0] == labels)
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    """The same weights, loaded separately for the independent per-image loop."""
+    from training.inference import load_model
+
+    return load_model(arch="focus-tiny", checkpoint=checkpoint)
+
+
+def test_evaluate_end_to_end(store, checkpoint, reference, data_root):
+    cfg = EvalConfig(
+        arch="focus-tiny",
+        checkpoint=str(checkpoint),
+        data_root=str(data_root),
+        tasks=("fer2013-emotion", "utkface-age", "kinetics400-action", "stanford40-action", "emotic-age"),
+        splits={"fer2013": "test"},
+        workers=0,
+        batch_size=5,
+        name="e2e",
+    )
+    results = evaluate(cfg, store)
+    folder = store.path("evals", "e2e")
+    assert json.loads((folder / "results.json").read_text()) == results
+    by = {r["task"]: r for r in results}
+    for r in results:
+        assert {"task", "dataset", "model", "pretrained", "metrics", "n_samples", "skipped"} <= set(r)
+        assert r["model"] == "focus-tiny" and r["pretrained"] == str(checkpoint)
+
+    fer = by["fer2013-emotion"]
+    assert fer["status"] == "ok" and fer["n_samples"] == 14 and fer["skipped"] == {}
+    assert set(fer["metrics"]) == {"acc@3", "acc1", "acc5", "mean_per_class_recall"}
+    fer_items = sorted((p, p.parent.name) for p in (data_root / "fer2013" / "test").glob("*/*.jpg"))
+    acc3, acc1 = _per_image_accuracy(reference, TASKS["fer2013-emotion"], fer_items)
+    assert fer["metrics"]["acc@3"] == pytest.approx(acc3, abs=1e-6)
+    assert fer["metrics"]["acc1"] == pytest.approx(acc1, abs=1e-6)
+
+    utk = by["utkface-age"]
+    assert (
+        utk["n_samples"] == 22
+        and utk["skipped"] == {"malformed file name": 2}
+        and utk["metrics"]["acc5"] is None
+    )
+    from evaluation.readers.utkface import parse_name
+
+    utk_items = [
+        (p, parse_name(p.name)["age_group"])
+        for p in sorted((data_root / "utkface").iterdir())
+        if parse_name(p.name)
+    ]
+    assert utk["metrics"]["acc1"] == pytest.approx(
+        _per_image_accuracy(reference, TASKS["utkface-age"], utk_items)[1], abs=1e-6
+    )
+
+    k400 = by["kinetics400-action"]
+    assert k400["split"] == "val" and k400["n_samples"] == 2 and k400["n_classes"] == 400
+    assert k400["skipped"] == {"clip missing": 19906 - 3, "clip decode failed": 1}
+    assert k400["n_samples"] + sum(k400["skipped"].values()) == 19906  # never a silently smaller denominator
+    assert k400["random"]["analytic"] == pytest.approx(3 / 400)
+
+    s40 = by["stanford40-action"]
+    assert s40["n_samples"] == 3 and s40["n_classes"] == 2 and s40["metrics"]["acc@3"] == 1.0  # k >= C
+
+    emotic = by["emotic-age"]
+    assert emotic["status"] == "skipped" and str(data_root / "emotic") in emotic["looked_for"]
+    assert emotic["metrics"]["acc1"] is None and emotic["n_samples"] == 0
+
+    md = (folder / "results.md").read_text()
+    assert "| fer2013-emotion | Emotion | test | 3 | 14 | 0 |" in md and "emotic-age [skipped]" in md
+    assert (folder / "results.png").read_bytes()[:4] == b"\x89PNG"
+    meta = store.meta("evals", "e2e")
+    assert meta["counts"]["scored"] == 4 and meta["config"]["tasks"][0] == "fer2013-emotion"
+
+
+def test_adhoc_task_with_workers_and_ensemble(store, checkpoint, shared_data):
+    """A task defined in code (as the demo does) on the FER2013 image-folder reader, with its own classes."""
+    task = Task(
+        id="toy-mood",
+        dataset="moods",
+        reader="fer2013",
+        label="class",
+        classes=("happy", "sad", "angry"),
+        templates=("a photo of a {c} face", "a {c} looking person"),
+        k=2,
+        split="test",
+        group="Emotion",
+    )
+    cfg = EvalConfig(
+        arch="focus-tiny",
+        checkpoint=str(checkpoint),
+        tasks=(task,),
+        templates="ensemble",
+        paths={"moods": str(shared_data / "fer2013" / "images_msambare_layout")},
+        workers=2,
+        batch_size=4,
+        name="toy",
+    )
+    (r,) = evaluate(cfg, store)
+    assert r["status"] == "ok" and r["n_samples"] == 6 and r["skipped"] == {"unknown label": 8}
+    assert set(r["metrics"]) == {"acc@2", "acc1", "acc5", "mean_per_class_recall"}
+    assert store.meta("evals", "toy")["config"]["custom_tasks"][0]["classes"] == ["happy", "sad", "angry"]
+    again = evaluate(EvalConfig(**{**cfg.__dict__, "workers": 0, "overwrite": True}), store)[0]
+    assert again["metrics"] == r["metrics"]  # workers change speed, not results
+
+
+def test_eval_from_a_run_artifact(store, checkpoint, data_root):
+    import shutil
+
+    with store.create(
+        "runs",
+        "tiny",
+        stage="train",
+        config={"arch": "focus-tiny", "model_type": "clip", "context_length": 77, "image_size": 64},
+    ) as w:
+        shutil.copy(checkpoint, w.dir / "model.pt")
+    (r,) = evaluate(
+        EvalConfig(run="tiny", data_root=str(data_root), tasks=("utkface-race",), workers=0), store
+    )
+    assert r["pretrained"] == "runs/tiny" and r["n_samples"] == 22
+    meta = store.meta("evals", "tiny")
+    assert meta["inputs"][0]["name"] == "tiny" and meta["inputs"][0]["kind"] == "runs"
+
+
+def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
+    common = ["--arch", "focus-tiny", "--checkpoint", checkpoint, "--data-root", data_root, "--workers", "0"]
+    res = cli("eval", *common, "--tasks", "utkface-age", "emotic-age", "--name", "a")
+    assert res.exit_code == 0, res.output
+    assert "utkface-age          acc@1" in res.output and "emotic-age           skipped" in res.output
+    res = cli(
+        "eval",
+        *common,
+        "--tasks",
+        "stanford40-action",
+        "--split",
+        "stanford40=test",
+        "--templates",
+        "ensemble",
+        "--name",
+        "b",
+    )
+    assert res.exit_code == 0, res.output
+    res = cli("eval", "--compare", "evals/a", "b")
+    assert res.exit_code == 0, res.output
+    assert "| Model | Action: Stanford 40 (Acc@3) | Age: UTKFace (Acc@1) | Avg. |" in res.output
+    assert "| Sim. random |" in res.output and "| b | 100.00 | - | 100.00 (1/2) |" in res.output
+    assert (store.path("reports", "compare") / "comparison.png").is_file()
+
+    for args, message in [
+        (["--path", "fer2013"], "expected DATASET=DIR"),
+        (["--tasks", "nope"], "unknown task 'nope'"),
+        (["--tasks", "utkface-age", "--name", "a"], "already exists"),
+        (["--tasks", "utkface-age", "--templates", "many"], "paper or ensemble"),
+        (["not-a-task"], "unexpected argument"),
+    ]:
+        res = cli("eval", *common, *args)
+        assert res.exit_code == 2 and message in res.output, (args, res.output)
+    res = cli("eval", "--compare", "evals/missing")
+    assert res.exit_code == 2 and "no results.json" in res.output
+    res = cli("eval", "--arch", "no-such-arch", "--tasks", "utkface-age")
+    assert res.exit_code == 2 and "unknown open_clip architecture" in res.output
+    assert not store.exists("evals", "no-such-arch-random")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_amp_on_gpu_matches_cpu(store, checkpoint, data_root):
+    cfg = dict(
+        arch="focus-tiny",
+        checkpoint=str(checkpoint),
+        data_root=str(data_root),
+        tasks=("utkface-age",),
+        workers=0,
+    )
+    cpu = evaluate(EvalConfig(**cfg, device="cpu", name="cpu"), store)[0]
+    gpu = evaluate(EvalConfig(**cfg, device="cuda", name="gpu"), store)[0]
+    assert gpu["n_samples"] == cpu["n_samples"]
+    assert (
+        abs(gpu["metrics"]["acc1"] - cpu["metrics"]["acc1"]) <= 2 / cpu["n_samples"]
+    )  # fp16 may flip a near tie
