@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,8 @@ def load(cfg: EvalConfig, store: Store) -> Model:
 
 
 def amp(device: torch.device):
-    return torch.autocast(device_type="cuda", dtype=torch.float16) if device.type == "cuda" else _null()
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    """fp16 autocast on GPU (inference only, so no loss scaling); plain fp32 on CPU."""
+    return torch.autocast(device_type="cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
 
 
 @torch.inference_mode()

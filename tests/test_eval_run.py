@@ -172,22 +172,31 @@ def test_adhoc_task_with_workers_and_ensemble(store, checkpoint, shared_data):
     assert again["metrics"] == r["metrics"]  # workers change speed, not results
 
 
-def test_eval_from_a_run_artifact(store, checkpoint, data_root):
+def test_eval_from_a_run_artifact_with_limit_and_a_bad_file(store, checkpoint, data_root, tmp_path):
     import shutil
 
-    with store.create(
-        "runs",
-        "tiny",
-        stage="train",
-        config={"arch": "focus-tiny", "model_type": "clip", "context_length": 77, "image_size": 64},
-    ) as w:
+    config = {"arch": "focus-tiny", "model_type": "clip", "context_length": 77, "image_size": 64}
+    with store.create("runs", "tiny", stage="train", config=config) as w:
         shutil.copy(checkpoint, w.dir / "model.pt")
-    (r,) = evaluate(
-        EvalConfig(run="tiny", data_root=str(data_root), tasks=("utkface-race",), workers=0), store
+    (tmp_path / "fairface_label_val.csv").write_text("file,age\nval/1.jpg,3-9\n")  # no race column
+    cfg = EvalConfig(
+        run="tiny",
+        data_root=str(data_root),
+        tasks=("fairface-race", "utkface-race"),
+        workers=0,
+        limit=5,
+        paths={"fairface": str(tmp_path)},
     )
-    assert r["pretrained"] == "runs/tiny" and r["n_samples"] == 22
+    bad, r = evaluate(cfg, store)
+    assert (
+        bad["status"] == "error" and "missing column" in bad["message"]
+    )  # reported; the other task still ran
+    assert (
+        r["pretrained"] == "runs/tiny" and r["n_samples"] == 5 and r["limit"] == 5 and r["n_available"] == 22
+    )
     meta = store.meta("evals", "tiny")
     assert meta["inputs"][0]["name"] == "tiny" and meta["inputs"][0]["kind"] == "runs"
+    assert "fairface-race [error]" in (store.path("evals", "tiny") / "results.md").read_text()
 
 
 def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
