@@ -2,7 +2,7 @@
 paper's eval.py (open, preprocess, encode one image, softmax, .tolist()), same model, same images, same
 class text embeddings. Prints images/s for both and the ratio; checks that both predict the same classes.
 
-    .venv/bin/python benchmarks/eval_throughput.py                       # focus-tiny, 256 images, CPU
+    .venv/bin/python benchmarks/eval_throughput.py                       # focus-tiny, 128 images, CPU
     .venv/bin/python benchmarks/eval_throughput.py --arch ViT-B-16 --images 2048 --device cuda
 """
 
@@ -53,7 +53,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--arch", default="focus-tiny")
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=128)
     parser.add_argument(
         "--size", type=int, default=200, help="side of the generated JPEGs (UTKFace chips: 200)"
     )

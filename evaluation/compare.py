@@ -38,7 +38,8 @@ class Column:
 class Comparison:
     columns: list[Column]
     rows: list[tuple[str, list[float | None]]]  # (label, acc@k per column in [0, 1])
-    random: list[float | None]  # the simulated random classifier per column
+    random: list[float | None]  # the simulated random classifier per column (the paper's "Sim. Rand")
+    analytic: list[float | None] = field(default_factory=list)  # k / C per column
     markdown: str = ""
     files: list[Path] = field(default_factory=list)
 
@@ -62,6 +63,7 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]]) -> Comparison:
     """The table's numbers from each eval's results (tasks any eval scored become columns)."""
     columns: dict[str, Column] = {}
     random: dict[str, float] = {}
+    analytic: dict[str, float] = {}
     for _, results in runs:
         for r in results:
             if r.get("status", "ok") == "ok" and r["metrics"].get(f"acc@{r['k']}") is not None:
@@ -70,6 +72,7 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]]) -> Comparison:
                 )
                 if r.get("random", {}).get("simulated") is not None:
                     random.setdefault(r["task"], r["random"]["simulated"])
+                    analytic.setdefault(r["task"], r["random"]["analytic"])
     ordered = sorted(columns.values(), key=lambda c: _order(c.task, c.group))
     rows = []
     for label, results in runs:
@@ -80,7 +83,9 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]]) -> Comparison:
                 [by_task[c.task]["metrics"][f"acc@{c.k}"] if c.task in by_task else None for c in ordered],
             )
         )
-    return Comparison(ordered, rows, [random.get(c.task) for c in ordered])
+    return Comparison(
+        ordered, rows, [random.get(c.task) for c in ordered], [analytic.get(c.task) for c in ordered]
+    )
 
 
 def _cell(x: float | None) -> str:
@@ -104,7 +109,7 @@ def markdown(table: Comparison) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for label, values in [*table.rows, ("Sim. random", table.random)]:
+    for label, values in [*table.rows, ("Sim. random", table.random), ("Random (k/C)", table.analytic)]:
         lines.append("| " + " | ".join([label, *map(_cell, values), _average(values)]) + " |")
     return "\n".join(lines) + "\n"
 

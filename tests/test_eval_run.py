@@ -85,7 +85,7 @@ def test_evaluate_end_to_end(store, checkpoint, reference, data_root):
         tasks=("fer2013-emotion", "utkface-age", "kinetics400-action", "stanford40-action", "emotic-age"),
         splits={"fer2013": "test"},
         workers=0,
-        batch_size=5,
+        batch_size=8,
         name="e2e",
     )
     results = evaluate(cfg, store)
@@ -221,6 +221,7 @@ def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
     assert res.exit_code == 0, res.output
     assert "| Model | Action: Stanford 40 (Acc@3) | Age: UTKFace (Acc@1) | Avg. |" in res.output
     assert "| Sim. random |" in res.output and "| b | 100.00 | - | 100.00 (1/2) |" in res.output
+    assert "| Random (k/C) | 100.00 | 20.00 | 60.00 |" in res.output
     assert (store.path("reports", "compare") / "comparison.png").is_file()
 
     for args, message in [
