@@ -237,14 +237,17 @@ def evaluate_task(
         return result | {"status": "error", "message": "neither the task nor the dataset lists the classes"}
     index = {c: i for i, c in enumerate(classes)}
     skipped: Counter[str] = Counter(read.skipped)
-    samples, labels = [], []
+    samples, labels, unknown = [], [], Counter()
     for sample in read.samples:
         label = sample.labels.get(task.label)
         if label is None or label not in index:
-            skipped["unknown label"] += 1
+            unknown[str(label)] += 1
             continue
         samples.append(sample)
         labels.append(index[label])
+    if unknown:
+        skipped["unknown label"] += sum(unknown.values())
+        result["unknown_labels"] = dict(unknown.most_common(10))  # what to add to the classes, if anything
     result["n_classes"] = len(classes)
     result["n_available"] = len(samples)
     if cfg.limit is not None and len(samples) > cfg.limit:

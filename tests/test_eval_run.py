@@ -166,6 +166,7 @@ def test_adhoc_task_with_workers_and_ensemble(store, checkpoint, shared_data):
     )
     (r,) = evaluate(cfg, store)
     assert r["status"] == "ok" and r["n_samples"] == 6 and r["skipped"] == {"unknown label": 8}
+    assert r["unknown_labels"] == {"disgust": 2, "fear": 2, "neutral": 2, "surprise": 2}
     assert set(r["metrics"]) == {"acc@2", "acc1", "acc5", "mean_per_class_recall"}
     assert store.meta("evals", "toy")["config"]["custom_tasks"][0]["classes"] == ["happy", "sad", "angry"]
     again = evaluate(EvalConfig(**{**cfg.__dict__, "workers": 0, "overwrite": True}), store)[0]
