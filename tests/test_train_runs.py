@@ -1,0 +1,204 @@
+"""Real training runs of focus-tiny on CPU over a real parquet dataset artifact: loss goes down, resume is
+exact, NaN stops cleanly, open_clip loads the export, and a 2-process torchrun/gloo run publishes a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.store import Store
+from training import data as train_data
+from training import train as train_mod
+from training.inference import load_model, register_model_configs
+from training.synthetic import write_synthetic_dataset
+from training.train import TrainConfig, train
+
+torch.set_num_threads(2)
+
+# 32 px images: 4 patches of 16, so a step takes milliseconds, not seconds
+TINY = {
+    "arch": "focus-tiny",
+    "image_size": 32,
+    "batch_size": 8,
+    "log_every": 1,
+    "device": "cpu",
+    "num_threads": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    s = Store(tmp_path_factory.mktemp("train") / "store")
+    write_synthetic_dataset(s, "synth", n_train=32, size=(48, 40), seed=0)
+    return s
+
+
+def _losses(store: Store, name: str) -> list[float]:
+    rows = [json.loads(ln) for ln in (store.path("runs", name) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+    return [r["loss"] for r in rows]
+
+
+@pytest.mark.parametrize("model_type", ["clip", "focusclip"])
+def test_training_decreases_loss_and_exports_an_open_clip_model(store, model_type):
+    cfg = TrainConfig(
+        dataset="synth",
+        model_type=model_type,
+        name=f"t-{model_type}",
+        max_steps=10,
+        lr=2e-3,
+        warmup=2,
+        **TINY,
+    )
+    summary = train(cfg, store)
+    losses = _losses(store, f"t-{model_type}")
+    assert len(losses) == 10
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1
+    run = store.path("runs", f"t-{model_type}")
+    meta = store.meta("runs", f"t-{model_type}")["config"]
+    assert (meta["arch"], meta["model_type"], meta["context_length"], meta["image_size"]) == (
+        "focus-tiny",
+        model_type,
+        77,
+        32,
+    )
+    assert (run / "loss_curve.png").stat().st_size > 1000 and (run / "checkpoints" / "last.pt").is_file()
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"loss", "lr", "temperature", "samples_per_s", "truncated"} <= row.keys()
+    if model_type == "focusclip":
+        assert {"loss_masked_image", "loss_masked_text", "loss_image_text"} <= row.keys()
+        assert 0.0 <= summary["alpha"] <= 1.0 and summary["alpha"] != 0.5
+    register_model_configs()
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "focus-tiny", pretrained=str(run / "model.pt"), force_image_size=32
+    )
+    loaded, _, tokenizer = load_model(run_dir=run)
+    x = preprocess(__import__("PIL.Image", fromlist=["Image"]).new("RGB", (50, 40)))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(x), loaded.encode_image(x))
+        assert loaded.encode_text(tokenizer(["a person running"])).shape == (1, 64)
+
+
+def test_resume_gives_the_same_loss_curve(store, monkeypatch):
+    base = {
+        "dataset": "synth",
+        "model_type": "focusclip",
+        "max_steps": 8,
+        "lr": 3e-3,
+        "warmup": 2,
+        "checkpoint_every": 2,
+        **TINY,
+    }
+    train(TrainConfig(name="straight", **base), store)
+    straight = _losses(store, "straight")
+
+    real_get = train_data.BatchLoader.get
+    trigger: dict[str, object] = {}
+
+    def get(self, epoch, step):
+        s = epoch * self.steps_per_epoch + step
+        if trigger.get("sigint") == s:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: finish the step, save, stop
+        if trigger.get("crash") == s:
+            raise RuntimeError("simulated crash")  # a kill: only the periodic checkpoint survives
+        return real_get(self, epoch, step)
+
+    monkeypatch.setattr(train_data.BatchLoader, "get", get)
+    trigger["sigint"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(name="resumed", **base), store)
+    staging = store.staging_dir("runs", "resumed")
+    assert json.loads((staging / "checkpoints" / "last.json").read_text())["step"] == 3
+    assert not store.exists("runs", "resumed")
+    trigger.clear()
+    trigger["crash"] = 5
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(TrainConfig(name="resumed", resume=True, **base), store)
+    assert json.loads((staging / "checkpoints" / "last.json").read_text())["step"] == 4
+    trigger.clear()
+    train(TrainConfig(name="resumed", resume=True, **base), store)
+    assert _losses(store, "resumed") == pytest.approx(straight, rel=1e-5, abs=1e-6)
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(store, monkeypatch):
+    calls = {"n": 0}
+    real = train_mod.clip_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss, terms = real(*args, **kwargs)
+        return (loss * float("nan"), terms) if calls["n"] == 4 else (loss, terms)
+
+    monkeypatch.setattr(train_mod, "clip_loss", poisoned)
+    cfg = TrainConfig(dataset="synth", model_type="clip", name="nan", max_steps=6, checkpoint_every=2, **TINY)
+    with pytest.raises(PipelineError, match=r"loss is nan at step 4.*last good checkpoint"):
+        train(cfg, store)
+    ckpt = torch.load(store.staging_dir("runs", "nan") / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not store.exists("runs", "nan")
+
+
+def test_cli_rejects_a_missing_dataset(cli):
+    result = cli("train", "--dataset", "nope", "--model-type", "clip", "--arch", "focus-tiny")
+    assert result.exit_code == 2 and "no artifact datasets/nope" in result.output
+
+
+def test_torchrun_two_process_gloo_run(store):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cli = Path(sys.executable).with_name("focus-pipeline")
+    if not torchrun.is_file() or not cli.is_file():
+        pytest.skip("torchrun / focus-pipeline entry points not installed in this environment")
+    root = Path(str(store.root)).parent / "ddp-store"
+    shutil.copytree(store.root, root, ignore=shutil.ignore_patterns(".cache", "runs"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FOCUS_PROGRESS": "0"}
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "--no-python",
+        str(cli),
+        "--store",
+        str(root),
+        "train",
+        "--dataset",
+        "synth",
+        "--model-type",
+        "focusclip",
+        "--arch",
+        "focus-tiny",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+        "--log-every",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--name",
+        "ddp",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = Store(root)
+    rows = [json.loads(ln) for ln in (ddp.path("runs", "ddp") / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    meta = ddp.meta("runs", "ddp")
+    assert meta["summary"]["global_batch"] == 8 and meta["counts"]["steps"] == 4
+    model, _, _ = load_model(run_dir=ddp.path("runs", "ddp"))
+    assert sum(p.numel() for p in model.parameters()) > 0

@@ -1,0 +1,158 @@
+"""Training configuration: one typed dataclass, and the recipes as plain data that fill what is left unset.
+
+    cfg = TrainConfig(dataset="mpii", model_type="focusclip", recipe="paper", epochs=2).resolved()
+
+Every recipe value is a default only: a field set on the TrainConfig (CLI option, or a keyword) wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.errors import PipelineError
+
+ModelType = Literal["clip", "focusclip"]
+
+# The paper's reference recipe (DESIGN.md: SGD 5e-4 momentum 0.9, batch 32, 64 epochs, NT-Xent at a fixed
+# temperature 0.5, grad clip 1.0, 224 px, text context 512) and a modern one for training from scratch at
+# small scale: AdamW, a cosine schedule whose warmup is a fraction of THIS run's steps (open_clip's
+# 10,000-step default is longer than a whole small run), weight decay, learnable temperature, bf16 on GPU.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "optimizer": "sgd",
+        "lr": 5e-4,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "batch_size": 32,
+        "epochs": 64,
+        "schedule": "constant",
+        "warmup": 0.0,
+        "temperature": 0.5,
+        "grad_clip": 1.0,
+        "image_size": 224,
+        "context_length": 512,
+        "precision": "fp32",
+    },
+    "modern": {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 0.1,
+        "batch_size": 64,
+        "epochs": 32,
+        "schedule": "cosine",
+        "warmup": 0.05,
+        "temperature": None,  # learnable, open_clip's init 1/0.07
+        "grad_clip": 1.0,
+        "image_size": None,  # the architecture's own
+        "context_length": None,
+        "precision": "auto",  # bf16 autocast on CUDA, fp32 on CPU
+    },
+}
+
+
+@dataclass(slots=True)
+class TrainConfig:
+    dataset: str
+    model_type: ModelType = "focusclip"
+    arch: str = "ViT-B-16"
+    name: str | None = None  # runs/<name>; default "<dataset>-<model_type>"
+    recipe: str = "modern"
+    # ---- set by the recipe unless given -------------------------------------------------------------
+    optimizer: Literal["adamw", "sgd"] | None = None
+    lr: float | None = None
+    momentum: float | None = None  # SGD momentum
+    weight_decay: float | None = None
+    batch_size: int | None = None  # per process
+    epochs: int | None = None
+    schedule: Literal["cosine", "constant"] | None = None
+    warmup: float | None = None  # < 1: a fraction of the run's steps; >= 1: a number of steps
+    temperature: float | None = None  # fixed softmax temperature; None with learn_temperature: learnable
+    grad_clip: float | None = None  # max global grad norm; 0 disables
+    image_size: int | None = None
+    context_length: int | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
+    # ---- not recipe-dependent ---------------------------------------------------------------------
+    max_steps: int | None = None  # stop after this many optimizer steps (the schedule is sized to it)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    learn_temperature: bool | None = None  # default: learnable iff the recipe's temperature is None
+    alpha_init: float = 0.5
+    sentence_sampling: bool = True  # fit long descriptions to the context by sampling whole sentences
+    all_descriptions: bool = True  # each step picks one of the image's descriptions at random
+    heatmap_source: Literal["keypoints", "dataset"] = "keypoints"
+    heatmap_parts: bool = False  # one blob per body part instead of per person
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # random crop area fraction, image and heatmap together
+    # Horizontal flips are off by default: the descriptions name left/right arms and people, and a
+    # mirrored image would contradict its text.
+    hflip: bool = False
+    cache_scale: float = 1.125  # decoded cache side = image_size * this, so crops have pixels to spare
+    split: str = "train"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False
+    channels_last: bool | None = None  # default: on CUDA
+    pretrained: str | None = None  # a local open_clip checkpoint to start from
+    resume: bool = False
+    overwrite: bool = False
+    log_every: int = 10  # steps between host syncs (metrics are still written for every step)
+    checkpoint_every: int | None = None  # steps; default: once per epoch
+    num_threads: int | None = None  # torch CPU threads
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in meta.json
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every recipe-owned field filled in and the values checked."""
+        if self.recipe not in RECIPES:
+            raise PipelineError(f"unknown recipe {self.recipe!r} (one of {', '.join(RECIPES)})")
+        cfg = dataclasses.replace(self)
+        for key, value in RECIPES[self.recipe].items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if cfg.learn_temperature is None:
+            cfg.learn_temperature = cfg.temperature is None
+        if cfg.name is None:
+            cfg.name = f"{cfg.dataset}-{cfg.model_type}"
+        cfg.betas = tuple(cfg.betas)
+        cfg.crop_scale = tuple(cfg.crop_scale)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        def bad(msg: str) -> PipelineError:
+            return PipelineError(f"train config: {msg}")
+
+        if self.model_type not in ("clip", "focusclip"):
+            raise bad(f"model_type must be clip or focusclip, not {self.model_type!r}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise bad(f"optimizer must be adamw or sgd, not {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise bad(f"schedule must be cosine or constant, not {self.schedule!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise bad(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise bad("lr, batch_size and epochs must be positive")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise bad("max_steps must be >= 1")
+        if self.temperature is None and not self.learn_temperature:
+            raise bad("a fixed temperature needs a value (temperature=...)")
+        if self.temperature is not None and self.temperature <= 0:
+            raise bad("temperature must be > 0")
+        if not 0.0 <= self.alpha_init <= 1.0:
+            raise bad("alpha_init must be in [0, 1]")
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise bad("crop_scale must satisfy 0 < min <= max <= 1")
+        if self.log_every < 1:
+            raise bad("log_every must be >= 1")
+        if self.heatmap_source not in ("keypoints", "dataset"):
+            raise bad("heatmap_source must be keypoints or dataset")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,437 @@
+"""Training data: a datasets/<name> artifact decoded ONCE into a uint8 cache, batches served from memory.
+
+    data = load_train_data(store, "mpii", split="train", image_size=224, cache_scale=1.125, ...)
+    loader = BatchLoader(data, batch_size=64, device=dev, seed=0, rank=0, world=1, ...)
+    batch = loader.get(epoch, step_in_epoch)      # images (B,3,224,224) [0,1], heatmaps (B,224,224), tokens
+
+The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fingerprint, the split and
+the side) holds every image squashed to a square of side round(image_size * cache_scale). Squashing rather
+than centre-cropping keeps every person in frame: the descriptions talk about all of them and about who is
+left or right. No JPEG is decoded in the training loop. Per step, on the device: one gather of the batch,
+a random square crop (and optional flip) applied to the image by one affine grid_sample, and the SAME
+crop applied to the keypoints, from which the ROI heatmap is rendered at the output size
+(pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and
+cropped together with the image instead.
+
+Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
+is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
+sampling use generators seeded from (seed, rank, step) too, so a resumed run sees the very same batches.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pipeline.errors import PipelineError
+from pipeline.heatmaps import roi_heatmap_torch
+from pipeline.log import progress
+from pipeline.store import Store
+from training.text import BatchStats, TextBank
+
+log = logging.getLogger(__name__)
+
+_META_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "height"]
+
+
+@dataclass(slots=True)
+class TrainData:
+    images: torch.Tensor  # (N, S, S, 3) uint8, CPU (pinned on CUDA) or already on the device
+    heatmaps: torch.Tensor | None  # (N, S, S) uint8 when heatmap_source="dataset"
+    keypoints: torch.Tensor  # (N, P, 16, 3) float32 in cache pixels; v = 0 and NaN coords for padding
+    texts: TextBank
+    image_ids: list[str]
+    skipped: dict[str, int]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def side(self) -> int:
+        return self.images.shape[1]
+
+
+@dataclass(slots=True)
+class Batch:
+    images: torch.Tensor  # (B, 3, H, W) float in [0, 1], on the device
+    heatmaps: torch.Tensor | None  # (B, H, W) float in [0, 1]
+    tokens: torch.Tensor  # (B, L) int64
+    text_stats: BatchStats
+
+
+def shard_paths(root: Path, split: str) -> list[Path]:
+    paths = sorted((root / "data").glob(f"{split}-*-of-*.parquet"))
+    if not paths:
+        found = sorted({p.name.split("-")[0] for p in (root / "data").glob("*.parquet")})
+        raise PipelineError(
+            f"{root}: no '{split}' shards in data/ (splits found: {', '.join(found) or 'none'})"
+        )
+    return paths
+
+
+def _image_bytes(cell, where: str) -> bytes:
+    """An HF datasets Image cell ({bytes, path}) or raw bytes."""
+    if isinstance(cell, dict):
+        data = cell.get("bytes")
+        if data is None and cell.get("path") and Path(cell["path"]).is_file():
+            data = Path(cell["path"]).read_bytes()
+    else:
+        data = cell
+    if not data:
+        raise PipelineError(f"{where}: image has no bytes")
+    return data
+
+
+def _decode(data: bytes, side: int, mode: str, where: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert(mode)
+            resample = Image.Resampling.BICUBIC if mode == "RGB" else Image.Resampling.BILINEAR
+            return np.asarray(im.resize((side, side), resample, reducing_gap=3.0))
+    except (OSError, ValueError) as err:
+        raise PipelineError(f"{where}: cannot decode image ({err})") from None
+
+
+def _descriptions(row: dict) -> list[str]:
+    texts = [d["text"] for d in (row.get("descriptions") or []) if d and d.get("text")]
+    if not texts and row.get("description"):
+        texts = [row["description"]]
+    return texts
+
+
+def _keypoints(row: dict, where: str) -> np.ndarray:
+    people = row.get("people") or []
+    out = np.zeros((len(people), 16, 3), dtype=np.float32)
+    for p, person in enumerate(people):
+        k = np.asarray(person["keypoints"], dtype=np.float32)
+        if k.size != 48:
+            raise PipelineError(f"{where}: person {p} has {k.size} keypoint values, expected 48 (16 x 3)")
+        out[p] = k.reshape(16, 3)
+    out[out[..., 2] <= 0, :2] = np.nan
+    return out
+
+
+def _build_cache(
+    shards: list[Path], keep: list[tuple[int, int]], cache: Path, side: int, with_heatmaps: bool
+) -> None:
+    """Decode the kept rows' images (and heatmaps) into .npy arrays, written aside and renamed into place."""
+    n = len(keep)
+    tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    images = np.lib.format.open_memmap(
+        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, side, side, 3)
+    )
+    heat = (
+        np.lib.format.open_memmap(tmp / "heatmaps.npy", mode="w+", dtype=np.uint8, shape=(n, side, side))
+        if with_heatmaps
+        else None
+    )
+    by_shard: dict[int, list[tuple[int, int]]] = {}
+    for out_row, (s, r) in enumerate(keep):
+        by_shard.setdefault(s, []).append((r, out_row))
+    bar = progress(total=n, desc=f"decoding images to {side}px cache", unit="img")
+    with ThreadPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1))) as pool:
+        for s, rows in by_shard.items():
+            cols = ["image", "heatmap"] if with_heatmaps else ["image"]
+            table = pq.read_table(shards[s], columns=cols).to_pydict()
+
+            def work(item, table=table, s=s):
+                r, out_row = item
+                where = f"{shards[s].name} row {r}"
+                images[out_row] = _decode(_image_bytes(table["image"][r], where), side, "RGB", where)
+                if heat is not None:
+                    heat[out_row] = _decode(
+                        _image_bytes(table["heatmap"][r], where + " heatmap"), side, "L", where
+                    )
+
+            for _ in pool.map(work, rows):
+                bar.update(1)
+    bar.close()
+    images.flush()
+    if heat is not None:
+        heat.flush()
+    (tmp / "done.json").write_text(json.dumps({"n": n, "side": side}))
+    if cache.exists():  # another process finished first; ours is identical
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(cache)
+
+
+def load_train_data(
+    store: Store,
+    dataset: str,
+    *,
+    split: str,
+    image_size: int,
+    cache_scale: float,
+    tokenizer,
+    context_length: int,
+    heatmap_source: str = "keypoints",
+    build_cache: bool = True,
+) -> TrainData:
+    """Read the split's metadata, build (or reuse) the decoded cache, and tokenise the descriptions.
+
+    build_cache=False waits for nothing and fails if the cache is missing (non-zero DDP ranks call it
+    after rank 0 built it).
+    """
+    meta = store.meta("datasets", dataset)
+    root = store.path("datasets", dataset)
+    shards = shard_paths(root, split)
+    keep: list[tuple[int, int]] = []
+    texts: list[list[str]] = []
+    kps: list[np.ndarray] = []
+    ids: list[str] = []
+    skipped: dict[str, int] = {}
+    for s, path in enumerate(shards):
+        schema_names = set(pq.read_schema(path).names)
+        missing = {"image", "width", "height", "people"} - schema_names
+        if heatmap_source == "dataset":
+            missing |= {"heatmap"} - schema_names
+        if "description" not in schema_names and "descriptions" not in schema_names:
+            missing.add("description")
+        if missing:
+            raise PipelineError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        cols = [c for c in _META_COLUMNS if c in schema_names]
+        for r, row in enumerate(pq.read_table(path, columns=cols).to_pylist()):
+            where = f"{path.name} row {r}"
+            descs = _descriptions(row)
+            if not descs:
+                skipped["no description"] = skipped.get("no description", 0) + 1
+                continue
+            w, h = row.get("width"), row.get("height")
+            if not w or not h or w <= 0 or h <= 0:
+                raise PipelineError(f"{where}: invalid width/height {w}x{h}")
+            k = _keypoints(row, where)
+            k[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels below
+            k[..., 1] *= 1.0 / h
+            keep.append((s, r))
+            texts.append(descs)
+            kps.append(k)
+            ids.append(str(row.get("image_id", f"{s}:{r}")))
+    if not keep:
+        raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
+    if skipped:
+        log.info("datasets/%s %s: kept %d rows, skipped %s", dataset, split, len(keep), skipped)
+
+    side = int(round(image_size * cache_scale))
+    with_heat = heatmap_source == "dataset"
+    key = f"{meta['fingerprint'][:16]}-{split}-{side}px" + ("-hm" if with_heat else "")
+    cache = store.cache_dir("train-cache", dataset) / key
+    if not (cache / "done.json").is_file():
+        if not build_cache:
+            raise PipelineError(f"decoded cache {cache} is missing (rank 0 should have built it)")
+        _build_cache(shards, keep, cache, side, with_heat)
+    images = torch.from_numpy(np.load(cache / "images.npy"))
+    heatmaps = torch.from_numpy(np.load(cache / "heatmaps.npy")) if with_heat else None
+    if images.shape[0] != len(keep):
+        raise PipelineError(
+            f"decoded cache {cache} has {images.shape[0]} images, expected {len(keep)}: delete it"
+        )
+
+    p = max((k.shape[0] for k in kps), default=0) or 1
+    keypoints = np.zeros((len(kps), p, 16, 3), dtype=np.float32)
+    keypoints[..., :2] = np.nan
+    for i, k in enumerate(kps):
+        keypoints[i, : k.shape[0]] = k
+    keypoints[..., :2] *= side
+    bank = TextBank.build(texts, tokenizer, context_length=context_length)
+    return TrainData(
+        images=images,
+        heatmaps=heatmaps,
+        keypoints=torch.from_numpy(keypoints),
+        texts=bank,
+        image_ids=ids,
+        skipped=skipped,
+    )
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def local_indices(
+    n: int, *, batch_size: int, world: int, rank: int, seed: int, epoch: int, step: int
+) -> torch.Tensor:
+    """This rank's sample indices for step `step` of `epoch` (global batch = batch_size * world)."""
+    g = batch_size * world
+    perm = epoch_permutation(n, seed, epoch)
+    return perm[step * g : (step + 1) * g][rank::world]
+
+
+def crop_params(
+    b: int, generator: torch.Generator, *, scale: tuple[float, float], hflip: bool
+) -> torch.Tensor:
+    """(B, 4): crop side and left/top offset as fractions of the source side, and a flip flag (0/1)."""
+    u = torch.rand(b, 4, generator=generator)
+    side = torch.sqrt(scale[0] + (scale[1] - scale[0]) * u[:, 0])
+    x0 = (1 - side) * u[:, 1]
+    y0 = (1 - side) * u[:, 2]
+    flip = (u[:, 3] < 0.5).float() if hflip else torch.zeros(b)
+    return torch.stack([side, x0, y0, flip], dim=1)
+
+
+def crop_images(x: torch.Tensor, params: torch.Tensor, out: int) -> torch.Tensor:
+    """Crop (and flip) a (B, C, S, S) float batch to (B, C, out, out) by one affine grid_sample."""
+    side, x0, y0, flip = params.unbind(1)
+    sign = 1 - 2 * flip
+    theta = torch.zeros(x.shape[0], 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = side * sign
+    theta[:, 0, 2] = (x0 + side / 2) * 2 - 1
+    theta[:, 1, 1] = side
+    theta[:, 1, 2] = (y0 + side / 2) * 2 - 1
+    grid = F.affine_grid(theta, [x.shape[0], x.shape[1], out, out], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def crop_keypoints(kps: torch.Tensor, params: torch.Tensor, src: int, out: int) -> torch.Tensor:
+    """The same crop applied to keypoints (B, P, 16, 3) given in source pixels: returns output pixels."""
+    side, x0, y0, flip = (t[:, None, None] for t in params.unbind(1))
+    scale = out / (side * src)
+    x = (kps[..., 0] - x0 * src) * scale
+    y = (kps[..., 1] - y0 * src) * scale
+    x = torch.where(flip > 0, out - x, x)
+    return torch.stack([x, y, kps[..., 2]], dim=-1)
+
+
+class BatchLoader:
+    """Serves this rank's batches from the in-memory cache, prepared on the device."""
+
+    def __init__(
+        self,
+        data: TrainData,
+        *,
+        batch_size: int,
+        image_size: int,
+        device: torch.device,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        hflip: bool = False,
+        focus: bool = True,
+        heatmap_parts: bool = False,
+        sample_sentences: bool = True,
+        all_descriptions: bool = True,
+        channels_last: bool = False,
+        data_on_device: bool | None = None,
+    ):
+        self.data = data
+        self.batch_size, self.image_size = batch_size, image_size
+        self.device, self.seed, self.rank, self.world = device, seed, rank, world
+        self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
+        self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
+        self.channels_last = channels_last
+        n = len(data)
+        if n < batch_size * world:
+            raise PipelineError(
+                f"the split has {n} usable images, fewer than one global batch "
+                f"({batch_size} x {world} processes): lower --batch-size"
+            )
+        self.steps_per_epoch = n // (batch_size * world)  # drop_last, as DistributedSampler + drop_last
+        cuda = device.type == "cuda"
+        if data_on_device is None:  # the whole cache on the GPU when it takes under a quarter of its memory
+            nbytes = data.images.numel() + (data.heatmaps.numel() if data.heatmaps is not None else 0)
+            data_on_device = cuda and nbytes < 0.25 * torch.cuda.get_device_properties(device).total_memory
+        self.on_device = data_on_device or not cuda
+        self.images = data.images.to(device) if self.on_device else data.images
+        self.heatmaps = None
+        if data.heatmaps is not None:
+            self.heatmaps = data.heatmaps.to(device) if self.on_device else data.heatmaps
+        self.keypoints = data.keypoints.to(device)
+        self.pin = cuda
+        self._slot = 0
+        self._buffers: list[dict[str, torch.Tensor]] = []
+        self._events: list[torch.cuda.Event | None] = [None, None]
+
+    def _generator(self, epoch: int, step: int) -> tuple[torch.Generator, np.random.Generator]:
+        rng = np.random.default_rng([self.seed, self.rank, epoch, step])
+        return torch.Generator().manual_seed(int(rng.integers(2**62))), rng
+
+    def _gather_host(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Index the pinned host cache into one of two pinned staging buffers, then copy asynchronously."""
+        if not self._buffers:
+            for _ in range(2):
+                buf = {
+                    "images": torch.empty((len(idx), *self.images.shape[1:]), dtype=torch.uint8).pin_memory()
+                }
+                if self.heatmaps is not None:
+                    buf["heatmaps"] = torch.empty(
+                        (len(idx), *self.heatmaps.shape[1:]), dtype=torch.uint8
+                    ).pin_memory()
+                self._buffers.append(buf)
+        slot, self._slot = self._slot, 1 - self._slot
+        if self._events[slot] is not None:  # the copy from two steps ago must be done before reuse
+            self._events[slot].synchronize()
+        buf = self._buffers[slot]
+        torch.index_select(self.images, 0, idx, out=buf["images"])
+        imgs = buf["images"].to(self.device, non_blocking=True)
+        heat = None
+        if self.heatmaps is not None:
+            torch.index_select(self.heatmaps, 0, idx, out=buf["heatmaps"])
+            heat = buf["heatmaps"].to(self.device, non_blocking=True)
+        ev = torch.cuda.Event()
+        ev.record()
+        self._events[slot] = ev
+        return imgs, heat
+
+    def get(self, epoch: int, step: int) -> Batch:
+        idx = local_indices(
+            len(self.data),
+            batch_size=self.batch_size,
+            world=self.world,
+            rank=self.rank,
+            seed=self.seed,
+            epoch=epoch,
+            step=step,
+        )
+        gen, rng = self._generator(epoch, step)
+        params = crop_params(len(idx), gen, scale=self.crop_scale, hflip=self.hflip)
+        tokens, stats = self.data.texts.batch(
+            idx.numpy(), rng, sample_sentences=self.sample_sentences, all_descriptions=self.all_descriptions
+        )
+        if self.pin:
+            tokens, params = tokens.pin_memory(), params.pin_memory()
+        tokens = tokens.to(self.device, non_blocking=True)
+        params = params.to(self.device, non_blocking=True)
+        if self.on_device:
+            didx = idx.to(self.device, non_blocking=True)
+            imgs = self.images.index_select(0, didx)
+            heat_u8 = self.heatmaps.index_select(0, didx) if self.heatmaps is not None else None
+        else:
+            imgs, heat_u8 = self._gather_host(idx)
+        x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
+        if heat_u8 is not None and self.focus:
+            x = torch.cat([x, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
+        x = crop_images(x, params, self.image_size)
+        heat = None
+        if self.focus:
+            if heat_u8 is not None:
+                heat = x[:, 3].clamp(0, 1)
+                x = x[:, :3]
+            else:
+                kps = crop_keypoints(
+                    self.keypoints.index_select(0, idx.to(self.device, non_blocking=True)),
+                    params,
+                    self.data.side,
+                    self.image_size,
+                )
+                sizes = torch.full((len(idx), 2), float(self.image_size), device=self.device)
+                heat = roi_heatmap_torch(kps, sizes, (self.image_size, self.image_size), parts=self.parts)
+        x = x.clamp_(0, 1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return Batch(images=x, heatmaps=heat, tokens=tokens, text_stats=stats)

@@ -1,0 +1,140 @@
+"""The CLIP / FocusCLIP training model: an open_clip model plus FocusCLIP's learnable mask strength.
+
+    model = FocusCLIP.create("focus-tiny", focus=True, context_length=77, image_size=64)
+    out = model(images, tokens, heatmaps)        # images (B,3,H,W) in [0,1]; heatmaps (B,H,W) in [0,1]
+    out["image"], out["text"], out["masked"], out["logit_scale"]
+
+FocusCLIP (arXiv 2403.06904): masked = image * (alpha + heatmap * (1 - alpha)) with alpha learnable (init
+0.5). alpha is sigmoid-parametrised, so it stays in [0, 1] under any optimizer step. The image and the
+masked image go through the SAME visual tower as ONE batch of 2B (one pass; better GPU occupancy than two).
+The masking is applied to pixels in [0, 1] before the tower's mean/std normalisation, so "masked out" is
+black, as in the paper's figures. The exported checkpoint is the plain open_clip model: inference needs
+no heatmap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+
+from pipeline.errors import PipelineError
+from training.inference import register_model_configs
+
+log = logging.getLogger(__name__)
+
+
+def create_clip(
+    arch: str,
+    *,
+    context_length: int | None = None,
+    image_size: int | None = None,
+    pretrained: str | Path | None = None,
+) -> nn.Module:
+    """open_clip.create_model with our configs registered; weights from a local file, never downloaded."""
+    register_model_configs()
+    if arch not in open_clip.list_models():
+        raise PipelineError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
+    if pretrained is not None and not Path(pretrained).is_file():
+        raise PipelineError(f"pretrained checkpoint not found: {pretrained} (only local files are used)")
+    return open_clip.create_model(
+        arch,
+        pretrained=None if pretrained is None else str(pretrained),
+        force_context_length=context_length,
+        force_image_size=image_size,
+        weights_only=True,
+    )
+
+
+class FocusCLIP(nn.Module):
+    def __init__(
+        self,
+        clip: nn.Module,
+        *,
+        focus: bool,
+        alpha_init: float = 0.5,
+        temperature: float | None = None,
+        learn_temperature: bool = True,
+    ):
+        super().__init__()
+        self.clip = clip
+        self.focus = focus
+        if focus:
+            a = min(max(alpha_init, 1e-4), 1 - 1e-4)  # sigmoid reaches 0 and 1 only at infinity
+            self.alpha_logit = nn.Parameter(torch.tensor(math.log(a / (1 - a))))
+        if temperature is not None:
+            with torch.no_grad():
+                self.clip.logit_scale.fill_(math.log(1.0 / temperature))
+        self.clip.logit_scale.requires_grad_(learn_temperature)
+        pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
+        mean = pp.get("mean", open_clip.OPENAI_DATASET_MEAN)
+        std = pp.get("std", open_clip.OPENAI_DATASET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def create(
+        cls,
+        arch: str,
+        *,
+        focus: bool,
+        context_length: int | None = None,
+        image_size: int | None = None,
+        pretrained: str | Path | None = None,
+        alpha_init: float = 0.5,
+        temperature: float | None = None,
+        learn_temperature: bool = True,
+    ) -> FocusCLIP:
+        clip = create_clip(arch, context_length=context_length, image_size=image_size, pretrained=pretrained)
+        return cls(
+            clip,
+            focus=focus,
+            alpha_init=alpha_init,
+            temperature=temperature,
+            learn_temperature=learn_temperature,
+        )
+
+    @property
+    def image_size(self) -> int:
+        size = self.clip.visual.image_size
+        return int(size[0] if isinstance(size, tuple | list) else size)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.clip.context_length)
+
+    def alpha(self) -> torch.Tensor:
+        if not self.focus:
+            raise AttributeError("a CLIP model has no alpha")
+        return torch.sigmoid(self.alpha_logit)
+
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, heatmaps: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """images (B,3,H,W) floats in [0,1]; tokens (B,L); heatmaps (B,H,W) in [0,1] (FocusCLIP only)."""
+        b = images.shape[0]
+        if self.focus:
+            if heatmaps is None:
+                raise ValueError("FocusCLIP needs heatmaps")
+            alpha = self.alpha().to(images.dtype)
+            masked = images * (alpha + heatmaps.unsqueeze(1).to(images.dtype) * (1 - alpha))
+            images = torch.cat([images, masked], dim=0)
+        pixels = (images - self.mean) / self.std
+        vis = self.clip.encode_image(pixels, normalize=True)
+        out = {
+            "image": vis[:b],
+            "text": self.clip.encode_text(tokens, normalize=True),
+            "logit_scale": self.clip.logit_scale.exp(),
+        }
+        if self.focus:
+            out["masked"] = vis[b:]
+        return out
+
+    def clamp_(self) -> None:
+        """After each optimizer step: logit scale at most 100 (open_clip's clamp, ln 100)."""
+        with torch.no_grad():
+            self.clip.logit_scale.clamp_(0, math.log(100))
