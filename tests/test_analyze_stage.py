@@ -95,13 +95,13 @@ def publish_descriptions(store, name: str, rows: list[dict], annotations: str | 
 
 @pytest.fixture
 def mpii_rules(store, shared_data):
-    """Real MPII annotations (80 single-person CSV rows + 20 multi-person validation images), described by
+    """Real MPII annotations (50 single-person CSV rows + 15 multi-person validation images), described by
     the rules describer, and a deliberately wrong copy of those descriptions."""
     from pipeline.describe import DescribeConfig, describe
 
-    rows = csv_rows(shared_data, 80)
+    rows = csv_rows(shared_data, 50)
     seen = {r.image for r in rows}
-    rows += [r for r in h5_multi_person_rows(shared_data, 20) if r.image not in seen]
+    rows += [r for r in h5_multi_person_rows(shared_data, 15) if r.image not in seen]
     publish_annotations(store, "mpii", rows)
     describe(DescribeConfig(annotations="mpii", backend="rules", name="mpii-rules"), store)
     rules = pq.read_table(store.path("descriptions", "mpii-rules") / "descriptions.parquet").to_pylist()
@@ -138,6 +138,39 @@ def test_rules_descriptions_are_faithful_and_wrong_set_is_not(cli, store, mpii_r
     assert len(checks) == sum(v["claims"] for v in per.values())
     assert (checks["text"].str.len() > 0).all()
     assert store.meta("reports", "faith")["counts"]["gallery_cards"] == 6
+
+
+def test_descriptions_from_a_local_openai_server(store, mpii_rules, tmp_path):
+    """describe --backend openai against the fake chat-completions server on 127.0.0.1 (some requests
+    refused, cut by max tokens or failing), then analyzed beside the rules descriptions."""
+    from fake_openai import FakeOpenAI
+
+    from pipeline.describe import DescribeConfig, describe
+    from pipeline.describe.prompting import PROMPTS_DIR
+
+    # The paper prompt with the image name in the user message, so the server can fault chosen images.
+    template = tmp_path / "tagged"
+    shutil.copytree(PROMPTS_DIR / "paper", template)
+    (template / "user.j2").write_text("Image {{ image }}\n" + (template / "user.j2").read_text())
+    images = [r.image for r in mpii_rules[:12]]
+    with FakeOpenAI() as server:
+        server.script = {images[0]: ["refuse"], images[1]: ["length"], images[2]: ["500*"]}
+        cfg = DescribeConfig(annotations="mpii", backend="openai", base_url=server.url, model="gpt-4o-mini",
+                             template=str(template), name="fake", limit=12, max_retries=1, backoff=0.01,
+                             concurrency=4, timeout=5.0)  # fmt: skip
+        describe(cfg, store)
+    summary = analyze(AnalyzeConfig(descriptions=["mpii-rules", "fake"], name="llm", sample=4), store)
+    label = next(s for s in summary["sources"] if s != "rules")
+    fake = summary["per_source"][label]
+    assert fake["rows"] == 12 and fake["status"]["ok"] == 9
+    assert fake["status"]["refused"] + fake["status"]["truncated"] + fake["status"]["error"] == 3
+    assert fake["prompt_tokens_per_row"] > 100 and fake["cost_per_row"] > 0  # the paper prompt, priced
+    # The fake server only states the people count, which it reads from the prompt's JSON: all confirmed.
+    assert fake["faithfulness"]["by_kind"] == {
+        "count": {"confirmed": 9, "contradicted": 0, "unverifiable": 0, "agreement": 1.0}}  # fmt: skip
+    assert fake["text"]["words"]["mean"] < summary["per_source"]["rules"]["text"]["words"]["mean"]
+    md = (store.path("reports", "llm") / "report.md").read_text()
+    assert f"| Metric | rules | {label} |" in md
 
 
 # ---- the describe schema: statuses, costs, several sources -------------------------------------------
