@@ -60,7 +60,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     device = pick_device(args.device)
     torch.manual_seed(0)
