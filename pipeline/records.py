@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -113,17 +114,72 @@ def _person_row(p: Person) -> dict:
     }
 
 
+def _nullable_lists(values: np.ndarray, present: np.ndarray) -> pa.ListArray:
+    """(N, k) float values -> list<float32> array with a null where present is False."""
+    n, k = values.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(
+        offsets, pa.array(values.reshape(-1), type=pa.float32()), mask=pa.array(~present)
+    )
+
+
 def annotations_to_table(rows: Iterable[ImageAnnotation]) -> pa.Table:
-    cols: dict[str, list] = {name: [] for name in ANNOTATIONS_SCHEMA.names}
-    for r in rows:
-        cols["image"].append(r.image)
-        cols["split"].append(r.split)
-        cols["activity"].append(r.activity)
-        cols["category"].append(r.category)
-        cols["activity_id"].append(r.activity_id)
-        cols["num_people"].append(len(r.people))
-        cols["num_keypoints"].append(sum(p.num_known for p in r.people))
-        cols["people"].append([_person_row(p) for p in r.people])
+    """The annotations table; built column-wise with NumPy (25k images in well under a second)."""
+    rows = list(rows)
+    people = [p for r in rows for p in r.people]
+    n = len(people)
+    per_image = np.array([len(r.people) for r in rows], dtype=np.int64)
+    kps = (
+        np.stack([p.keypoints for p in people]).astype(np.float32, copy=False)
+        if n
+        else np.zeros((0, NUM_KEYPOINTS, 3), dtype=np.float32)
+    )
+    mask = known(kps)
+    has_box = mask.any(axis=1)
+    x, y = kps[..., 0], kps[..., 1]
+    box = np.stack(
+        [
+            np.where(mask, x, np.inf).min(1, initial=np.inf),
+            np.where(mask, y, np.inf).min(1, initial=np.inf),
+            np.where(mask, x, -np.inf).max(1, initial=-np.inf),
+            np.where(mask, y, -np.inf).max(1, initial=-np.inf),
+        ],
+        axis=1,
+    )
+    box = np.where(has_box[:, None], box, 0.0)
+    has_center = np.array([p.center is not None for p in people], dtype=bool)
+    center = np.array(
+        [p.center if p.center is not None else (0.0, 0.0) for p in people], dtype=np.float64
+    ).reshape(n, 2)
+    has_head = np.array([p.head_box is not None for p in people], dtype=bool)
+    head = np.array(
+        [p.head_box if p.head_box is not None else (0.0,) * 4 for p in people], dtype=np.float64
+    ).reshape(n, 4)
+    scale = pa.array([None if p.scale is None else float(p.scale) for p in people], type=pa.float32())
+    persons = pa.StructArray.from_arrays(
+        [
+            _nullable_lists(kps.reshape(n, NUM_KEYPOINTS * 3), np.ones(n, dtype=bool)),
+            _nullable_lists(center, has_center),
+            scale,
+            _nullable_lists(head, has_head),
+            _nullable_lists(box, has_box),
+        ],
+        fields=list(PERSON_TYPE),
+    )
+    image_offsets = pa.array(np.concatenate([[0], np.cumsum(per_image)]).astype(np.int32))
+    known_per_person = mask.sum(axis=1)
+    person_image = np.repeat(np.arange(len(rows)), per_image)
+    num_known = np.bincount(person_image, weights=known_per_person, minlength=len(rows)).astype(np.int32)
+    cols = {
+        "image": pa.array([r.image for r in rows], type=pa.string()),
+        "split": pa.array([r.split for r in rows], type=pa.string()),
+        "activity": pa.array([r.activity for r in rows], type=pa.string()),
+        "category": pa.array([r.category for r in rows], type=pa.string()),
+        "activity_id": pa.array([r.activity_id for r in rows], type=pa.int32()),
+        "num_people": pa.array(per_image.astype(np.int32)),
+        "num_keypoints": pa.array(num_known),
+        "people": pa.ListArray.from_arrays(image_offsets, persons),
+    }
     return pa.table(cols, schema=ANNOTATIONS_SCHEMA)
 
 
@@ -131,9 +187,44 @@ def _opt_tuple(values: Sequence[float] | None) -> tuple | None:
     return None if values is None else tuple(float(v) for v in values)
 
 
+def _fixed_lists(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values (N, width), valid (N,)) of a list<float> column, or None when a list has another length."""
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+    if (lengths[valid] != width).any():
+        return None
+    values = np.full((len(arr), width), np.nan, dtype=np.float64)
+    values[valid] = arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    return values, valid
+
+
+def _people_fast(people: pa.ListArray) -> list[Person] | None:
+    """Every person of the column at once with NumPy; None when the data is irregular (slow path then)."""
+    structs = people.flatten()
+    if structs.null_count:
+        return None
+    fields = dict(zip([f.name for f in PERSON_TYPE], structs.flatten(), strict=True))
+    kps = _fixed_lists(fields["keypoints"], NUM_KEYPOINTS * 3)
+    center = _fixed_lists(fields["center"], 2)
+    head = _fixed_lists(fields["head_box"], 4)
+    if kps is None or not kps[1].all() or center is None or head is None:
+        return None
+    keypoints = kps[0].astype(np.float32).reshape(-1, NUM_KEYPOINTS, 3)
+    centers = [tuple(c) if ok else None for c, ok in zip(center[0].tolist(), center[1].tolist(), strict=True)]
+    heads = [tuple(h) if ok else None for h, ok in zip(head[0].tolist(), head[1].tolist(), strict=True)]
+    scales = fields["scale"].to_pylist()
+    return [
+        Person(keypoints=keypoints[i], center=centers[i], scale=scales[i], head_box=heads[i])
+        for i in range(len(keypoints))
+    ]
+
+
 def table_to_annotations(table: pa.Table) -> list[ImageAnnotation]:
-    out = []
-    for r in table.to_pylist():
+    people_col = table.column("people").combine_chunks()
+    counts = pc.list_value_length(people_col).fill_null(0).to_numpy(zero_copy_only=False)
+    people = _people_fast(people_col)
+    rows = table.drop_columns(["people"]).to_pylist()
+    if people is None:
         people = [
             Person(
                 keypoints=np.asarray(p["keypoints"], dtype=np.float32).reshape(NUM_KEYPOINTS, 3),
@@ -141,11 +232,21 @@ def table_to_annotations(table: pa.Table) -> list[ImageAnnotation]:
                 scale=p["scale"],
                 head_box=_opt_tuple(p["head_box"]),
             )
-            for p in r["people"] or []
+            for ps in people_col.to_pylist()
+            for p in ps or []
         ]
-        out.append(ImageAnnotation(image=r["image"], split=r["split"], activity=r["activity"],
-                                   category=r["category"], activity_id=r["activity_id"], people=people))
-    return out
+    starts = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    return [
+        ImageAnnotation(
+            image=r["image"],
+            split=r["split"],
+            activity=r["activity"],
+            category=r["category"],
+            activity_id=r["activity_id"],
+            people=people[starts[i] : starts[i + 1]],
+        )
+        for i, r in enumerate(rows)
+    ]
 
 
 def write_annotations(path: str | Path, rows: Iterable[ImageAnnotation]) -> int:

@@ -1,14 +1,87 @@
-"""`focus-pipeline convert`: placeholder until the stage lands (exits non-zero, writes nothing)."""
+"""`focus-pipeline convert`: MPII annotations (.mat, .json, .h5, CSV) -> annotations/<name>.
+
+focus-pipeline convert mpii_human_pose_v1_u12_1.mat
+focus-pipeline --store s3://bucket/focus convert valid.h5 mpii_dataset.csv --name val
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from pipeline.cli.app import app
-from pipeline.errors import PipelineError
+from pipeline.cli.app import app, state
+from pipeline.convert import JOINS, ConvertConfig, convert
+from pipeline.records import SPLITS
 
 
-@app.command("convert", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def _convert(ctx: typer.Context) -> None:
-    """Not built yet."""
-    raise PipelineError("the 'convert' stage is not built yet in this version of focus-pipeline")
+@app.command("convert")
+def _convert(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Annotation files, format detected from content: the official .mat, mmpose/HRNet "
+            ".json, stacked-hourglass .h5, mpii_dataset.csv. Several are joined on the image name; "
+            "the first one named wins disagreements.",
+            show_default=False,
+        ),
+    ],
+    *,
+    name: Annotated[str, typer.Option("--name", help="Name of the annotations artifact to write.")] = "mpii",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing artifact of that name.")
+    ] = False,
+    join: Annotated[
+        str,
+        typer.Option(
+            "--join",
+            help=f"Which images to keep when joining sources ({' | '.join(JOINS)}): left = "
+            "the first source's images, outer = every image of every source.",
+        ),
+    ] = "left",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help=f"Split ({' | '.join(SPLITS)}) for sources that record none per image "
+            "(all but the .mat). Default: from the file name (mpii_val.json, valid.h5 -> val), "
+            "train for the CSV, else unknown.",
+        ),
+    ] = None,
+    keep_people_without_keypoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-people-without-keypoints",
+            help="Keep people that have only a position and scale (test-set rectangles).",
+        ),
+    ] = False,
+    keep_images_without_people: Annotated[
+        bool, typer.Option("--keep-images-without-people", help="Keep images that end up with no person.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Convert MPII Human Pose annotations into the store (annotations/<name>), counting what was dropped."""
+    cfg = ConvertConfig(
+        sources=sources,
+        name=name,
+        overwrite=overwrite,
+        join=join,
+        split=split,
+        keep_people_without_keypoints=keep_people_without_keypoints,
+        keep_images_without_people=keep_images_without_people,
+    )
+    counts = convert(cfg, state.store)
+    if as_json:
+        typer.echo(json.dumps(counts, indent=2))
+        return
+    typer.echo(
+        f"annotations/{name}: {counts['images']} images, {counts['people']} people, "
+        f"{counts['keypoints']} keypoints, {counts['images_with_activity']} with activity, "
+        f"splits {counts['splits']} ({counts['seconds']:.2f} s)"
+    )
+    if counts["dropped"]:
+        typer.echo("dropped: " + ", ".join(f"{k}={v}" for k, v in counts["dropped"].items()))
+    if any(counts["conflicts"].values()):
+        typer.echo("conflicts: " + ", ".join(f"{k}={v}" for k, v in counts["conflicts"].items()))

@@ -122,10 +122,15 @@ def read_source(path: str | Path, *, split: str | None = None) -> SourceData:
     return src
 
 
+# The names the split files carry in mmpose (mpii_val.json), HRNet (valid.json) and pose-hg-train (valid.h5).
+_SPLIT_STEMS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
 def split_from_name(path: Path, default: str = "unknown") -> str:
-    """Split implied by a file name: mpii_val.json / valid.h5 -> val, train.h5 -> train, test -> test."""
-    stem = path.stem.lower()
-    for token, split in (("val", "val"), ("train", "train"), ("test", "test")):
-        if token in stem:
-            return split
-    return default
+    """Split implied by a split file's name: mpii_val.json / valid.h5 -> val, mpii_train.json -> train.
+
+    Only the names those projects use count (with an optional mpii_ prefix); anything else, such as mmpose's
+    test fixture test_mpii.json, is `default` rather than a guess.
+    """
+    stem = path.stem.lower().removeprefix("mpii_").removeprefix("mpii-")
+    return _SPLIT_STEMS.get(stem, default)

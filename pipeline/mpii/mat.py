@@ -22,6 +22,7 @@ import scipy.io
 from scipy.io.matlab import MatReadError, mat_struct
 
 from pipeline.errors import PipelineError
+from pipeline.log import progress
 from pipeline.mpii import SourceData
 from pipeline.records import (
     MISSING,
@@ -162,7 +163,10 @@ def read(path: Path, *, split: str | None = None) -> SourceData:
         )
     counts: Counter = Counter(rows=n)
     images: dict[str, ImageAnnotation] = {}
-    for i, (entry, train, act) in enumerate(zip(annolist, img_train, acts, strict=True)):
+    rows = zip(annolist, img_train, acts, strict=True)
+    for i, (entry, train, act) in enumerate(
+        progress(rows, total=n, desc=f"reading {path.name}", unit="image")
+    ):
         name = _text(_field(_field(entry, "image"), "name"))
         if name is None:
             counts["dropped_image:no_name"] += 1

@@ -1,0 +1,222 @@
+"""The convert stage: MPII annotations in any common form -> annotations/<name>/annotations.parquet.
+
+    focus-pipeline convert mpii_human_pose_v1_u12_1.mat --name mpii
+    focus-pipeline convert valid.h5 mpii_dataset.csv --name val  # people: h5, activity: CSV
+    focus-pipeline convert test_mpii.json mpii_dataset.csv --join outer --name all
+
+    from pipeline.convert import ConvertConfig, convert
+    summary = convert(ConvertConfig(sources=[Path("valid.h5")], name="val"), Store.from_env())
+
+Each source's format is detected from its content (pipeline.mpii). Several sources are joined on the image
+name (pipeline.mpii.merge): the first one named defines the images (or all of them with join="outer"),
+later ones add what it lacks. Kept and dropped images/people are counted with their reasons, logged,
+and stored in meta.json `counts`; a bad input stops the stage with a one-line error before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.mpii import SourceData, read_source, sniff_format
+from pipeline.mpii.merge import merge_sources
+from pipeline.records import OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
+from pipeline.store import Store, check_name
+
+log = logging.getLogger(__name__)
+
+ANNOTATIONS_FILE = "annotations.parquet"
+JOINS = ("left", "outer")
+
+
+@dataclass(slots=True)
+class ConvertConfig:
+    sources: list[Path]
+    name: str = "mpii"
+    overwrite: bool = False
+    join: str = "left"  # "left": the first source's images; "outer": every image of every source
+    split: str | None = None  # split for sources that do not record one per image (all but the .mat)
+    keep_people_without_keypoints: bool = False  # e.g. test-set rectangles: only scale and objpos
+    keep_images_without_people: bool = False
+
+    def __post_init__(self) -> None:
+        self.sources = [Path(s) for s in self.sources]
+        if not self.sources:
+            raise PipelineError("convert needs at least one annotation file")
+        if self.join not in JOINS:
+            raise PipelineError(f"--join must be one of {', '.join(JOINS)}, not {self.join!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise PipelineError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        seen = set()
+        for s in self.sources:
+            if s.resolve() in seen:
+                raise PipelineError(f"{s}: given twice")
+            seen.add(s.resolve())
+        check_name(self.name)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unique_people(ann: ImageAnnotation, dropped: Counter) -> list:
+    """People of one image, without exact duplicates (the same person listed twice in a JSON or CSV)."""
+    if len(ann.people) < 2:
+        return list(ann.people)
+    out, seen = [], set()
+    for p in ann.people:
+        key = (np.nan_to_num(p.keypoints, nan=-1.0).tobytes(), p.center, p.scale)
+        if key in seen:
+            dropped["duplicate_person"] += 1
+            continue
+        seen.add(key)
+        out.append(p)
+    return out
+
+
+def select(images: list[ImageAnnotation], cfg: ConvertConfig) -> tuple[list[ImageAnnotation], Counter]:
+    """Apply the keep/drop rules; returns the kept images (new records) and the drop counters by reason."""
+    dropped: Counter = Counter()
+    kept = []
+    for ann in images:
+        people = _unique_people(ann, dropped)
+        if not cfg.keep_people_without_keypoints:
+            with_kps = [p for p in people if (p.keypoints[:, 2] > 0).any()]  # readers keep v > 0 finite
+            if len(with_kps) < len(people):
+                dropped["person_without_keypoints"] += len(people) - len(with_kps)
+            people = with_kps
+        if not people and not cfg.keep_images_without_people:
+            dropped["image_without_people" if not ann.people else "image_without_people_with_keypoints"] += 1
+            continue
+        kept.append(dataclasses.replace(ann, people=people))
+    return kept, dropped
+
+
+def summarize(images: list[ImageAnnotation]) -> dict[str, Any]:
+    kps = [p.keypoints for a in images for p in a.people]
+    stacked = np.stack(kps) if kps else np.zeros((0, 16, 3), np.float32)
+    return {
+        "images": len(images),
+        "people": len(kps),
+        "keypoints": int(known(stacked).sum()),
+        "images_with_activity": sum(a.activity is not None for a in images),
+        "occluded_keypoints": int((stacked[..., 2] == OCCLUDED).sum()),
+        "splits": dict(Counter(a.split for a in images).most_common()),
+        "people_per_image": dict(sorted(Counter(len(a.people) for a in images).items())),
+    }
+
+
+def _source_summary(src: SourceData) -> dict[str, Any]:
+    return {
+        "file": str(src.path),
+        "format": src.format,
+        "images": len(src.images),
+        "people": sum(len(a.people) for a in src.images.values()),
+        "provides": [
+            k
+            for k, v in (
+                ("people", src.has_people),
+                ("activity", src.has_activity),
+                ("occlusion", src.has_occlusion),
+                ("split", src.split_per_image),
+            )
+            if v
+        ],
+        "read": dict(src.counts),
+    }
+
+
+def _by_prefix(counts: Counter, prefix: str) -> dict[str, int]:
+    return {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(prefix + ":")}
+
+
+def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
+    """Read, join, filter and publish annotations/<cfg.name>; returns the counts written to meta.json."""
+    if store.exists("annotations", cfg.name) and not cfg.overwrite:
+        raise PipelineError(
+            f"artifact annotations/{cfg.name} already exists in {store.root} (pass --overwrite, "
+            f"or choose another --name)"
+        )
+    started = time.perf_counter()
+    sources = []
+    for path in cfg.sources:
+        # The .mat's img_train is per image and always wins over --split.
+        split = None if sniff_format(path) == "mat" else cfg.split
+        sources.append(read_source(path, split=split))
+    merged, join_counts = merge_sources(sources, join=cfg.join)
+    images, dropped = select(merged, cfg)
+    for src in sources:
+        for reason, n in _by_prefix(src.counts, "dropped_image").items():
+            dropped[f"{src.path.name}:image_{reason}"] += n
+        for reason, n in _by_prefix(src.counts, "dropped_person").items():
+            dropped[f"{src.path.name}:person_{reason}"] += n
+        for reason, n in _by_prefix(src.counts, "dropped_point").items():
+            dropped[f"{src.path.name}:point_{reason}"] += n
+    counts = summarize(images)
+    counts["dropped"] = dict(dropped.most_common())
+    counts["conflicts"] = {k: join_counts.get(f"conflict:{k}", 0) for k in ("people", "activity", "split")}
+    for file, n in _by_prefix(join_counts, "not_in_first_source").items():
+        dropped[f"{file}:image_not_in_first_source"] += n  # left join; --join outer keeps them
+    counts["dropped"] = dict(dropped.most_common())
+    counts["joined"] = {
+        k: v for k, v in join_counts.items() if not k.startswith(("conflict:", "not_in_first_source:"))
+    }
+    counts["sources"] = [_source_summary(s) for s in sources]
+    if not images:
+        raise PipelineError(
+            f"no image left to write from {', '.join(str(s) for s in cfg.sources)} "
+            f"(dropped: {dict(dropped) or 'none'}); see --keep-images-without-people"
+        )
+
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    config["sources"] = [str(s) for s in cfg.sources]
+    with store.create("annotations", cfg.name, stage="convert", config=config, overwrite=cfg.overwrite) as w:
+        write_annotations(w.dir / ANNOTATIONS_FILE, images)
+        w.counts.update(counts)
+        w.extra["source_files"] = [
+            {
+                "path": str(s.path),
+                "format": s.format,
+                "bytes": s.path.stat().st_size,
+                "sha256": _sha256(s.path),
+            }
+            for s in sources
+        ]
+    counts["seconds"] = round(time.perf_counter() - started, 3)
+    _log_summary(cfg, counts)
+    return counts
+
+
+def _log_summary(cfg: ConvertConfig, counts: dict[str, Any]) -> None:
+    log.info(
+        "annotations/%s: kept %d images, %d people, %d keypoints (%d occluded); %d images with activity; "
+        "splits %s",
+        cfg.name,
+        counts["images"],
+        counts["people"],
+        counts["keypoints"],
+        counts["occluded_keypoints"],
+        counts["images_with_activity"],
+        counts["splits"],
+    )
+    for reason, n in counts["dropped"].items():
+        log.info("dropped %d: %s", n, reason)
+    if any(counts["conflicts"].values()):
+        log.warning("conflicts between sources (the earlier source won): %s", counts["conflicts"])
+    for what, n in counts["joined"].items():
+        log.info("joined %s: %d", what, n)
+    log.info("converted in %.2f s", counts["seconds"])

@@ -1,0 +1,120 @@
+"""Reader for the mmpose/HRNet MPII JSON (mpii_train.json, mpii_val.json, ...): a list of people.
+
+    [{"image": "051423444.jpg", "joints": [[x, y] x16], "joints_vis": [0/1 x16], "center": [x, y],
+      "scale": 3.14}, ...]
+
+joints_vis is 1 for an *annotated* joint (occluded ones included) and 0 for a joint that was not annotated,
+whose coordinates are [-1, -1]; so v = 2 (annotated, no occlusion flag) or 0. center and scale are the .mat
+objpos and scale, unshifted. The file has no activity labels and no split field: the split is taken from
+the file name (mpii_val.json -> val) unless given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.mpii import SourceData, split_from_name
+from pipeline.records import MISSING, NUM_KEYPOINTS, VISIBLE, ImageAnnotation, Person
+
+
+def _load(path: Path) -> list:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{path}: not UTF-8 text: {err}") from None
+    except json.JSONDecodeError as err:
+        raise PipelineError(
+            f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg}); truncated file?"
+        ) from None
+    if isinstance(data, dict):
+        if "annotations" in data and "images" in data:
+            raise PipelineError(
+                f"{path}: COCO-style JSON (images/annotations, e.g. MPII-TRB), not the "
+                f"mmpose/HRNet MPII list of people with 16 joints"
+            )
+        raise PipelineError(
+            f"{path}: JSON object with keys {', '.join(list(data)[:6])}; expected a list of "
+            f"people {{image, joints, joints_vis, center, scale}} (mmpose/HRNet MPII format)"
+        )
+    if not isinstance(data, list):
+        raise PipelineError(f"{path}: JSON {type(data).__name__}; expected a list of people (mmpose MPII)")
+    return data
+
+
+def _check_record(path: Path, i: int, rec: object) -> None:
+    if not isinstance(rec, dict):
+        raise PipelineError(
+            f"{path}: record {i} is a {type(rec).__name__}, not an object with image and joints"
+        )
+    missing = [k for k in ("image", "joints") if k not in rec]
+    if missing:
+        raise PipelineError(
+            f"{path}: record {i} has no {' or '.join(missing)} (keys: {', '.join(rec)}); "
+            f"not the mmpose/HRNet MPII format"
+        )
+
+
+def _array(path: Path, i: int, key: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PipelineError(f"{path}: record {i}: {key} is not numeric") from None
+    if arr.shape != shape:
+        raise PipelineError(
+            f"{path}: record {i}: {key} has shape {list(arr.shape)}, expected {list(shape)} (16 MPII joints)"
+        )
+    return arr
+
+
+def read(path: Path, *, split: str | None = None) -> SourceData:
+    records = _load(path)
+    split = split or split_from_name(path)
+    counts: Counter = Counter(rows=len(records))
+    images: dict[str, ImageAnnotation] = {}
+    for i, rec in enumerate(records):
+        _check_record(path, i, rec)
+        name = str(rec["image"]).strip()
+        if not name:
+            counts["dropped_person:no_image_name"] += 1
+            continue
+        joints = _array(path, i, "joints", rec["joints"], (NUM_KEYPOINTS, 2))
+        vis = rec.get("joints_vis")
+        annotated = np.isfinite(joints).all(1) & ~(joints == -1).all(1)
+        if vis is not None:
+            annotated &= _array(path, i, "joints_vis", vis, (NUM_KEYPOINTS,)).reshape(-1) > 0
+        kps = np.full((NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
+        kps[:, 2] = MISSING
+        kps[annotated, :2] = joints[annotated]
+        kps[annotated, 2] = VISIBLE
+        center = rec.get("center")
+        center_xy = None
+        if center is not None:
+            c = _array(path, i, "center", center, (2,))
+            # mmpose marks an unknown center as [-1, -1].
+            center_xy = None if (c == -1).all() else (float(c[0]), float(c[1]))
+        scale = rec.get("scale")
+        person = Person(
+            keypoints=kps,
+            center=center_xy,
+            scale=None if scale is None or float(scale) <= 0 else float(scale),
+        )
+        ann = images.get(name)
+        if ann is None:
+            ann = images[name] = ImageAnnotation(image=name, split=split)
+        ann.people.append(person)
+    return SourceData(
+        path=path,
+        format="json",
+        images=images,
+        has_people=True,
+        has_activity=False,
+        has_occlusion=False,
+        split_per_image=False,
+        counts=counts,
+    )
