@@ -169,6 +169,23 @@ def test_parser_rules_negation_masking_joined_parts_and_ranks():
     assert {(c.kind, c.value) for c in p.claims} == {("arms_crossed", True), ("feet_apart", True)}
 
 
+def test_parser_on_paper_style_llm_text():
+    text = ("The image shows 1 person who is bicycling. The individual is seated on the bike with the torso "
+            "leaning forward. The left leg is bent at the knee, while the right leg is nearly straight. Both "
+            "arms are extended towards the handlebars. The head is upright and facing forward.")  # fmt: skip
+    got = [(c.kind, c.part, c.value, text[c.start : c.end]) for c in parse_claims(text).claims]
+    assert got == [
+        ("count", None, 1, "1 person"),
+        ("state", None, "sitting", "seated"),
+        ("torso", "torso", "leaning", "leaning"),
+        ("bend", "left leg", "bent", "bent"),
+        ("bend", "right leg", "straight", "straight"),
+        ("bend", "left arm", "straight", "extended"),
+        ("bend", "right arm", "straight", "extended"),
+        ("head", "head", "upright", "upright"),
+    ]
+
+
 # ---- faithfulness ------------------------------------------------------------------------------------
 
 

@@ -73,7 +73,7 @@ _PEOPLE = r"(?:people|persons|individuals|figures|men|women|boys|girls|children|
 _NUM = r"(?:\d+|" + "|".join(sorted((k for k in NUMBERS if " " not in k), key=len, reverse=True)) + ")"
 
 COUNT_PLURAL = re.compile(rf"\b({_NUM})\s+(?:[a-z-]+\s+)?{_PEOPLE}\b", re.I)
-COUNT_SINGLE = re.compile(rf"\b(a single|a lone|only one|one|single|lone)\s+{_PERSON}\b", re.I)
+COUNT_SINGLE = re.compile(rf"\b(a single|a lone|only one|one|single|lone|1)\s+{_PERSON}\b", re.I)
 ACTIVITY_CLAUSE = re.compile(
     r"\b(?:the\s+)?activity\s+(?:is|:|of|appears to be|being performed is)\b[^.;\n]*", re.I
 )

@@ -21,7 +21,10 @@ def _analyze(
     descriptions: Annotated[
         list[str],
         typer.Option(
-            "--descriptions", help="descriptions artifact(s); several may follow one flag", show_default=False
+            "--descriptions",
+            metavar="NAME",
+            help="descriptions artifact(s); several may follow one flag",
+            show_default=False,
         ),
     ],
     annotations: Annotated[
@@ -32,7 +35,10 @@ def _analyze(
         str | None, typer.Option(help="report name (default: the descriptions names joined by '+')")
     ] = None,
     images: Annotated[
-        Path | None, typer.Option(help="folder of the source images: photos in the gallery, needed by --run")
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="folder of the source images: photos in the gallery, needed by --run"
+        ),
     ] = None,
     run: Annotated[
         str | None, typer.Option(help="runs artifact: CLIP score of each description against its image")
@@ -41,7 +47,8 @@ def _analyze(
     seed: Annotated[int, typer.Option(help="seed of the gallery sample")] = 0,
     per_page: Annotated[int, typer.Option(help="gallery cards per page")] = 12,
     source: Annotated[
-        list[str] | None, typer.Option(help="keep only this description source (repeatable)")
+        list[str] | None,
+        typer.Option(metavar="SOURCE", help="keep only this description source (repeatable)"),
     ] = None,
     negative_control: Annotated[
         bool,
