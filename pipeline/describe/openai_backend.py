@@ -26,12 +26,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, public_base_url
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price
+from pipeline.describe.transport import LeanTransport
 from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
 from pipeline.log import progress
@@ -201,6 +203,23 @@ class RunStats:
     statuses: dict[str, int] = field(default_factory=dict)
 
 
+def make_clients(cfg: DescribeConfig) -> list[openai.AsyncOpenAI]:
+    """Plain-http (local) endpoints: one client on the lean transport. https: one client per _POOL_SIZE
+    workers, because httpcore scans its whole pool on every request and response (one pool of 64
+    connections costs more CPU than the HTTP exchange itself)."""
+    lean = public_base_url(cfg.base_url).startswith("http://")
+    return [
+        openai.AsyncOpenAI(
+            api_key=cfg.api_key or "not-needed",  # local servers take any key
+            base_url=cfg.base_url,
+            max_retries=0,  # tenacity retries, so every attempt is counted
+            timeout=cfg.timeout,
+            http_client=httpx2.AsyncClient(transport=LeanTransport(), timeout=cfg.timeout) if lean else None,
+        )
+        for _ in range(1 if lean else -(-cfg.concurrency // _POOL_SIZE))
+    ]
+
+
 class Runner:
     def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal):
         self.cfg, self.price, self.journal = cfg, price, journal
@@ -209,17 +228,7 @@ class Runner:
         self.tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
         self.stats = RunStats()
         self.stopping = False
-        # One client per _POOL_SIZE workers: httpcore scans its whole pool on every request and response,
-        # so one pool of 64 connections costs more CPU than the HTTP exchange itself.
-        self.clients = [
-            openai.AsyncOpenAI(
-                api_key=cfg.api_key or "not-needed",  # local servers take any key
-                base_url=cfg.base_url,
-                max_retries=0,
-                timeout=cfg.timeout,
-            )
-            for _ in range(-(-cfg.concurrency // _POOL_SIZE))
-        ]
+        self.clients = make_clients(cfg)
         self.sampling = cfg.sampling()
 
     # ---- one attempt --------------------------------------------------------------------------
@@ -361,7 +370,7 @@ class Runner:
         try:
             async with asyncio.TaskGroup() as group:
                 for i in range(min(self.cfg.concurrency, len(todo))):
-                    group.create_task(worker(self.clients[i // _POOL_SIZE]))
+                    group.create_task(worker(self.clients[(i // _POOL_SIZE) % len(self.clients)]))
         except* Exception as group_error:  # one worker's error (a fatal HTTP status) stops them all
             raise group_error.exceptions[0] from None
         finally:

@@ -7,6 +7,7 @@ server), with a warning.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -36,12 +37,10 @@ _PIECE = re.compile(r"'(?:s|t|re|ve|m|ll|d)| ?[A-Za-z]+| ?\d{1,3}| ?[^\sA-Za-z\d
 _MESSAGE_OVERHEAD = 4  # tokens the chat format adds per message
 
 
+@functools.lru_cache(maxsize=256)  # system prompts repeat on every row
 def estimate_tokens(text: str) -> int:
-    n = 0
-    for m in _PIECE.finditer(text):
-        piece = m.group(0)
-        n += 1 + max(0, (len(piece.strip()) - 1) // 6) if piece[-1:].isalpha() else 1
-    return n
+    pieces = _PIECE.findall(text)
+    return len(pieces) + sum((len(p) - 2) // 6 for p in pieces if len(p) > 7 and p[-1:].isalpha())
 
 
 def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:

@@ -9,15 +9,17 @@ description itself). The folder's content hash goes into every row's cache key, 
 re-runs exactly the rows it changes.
 
 Template variables: image, activity, category (None when unlabelled), num_people, keypoint_names, people
-(list of {index, position, position_rank, center, scale, keypoints ([x, y] per joint, -1 for unknown),
-known_joints, facts (pipeline.geometry.PersonFacts as a dict)}), input_json (the paper's JSON input).
+(list of {index, position (left/center/right among the people, None when alone), position_rank (1 for the
+first person at that position), center, scale, keypoints ([x, y] per joint, -1 for unknown), known_joints,
+limb_joints ({limb: known joints of its 3}), facts (pipeline.geometry.PersonFacts: state, torso, head,
+limbs[name].bend/raised/above_head/..., arms_crossed, feet_apart)}), input_json (the paper's JSON input).
+Facts are computed only for templates that mention them (geometry is most of the rendering time).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import PipelineError
-from pipeline.geometry import image_facts
-from pipeline.records import KEYPOINT_NAMES, ImageAnnotation
+from pipeline.geometry import LIMBS, image_facts, person_center_x, positions
+from pipeline.records import KEYPOINT_NAMES, ImageAnnotation, known
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -46,6 +48,10 @@ class TemplateSet:
     folder: Path
     hash: str
     env: SandboxedEnvironment
+
+    @property
+    def uses_facts(self) -> bool:
+        return any("facts" in f.read_text(errors="replace") for f in self.folder.glob("*.j2"))
 
     @property
     def is_rules(self) -> bool:
@@ -100,27 +106,33 @@ def _num(v: float) -> float | int:
     return int(r) if r == int(r) else r
 
 
-def image_context(ann: ImageAnnotation) -> dict[str, Any]:
+def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str, Any]:
     """Every variable a template may use for one image (see the module docstring)."""
     kps_list = [p.keypoints for p in ann.people]
-    facts = image_facts(kps_list, [p.center for p in ann.people])
+    centers = [p.center for p in ann.people]
+    facts = image_facts(kps_list, centers) if with_facts else None
+    where = positions([person_center_x(k, c) for k, c in zip(kps_list, centers, strict=True)])
     people, seen_at = [], {}
-    for i, (person, f) in enumerate(zip(ann.people, facts, strict=True)):
+    for i, person in enumerate(ann.people):
+        mask = known(person.keypoints)
         keypoints = [
-            [_num(x), _num(y)] if v > 0 and math.isfinite(x) and math.isfinite(y) else [-1, -1]
-            for x, y, v in person.keypoints.tolist()
+            [_num(x), _num(y)] if ok else [-1, -1]
+            for (x, y, _), ok in zip(person.keypoints.tolist(), mask.tolist(), strict=True)
         ]
-        seen_at[f.position] = seen_at.get(f.position, 0) + 1
-        people.append({
+        seen_at[where[i]] = seen_at.get(where[i], 0) + 1
+        entry = {
             "index": i + 1,
-            "position": f.position,
-            "position_rank": seen_at[f.position],
+            "position": where[i],
+            "position_rank": seen_at[where[i]],
             "center": None if person.center is None else [_num(c) for c in person.center],
             "scale": None if person.scale is None else round(float(person.scale), 3),
             "keypoints": keypoints,
-            "known_joints": f.known_joints,
-            "facts": f.to_dict(),
-        })  # fmt: skip
+            "known_joints": int(mask.sum()),
+            "limb_joints": {name: int(mask[list(joints)].sum()) for name, joints in LIMBS.items()},
+        }
+        if facts is not None:
+            entry["facts"] = facts[i]
+        people.append(entry)
     paper_input = {
         "activity": ann.activity,
         "count": len(people),

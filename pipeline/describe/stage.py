@@ -81,9 +81,9 @@ def build_requests(
     base = {"template_hash": tpl.hash}
     if not rules:
         base |= {"model": cfg.model, "sampling": cfg.sampling(), "base_url": public_base_url(cfg.base_url)}
-    out = []
+    out, with_facts = [], tpl.uses_facts
     for ann in progress(rows, desc="render", unit="img"):
-        ctx = image_context(ann)
+        ctx = image_context(ann, with_facts=with_facts)
         if rules:
             text = rules_description(tpl, ctx)
             messages, tokens = None, 0

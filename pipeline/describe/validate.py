@@ -72,7 +72,7 @@ def unseen_limb_mentions(text: str, ctx: dict[str, Any]) -> list[str]:
         return []
     out = []
     for limb in ("left arm", "right arm", "left leg", "right leg"):
-        if any(p["facts"]["limbs"][limb]["known_joints"] > 0 for p in people):
+        if any(p["limb_joints"][limb] > 0 for p in people):
             continue
         for sentence in _SENTENCE.split(text):
             if re.search(rf"\b{limb}\b", sentence, re.IGNORECASE) and not _NOT_SEEN.search(sentence):
