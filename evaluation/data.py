@@ -63,7 +63,9 @@ def decode_middle_frame(path: str, segment: tuple[float, float] | None) -> Image
 
 
 def cached_frame(sample: Sample, cache_dir: Path) -> Image.Image:
-    key = hashlib.sha1(f"{os.path.abspath(str(sample.source))}|{sample.segment}".encode()).hexdigest()[:12]
+    # Keyed by the clip's path and segment: the frame stays usable after the clips are moved off disk.
+    ident = f"{os.path.abspath(str(sample.source))}|{sample.segment}"
+    key = hashlib.sha1(ident.encode()).hexdigest()[:12]
     cached = cache_dir / f"{Path(str(sample.source)).stem}-{key}.jpg"
     if cached.is_file():
         with Image.open(cached) as image:
@@ -118,6 +120,9 @@ class EvalDataset(torch.utils.data.Dataset):
             return self.transform(load_image(self.samples[i], self.cache_dir)), i, ""
         except LoadError as err:
             return None, i, str(err)
+        except Exception as err:  # anything else one odd file triggers (codec, transform) costs one sample
+            log.debug("sample %d (%s) failed: %r", i, self.samples[i].name, err)
+            return None, i, f"load failed ({type(err).__name__})"
 
 
 def collate(batch):

@@ -260,11 +260,17 @@ def evaluate_task(
             "skipped": dict(skipped),
             "message": "no sample left to score (see skipped)",
         }
-    weights = class_weights(m, [task.prompt_name(c) for c in classes], task.select_templates(cfg.templates))
-    dataset = EvalDataset(samples, m.preprocess, cache_dir / task.dataset)
-    scores, loaded, failures = score(
-        m, dataset, weights, batch_size=cfg.batch_size, workers=cfg.workers, desc=task.id
-    )
+    try:
+        weights = class_weights(
+            m, [task.prompt_name(c) for c in classes], task.select_templates(cfg.templates)
+        )
+        dataset = EvalDataset(samples, m.preprocess, cache_dir / task.dataset)
+        scores, loaded, failures = score(
+            m, dataset, weights, batch_size=cfg.batch_size, workers=cfg.workers, desc=task.id
+        )
+    except (RuntimeError, OSError) as err:  # e.g. out of GPU memory: report this task, go on with the next
+        log.error("%s: scoring failed: %s", task.id, err)
+        return result | {"status": "error", "skipped": dict(skipped), "message": f"scoring failed: {err}"}
     skipped.update(failures)
     y = np.asarray(labels)[loaded]
     s = scores[loaded]
@@ -334,7 +340,8 @@ def results_markdown(results: list[dict[str, Any]], name: str) -> str:
         f"# Zero-shot results: {name}",
         "",
         "Accuracies in %. `acc@k` uses each task's k (3 for actions and emotions, 1 for age and race, "
-        "as in the paper); random = k/C and one seeded simulated random classifier.",
+        "as in the paper); acc5 is '-' for tasks of 5 classes or fewer; random = k/C and one seeded "
+        "simulated random classifier.",
         "",
         "| Task | Group | Split | k | Scored | Skipped | acc@k | acc1 | acc5 | mean per-class recall | "
         "random k/C | sim. random |",
@@ -359,6 +366,9 @@ def results_markdown(results: list[dict[str, Any]], name: str) -> str:
             _pct(rnd.get("simulated")),
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    notes = [(r["task"], n) for r in results for n in r.get("notes", [])]
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {task}: {note}" for task, note in notes)]
     dropped = [r for r in results if r["skipped"]]
     if dropped:
         lines += ["", "## Rows not scored, by reason", ""]

@@ -453,3 +453,8 @@ def test_corrupt_and_missing_images_are_counted(tmp_path):
     ]
     dataset = EvalDataset(samples, lambda im: im.size)
     assert [dataset[i][2] for i in range(4)] == ["", "unreadable image", "image missing", "empty crop box"]
+
+    def picky(image):
+        raise ValueError("a transform that fails")
+
+    assert EvalDataset(samples[:1], picky)[0][2] == "load failed (ValueError)"

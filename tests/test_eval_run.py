@@ -136,6 +136,7 @@ def test_evaluate_end_to_end(store, checkpoint, reference, data_root):
 
     md = (folder / "results.md").read_text()
     assert "| fer2013-emotion | Emotion | test | 3 | 14 | 0 |" in md and "emotic-age [skipped]" in md
+    assert "kinetics400-action: Kinetics-400 test has no labels here" in md
     assert (folder / "results.png").read_bytes()[:4] == b"\x89PNG"
     meta = store.meta("evals", "e2e")
     assert meta["counts"]["scored"] == 4 and meta["config"]["tasks"][0] == "fer2013-emotion"
