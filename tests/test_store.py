@@ -1,0 +1,188 @@
+"""The artifact store: atomic publication, one writer at a time, stale locks, lineage, redaction, fsspec."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ArtifactBusyError, PipelineError
+from pipeline.store import Store, fingerprint_dir, redact
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(store: Store, name: str, text: str = "hello", **kwargs) -> None:
+    with store.create("annotations", name, stage="test", config={"n": 1}, **kwargs) as w:
+        (w.dir / "data.txt").write_text(text)
+        w.counts["rows"] = 1
+
+
+def test_exception_inside_create_leaves_no_artifact(store):
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        store.create("annotations", "x", stage="t", config={}) as w,
+    ):
+        (w.dir / "half.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert not store.exists("annotations", "x")
+    assert not (store.root / "annotations" / "x").exists()
+    assert not store.staging_dir("annotations", "x").exists()
+    assert store.list() == []
+    _write(store, "x")  # the lock was released: a retry works
+    assert (store.path("annotations", "x") / "data.txt").read_text() == "hello"
+
+
+def test_resumable_keeps_staging_and_overwrite_replaces(store):
+    with (
+        pytest.raises(KeyboardInterrupt),
+        store.create("runs", "r", stage="t", config={}, resumable=True) as w,
+    ):
+        (w.dir / "checkpoint.pt").write_text("step 5")
+        raise KeyboardInterrupt
+    with store.create("runs", "r", stage="t", config={}, resumable=True) as w:
+        assert (w.dir / "checkpoint.pt").read_text() == "step 5"
+    _write(store, "a", "one")
+    with pytest.raises(PipelineError, match="already exists"):
+        _write(store, "a", "two")
+    _write(store, "a", "two", overwrite=True)
+    assert (store.path("annotations", "a") / "data.txt").read_text() == "two"
+    assert not list((store.root / "annotations").glob(".trash-*"))
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pipeline.store import Store
+store, ready, release = Store(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+with store.create("annotations", "busy", stage="holder", config={}) as w:
+    (w.dir / "data.txt").write_text("from the first writer")
+    ready.write_text("ready")
+    while not release.exists():
+        time.sleep(0.02)
+"""
+
+
+def test_concurrent_second_writer_gets_a_clear_error(store, tmp_path):
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.root), str(ready), str(release)], cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "holder process did not start"
+            time.sleep(0.02)
+        with pytest.raises(ArtifactBusyError) as err:
+            _write(store, "busy", "from the second writer")
+        msg = str(err.value)
+        assert "annotations/busy is being written by another process" in msg and f"pid {proc.pid}" in msg
+        assert "\n" not in msg
+    finally:
+        release.write_text("go")
+        assert proc.wait(timeout=60) == 0
+    # The first writer's artifact is whole, untouched by the refused second writer.
+    assert (store.path("annotations", "busy") / "data.txt").read_text() == "from the first writer"
+    assert store.meta("annotations", "busy")["stage"] == "holder"
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(store, caplog):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = store.staging_dir("annotations", "s").with_name("s.lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    with caplog.at_level("WARNING"):
+        _write(store, "s")
+    assert store.exists("annotations", "s") and not lock.exists()
+    assert "stale lock" in caplog.text
+    # A lock held by a live process on another host is never stolen.
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": os.getpid()}))
+    with pytest.raises(ArtifactBusyError, match="pid .* on elsewhere"):
+        _write(store, "s", overwrite=True)
+
+
+def test_meta_lineage(store):
+    _write(store, "src")
+    ref = store.ref("annotations", "src")
+    assert ref == {
+        "kind": "annotations",
+        "name": "src",
+        "fingerprint": fingerprint_dir(store.path("annotations", "src")),
+    }
+    with store.create("descriptions", "d", stage="describe", config={"model": "m"}, inputs=[ref]) as w:
+        (w.dir / "out.txt").write_text("x")
+        w.counts["ok"] = 3
+        w.extra["template_hash"] = "abc"
+    meta = store.meta("descriptions", "d")
+    assert meta["stage"] == "describe" and meta["kind"] == "descriptions" and meta["name"] == "d"
+    assert meta["inputs"] == [ref] and meta["counts"] == {"ok": 3} and meta["template_hash"] == "abc"
+    assert meta["config"] == {"model": "m"} and meta["version"] and meta["created_at"].endswith("+00:00")
+    assert len(meta["fingerprint"]) == 64
+    listed = store.list("descriptions")
+    assert listed[0]["inputs"] == ["annotations/src"] and listed[0]["counts"] == {"ok": 3}
+
+
+def test_secrets_are_redacted(store):
+    secret = "sk-test-" + uuid.uuid4().hex
+    config = {
+        "api_key": secret,
+        "nested": {"Authorization": f"Bearer {secret}", "access_token": secret},
+        "base_url": f"https://user:{secret}@example.com/v1",
+        "keep": "visible",
+        "empty_token": None,
+    }
+    assert redact(config)["api_key"] == "***" and redact(config)["base_url"] == "https://example.com/v1"
+    assert redact(config)["empty_token"] is None  # nothing to hide
+    with store.create("descriptions", "sec", stage="t", config=config) as w:
+        w.extra["headers"] = {"X-Api-Key": secret}
+    text = (store.path("descriptions", "sec") / "meta.json").read_text()
+    assert secret not in text and "visible" in text
+
+
+def test_names_and_kinds_are_checked(store):
+    with pytest.raises(PipelineError, match="invalid artifact name"):
+        store.url("annotations", "../escape")
+    with pytest.raises(PipelineError, match="unknown artifact kind"):
+        store.url("weights", "x")
+    with pytest.raises(PipelineError, match="no artifact annotations/none"):
+        store.meta("annotations", "none")
+
+
+def test_fsspec_memory_root_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOCUS_CACHE", str(tmp_path / "cache"))
+    store = Store(f"memory://focus-test-{uuid.uuid4().hex[:8]}")
+    assert not store.is_local
+    with store.create("annotations", "remote", stage="t", config={"a": 1}) as w:
+        (w.dir / "sub").mkdir()
+        (w.dir / "sub" / "data.txt").write_text("remote data")
+        w.counts["rows"] = 7
+    assert store.exists("annotations", "remote")
+    assert store.meta("annotations", "remote")["counts"] == {"rows": 7}
+    local = store.path("annotations", "remote")
+    assert (local / "sub" / "data.txt").read_text() == "remote data"
+    assert str(local).startswith(str(tmp_path / "cache"))
+    assert [r["name"] for r in store.list()] == ["remote"]
+    store.delete("annotations", "remote")
+    assert not store.exists("annotations", "remote")
+
+
+def test_store_cli(cli, store):
+    _write(store, "one")
+    result = cli("store", "ls")
+    assert result.exit_code == 0 and "annotations/one" in result.output and "rows=1" in result.output
+    listed = json.loads(cli("store", "ls", "--json").stdout)
+    assert listed[0]["name"] == "one" and listed[0]["stage"] == "test"
+    shown = json.loads(cli("store", "show", "annotations", "one").stdout)
+    assert shown["counts"] == {"rows": 1}
+    assert cli("store", "rm", "annotations", "one").exit_code == 0
+    assert "(no artifacts" in cli("store", "ls").output
+    missing = cli("store", "show", "annotations", "one")
+    assert missing.exit_code == 2 and missing.output.strip().startswith("error: no artifact annotations/one")
