@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -19,7 +18,7 @@ import pytest
 
 from pipeline.analyze import AnalyzeConfig, analyze
 from pipeline.analyze.controls import contradict
-from pipeline.records import ImageAnnotation, Person, empty_keypoints, write_annotations
+from pipeline.records import ImageAnnotation, Person, empty_keypoints, read_annotations, write_annotations
 
 DESCRIPTIONS_SCHEMA = pa.schema(
     [
@@ -61,23 +60,6 @@ def csv_rows(shared_data: Path, limit: int) -> list[ImageAnnotation]:
     return out
 
 
-def h5_multi_person_rows(shared_data: Path, images: int) -> list[ImageAnnotation]:
-    """Real multi-person images of the validation split (people grouped by image, visibility kept)."""
-    with h5py.File(shared_data / "mpii/hourglass_annot/valid.h5") as f:
-        names = [n.decode() for n in f["imgname"][:]]
-        part, vis, center, scale = f["part"][:], f["visible"][:], f["center"][:], f["scale"][:]
-    people: dict[str, list[Person]] = {}
-    for i, name in enumerate(names):
-        kps = empty_keypoints()
-        ok = (part[i] > 0).all(axis=1)
-        kps[ok, :2], kps[ok, 2] = part[i][ok], np.where(vis[i][ok] > 0, 2, 1)
-        people.setdefault(name, []).append(
-            Person(keypoints=kps, center=tuple(center[i]), scale=float(scale[i]))
-        )
-    multi = [n for n, p in people.items() if len(p) > 1][:images]
-    return [ImageAnnotation(image=n, split="val", people=people[n]) for n in multi]
-
-
 def publish_annotations(store, name: str, rows: list[ImageAnnotation]) -> None:
     with store.create("annotations", name, stage="convert", config={}) as w:
         write_annotations(w.dir / "annotations.parquet", rows)
@@ -94,14 +76,20 @@ def publish_descriptions(store, name: str, rows: list[dict], annotations: str | 
 
 
 @pytest.fixture
-def mpii_rules(store, shared_data):
-    """Real MPII annotations (50 single-person CSV rows + 15 multi-person validation images), described by
-    the rules describer, and a deliberately wrong copy of those descriptions."""
+def mpii_rules(cli, store, shared_data):
+    """Real MPII annotations converted by the convert stage (the validation split's people joined with the
+    activity CSV), 45 single-person and 20 multi-person images of them described by the rules describer,
+    and a deliberately wrong copy of those descriptions."""
     from pipeline.describe import DescribeConfig, describe
 
-    rows = csv_rows(shared_data, 50)
-    seen = {r.image for r in rows}
-    rows += [r for r in h5_multi_person_rows(shared_data, 15) if r.image not in seen]
+    mpii = shared_data / "mpii"
+    res = cli(
+        "convert", mpii / "hourglass_annot/valid.h5", mpii / "csv_activity/mpii_dataset.csv", "--name", "val"
+    )
+    assert res.exit_code == 0, res.output
+    rows = read_annotations(store.path("annotations", "val") / "annotations.parquet")
+    rows = [r for r in rows if len(r.people) == 1][:45] + [r for r in rows if len(r.people) > 1][:20]
+    assert sum(r.activity is not None for r in rows) > 50
     publish_annotations(store, "mpii", rows)
     describe(DescribeConfig(annotations="mpii", backend="rules", name="mpii-rules"), store)
     rules = pq.read_table(store.path("descriptions", "mpii-rules") / "descriptions.parquet").to_pylist()
