@@ -27,38 +27,45 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.describe import DescribeConfig, describe  # noqa: E402
 from pipeline.describe.prompting import image_context, load_template  # noqa: E402
-from pipeline.records import ImageAnnotation, Person, empty_keypoints, write_annotations  # noqa: E402
+from pipeline.records import (  # noqa: E402
+    ImageAnnotation,
+    Person,
+    empty_keypoints,
+    read_annotations,
+    write_annotations,
+)
 from pipeline.store import Store  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "mpii" / "csv_activity" / "mpii_dataset.csv"
 
 
-def csv_annotations(path: Path, limit: int | None) -> list[ImageAnnotation]:
-    """The real activity CSV as annotations: pipeline.mpii's reader when present, else read here."""
+def put_annotations(store: Store, path: Path) -> list[ImageAnnotation]:
+    """annotations/mpii from the real CSV through the convert stage (or read here, where it is missing)."""
     try:
-        from pipeline.mpii import read_source
-
-        rows = read_source(path).images
-        return rows[:limit] if limit else rows
-    except Exception:  # the convert stage is not there (or reads CSV differently): build rows directly
-        pass
-    df = pd.read_csv(path, nrows=limit)
-    xy = df.iloc[:, 2:34].to_numpy(dtype=np.float32).reshape(-1, 16, 2)
-    rows = []
-    for i, rec in enumerate(df.itertuples(index=False)):
-        kps = empty_keypoints()
-        ok = (xy[i] >= 0).all(axis=1)
-        kps[ok, :2], kps[ok, 2] = xy[i][ok], 2
-        rows.append(
-            ImageAnnotation(
-                image=rec.NAME,
-                split="train",
-                activity=rec.Activity,
-                category=rec.Category,
-                people=[Person(keypoints=kps, scale=float(rec.Scale))],
+        from pipeline.convert import ConvertConfig, convert
+    except ImportError:
+        df = pd.read_csv(path)
+        xy = df.iloc[:, 2:34].to_numpy(dtype=np.float32).reshape(-1, 16, 2)
+        rows = []
+        for i, rec in enumerate(df.itertuples(index=False)):
+            kps = empty_keypoints()
+            ok = (xy[i] >= 0).all(axis=1)
+            kps[ok, :2], kps[ok, 2] = xy[i][ok], 2
+            person = Person(keypoints=kps, scale=float(rec.Scale))
+            rows.append(
+                ImageAnnotation(
+                    image=rec.NAME,
+                    split="train",
+                    activity=rec.Activity,
+                    category=rec.Category,
+                    people=[person],
+                )
             )
-        )
-    return rows
+        with store.create("annotations", "mpii", stage="convert", config={}) as w:
+            write_annotations(w.dir / "annotations.parquet", rows)
+    else:
+        convert(ConvertConfig(sources=[path], name="mpii"), store)
+    return read_annotations(store.path("annotations", "mpii") / "annotations.parquet")
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
@@ -96,14 +103,13 @@ def main() -> None:
     parser.add_argument("--baseline-requests", type=int, default=30)
     args = parser.parse_args()
 
-    rows = csv_annotations(CSV, args.limit)
     proc, url = start_server(args.latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "store")
-            with store.create("annotations", "mpii", stage="convert", config={}) as w:
-                write_annotations(w.dir / "annotations.parquet", rows)
+            rows = put_annotations(store, CSV)[: args.limit]
             cfg = DescribeConfig(
+                limit=args.limit,
                 annotations="mpii",
                 backend="openai",
                 base_url=url,

@@ -231,3 +231,67 @@ def test_429_storm_backs_off_the_window(server, mpii, tagged):
     server.faults = ["429"] * 6
     summary = describe(cfg(server, tagged, concurrency=8, max_retries=6), mpii)
     assert summary["ok"] == N and summary["window_decreases"] >= 1 and summary["retries"] == 6
+
+
+def test_validation_against_the_keypoints(shared_data):
+    from pipeline.describe.prompting import image_context
+    from pipeline.describe.validate import judge
+
+    rows = csv_annotations(shared_data, 2)  # row 1 has no right leg joints annotated but the hip
+    ctx = image_context(rows[1])
+    assert ctx["people"][0]["limb_joints"]["right leg"] == 1
+    good = "This image shows one person curling. They kneel with the left leg bent and the arms low."
+    assert judge(good, "stop", ctx) == ("ok", None)
+    assert judge("This image shows two people curling on the ice today.", "stop", ctx)[0] == "invalid"
+    assert judge("Three people are curling here on a sunny winter day.", "stop", ctx)[0] == "invalid"
+    ctx0 = image_context(rows[0])
+    assert judge(good, "length", ctx0)[0] == "truncated"
+    assert judge("I'm sorry, I cannot describe people.", "stop", ctx0)[0] == "refused"
+    assert judge("   ", "stop", ctx0)[0] == "refused" and judge(None, "stop", ctx0)[0] == "refused"
+    assert judge("Short.", "stop", ctx0)[0] == "invalid"
+    # A limb whose joints are all unknown may only be named as not visible.
+    ctx0["people"][0]["limb_joints"]["left arm"] = 0
+    status, reason = judge("One person is curling. Their left arm is raised high.", "stop", ctx0)
+    assert status == "invalid" and "left arm" in reason
+    assert judge("One person is curling. Their left arm is not visible here.", "stop", ctx0)[0] == "ok"
+
+
+def test_lean_transport_reads_chunked_and_closing_replies():
+    """The plain-http transport against a server that answers chunked, then closes the connection."""
+    body = json.dumps(
+        {
+            "id": "c1",
+            "choices": [{"message": {"content": "hello there"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+        }
+    ).encode()
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        half = len(body) // 2
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+            b"connection: close\r\n\r\n"
+            + b"%x\r\n" % half
+            + body[:half]
+            + b"\r\n"
+            + b"%x\r\n" % (len(body) - half)
+            + body[half:]
+            + b"\r\n0\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        from pipeline.describe.openai_backend import make_clients
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        (client,) = make_clients(DescribeConfig(annotations="x", base_url=f"http://127.0.0.1:{port}/v1"))
+        replies = [await client.post("/chat/completions", content=b"{}", cast_to=object) for _ in range(2)]
+        await client.close()
+        server.close()
+        return replies
+
+    replies = asyncio.run(main())  # the second request needs a fresh connection: the first was closed
+    assert [r["choices"][0]["message"]["content"] for r in replies] == ["hello there"] * 2
