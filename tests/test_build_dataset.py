@@ -506,6 +506,16 @@ def test_parse_size():
         parse_size("-3MB")
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
+def test_png_gray_decodes_to_the_same_pixels(shape):
+    from pipeline.build_dataset import png_gray
+
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    with Image.open(io.BytesIO(png_gray(pixels))) as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "L", shape[::-1])
+        assert np.array_equal(np.asarray(im), pixels)
+
+
 def test_heatmap_png_is_8bit_grayscale_of_the_image_size():
     from pipeline.build_dataset import encode_heatmap
 
