@@ -17,6 +17,15 @@ from evaluation.run import EvalConfig, evaluate
 from evaluation.tasks import TASKS, Task
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the suite shares 2 cores, where a second thread mostly waits on the first."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     from training.inference import load_model
