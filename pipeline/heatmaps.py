@@ -7,8 +7,8 @@ one such blob on each body part (head, torso, upper/lower arms and legs) instead
 Both the NumPy and the torch versions are vectorised over people and pixels (separable Gaussians: one
 outer product per blob), take keypoints in source-image pixels and render at any output size:
 
-    hm = roi_heatmap(ann.keypoints, image_size=(w, h), out_size=(224, 224))          # (224, 224) float32
-    hm = roi_heatmap_torch(kps, image_sizes, out_size=(224, 224))                     # (B, 224, 224), on kps.device
+    hm = roi_heatmap(ann.keypoints, image_size=(w, h), out_size=(224, 224))   # (224, 224) float32
+    hm = roi_heatmap_torch(kps, image_sizes, out_size=(224, 224))   # (B, 224, 224), on kps.device
 """
 
 from __future__ import annotations
@@ -64,36 +64,30 @@ def _boxes_np(kps: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, n
         ok = ok[:, None, :] & groups[None, :, :]  # (P, G, 16)
         kps = np.broadcast_to(kps[:, None], (kps.shape[0], groups.shape[0], 16, 3))
         ok, kps = ok.reshape(-1, 16), kps.reshape(-1, 16, 3)
-    x, y = np.where(ok, kps[..., 0], np.nan), np.where(ok, kps[..., 1], np.nan)
     valid = ok.any(axis=1)
-    with np.errstate(all="ignore"), _quiet():
-        boxes = np.stack([np.nanmin(x, 1), np.nanmin(y, 1), np.nanmax(x, 1), np.nanmax(y, 1)], axis=1)
-    return np.nan_to_num(boxes), valid
+    # Unknown joints become +/-inf so min/max skip them without NaN warnings (people with none are masked).
+    x, y = kps[..., 0], kps[..., 1]
+    boxes = np.stack(
+        [
+            np.where(ok, x, np.inf).min(1, initial=np.inf),
+            np.where(ok, y, np.inf).min(1, initial=np.inf),
+            np.where(ok, x, -np.inf).max(1, initial=-np.inf),
+            np.where(ok, y, -np.inf).max(1, initial=-np.inf),
+        ],
+        axis=1,
+    )
+    return np.where(valid[:, None], boxes, 0.0), valid
 
 
-class _quiet:
-    """Silence the 'All-NaN slice' warning for people with no known joint (they are masked out)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
-
-
-def _render_np(boxes: np.ndarray, valid: np.ndarray, image_size: tuple[float, float],
-               out_size: tuple[int, int]) -> np.ndarray:
+def _render_np(
+    boxes: np.ndarray, valid: np.ndarray, image_size: tuple[float, float], out_size: tuple[int, int]
+) -> np.ndarray:
     w_img, h_img = image_size
     w_out, h_out = out_size
     sx, sy = w_out / float(w_img), h_out / float(h_img)
     boxes, n = boxes[valid], int(valid.sum())
-    hm = np.zeros((h_out, w_out), dtype=np.float32)
     if n == 0:
-        return hm
+        return np.zeros((h_out, w_out), dtype=np.float32)
     min_sigma = MIN_SIGMA_FRAC * max(w_out, h_out)
     cx = (boxes[:, 0] + boxes[:, 2]) / 2 * sx
     cy = (boxes[:, 1] + boxes[:, 3]) / 2 * sy
@@ -104,12 +98,19 @@ def _render_np(boxes: np.ndarray, valid: np.ndarray, image_size: tuple[float, fl
     ys = np.arange(h_out, dtype=np.float32) + 0.5
     gx = np.exp(-0.5 * ((xs[None, :] - cx[:, None]) / sig_x[:, None]) ** 2)  # (N, W)
     gy = np.exp(-0.5 * ((ys[None, :] - cy[:, None]) / sig_y[:, None]) ** 2)  # (N, H)
-    hm = np.einsum("nh,nw->hw", gy, gx, dtype=np.float32)
-    return np.clip(hm, 0.0, 1.0)
+    hm = (gy.T @ gx).astype(
+        np.float32, copy=False
+    )  # (H, W): sum over blobs of separable Gaussians, one BLAS call
+    return np.clip(hm, 0.0, 1.0, out=hm)
 
 
-def roi_heatmap(keypoints: np.ndarray, image_size: tuple[float, float], out_size: tuple[int, int] | None = None,
-                *, parts: bool = False) -> np.ndarray:
+def roi_heatmap(
+    keypoints: np.ndarray,
+    image_size: tuple[float, float],
+    out_size: tuple[int, int] | None = None,
+    *,
+    parts: bool = False,
+) -> np.ndarray:
     """Heatmap (H, W) float32 in [0, 1] for one image.
 
     keypoints: (P, 16, 3) in source pixels (P may be 0); image_size: (width, height) of the source image;
@@ -120,8 +121,9 @@ def roi_heatmap(keypoints: np.ndarray, image_size: tuple[float, float], out_size
     return _render_np(boxes, valid, image_size, out_size)
 
 
-def roi_heatmap_torch(keypoints: torch.Tensor, image_sizes: torch.Tensor, out_size: tuple[int, int], *,
-                      parts: bool = False) -> torch.Tensor:
+def roi_heatmap_torch(
+    keypoints: torch.Tensor, image_sizes: torch.Tensor, out_size: tuple[int, int], *, parts: bool = False
+) -> torch.Tensor:
     """Batched heatmaps (B, H, W) on keypoints.device.
 
     keypoints: (B, P, 16, 3), people padded with v = 0 rows; image_sizes: (B, 2) source (width, height);

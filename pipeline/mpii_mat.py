@@ -24,6 +24,7 @@ with v > 0, is_visible = 1 for v = 2 and 0 for v = 1; joints with v = 0 are left
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,5 +205,8 @@ def write_release_mat(
         "video_list": videos,
     }
     path = Path(path)
-    scipy.io.savemat(path, {"RELEASE": release}, do_compression=False, oned_as="row")
+    # savemat seeks back to patch every element's size: far cheaper in memory than on a file.
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"RELEASE": release}, do_compression=False, oned_as="row")
+    path.write_bytes(buffer.getbuffer())
     return path

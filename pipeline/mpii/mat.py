@@ -12,6 +12,7 @@ Visibility: is_visible 1 -> v=2, 0 -> v=1 (annotated but occluded), [] -> v=2 (a
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -37,6 +38,7 @@ from pipeline.records import (
 log = logging.getLogger(__name__)
 
 RELEASE_FIELDS = ("annolist", "img_train", "act")
+_EMPTY = np.zeros((0, 0))
 
 
 def _items(value: Any) -> list:
@@ -54,6 +56,11 @@ def _items(value: Any) -> list:
 
 def _number(value: Any) -> float | None:
     """A MATLAB scalar (number, 1x1 array, numeric text) as float; None for [] or anything unreadable."""
+    kind = type(value)
+    if kind is float:  # the common case after squeeze_me: checked first, this loop runs ~2M times
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value)
     if isinstance(value, np.ndarray):
         if value.size != 1:
             return None
@@ -67,7 +74,7 @@ def _number(value: Any) -> float | None:
         out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if np.isfinite(out) else None
+    return out if math.isfinite(out) else None
 
 
 def _text(value: Any) -> str | None:
@@ -88,6 +95,8 @@ def _field(struct: Any, name: str) -> Any:
 
 
 def _visibility(raw: Any, counts: Counter) -> int:
+    if type(raw) is float or type(raw) is int:
+        return VISIBLE if raw > 0 else OCCLUDED
     if isinstance(raw, np.ndarray) and raw.size == 0:
         counts["is_visible_empty"] += 1
         return VISIBLE
@@ -107,7 +116,10 @@ def _person(rect: Any, counts: Counter) -> Person:
     if not points:
         counts["person_without_annopoints"] += 1
     for pt in points:
-        jid, x, y = _number(_field(pt, "id")), _number(_field(pt, "x")), _number(_field(pt, "y"))
+        if not isinstance(pt, mat_struct):
+            counts["dropped_point:not_a_struct"] += 1
+            continue
+        jid, x, y = _number(getattr(pt, "id", None)), _number(getattr(pt, "x", None)), _number(getattr(pt, "y", None))
         if jid is None or not (0 <= jid < NUM_KEYPOINTS) or jid != int(jid):
             counts["dropped_point:bad_id"] += 1
             continue
@@ -118,7 +130,7 @@ def _person(rect: Any, counts: Counter) -> Person:
         if kps[j, 2] != MISSING:
             counts["dropped_point:duplicate_id"] += 1
             continue
-        kps[j] = (x, y, _visibility(_field(pt, "is_visible"), counts))
+        kps[j] = (x, y, _visibility(getattr(pt, "is_visible", _EMPTY), counts))
     objpos = _field(rect, "objpos")
     cx, cy = _number(_field(objpos, "x")), _number(_field(objpos, "y"))
     box = tuple(_number(_field(rect, f)) for f in ("x1", "y1", "x2", "y2"))
