@@ -17,6 +17,10 @@ Faults: ok | 429 (retry-after-ms header) | 429s (Retry-After in whole seconds) |
 that is not JSON) | empty (empty content) | length (finish_reason "length") | refuse (a refusal text).
 `script` maps a substring of the user message to the faults its successive requests get ("500*" repeats
 forever); `faults` is a queue consumed by requests in arrival order; everything else gets `default`.
+The Batch API (POST /v1/files, POST /v1/batches, GET /v1/batches/{id}, GET /v1/files/{id}/content) runs
+each line through the same faults: 500/429 lines land in the error file, "expire" lines are reported as
+batch_expired (and the batch as expired); a batch answers "in_progress" to its first
+`batch_polls_to_finish` polls.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ class FakeOpenAI:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._n = 0
+        self.files: dict[str, bytes] = {}  # Batch API: uploaded and produced JSONL files
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_polls_to_finish = 1  # retrieves answered "in_progress" before a batch is finished
 
     # ---- lifecycle --------------------------------------------------------------------------------
     @property
@@ -220,6 +227,124 @@ class FakeOpenAI:
             await self._respond(writer, 200, json.dumps(self._reply(body, fault)).encode())
         return True
 
+    # ---- Batch API: files + batches; lines go through the same faults as single requests ------------
+    async def _json(self, writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
+        await self._respond(writer, 200, json.dumps(obj).encode())
+
+    def _upload(self, raw: bytes, content_type: str) -> dict[str, Any]:
+        boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+        for part in raw.split(b"--" + boundary):
+            head, _, data = part.partition(b"\r\n\r\n")
+            if b'name="file"' in head:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = data.removesuffix(b"\r\n")
+                return {
+                    "id": file_id,
+                    "object": "file",
+                    "bytes": len(self.files[file_id]),
+                    "created_at": 0,
+                    "filename": "input.jsonl",
+                    "purpose": "batch",
+                    "status": "processed",
+                }
+        raise ValueError("multipart upload without a file part")
+
+    def _batch_obj(self, b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    async def _create_batch(self, req: dict[str, Any]) -> dict[str, Any]:
+        batch_id = f"batch-{len(self.batches) + 1}"
+        out, err, expired = [], [], 0
+        for line in self.files[req["input_file_id"]].decode().splitlines():
+            item = json.loads(line)
+            self._n += 1
+            body = item["body"]
+            user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+            fault = self._pick_fault(user)
+            self.fault_counts[fault] += 1
+            self.requests.append(
+                {
+                    "n": self._n,
+                    "fault": fault,
+                    "user": user,
+                    "model": body.get("model"),
+                    "t": time.time(),
+                    "batch": batch_id,
+                }
+            )
+            if fault == "expire":
+                expired += 1
+                err.append(
+                    {
+                        "id": None,
+                        "custom_id": item["custom_id"],
+                        "response": None,
+                        "error": {"code": "batch_expired", "message": "not completed within 24h (fake)"},
+                    }
+                )
+            elif fault in ("500", "429"):
+                code = int(fault)
+                err.append(
+                    {
+                        "id": f"req-{self._n}",
+                        "custom_id": item["custom_id"],
+                        "error": None,
+                        "response": {
+                            "status_code": code,
+                            "request_id": f"req-{self._n}",
+                            "body": {"error": {"message": f"fake {code}", "type": "server_error"}},
+                        },
+                    }
+                )
+            else:
+                out.append(
+                    {
+                        "id": f"req-{self._n}",
+                        "custom_id": item["custom_id"],
+                        "error": None,
+                        "response": {
+                            "status_code": 200,
+                            "request_id": f"req-{self._n}",
+                            "body": self._reply(body, fault),
+                        },
+                    }
+                )
+        files = {}
+        for kind, lines in (("output_file_id", out), ("error_file_id", err)):
+            if lines:
+                files[kind] = f"file-{len(self.files) + 1}"
+                self.files[files[kind]] = "".join(json.dumps(x) + "\n" for x in lines).encode()
+        total = len(out) + len(err)
+        self.batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": req["endpoint"],
+            "errors": None,
+            "input_file_id": req["input_file_id"],
+            "completion_window": req["completion_window"],
+            "status": "validating",
+            "created_at": int(time.time()),
+            "output_file_id": None,
+            "error_file_id": None,
+            "request_counts": {"total": total, "completed": 0, "failed": 0},
+            "_final": {
+                "status": "expired" if expired else "completed",
+                **files,
+                "request_counts": {"total": total, "completed": len(out), "failed": len(err)},
+            },
+            "_polls": 0,
+        }
+        return self._batch_obj(self.batches[batch_id])
+
+    def _poll_batch(self, batch_id: str) -> dict[str, Any]:
+        b = self.batches[batch_id]
+        b["_polls"] += 1
+        if b["_polls"] > self.batch_polls_to_finish:
+            b.update(b["_final"])
+        else:
+            b["status"] = "in_progress"
+        return self._batch_obj(b)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -238,6 +363,14 @@ class FakeOpenAI:
                 if method == "POST" and path.endswith("/chat/completions"):
                     if not await self._chat(json.loads(raw or b"{}"), writer):
                         return
+                elif method == "POST" and path.endswith("/v1/files"):
+                    await self._json(writer, self._upload(raw, headers.get("content-type", "")))
+                elif method == "GET" and "/v1/files/" in path and path.endswith("/content"):
+                    await self._respond(writer, 200, self.files[path.split("/")[-2]])
+                elif method == "POST" and path.endswith("/v1/batches"):
+                    await self._json(writer, await self._create_batch(json.loads(raw)))
+                elif method == "GET" and "/v1/batches/" in path:
+                    await self._json(writer, self._poll_batch(path.rsplit("/", 1)[-1]))
                 elif path.endswith("/_stats"):
                     await self._respond(writer, 200, json.dumps(self.stats()).encode())
                 elif method == "POST" and path.endswith("/_control"):

@@ -295,3 +295,42 @@ def test_lean_transport_reads_chunked_and_closing_replies():
 
     replies = asyncio.run(main())  # the second request needs a fresh connection: the first was closed
     assert [r["choices"][0]["message"]["content"] for r in replies] == ["hello there"] * 2
+
+
+def test_batch_api_collects_output_and_error_files_and_resubmits(server, mpii, rows, tagged):
+    im = [r.image for r in rows]
+    server.script = {im[0]: ["500", "ok"], im[1]: ["expire", "ok"], im[2]: ["500*"], im[3]: ["empty"]}
+    server.batch_polls_to_finish = 2
+    summary = describe(cfg(server, tagged, batch=True, poll_interval=0.01, max_retries=2,
+                           price_input=1.0, price_output=1.0), mpii)  # fmt: skip
+    df = table(mpii).set_index("image")
+    assert len(df) == N and summary["batches"] == 3  # the first batch, then two resubmissions
+    assert summary["requests_sent"] == N + 2 + 2  # retries: im0 and im1 once, im2 twice
+    assert df.loc[im[0], "status"] == "ok" and df.loc[im[0], "attempts"] == 2
+    assert df.loc[im[1], "status"] == "ok" and df.loc[im[1], "attempts"] == 2
+    assert df.loc[im[2], "status"] == "error" and df.loc[im[2], "attempts"] == 3
+    assert df.loc[im[2], "error"].startswith("HTTP 500")
+    assert df.loc[im[3], "status"] == "refused"
+    ok = df[df.status == "ok"]
+    # Batch prices are half the live ones.
+    assert ok.cost_usd.iloc[0] == pytest.approx(
+        (ok.prompt_tokens.iloc[0] + ok.completion_tokens.iloc[0]) / 2e6
+    )
+    # Same cache keys as live requests: a live re-run finds everything in the journal.
+    again = describe(cfg(server, tagged, max_retries=2, price_input=1.0, price_output=1.0), mpii)
+    assert again["requests_sent"] == 0 and again["cache_hits"] == N
+
+
+def test_batch_submitted_before_a_crash_is_polled_not_resubmitted(server, mpii, tagged, monkeypatch):
+    from pipeline.describe import batch as batch_mod
+
+    def crash(self, batch_id):
+        raise KeyboardInterrupt  # the user stops the run while the batch is still being processed
+
+    with monkeypatch.context() as m:
+        m.setattr(batch_mod.BatchRunner, "wait", crash)
+        with pytest.raises(KeyboardInterrupt):
+            describe(cfg(server, tagged, batch=True, poll_interval=0.01), mpii)
+    assert len(server.batches) == 1 and len(server.requests) == N
+    summary = describe(cfg(server, tagged, batch=True, poll_interval=0.01), mpii)
+    assert summary["ok"] == N and summary["batches"] == 0 and len(server.batches) == 1

@@ -89,6 +89,8 @@ def _describe(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Discard the journal and start over.")] = False,
+    batch: Annotated[bool, typer.Option(help="Use the OpenAI Batch API (half price, within 24 h).")] = False,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between two batch status checks.")] = 30.0,
     name: Annotated[str | None, typer.Option(help="Artifact name (default: the annotations name).")] = None,
 ) -> None:
     """Describe every image's pose: one single-shot LLM prompt per image, or the offline rules describer."""
@@ -99,7 +101,7 @@ def _describe(
         samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,
         backoff=backoff, max_cost=max_cost, price_input=price_input, price_output=price_output, prices=prices,
         limit=limit, shard=Shard.parse(shard) if shard else None, retry=statuses, dry_run=dry_run,
-        overwrite=overwrite,
+        overwrite=overwrite, batch=batch, poll_interval=poll_interval,
     )  # fmt: skip
     summary = describe(cfg, state.store)
     typer.echo(json.dumps(summary, indent=2))

@@ -72,6 +72,9 @@ class DescribeConfig:
     shard: Shard | None = None
     retry: tuple[str, ...] = ()  # statuses whose journal rows are sent again
     dry_run: bool = False
+    batch: bool = False  # the OpenAI Batch API (half price, results within 24 h) instead of live requests
+    batch_size: int = 50_000  # lines per batch file (the API's limit)
+    poll_interval: float = 30.0  # seconds between two batch status checks
     overwrite: bool = False  # discard the journal and start over
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ so changing one parameter and changing it back costs nothing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -47,6 +48,11 @@ class Journal:
                 for name in _FIELDS
             )
             self.db.execute(f"CREATE TABLE IF NOT EXISTS results ({cols}, recorded_at REAL)")
+            # Batch API jobs submitted and not yet collected: a re-run polls them instead of paying again.
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, keys TEXT, "
+                "submitted_at REAL, collected INTEGER DEFAULT 0)"
+            )
         self._insert = (
             f"INSERT OR REPLACE INTO results ({', '.join(_FIELDS)}, recorded_at) "
             f"VALUES ({', '.join('?' * len(_FIELDS))}, ?)"
@@ -69,6 +75,19 @@ class Journal:
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(self._insert, [(*_row(r), now) for r in results])
+
+    def add_batch(self, batch_id: str, keys: list[str]) -> None:
+        self.db.execute(
+            "INSERT INTO batches (batch_id, keys, submitted_at) VALUES (?, ?, ?)",
+            (batch_id, json.dumps(keys), time.time()),
+        )
+
+    def open_batches(self) -> list[tuple[str, list[str]]]:
+        rows = self.db.execute("SELECT batch_id, keys FROM batches WHERE collected = 0 ORDER BY submitted_at")
+        return [(b, json.loads(k)) for b, k in rows.fetchall()]
+
+    def close_batch(self, batch_id: str) -> None:
+        self.db.execute("UPDATE batches SET collected = 1 WHERE batch_id = ?", (batch_id,))
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]

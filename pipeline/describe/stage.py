@@ -273,6 +273,10 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             if cfg.backend == "rules":
                 journal.record_many([rules_result(r) for r in todo])
                 run_stats: dict[str, Any] = {"requests_sent": 0}
+            elif cfg.batch:
+                from pipeline.describe.batch import run_batch
+
+                run_stats = run_batch(todo, cfg, price, journal)
             else:
                 from pipeline.describe.openai_backend import run_requests
 

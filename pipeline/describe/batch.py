@@ -1,0 +1,214 @@
+"""--batch: the same requests through the OpenAI Batch API (JSONL upload, poll, download), same journal.
+
+    focus-pipeline describe --annotations mpii --backend openai --batch --max-cost 20
+
+Each line's custom_id is its cache key, so results land in the journal exactly like live replies. Every
+submitted batch id is journaled before polling starts: a run that is stopped while waiting polls the same
+batch again when re-run instead of paying for a second one. Both the output file and the error file are
+read; failed lines (non-200 status, batch_expired, missing) are resubmitted in a new batch up to
+--max-retries times, then recorded with status error. Batch prices are half the live ones.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import openai
+
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult
+from pipeline.describe.journal import Journal
+from pipeline.describe.openai_backend import MalformedResponse, _parse
+from pipeline.describe.pricing import Price
+from pipeline.describe.validate import judge
+from pipeline.errors import PipelineError
+from pipeline.log import progress
+
+log = logging.getLogger(__name__)
+
+BATCH_DISCOUNT = 0.5  # https://platform.openai.com/docs/guides/batch: 50% of the synchronous price
+_TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def _line(req: DescriptionRequest, cfg: DescribeConfig) -> str:
+    body = {"model": cfg.model, "messages": req.messages, **cfg.sampling()}
+    return json.dumps(
+        {"custom_id": req.cache_key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+    )
+
+
+def _base(req: DescriptionRequest, attempts: int) -> dict[str, Any]:
+    return {
+        "cache_key": req.cache_key,
+        "image": req.image,
+        "source": req.source,
+        "sample": req.sample,
+        "model": req.model,
+        "template": req.template,
+        "template_hash": req.template_hash,
+        "attempts": attempts,
+    }
+
+
+def _result(req: DescriptionRequest, line: dict[str, Any], price: Price, attempts: int) -> DescriptionResult:
+    """A result row from one output/error line; status error for a failed line."""
+    base = _base(req, attempts)
+    response = line.get("response") or {}
+    if line.get("error") or response.get("status_code") != 200:
+        err = line.get("error") or (response.get("body") or {}).get("error") or {}
+        code = err.get("code") or f"HTTP {response.get('status_code')}"
+        return DescriptionResult(
+            **base, description=None, status="error", error=f"{code}: {err.get('message')}"
+        )
+    try:
+        c = _parse(response.get("body"))
+    except MalformedResponse as exc:
+        return DescriptionResult(**base, description=None, status="error", error=str(exc))
+    status, reason = judge(c.text, c.finish_reason, req.ctx)
+    return DescriptionResult(
+        **base,
+        description=c.text.strip() if c.text and c.text.strip() else None,
+        status=status,
+        finish_reason=c.finish_reason,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+        cost_usd=price.cost(c.prompt_tokens, c.completion_tokens) * BATCH_DISCOUNT,
+        error=reason,
+        response_id=response.get("request_id") or line.get("id"),
+    )
+
+
+class BatchRunner:
+    def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal):
+        self.cfg, self.price, self.journal = cfg, price, journal
+        self.client = openai.OpenAI(
+            api_key=cfg.api_key or "not-needed",
+            base_url=cfg.base_url,
+            max_retries=cfg.max_retries,
+            timeout=cfg.timeout,
+        )
+        self.submitted = 0
+        self.batches = 0
+
+    def submit(self, reqs: list[DescriptionRequest]) -> str:
+        data = "".join(_line(r, self.cfg) + "\n" for r in reqs).encode()
+        upload = self.client.files.create(file=("describe.jsonl", io.BytesIO(data)), purpose="batch")
+        batch = self.client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        self.journal.add_batch(batch.id, [r.cache_key for r in reqs])  # before waiting: never submit twice
+        self.submitted += len(reqs)
+        self.batches += 1
+        log.info("submitted batch %s: %d requests", batch.id, len(reqs))
+        return batch.id
+
+    def wait(self, batch_id: str) -> Any:
+        while True:
+            batch = self.client.batches.retrieve(batch_id)
+            if batch.status in _TERMINAL:
+                return batch
+            time.sleep(self.cfg.poll_interval)
+
+    def lines(self, file_id: str | None) -> list[dict[str, Any]]:
+        if not file_id:
+            return []
+        text = self.client.files.content(file_id).text
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def collect(
+        self, batch_id: str, keys: list[str], by_key: dict[str, DescriptionRequest], attempts: Counter
+    ) -> list[str]:
+        """Journal every line of a finished batch; the keys that failed and may be sent again."""
+        batch = self.wait(batch_id)
+        seen, retry = set(), []
+        for line in self.lines(batch.output_file_id) + self.lines(batch.error_file_id):
+            key = line.get("custom_id")
+            if key not in by_key or key in seen:
+                continue
+            seen.add(key)
+            result = _result(by_key[key], line, self.price, attempts[key])
+            if result.status == "error" and attempts[key] <= self.cfg.max_retries:
+                retry.append(key)
+            else:
+                self.journal.record(result)
+        why = f"batch {batch_id} ended {batch.status}" + (f": {batch.errors}" if batch.errors else "")
+        for key in keys:
+            if key in by_key and key not in seen:  # a failed/cancelled batch, or a line it never reported
+                if attempts[key] <= self.cfg.max_retries:
+                    retry.append(key)
+                else:
+                    base = _base(by_key[key], attempts[key])
+                    error = f"{why}; no result for this line"
+                    self.journal.record(
+                        DescriptionResult(**base, description=None, status="error", error=error)
+                    )
+        self.journal.close_batch(batch_id)
+        return retry
+
+    def run(self, todo: list[DescriptionRequest]) -> None:
+        by_key = {r.cache_key: r for r in todo}
+        attempts: Counter[str] = Counter()
+        pending = [(b, keys) for b, keys in self.journal.open_batches() if any(k in by_key for k in keys)]
+        waiting = {k for _, keys in pending for k in keys}
+        queue = [k for k in by_key if k not in waiting]
+        bar = progress(total=len(todo), desc="describe (batch)", unit="req")
+        while queue or pending:
+            if queue:
+                budget = self._affordable([by_key[k] for k in queue])
+                for start in range(0, len(budget), self.cfg.batch_size):
+                    chunk = budget[start : start + self.cfg.batch_size]
+                    for r in chunk:
+                        attempts[r.cache_key] += 1
+                    pending.append((self.submit(chunk), [r.cache_key for r in chunk]))
+                stopped = len(budget) < len(queue)
+                queue = []
+            else:
+                stopped = False
+            retry: list[str] = []
+            for batch_id, keys in pending:
+                before = len(self.journal)
+                retry += self.collect(batch_id, keys, by_key, attempts)
+                bar.update(len(self.journal) - before)
+            pending = []
+            if stopped:
+                bar.close()
+                raise PipelineError(
+                    f"stopped at --max-cost ${self.cfg.max_cost}: the journal is kept, re-run with "
+                    f"a higher --max-cost to continue"
+                )
+            queue = retry
+        bar.close()
+
+    def _affordable(self, reqs: list[DescriptionRequest]) -> list[DescriptionRequest]:
+        """The prefix whose worst-case cost (prompt + max_tokens, at batch prices) fits --max-cost."""
+        if self.cfg.max_cost is None:
+            return reqs
+        spent, out = 0.0, []
+        for r in reqs:
+            spent += self.price.cost(r.prompt_tokens, self.cfg.max_tokens) * BATCH_DISCOUNT
+            if spent > self.cfg.max_cost:
+                break
+            out.append(r)
+        return out
+
+
+def run_batch(
+    todo: list[DescriptionRequest], cfg: DescribeConfig, price: Price, journal: Journal
+) -> dict[str, Any]:
+    if not todo:
+        return {"requests_sent": 0, "batches": 0}
+    runner = BatchRunner(cfg, price, journal)
+    try:
+        runner.run(todo)
+    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+        raise PipelineError(
+            f"Batch API: HTTP {exc.status_code}: {exc.message} (submitted batches are kept "
+            f"in the journal and polled again on the next run)"
+        ) from None
+    finally:
+        runner.client.close()
+    return {"requests_sent": runner.submitted, "batches": runner.batches}
