@@ -149,14 +149,23 @@ def test_outer_join_keeps_every_image(store, csv_source, h5_source):
     assert counts["filled:center"] > 0  # the CSV has no objpos; the h5 supplies it for matching people
 
 
-def test_activity_conflicts_are_counted(tmp_path, paths):
+def test_activity_conflicts_are_counted(tmp_path, paths, csv_source):
     rows = _lines(paths["csv"], 4)
     header, first = rows[0], rows[1].replace(",curling,sports", ",rowing,water activities")
     other = tmp_path / "relabelled.csv"
     other.write_text("\n".join([header, first, *rows[2:]]) + "\n")
-    merged, counts = merge_sources([read_source(paths["csv"]), read_source(other)], join="left")
+    merged, counts = merge_sources([csv_source, read_source(other)], join="left")
     assert counts["conflict:activity"] == 1
     assert {a.image: a for a in merged}["015601864.jpg"].activity == "curling"  # the first source wins
+
+
+def test_duplicate_people_and_short_json(store, tmp_path, paths):
+    raw = json.loads(paths["json"].read_text())
+    twice = tmp_path / "mpii_val.json"
+    twice.write_text(json.dumps([*raw, raw[0]]))  # the first person listed again
+    counts = convert(ConvertConfig(sources=[twice], name="dup"), store)
+    assert counts["people"] == 5 and counts["dropped"] == {"duplicate_person": 1}
+    assert counts["splits"] == {"val": 5}  # mmpose's val file name
 
 
 def test_split_option_and_names(store, paths):

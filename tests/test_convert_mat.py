@@ -170,3 +170,33 @@ def test_truncated_mat_is_refused(tmp_path: Path) -> None:
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(PipelineError, match=r"cut\.mat: unreadable \.mat file"):
         read_source(cut)
+
+
+def test_convert_stage_on_a_written_release(store, tmp_path: Path) -> None:
+    from pipeline.convert import ConvertConfig, convert
+    from pipeline.records import read_annotations
+
+    path = write_release_mat(
+        tmp_path / "mpii_human_pose_v1_u12_1.mat", sample_images(), quirks=MatQuirks.real_world()
+    )
+    counts = convert(ConvertConfig(sources=[path], name="mat"), store)
+    # Kept: the images with keypoints; dropped: the keypoint-less people and the images left empty.
+    assert counts["images"] == 3 and counts["people"] == 4
+    assert counts["dropped"] == {
+        "person_without_keypoints": 2,
+        "image_without_people_with_keypoints": 1,
+        "image_without_people": 1,
+    }
+    assert counts["splits"] == {"train": 3} and counts["images_with_activity"] == 3
+    assert counts["occluded_keypoints"] == 3 + 16
+    rows = {a.image: a for a in read_annotations(store.path("annotations", "mat") / "annotations.parquet")}
+    assert rows["015599452.jpg"].activity == LONG_NAME[:100] and rows["015599452.jpg"].activity_id == 12
+    assert rows["015601864.jpg"].people[0].head_box == (10.0, 20.0, 60.0, 90.0)
+    kept_all = convert(
+        ConvertConfig(
+            sources=[path], name="all", keep_people_without_keypoints=True, keep_images_without_people=True
+        ),
+        store,
+    )
+    assert kept_all["images"] == 5 and kept_all["people"] == 6 and kept_all["dropped"] == {}
+    assert kept_all["splits"] == {"train": 4, "test": 1}
