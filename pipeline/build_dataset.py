@@ -60,6 +60,7 @@ from pipeline.records import ImageAnnotation, read_annotations
 
 log = logging.getLogger(__name__)
 
+EXIF_ORIENTATION = 0x0112
 STATUSES = ("ok", "truncated", "refused", "invalid", "error")
 DESCRIPTION_COLUMNS = [
     "image", "source", "sample", "description", "status", "model", "template", "template_hash",
@@ -320,8 +321,13 @@ def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
             if size != (width, height):
                 img.draft(img.mode, size)  # JPEG DCT scaling: decode at >= the target size, much faster
             img.load()  # a full decode: truncated or corrupt files fail here, not in a user's training loop
+            # datasets' Image feature applies an EXIF rotation when decoding, which would turn the picture
+            # away from the keypoints (annotated on the stored pixels): such files are re-encoded without it.
+            rotated = img.getexif().get(EXIF_ORIENTATION, 1) != 1
             if size != (width, height):
                 data = _reencode(img.resize(size, Image.Resampling.LANCZOS), fmt, opts.jpeg_quality)
+            elif rotated:
+                data = _reencode(img, fmt, opts.jpeg_quality)
     # Decoders raise many types on hostile bytes (OSError, SyntaxError, ValueError, struct.error, ...):
     # whatever they raise, the file is not a usable image, and the reason says which error it was.
     except Exception as err:  # noqa: BLE001

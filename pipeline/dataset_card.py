@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,8 @@ def render_card(card: CardInputs) -> str:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    # "name (64-hex hash)" -> "name (first 12)": the full hashes are in the describe meta block below.
+    env.filters["short_hash"] = lambda t: re.sub(r"\(([0-9a-f]{12})[0-9a-f]{4,}\)", r"(\1)", t)
     env.filters["tojson"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
     header = yaml.safe_dump(yaml_header(card), sort_keys=False, allow_unicode=True, width=1000)
     body = env.get_template("dataset_card.md.j2").render(

@@ -23,10 +23,11 @@ from PIL import Image
 
 from pipeline.build_dataset import BuildConfig, build_dataset, index_descriptions, stored_size
 from pipeline.cli.build_dataset import parse_size
+from pipeline.convert import ConvertConfig, convert
 from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
-from pipeline.records import ImageAnnotation, Person, empty_keypoints, write_annotations
+from pipeline.records import ImageAnnotation, Person, read_annotations, write_annotations
 
 DESCRIPTIONS_SCHEMA = pa.schema([
     ("image", pa.string()), ("source", pa.string()), ("sample", pa.int32()),
@@ -41,23 +42,11 @@ DESCRIPTIONS_SCHEMA = pa.schema([
 # ---- inputs, published the way convert and describe publish them ----------------------------------------
 
 
-def mpii_rows(shared_data: Path) -> tuple[Path, list[ImageAnnotation]]:
-    """The 5 real MPII images and their real annotations (mmpose JSON: one record per person)."""
+def mpii_rows(shared_data: Path, store) -> tuple[Path, list[ImageAnnotation]]:
+    """The 5 real MPII images and their real annotations, through the convert stage (annotations/mpii)."""
     folder = shared_data / "mpii" / "mmpose_tests"
-    by_image: dict[str, ImageAnnotation] = {}
-    for rec in json.loads((folder / "test_mpii.json").read_text()):
-        kps = empty_keypoints()
-        for j, ((x, y), vis) in enumerate(zip(rec["joints"], rec["joints_vis"], strict=True)):
-            if vis:
-                kps[j] = (x, y, 2)
-        ann = by_image.setdefault(
-            rec["image"],
-            ImageAnnotation(
-                rec["image"], split="val", activity="real mpii", category="sports", activity_id=7
-            ),
-        )
-        ann.people.append(Person(keypoints=kps, center=tuple(rec["center"]), scale=rec["scale"]))
-    return folder, list(by_image.values())
+    convert(ConvertConfig(sources=[folder / "test_mpii.json"], name="mpii", split="val"), store)
+    return folder, read_annotations(store.path("annotations", "mpii") / "annotations.parquet")
 
 
 def synthetic_rows(folder: Path, n: int, rng: np.random.Generator) -> list[ImageAnnotation]:
@@ -143,7 +132,7 @@ def inputs(tmp_path: Path, store, shared_data: Path) -> dict:
     folder.mkdir()
     rng = np.random.default_rng(0)
     rows = synthetic_rows(folder, 7, rng)
-    real_dir, real = mpii_rows(shared_data)
+    real_dir, real = mpii_rows(shared_data, store)
     for r in real:
         shutil.copy(real_dir / r.image, folder / r.image)
     bad = [
@@ -309,7 +298,7 @@ def test_round_trip_through_load_dataset(cli, store, inputs, tmp_path):
     people = Counter(len(r.people) for r in kept.values())
     assert meta["statistics"]["people_per_image"] == {str(k): v for k, v in sorted(people.items())}
     assert meta["statistics"]["people_per_image"] == {"0": 3, "1": 7, "2": 1}
-    assert meta["statistics"]["activities"] == {"real mpii": 5, "activity 0": 3, "activity 1": 3}
+    assert meta["statistics"]["activities"] == {"(none)": 5, "activity 0": 3, "activity 1": 3}
 
     # The card: YAML the Hub reads, and a body that says how the data was made.
     card = (path / "README.md").read_text()
@@ -334,15 +323,37 @@ def test_round_trip_through_load_dataset(cli, store, inputs, tmp_path):
         assert needle in card, needle
 
 
-def test_max_side_rescales_image_keypoints_and_heatmap(store, shared_data, tmp_path):
-    folder, real = mpii_rows(shared_data)
-    publish_annotations(store, "real", real)
-    publish_descriptions(store, "d", [desc(r.image, 0, text_for(r.image)) for r in real])
-    cfg = BuildConfig(annotations="real", descriptions=["d"], images=folder, max_side=320, workers=0)
-    summary = build_dataset(cfg, store)
-    assert summary["images"] == 5 and summary["skipped_images"] == {}
-    ds = load(store.path("datasets", "d"), tmp_path)["val"]
+def test_cli_chain_convert_describe_build_with_max_side(cli, store, shared_data, tmp_path):
+    """The real stages end to end: convert, describe (rules backend) and build-dataset --max-side."""
+    folder = shared_data / "mpii" / "mmpose_tests"
+    assert cli("convert", folder / "test_mpii.json", "--split", "val").exit_code == 0
+    assert cli("describe", "--annotations", "mpii", "--backend", "rules").exit_code == 0
+    (described,) = [a["name"] for a in store.list("descriptions")]
+    res = cli(
+        "build-dataset",
+        "--annotations",
+        "mpii",
+        "--descriptions",
+        described,
+        "--images",
+        folder,
+        "--max-side",
+        "320",
+        "--workers",
+        "0",
+        "--name",
+        "small",
+    )
+    assert res.exit_code == 0, res.output
+    real = read_annotations(store.path("annotations", "mpii") / "annotations.parquet")
+    rows = pq.read_table(store.path("descriptions", described) / "descriptions.parquet").to_pylist()
+    ok = {r["image"]: r["description"] for r in rows if r["status"] == "ok"}
+    assert store.meta("datasets", "small")["counts"]["images"] == len(ok) > 0
+    ds = load(store.path("datasets", "small"), tmp_path)["val"]
+    assert len(ds) == len(ok)
     for row in ds:
+        assert row["description"] == ok[row["image_id"]].strip()
+        assert row["descriptions"] == [{"source": "rules", "model": "rules", "text": row["description"]}]
         ann = next(r for r in real if r.image == row["image_id"])
         with Image.open(folder / ann.image) as src:
             w, h = src.size
@@ -504,6 +515,21 @@ def test_parse_size():
     assert parse_size("64") == 64 * 2**20
     with pytest.raises(PipelineError):
         parse_size("-3MB")
+
+
+def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_path):
+    from pipeline.build_dataset import ImageJob, ImageOptions, process_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    pixels = np.zeros((40, 100, 3), np.uint8)
+    pixels[:, :50] = 255  # left half white
+    Image.fromarray(pixels).save(tmp_path / "r.jpg", exif=exif)
+    job = ImageJob(str(tmp_path / "r.jpg"), np.zeros((0, 16, 3), np.float32), ["text"])
+    res = process_image(job, ImageOptions(None, 95, False, 1))
+    assert res.reason is None and (res.width, res.height) == (100, 40)
+    decoded = np.asarray(FEATURES["image"].decode_example({"bytes": res.image, "path": None}))
+    assert decoded.shape == (40, 100, 3) and decoded[:, :45].min() > 200 and decoded[:, 55:].max() < 50
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
