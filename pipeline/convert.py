@@ -152,11 +152,16 @@ def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
             f"or choose another --name)"
         )
     started = time.perf_counter()
-    sources = []
-    for path in cfg.sources:
-        # The .mat's img_train is per image and always wins over --split.
-        split = None if sniff_format(path) == "mat" else cfg.split
-        sources.append(read_source(path, split=split))
+    formats = [sniff_format(path) for path in cfg.sources]  # every file checked before any is read
+    if cfg.split and "mat" in formats:
+        log.warning(
+            "--split %s does not apply to the .mat: its img_train gives each image's split", cfg.split
+        )
+    # The .mat's img_train is per image and always wins over --split.
+    sources = [
+        read_source(path, split=None if fmt == "mat" else cfg.split)
+        for path, fmt in zip(cfg.sources, formats, strict=True)
+    ]
     merged, join_counts = merge_sources(sources, join=cfg.join)
     images, dropped = select(merged, cfg)
     for src in sources:

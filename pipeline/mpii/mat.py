@@ -119,7 +119,11 @@ def _person(rect: Any, counts: Counter) -> Person:
         if not isinstance(pt, mat_struct):
             counts["dropped_point:not_a_struct"] += 1
             continue
-        jid, x, y = _number(getattr(pt, "id", None)), _number(getattr(pt, "x", None)), _number(getattr(pt, "y", None))
+        jid, x, y = (
+            _number(getattr(pt, "id", None)),
+            _number(getattr(pt, "x", None)),
+            _number(getattr(pt, "y", None)),
+        )
         if jid is None or not (0 <= jid < NUM_KEYPOINTS) or jid != int(jid):
             counts["dropped_point:bad_id"] += 1
             continue

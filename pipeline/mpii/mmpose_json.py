@@ -99,11 +99,9 @@ def read(path: Path, *, split: str | None = None) -> SourceData:
             # mmpose marks an unknown center as [-1, -1].
             center_xy = None if (c == -1).all() else (float(c[0]), float(c[1]))
         scale = rec.get("scale")
-        person = Person(
-            keypoints=kps,
-            center=center_xy,
-            scale=None if scale is None or float(scale) <= 0 else float(scale),
-        )
+        if scale is not None:
+            scale = float(_array(path, i, "scale", scale, ()))
+        person = Person(keypoints=kps, center=center_xy, scale=scale if scale and scale > 0 else None)
         ann = images.get(name)
         if ann is None:
             ann = images[name] = ImageAnnotation(image=name, split=split)
