@@ -115,6 +115,7 @@ def test_rules_text_states_only_geometry(mpii_store, shared_data):
         n = len(ann.people)
         counted = "one person" if n == 1 else f"{['two', 'three', 'four', 'five', 'six'][n - 2]} people"
         assert text.startswith(f"This image shows {counted}"), text
+        assert not re.search(r"\.[A-Z]|\s{2}", text), text  # sentences and people apart by one space
         if n == 1:
             f = facts[0]
             if f.state != "unknown":
