@@ -113,7 +113,7 @@ def test_csv_agrees_with_h5_on_shared_people(csv_source, h5_source):
     # hold the same person they agree to the h5's 1 px rounding.
     assert counts["images_found_in:mpii_dataset.csv"] == 2723
     assert counts["conflict:activity"] == 0 and counts["conflict:split"] == 0
-    assert counts["conflict:people"] < 10 < counts["people_only_in_later_source"]
+    assert counts["conflict:people"] == 0 and counts["people_only_in_later_source"] == 913
     assert counts["split:val_refines_train"] == 2723
     assert sum(a.activity is not None for a in merged) == 2717
 
@@ -152,10 +152,14 @@ def test_outer_join_keeps_every_image(store, csv_source, h5_source):
 def test_activity_conflicts_are_counted(tmp_path, paths, csv_source):
     rows = _lines(paths["csv"], 4)
     header, first = rows[0], rows[1].replace(",curling,sports", ",rowing,water activities")
+    # The second image's person re-annotated: its right wrist moved 40 px, the rest unchanged.
+    second = rows[2].split(",")
+    wrist_x = header.split(",").index("r wrist_X")
+    second[wrist_x] = str(float(second[wrist_x]) + 40)
     other = tmp_path / "relabelled.csv"
-    other.write_text("\n".join([header, first, *rows[2:]]) + "\n")
+    other.write_text("\n".join([header, first, ",".join(second), rows[3]]) + "\n")
     merged, counts = merge_sources([csv_source, read_source(other)], join="left")
-    assert counts["conflict:activity"] == 1
+    assert counts["conflict:activity"] == 1 and counts["conflict:people"] == 1
     assert {a.image: a for a in merged}["015601864.jpg"].activity == "curling"  # the first source wins
 
 

@@ -6,8 +6,8 @@ Rules (the earlier source on the command line wins a disagreement; every disagre
 - images: "left" keeps the first source's images, "outer" every image of every source;
 - people come from the first source that has people for the image; a later source's people that match
   them (same joints within MATCH_TOLERANCE_PX) fill what the first lacks (center, scale, head box,
-  occlusion flags); a later person whose keypoint box overlaps one of them (IoU >= SAME_PERSON_IOU) but
-  does not match is a conflict; any other later person is another person of the image, counted, not added;
+  occlusion flags); a later person that is one of them (same_person) annotated differently is a conflict;
+  any other later person is another person of the image, counted, not added;
 - activity comes from the first source that labels the image; a different label later is a conflict
   (labels cut at 100 characters, as the .mat and CSV cut them, equal their full form);
 - split: a source's "val" refines another's "train" (MPII's val split is carved out of its train
@@ -26,21 +26,20 @@ from pipeline.records import OCCLUDED, VISIBLE, ImageAnnotation, Person, known
 
 # The hourglass h5 rounds neck/head to whole pixels, the CSV keeps 4 decimals: 1 px apart at most.
 MATCH_TOLERANCE_PX = 2.0
-# Keypoint boxes overlapping this much belong to the same person (annotated differently by two sources).
-SAME_PERSON_IOU = 0.5
 ACTIVITY_CUT = 100  # characters at which the official .mat cuts act_name
 
 
-def box_iou(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> float:
-    if a is None or b is None:
-        return 0.0
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def same_person(p: Person, q: Person) -> bool:
+    """Two annotations of one person: most shared joints (the median) at the same place (MATCH_TOLERANCE_PX).
+
+    A box overlap is not enough: neighbours in a crowd overlap, and their joints are still tens of pixels
+    apart. One person re-annotated keeps most joints and differs in a few (moved, added, dropped).
+    """
+    both = known(p.keypoints) & known(q.keypoints)
+    if both.sum() < 3:
+        return False
+    dist = np.hypot(*(p.keypoints[both, :2] - q.keypoints[both, :2]).T)
+    return bool(np.median(dist) <= MATCH_TOLERANCE_PX)
 
 
 def same_activity(a: str, b: str) -> bool:
@@ -130,7 +129,7 @@ def merge_sources(
                     match = next((p for p in people if people_match(p, q)), None)
                     if match is not None:
                         _fill(match, q, s.has_occlusion, people_src[0].has_occlusion, counts)
-                    elif any(box_iou(p.box, q.box) >= SAME_PERSON_IOU for p in people):
+                    elif any(same_person(p, q) for p in people):
                         counts["conflict:people"] += 1  # the same person, annotated differently
                     else:
                         # Another person of the image (valid.h5 and the CSV hold different people of
