@@ -183,3 +183,13 @@ def test_bad_input_is_one_line(cli, store):
     assert res.exit_code == 2 and "no artifact annotations/missing" in res.output
     res = cli("describe", "--annotations", "missing", "--backend", "nope")
     assert res.exit_code == 2 and "--backend 'nope'" in res.output
+
+
+def test_corrupt_journal_is_one_line_error_and_overwrite_recovers(cli, mpii_store, store_root):
+    staging = store_root / "descriptions" / ".staging" / "mpii"
+    staging.mkdir(parents=True)
+    (staging / "journal.sqlite").write_bytes(b"this is not sqlite" * 100)
+    res = cli("describe", "--annotations", "mpii", "--backend", "rules")
+    assert res.exit_code == 2 and "not a readable describe journal" in res.output
+    res = cli("describe", "--annotations", "mpii", "--backend", "rules", "--overwrite")
+    assert res.exit_code == 0, res.output

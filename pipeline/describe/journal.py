@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from pipeline.describe.config import DescriptionResult
+from pipeline.errors import PipelineError
 
 FILE = "journal.sqlite"
 _FIELDS = [f.name for f in dataclasses.fields(DescriptionResult)]
@@ -36,6 +37,15 @@ def _row(result: DescriptionResult) -> tuple:
 class Journal:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = Path(path)
+        try:
+            self._open(readonly)
+        except sqlite3.DatabaseError as err:
+            raise PipelineError(
+                f"{self.path}: not a readable describe journal ({err}); move it aside or "
+                f"pass --overwrite to start over"
+            ) from None
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         else:
@@ -64,6 +74,11 @@ class Journal:
             rows = self.db.execute(f"SELECT {', '.join(_FIELDS)} FROM results").fetchall()
         except sqlite3.OperationalError:  # a read-only journal from before the table existed
             return {}
+        except sqlite3.DatabaseError as err:
+            raise PipelineError(
+                f"{self.path}: not a readable describe journal ({err}); move it aside or "
+                f"pass --overwrite to start over"
+            ) from None
         return {r[0]: DescriptionResult(*r) for r in rows}
 
     def record(self, result: DescriptionResult) -> None:
