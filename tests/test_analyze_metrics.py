@@ -64,6 +64,25 @@ def _verdicts(res) -> dict[str, str]:
 # ---- text metrics ------------------------------------------------------------------------------------
 
 
+def test_metrics_need_no_network(monkeypatch):
+    """Everything text_summary uses must work offline (textstat>=0.7.9 would download cmudict)."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    import textstat.backend.utils as textstat_utils
+
+    from pipeline.analyze import text_metrics
+
+    # Drop what earlier tests loaded, so that the dictionary and the BPE vocabulary load again, offline.
+    text_metrics._tokenizer.cache_clear()
+    getattr(textstat_utils.get_cmudict, "cache_clear", lambda: None)()
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    summary = text_summary(["The person is standing. Their left arm is raised.", "Two people are sitting."])
+    assert summary["n"] == 2 and summary["fk_grade"]["n"] == 2 and summary["clip_tokens"]["mean"] > 5
+
+
 def test_words_and_clip_tokens_match_open_clip():
     import open_clip
 
@@ -111,18 +130,6 @@ def test_trigram_repetition_and_readability():
             "systematically demonstrated substantial physiological adaptations.")  # fmt: skip
     assert fk_grade(easy) < 3 < 12 < fk_grade(hard)
     assert fk_grade("") is None
-
-
-def test_metrics_need_no_network(monkeypatch):
-    """Everything text_summary uses must work offline (textstat>=0.7.9 would download cmudict)."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    summary = text_summary(["The person is standing. Their left arm is raised.", "Two people are sitting."])
-    assert summary["n"] == 2 and summary["fk_grade"]["n"] == 2 and summary["clip_tokens"]["mean"] > 5
 
 
 # ---- claims ------------------------------------------------------------------------------------------
