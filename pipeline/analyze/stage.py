@@ -135,6 +135,16 @@ def _find_image(images: Path, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _open_rgb(path: Path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot be read as an image ({err})") from None
+
+
 def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> pd.Series:
     """max(100 * cos(image, text), 0) per usable row whose image is found (the CLIPScore of torchmetrics);
     texts longer than the model's context are cut by its tokenizer, as in training."""
@@ -151,13 +161,11 @@ def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> pd.Series:
             f"--images {cfg.images}: none of the described images is there "
             f"(e.g. {rows['image'].iloc[0] if len(rows) else '-'})"
         )
-    from PIL import Image
-
     image_emb: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for i in progress(range(0, len(found), cfg.clip_batch), desc="CLIP images", unit="batch"):
             batch = found[i : i + cfg.clip_batch]
-            ims = [preprocess(Image.open(paths[b]).convert("RGB")) for b in batch]
+            ims = [preprocess(_open_rgb(paths[b])) for b in batch]
             emb = torch.nn.functional.normalize(model.encode_image(torch.stack(ims).to(cfg.device)), dim=-1)
             image_emb.update(zip(batch, emb.cpu(), strict=True))
         scores = pd.Series(np.nan, index=df.index, dtype="float64")
