@@ -43,7 +43,7 @@ _MPII, _STANFORD_TRAIN, _STANFORD_TEST, _STATE_TRAIN, _STATE_TEST = range(5)
 class SampleConfig:
     seed: int = 0
     images: int = 1500  # MPII-style training images (activities balanced)
-    image_size: tuple[int, int] = (192, 160)  # width, height
+    image_size: tuple[int, int] = (160, 160)  # width, height (square: training and eval resize alike)
     max_people: int = 3
     clutter: tuple[int, int] = (8, 18)
     activities: tuple[str, ...] = tuple(a.name for a in ACTIVITIES)
