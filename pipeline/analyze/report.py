@@ -49,6 +49,8 @@ def _kind(kind: str) -> Callable[[dict], str]:
 
 
 QUALITY_ROWS: list[tuple[str, Callable[[dict], str]]] = [
+    ("Model", lambda s: ", ".join(s.get("models") or []) or "–"),
+    ("Template", lambda s: ", ".join(s.get("templates") or []) or "–"),
     ("Descriptions used (ok / rows)", lambda s: f"{s['text']['n']:,} / {s['rows']:,}"),
     ("Length, words (mean ± std)", _text("words", _mean_std)),
     ("Length, words (range)", _text("words", _range)),
