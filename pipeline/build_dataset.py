@@ -712,7 +712,10 @@ def push_to_hub(
     Fails fast with one line (and leaves `path` untouched) when offline: HF_HUB_OFFLINE is set, or the
     endpoint does not answer a TCP connect within timeout_s.
     """
-    keep = f"the dataset is intact at {path}; push it later with --push-to-hub or `hf upload`"
+    keep = (
+        f"the dataset is intact at {path}; push it later with "
+        f"`hf upload {repo_id} {path} . --repo-type dataset --exclude meta.json --exclude skipped.jsonl`"
+    )
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if _offline():
         raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; {keep}")

@@ -30,29 +30,44 @@ def parse_size(text: str) -> int:
 @app.command("build-dataset")
 def build_dataset_cmd(
     *,
-    annotations: Annotated[str, typer.Option(help="Annotations artifact (from `convert`).")],
+    annotations: Annotated[str, typer.Option(metavar="NAME", help="Annotations artifact (from `convert`).")],
     descriptions: Annotated[
         list[str],
-        typer.Option(help="Descriptions artifact(s) (from `describe`); repeat to combine sources, in order."),
+        typer.Option(
+            metavar="NAME", help="Descriptions artifact (from `describe`); repeat to combine, in order."
+        ),
     ],
-    images: Annotated[Path, typer.Option(help="Folder holding the images, as <images>/<image name>.")],
-    name: Annotated[str | None, typer.Option(help="Dataset name [default: first --descriptions].")] = None,
+    images: Annotated[
+        Path, typer.Option(metavar="DIR", help="Folder holding the images, as DIR/<image name>.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Dataset name [default: first --descriptions].")
+    ] = None,
     max_side: Annotated[
-        int | None, typer.Option(help="Shrink images whose longer side exceeds PX (keypoints follow).")
+        int | None,
+        typer.Option(metavar="PX", help="Shrink images whose longer side exceeds PX (keypoints follow)."),
     ] = None,
-    shard_size: Annotated[str, typer.Option(help="Maximum payload per Parquet shard, e.g. 500MB.")] = "500MB",
-    max_shard_rows: Annotated[int | None, typer.Option(help="Maximum rows per Parquet shard.")] = None,
+    shard_size: Annotated[
+        str, typer.Option(metavar="SIZE", help="Maximum payload per Parquet shard, e.g. 500MB.")
+    ] = "500MB",
+    max_shard_rows: Annotated[
+        int | None, typer.Option(metavar="N", help="Maximum rows per Parquet shard.")
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Parallel image workers (0: in-process) [default: CPU count, max 8].")
+        int | None,
+        typer.Option(metavar="N", help="Parallel image workers (0: in-process) [default: CPU count, max 8]."),
     ] = None,
-    executor: Annotated[str, typer.Option(help="Worker pool: process or thread.")] = "process",
+    executor: Annotated[str, typer.Option(metavar="process|thread", help="Worker pool kind.")] = "process",
     include_status: Annotated[
         list[str] | None,
-        typer.Option(help="Description statuses to use (repeatable) [default: ok]; e.g. also 'truncated'."),
+        typer.Option(
+            metavar="STATUS", help="Description status to use (repeatable) [default: ok], e.g. truncated."
+        ),
     ] = None,
     heatmap_parts: Annotated[bool, typer.Option(help="One heatmap blob per body part.")] = False,
     push_to_hub: Annotated[
-        str | None, typer.Option(help="Also publish to this Hub dataset repo (token from HF_TOKEN).")
+        str | None,
+        typer.Option(metavar="REPO_ID", help="Also publish to this Hub dataset repo (token from HF_TOKEN)."),
     ] = None,
     private: Annotated[bool, typer.Option(help="Create the Hub repo as private.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
