@@ -156,12 +156,14 @@ def write_release_mat(
     frame_sec: Sequence[int | None] | None = None,
     single_person: Sequence[Sequence[int]] | None = None,
     quirks: MatQuirks | None = None,
+    compress: bool = False,
 ) -> Path:
     """Write `images` as an official-structure MPII .mat; returns the path.
 
     split "test" gives img_train = 0, anything else 1 (the official file has no val split). video_list,
     vididx (1-based index into video_list) and frame_sec are per-image extras (default: empty).
     single_person: per image, 1-based ids of well separated people (default: every person with keypoints).
+    compress: zlib-compress the variable, as MATLAB's default save (-v7) does for the official file.
     """
     quirks = quirks or MatQuirks()
     n = len(images)
@@ -207,6 +209,6 @@ def write_release_mat(
     path = Path(path)
     # savemat seeks back to patch every element's size: far cheaper in memory than on a file.
     buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {"RELEASE": release}, do_compression=False, oned_as="row")
+    scipy.io.savemat(buffer, {"RELEASE": release}, do_compression=compress, oned_as="row")
     path.write_bytes(buffer.getbuffer())
     return path

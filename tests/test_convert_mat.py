@@ -164,8 +164,10 @@ def test_mat_of_another_kind_is_refused(shared_data: Path) -> None:
         read_source(shared_data / "mpii" / "official_eval" / "groups_v12.mat")
 
 
-def test_truncated_mat_is_refused(tmp_path: Path) -> None:
-    path = write_release_mat(tmp_path / "full.mat", sample_images())
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_mat_is_refused(tmp_path: Path, compress: bool) -> None:
+    path = write_release_mat(tmp_path / "full.mat", sample_images(), compress=compress)
+    _assert_same(sample_images(), read_source(path).images, None)
     cut = tmp_path / "cut.mat"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(PipelineError, match=r"cut\.mat: unreadable \.mat file"):
