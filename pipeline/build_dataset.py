@@ -168,10 +168,11 @@ def index_descriptions(
 ) -> DescriptionIndex:
     """Group usable description rows by image; every other row gets a reason (pure, no I/O but `on_skip`).
 
-    Each row ends up either used or skipped for exactly one reason: unknown_image (no such image in the
-    annotations), status:<s> (a status outside include_status), empty_text, duplicate (an (image, source,
-    sample) already used: the first usable row wins, so a retried row that succeeded replaces nothing) or
-    duplicate_text (the same text already used for that image).
+    An image's descriptions come in the order of the tables, then source, then sample (a stable sort, so
+    rows with the same key keep their file order). Each row ends up either used or skipped for exactly one
+    reason: unknown_image (no such image in the annotations), status:<s> (a status outside include_status),
+    empty_text, duplicate (its (image, source, sample) is already used: the first usable row wins, failed
+    attempts before it are counted by their status) or duplicate_text (same text already used for the image).
     """
     by_image: dict[str, list[Description]] = {}
     taken: set[tuple[str, str, int]] = set()
@@ -179,6 +180,7 @@ def index_descriptions(
     sources: dict[tuple[str, str], SourceSummary] = {}
     rows = 0
     for artifact, table in tables:
+        table = table.sort_by([("source", "ascending"), ("sample", "ascending")])
         cols = {c: table.column(c).to_pylist() for c in DESCRIPTION_COLUMNS}
         for i in range(table.num_rows):
             rows += 1

@@ -380,6 +380,9 @@ def test_description_fates_add_up():
     skipped: list[dict] = []
     index = index_descriptions(tables, {"x", "y"}, ("ok", "invalid"), skipped.append)
     assert [d.text for d in index.by_image["x"]] == ["t1"]
+    later = pa.Table.from_pylist([desc("x", 1, "second"), desc("x", 0, "first")], schema=DESCRIPTIONS_SCHEMA)
+    ordered = index_descriptions([("b", later)], {"x"}, ("ok",), skipped.append).by_image["x"]
+    assert [d.text for d in ordered] == ["first", "second"]  # sample order, whatever the file order
     assert [d.text for d in index.by_image["y"]] == ["t2"]
     assert dict(index.fate) == {
         "used": 2,
