@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.io
-from scipy.io.matlab import MatReadError, mat_struct
+from scipy.io.matlab import mat_struct
 
 from pipeline.errors import PipelineError
 from pipeline.log import progress
@@ -150,8 +149,11 @@ def load_release(path: Path) -> mat_struct:
     """RELEASE from the file, or a one-line PipelineError saying what is wrong with it."""
     try:
         variables = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)
-    except (MatReadError, ValueError, OSError, EOFError, TypeError, zlib.error, IndexError) as err:
-        raise PipelineError(f"{path}: unreadable .mat file (truncated or corrupt?): {err}") from None
+    except Exception as err:  # noqa: BLE001 -- scipy raises MatReadError, ValueError, zlib.error, EOFError,
+        # and on corrupt bytes even internal errors (UnboundLocalError): any of them means an unreadable file.
+        raise PipelineError(
+            f"{path}: unreadable .mat file (truncated or corrupt?): {type(err).__name__}: {err}"
+        ) from None
     names = [k for k in variables if not k.startswith("__")]
     release = variables.get("RELEASE")
     if not isinstance(release, mat_struct):
