@@ -18,7 +18,7 @@ from test_describe_rules import csv_annotations, put_annotations
 
 from pipeline.describe.prompting import PROMPTS_DIR
 
-N = 48
+N = 30
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,7 +38,7 @@ def test_kill_9_then_resume_loses_nothing_and_resends_nothing(store, store_root,
     shutil.copytree(PROMPTS_DIR / "paper", template)
     (template / "user.j2").write_text("Image {{ image }}\n{{ input_json }}\n")
 
-    with FakeOpenAI(latency=0.08) as server:
+    with FakeOpenAI(latency=0.06) as server:
         cmd = [
             sys.executable,
             "-c",

@@ -189,7 +189,7 @@ def test_corrupt_journal_is_one_line_error_and_overwrite_recovers(cli, mpii_stor
     staging = store_root / "descriptions" / ".staging" / "mpii"
     staging.mkdir(parents=True)
     (staging / "journal.sqlite").write_bytes(b"this is not sqlite" * 100)
-    res = cli("describe", "--annotations", "mpii", "--backend", "rules")
+    res = cli("describe", "--annotations", "mpii", "--backend", "rules", "--limit", "5")
     assert res.exit_code == 2 and "not a readable describe journal" in res.output
-    res = cli("describe", "--annotations", "mpii", "--backend", "rules", "--overwrite")
+    res = cli("describe", "--annotations", "mpii", "--backend", "rules", "--limit", "5", "--overwrite")
     assert res.exit_code == 0, res.output
