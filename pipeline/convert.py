@@ -172,7 +172,6 @@ def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
         for reason, n in _by_prefix(src.counts, "dropped_point").items():
             dropped[f"{src.path.name}:point_{reason}"] += n
     counts = summarize(images)
-    counts["dropped"] = dict(dropped.most_common())
     counts["conflicts"] = {k: join_counts.get(f"conflict:{k}", 0) for k in ("people", "activity", "split")}
     for file, n in _by_prefix(join_counts, "not_in_first_source").items():
         dropped[f"{file}:image_not_in_first_source"] += n  # left join; --join outer keeps them
