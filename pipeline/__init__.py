@@ -1,4 +1,4 @@
-"""focus-pipeline: MPII pose annotations -> LLM pose descriptions -> dataset -> CLIP/FocusCLIP -> zero-shot eval."""
+"""focus-pipeline: MPII annotations -> LLM pose descriptions -> dataset -> CLIP/FocusCLIP -> zero-shot."""
 
 from importlib.metadata import PackageNotFoundError, version
 

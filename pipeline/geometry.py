@@ -206,7 +206,7 @@ def torso_posture(kps: np.ndarray) -> tuple[str, float] | None:
 
 
 def head_posture(kps: np.ndarray) -> str | None:
-    """Head direction (neck -> head top) relative to the torso: 'upright', 'tilted', 'bowed' or 'tipped back'."""
+    """Head direction (neck -> head top) relative to the torso: 'upright', 'tilted' or 'bowed'."""
     neck, head = _pt(kps, NECK), _pt(kps, HEAD)
     torso = torso_vector(kps)
     if neck is None or head is None or torso is None or np.linalg.norm(head - neck) < 1e-6:
@@ -345,8 +345,9 @@ def person_facts(kps: np.ndarray, position: str | None = None) -> PersonFacts:
     )
 
 
-def image_facts(people_kps: list[np.ndarray], centers: list[tuple[float, float] | None] | None = None) -> list[
-        PersonFacts]:
+def image_facts(
+    people_kps: list[np.ndarray], centers: list[tuple[float, float] | None] | None = None
+) -> list[PersonFacts]:
     """Facts for every person of an image, with their left/center/right position among the others."""
     centers = centers or [None] * len(people_kps)
     pos = positions([person_center_x(k, c) for k, c in zip(people_kps, centers, strict=True)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -26,11 +27,24 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
-             **kwargs) -> Iterator[T] | tqdm:
-    """tqdm on stderr; quiet when stderr is not a terminal and FOCUS_PROGRESS=0."""
-    import os
-
+def progress(
+    iterable: Iterable[T] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    **kwargs,
+) -> Iterator[T] | tqdm:
+    """tqdm on stderr; FOCUS_PROGRESS=0 turns it off (the tests do)."""
     disable = os.environ.get("FOCUS_PROGRESS", "1") == "0"
-    return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
-                disable=disable, mininterval=0.5, **kwargs)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=disable,
+        mininterval=0.5,
+        **kwargs,
+    )

@@ -45,8 +45,10 @@ def redact(config: Any) -> Any:
     """Copy of a config with every secret-looking value replaced, and URL credentials stripped."""
     if isinstance(config, Mapping):
         # Only strings can be secrets: numbers under such keys (max_tokens, prompt_tokens) are kept.
-        return {k: ("***" if _SECRET.search(str(k)) and isinstance(v, str) and v else redact(v))
-                for k, v in config.items()}
+        return {
+            k: ("***" if _SECRET.search(str(k)) and isinstance(v, str) and v else redact(v))
+            for k, v in config.items()
+        }
     if isinstance(config, list | tuple):
         return [redact(v) for v in config]
     if isinstance(config, str) and "://" in config and "@" in config.split("://", 1)[1].split("/", 1)[0]:
@@ -198,7 +200,9 @@ class Store:
 
     def meta(self, kind: str, name: str) -> dict[str, Any]:
         if not self.exists(kind, name):
-            raise PipelineError(f"no artifact {kind}/{name} in store {self.root} (see `focus-pipeline store ls`)")
+            raise PipelineError(
+                f"no artifact {kind}/{name} in store {self.root} (see `focus-pipeline store ls`)"
+            )
         meta = f"{self.url(kind, name)}/meta.json"
         if self.is_local:
             return json.loads(Path(meta).read_text())
@@ -229,14 +233,22 @@ class Store:
                 names = sorted(p.name for p in Path(base).glob("*") if (p / "meta.json").is_file())
             else:
                 names = sorted(
-                    p.rsplit("/", 1)[-1] for p in (self._fs.ls(base, detail=False) if self._fs.exists(base) else [])
+                    p.rsplit("/", 1)[-1]
+                    for p in (self._fs.ls(base, detail=False) if self._fs.exists(base) else [])
                     if self._fs.exists(f"{p}/meta.json")
                 )
             for n in names:
                 m = self.meta(k, n)
-                out.append({"kind": k, "name": n, "stage": m.get("stage"), "created_at": m.get("created_at"),
-                            "counts": m.get("counts", {}), "inputs": [f"{i['kind']}/{i['name']}" for i in
-                                                                       m.get("inputs", [])]})
+                out.append(
+                    {
+                        "kind": k,
+                        "name": n,
+                        "stage": m.get("stage"),
+                        "created_at": m.get("created_at"),
+                        "counts": m.get("counts", {}),
+                        "inputs": [f"{i['kind']}/{i['name']}" for i in m.get("inputs", [])],
+                    }
+                )
         return out
 
     # ---- writing ---------------------------------------------------------------------------------
@@ -262,8 +274,10 @@ class Store:
         """
         self._check(kind, name)
         if self.exists(kind, name) and not (overwrite or seed_from_existing):
-            raise PipelineError(f"artifact {kind}/{name} already exists in {self.root} (pass --overwrite, or "
-                                f"choose another --name)")
+            raise PipelineError(
+                f"artifact {kind}/{name} already exists in {self.root} (pass --overwrite, or "
+                f"choose another --name)"
+            )
         staging = self.staging_dir(kind, name)
         lock = _Lock(staging.with_name(name + ".lock"))
         lock.acquire()
@@ -285,8 +299,9 @@ class Store:
         finally:
             lock.release()
 
-    def _publish(self, writer: ArtifactWriter, *, stage: str, config: Mapping[str, Any],
-                 inputs: list[dict[str, str]]) -> None:
+    def _publish(
+        self, writer: ArtifactWriter, *, stage: str, config: Mapping[str, Any], inputs: list[dict[str, str]]
+    ) -> None:
         kind, name = writer.ref.kind, writer.ref.name
         meta = {
             "kind": kind,

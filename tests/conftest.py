@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 # ../shared/data beside the checkout (CI has it too). Tests read real files from here; never copy them in.
-SHARED_DATA = Path(os.environ.get("FOCUS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("FOCUS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 os.environ.setdefault("FOCUS_PROGRESS", "0")
 

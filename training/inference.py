@@ -30,8 +30,13 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def load_model(*, run_dir: Path | None = None, arch: str | None = None, checkpoint: str | Path | None = None,
-               device: str | torch.device = "cpu"):
+def load_model(
+    *,
+    run_dir: Path | None = None,
+    arch: str | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+):
     """Returns (model in eval mode, preprocess transform, tokenizer)."""
     register_model_configs()
     context_length = image_size = None

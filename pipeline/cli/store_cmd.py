@@ -15,7 +15,9 @@ app.add_typer(store_app, name="store")
 
 @store_app.command("ls")
 def ls(
-    kind: Annotated[str | None, typer.Argument(help="Only this kind (annotations, descriptions, ...).")] = None,
+    kind: Annotated[
+        str | None, typer.Argument(help="Only this kind (annotations, descriptions, ...).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List artifacts with their stage, creation time, counts and inputs."""
