@@ -202,3 +202,57 @@ def test_torchrun_two_process_gloo_run(store):
     assert meta["summary"]["global_batch"] == 8 and meta["counts"]["steps"] == 4
     model, _, _ = load_model(run_dir=ddp.path("runs", "ddp"))
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_stored_and_rendered_heatmaps_agree_after_the_same_crop(store):
+    """The two heatmap sources (stored PNG cropped with the image, keypoints cropped then rendered) match."""
+    import open_clip as oc
+
+    tok = oc.get_tokenizer("focus-tiny")
+    common = {
+        "split": "train",
+        "image_size": 32,
+        "cache_scale": 1.125,
+        "tokenizer": tok,
+        "context_length": 77,
+    }
+    batches = []
+    for source in ("keypoints", "dataset"):
+        data = train_data.load_train_data(store, "synth", heatmap_source=source, **common)
+        loader = train_data.BatchLoader(
+            data,
+            batch_size=8,
+            image_size=32,
+            device=torch.device("cpu"),
+            seed=0,
+            hflip=True,
+            crop_scale=(0.6, 1),
+        )
+        batches.append(loader.get(epoch=1, step=2))
+    (a, b) = batches
+    torch.testing.assert_close(a.images, b.images)
+    torch.testing.assert_close(a.tokens, b.tokens)
+    assert a.heatmaps.shape == b.heatmaps.shape == (8, 32, 32)
+    assert (a.heatmaps - b.heatmaps).abs().mean().item() < 0.05
+    assert a.heatmaps.amax().item() > 0.9
+
+
+def test_bad_image_row_is_named_and_leaves_no_cache(store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.synthetic import SCHEMA, synthetic_rows
+
+    rows = synthetic_rows(4, size=(40, 40), seed=1, split="train")
+    rows[2]["image"] = {"bytes": b"not an image", "path": None}
+    with store.create("datasets", "broken", stage="test", config={}) as w:
+        (w.dir / "data").mkdir()
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=SCHEMA), w.dir / "data" / "train-00000-of-00001.parquet"
+        )
+    tok = __import__("open_clip").get_tokenizer("focus-tiny")
+    with pytest.raises(PipelineError, match=r"train-00000-of-00001.parquet row 2: cannot decode image"):
+        train_data.load_train_data(
+            store, "broken", split="train", image_size=32, cache_scale=1.0, tokenizer=tok, context_length=77
+        )
+    assert not any(store.cache_dir("train-cache", "broken").iterdir())

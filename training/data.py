@@ -20,10 +20,12 @@ sampling use generators seeded from (seed, rank, step) too, so a resumed run see
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +165,6 @@ def _build_cache(
         heat.flush()
     (tmp / "done.json").write_text(json.dumps({"n": n, "side": side}))
     if cache.exists():  # another process finished first; ours is identical
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.rename(cache)
@@ -233,7 +233,11 @@ def load_train_data(
     if not (cache / "done.json").is_file():
         if not build_cache:
             raise PipelineError(f"decoded cache {cache} is missing (rank 0 should have built it)")
-        _build_cache(shards, keep, cache, side, with_heat)
+        try:
+            _build_cache(shards, keep, cache, side, with_heat)
+        except BaseException:  # a bad image or Ctrl-C: leave no half-written cache behind
+            shutil.rmtree(cache.with_name(cache.name + f".tmp-{os.getpid()}"), ignore_errors=True)
+            raise
     images = torch.from_numpy(np.load(cache / "images.npy"))
     heatmaps = torch.from_numpy(np.load(cache / "heatmaps.npy")) if with_heat else None
     if images.shape[0] != len(keep):
@@ -258,6 +262,7 @@ def load_train_data(
     )
 
 
+@functools.lru_cache(maxsize=2)  # one permutation per epoch, not one per step
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)

@@ -507,9 +507,9 @@ class Trainer:
                 while step < self.total:
                     epoch, i = divmod(step, self.spe)
                     batch = self.loader.get(epoch, i)
+                    lr = self.optimizer.param_groups[0]["lr"]  # this step's lr, a host float
                     values = self._step(net, batch)
                     step += 1
-                    lr = self.scheduler.get_last_lr()[0]  # host value: LambdaLR keeps it on the host
                     st = batch.text_stats
                     for key in stats:
                         stats[key] += getattr(st, key)
@@ -520,6 +520,7 @@ class Trainer:
                     if step % self.ckpt_every == 0 or stop:
                         flush()
                         self.save_checkpoint(step, last_loss)
+                        t_window = time.perf_counter()  # saving is not training time
                     if stop:
                         status = "interrupted"
                         raise KeyboardInterrupt
