@@ -46,6 +46,7 @@ class SampleConfig:
     image_size: tuple[int, int] = (160, 160)  # width, height (square: training and eval resize alike)
     max_people: int = 3
     clutter: tuple[int, int] = (8, 18)
+    person_height: tuple[float, float] | None = None  # fraction of the image height (None: by people count)
     activities: tuple[str, ...] = tuple(a.name for a in ACTIVITIES)
     action_test_per_class: int = 30  # Stanford 40-style test images per activity
     action_train_per_class: int = 2  # the layout's train list (not used by the demo's evaluation)
@@ -63,7 +64,12 @@ class SampleConfig:
 
     @property
     def scene(self) -> SceneSpec:
-        return SceneSpec(size=self.image_size, max_people=self.max_people, clutter=self.clutter)
+        return SceneSpec(
+            size=self.image_size,
+            max_people=self.max_people,
+            clutter=self.clutter,
+            person_height=self.person_height,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

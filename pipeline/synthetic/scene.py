@@ -38,6 +38,8 @@ class SceneSpec:
     clutter: tuple[int, int] = (8, 18)  # distractor shapes per image, inclusive range
     supersample: int = 2  # draw at this multiple, then downsample: anti-aliased edges
     noise: float = 4.0  # sensor-like Gaussian noise, in 8-bit levels
+    # Person height as a fraction of the image height (None: by the number of people, _HEIGHT_FRAC).
+    person_height: tuple[float, float] | None = None
 
 
 @dataclass(slots=True)
@@ -104,7 +106,7 @@ def render_scene(
     draw = ImageDraw.Draw(canvas)
     draw_clutter(draw, rng, (w, h), int(rng.integers(spec.clutter[0], spec.clutter[1] + 1)), unit=0.3 * h)
 
-    lo, hi = _HEIGHT_FRAC[min(n_people, 3)]
+    lo, hi = spec.person_height or _HEIGHT_FRAC[min(n_people, 3)]
     placed = []
     for i in range(n_people):
         body = sample_body(rng)
