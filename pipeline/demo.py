@@ -41,7 +41,7 @@ STATE_TASK = "synthetic-body-state"
 
 @dataclass(slots=True)
 class DemoConfig:
-    images: int = 1500  # MPII-style training images
+    images: int = 1000  # MPII-style training images
     steps: int = 100  # optimizer steps per model (both models: same data, seed and steps)
     batch_size: int = 32
     seed: int = 0  # the sample's and the training's seed
@@ -49,7 +49,9 @@ class DemoConfig:
     name: str = "demo"  # artifact names: annotations/<name>, runs/<name>-clip, evals/<name>, ...
     action_test_per_class: int = 30  # Stanford 40-style test images per activity
     state_test_per_class: int = 40  # FER2013-style crops per body state
-    lr: float | None = None  # None: the modern recipe's
+    # 3e-4, not the modern recipe's 1e-3: from scratch on this sample, probes at 1e-3 and 3e-3 stayed at
+    # chance (the features collapse to the ln(batch) plateau) while 3e-4 started to learn.
+    lr: float | None = 3e-4
     threads: int | None = None  # torch CPU threads (None: torch's default)
     fresh: bool = False
 
@@ -185,15 +187,25 @@ def plot_loss_curves(runs: dict[str, Path], out: Path) -> None:
     plt.close(fig)
 
 
+def clearly_above_chance(hits: int, n: int, chance: float, alpha: float = 0.01) -> bool:
+    """One-sided binomial test: is `hits` of `n` above what a classifier at `chance` accuracy gets?"""
+    from scipy.stats import binomtest
+
+    return n > 0 and binomtest(hits, n, chance, alternative="greater").pvalue < alpha
+
+
 def _action_verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
+    """Per model: acc@k on the action task significantly above random (k/C, binomial test, p < 0.01); a
+    single simulated random run is too noisy to be the bar."""
     out = {}
     for model_type, rows in results.items():
         row = next((r for r in rows if r["task"] == ACTION_TASK and r.get("status") == "ok"), None)
-        if row is None:
+        acc = None if row is None else row["metrics"][f"acc@{row['k']}"]
+        if acc is None:
             out[model_type] = False
             continue
-        acc = row["metrics"][f"acc@{row['k']}"]
-        out[model_type] = bool(acc is not None and acc > row["random"]["simulated"])
+        n = row["n_samples"]
+        out[model_type] = clearly_above_chance(round(acc * n), n, row["random"]["analytic"])
     return out
 
 
@@ -236,8 +248,10 @@ def _report(
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Checks", ""]
     for model_type, ok in beats.items():
-        verdict = "above" if ok else "NOT above"
-        lines.append(f"- {model_type}: {verdict} the simulated random baseline on {ACTION_TASK}.")
+        verdict = "significantly above" if ok else "NOT significantly above"
+        lines.append(
+            f"- {model_type}: {verdict} random (k/C) on {ACTION_TASK} (one-sided binomial test, p < 0.01)."
+        )
     lines += ["", "## Wall time per stage (seconds)", ""]
     lines += [f"- {title}: {sec}" for title, sec in seconds.items()]
     lines += ["", f"Total: {round(sum(seconds.values()), 1)} s.", ""]
@@ -348,7 +362,9 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     beats = _action_verdict(results)
     for model_type, ok in beats.items():
         if not ok:
-            log.warning("%s is not above the random baseline on %s", model_type, ACTION_TASK)
+            log.warning(
+                "%s is not significantly above random on %s (try more --steps)", model_type, ACTION_TASK
+            )
     log.info("demo finished in %.0f s; report: %s", sum(stages.seconds.values()), report)
     return DemoResult(table=table, results=results, beats_random=beats, report=report, seconds=stages.seconds,
                       reused=stages.reused)  # fmt: skip

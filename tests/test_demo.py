@@ -49,7 +49,7 @@ def test_demo_end_to_end_then_reuse(cli, store):
         assert run["inputs"][0]["name"] == "demo"
     assert store.meta("runs", "demo-focusclip")["summary"]["alpha"] is not None
     report = (folder / "results.md").read_text()
-    assert "## Wall time per stage" in report and "random baseline" in report
+    assert "## Wall time per stage" in report and "random (k/C)" in report
 
     # Same settings again: every stage is reused, nothing is rewritten.
     before = _fingerprints(store)
