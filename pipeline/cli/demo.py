@@ -26,13 +26,16 @@ def _demo(
     images: Annotated[int, typer.Option("--images", help="Synthetic MPII-style training images.")] = 1000,
     steps: Annotated[
         int, typer.Option("--steps", help="Training steps per model (CLIP and FocusCLIP).")
-    ] = 100,
+    ] = 300,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 32,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sample and of training.")] = 0,
     arch: Annotated[str, typer.Option("--arch", help="Model architecture (open_clip name or focus-*).")] = (
         "focus-small"
     ),
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, cosine schedule).")] = 3e-4,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Peak learning rate (AdamW, cosine; default: the recipe's, 1e-3)."),
+    ] = None,
     eval_per_class: Annotated[
         int, typer.Option("--eval-per-class", help="Held-out action test images per activity.")
     ] = 30,
