@@ -22,9 +22,8 @@ import openai
 
 from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult
 from pipeline.describe.journal import Journal
-from pipeline.describe.openai_backend import MalformedResponse, _parse
+from pipeline.describe.openai_backend import MalformedResponse, _parse, completion_result, request_fields
 from pipeline.describe.pricing import Price
-from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
 from pipeline.log import progress
 
@@ -42,16 +41,7 @@ def _line(req: DescriptionRequest, cfg: DescribeConfig) -> str:
 
 
 def _base(req: DescriptionRequest, attempts: int) -> dict[str, Any]:
-    return {
-        "cache_key": req.cache_key,
-        "image": req.image,
-        "source": req.source,
-        "sample": req.sample,
-        "model": req.model,
-        "template": req.template,
-        "template_hash": req.template_hash,
-        "attempts": attempts,
-    }
+    return {**request_fields(req), "attempts": attempts}
 
 
 def _result(req: DescriptionRequest, line: dict[str, Any], price: Price, attempts: int) -> DescriptionResult:
@@ -68,16 +58,11 @@ def _result(req: DescriptionRequest, line: dict[str, Any], price: Price, attempt
         c = _parse(response.get("body"))
     except MalformedResponse as exc:
         return DescriptionResult(**base, description=None, status="error", error=str(exc))
-    status, reason = judge(c.text, c.finish_reason, req.ctx)
-    return DescriptionResult(
-        **base,
-        description=c.text.strip() if c.text and c.text.strip() else None,
-        status=status,
-        finish_reason=c.finish_reason,
-        prompt_tokens=c.prompt_tokens,
-        completion_tokens=c.completion_tokens,
+    return completion_result(
+        req,
+        c,
         cost_usd=price.cost(c.prompt_tokens, c.completion_tokens) * BATCH_DISCOUNT,
-        error=reason,
+        attempts=attempts,
         response_id=response.get("request_id") or line.get("id"),
     )
 

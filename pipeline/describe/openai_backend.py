@@ -191,6 +191,45 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def request_fields(req: DescriptionRequest) -> dict[str, Any]:
+    """The fields of a result row that identify its request (live and batch rows alike)."""
+    return {
+        "cache_key": req.cache_key,
+        "image": req.image,
+        "source": req.source,
+        "sample": req.sample,
+        "model": req.model,
+        "template": req.template,
+        "template_hash": req.template_hash,
+    }
+
+
+def completion_result(
+    req: DescriptionRequest,
+    c: Completion,
+    *,
+    cost_usd: float,
+    attempts: int,
+    latency_s: float = 0.0,
+    response_id: str | None,
+) -> DescriptionResult:
+    """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost."""
+    status, reason = judge(c.text, c.finish_reason, req.ctx)
+    return DescriptionResult(
+        **request_fields(req),
+        description=c.text.strip() if c.text and c.text.strip() else None,
+        status=status,
+        finish_reason=c.finish_reason,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+        cost_usd=cost_usd,
+        attempts=attempts,
+        latency_s=latency_s,
+        error=reason,
+        response_id=response_id,
+    )
+
+
 @dataclass(slots=True)
 class RunStats:
     sent: int = 0  # HTTP attempts, retries included
@@ -280,15 +319,6 @@ class Runner:
             self.stats.retries += 1
             log.debug("%s: retry after %s", req.image, state.outcome.exception())
 
-        base = {
-            "cache_key": req.cache_key,
-            "image": req.image,
-            "source": req.source,
-            "sample": req.sample,
-            "model": req.model,
-            "template": req.template,
-            "template_hash": req.template_hash,
-        }
         try:
             try:
                 # The first attempt runs outside tenacity: its bookkeeping is ~10% of the client's CPU per
@@ -314,27 +344,20 @@ class Runner:
             ) from None
         except (openai.APIError, MalformedResponse) as exc:
             return DescriptionResult(
-                **base,
+                **request_fields(req),
                 description=None,
                 status="error",
                 attempts=attempts,
                 latency_s=round(time.monotonic() - started, 4),
                 error=_error_text(exc),
             )
-        c = completion
-        status, reason = judge(c.text, c.finish_reason, req.ctx)
-        return DescriptionResult(
-            **base,
-            description=c.text.strip() if c.text and c.text.strip() else None,
-            status=status,
-            finish_reason=c.finish_reason,
-            prompt_tokens=c.prompt_tokens,
-            completion_tokens=c.completion_tokens,
-            cost_usd=self.price.cost(c.prompt_tokens, c.completion_tokens),
+        return completion_result(
+            req,
+            completion,
+            cost_usd=self.price.cost(completion.prompt_tokens, completion.completion_tokens),
             attempts=attempts,
             latency_s=round(time.monotonic() - started, 4),
-            error=reason,
-            response_id=c.id,
+            response_id=completion.id,
         )
 
     # ---- the run ------------------------------------------------------------------------------
