@@ -30,6 +30,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "constant",
         "warmup": 0.0,
         "temperature": 0.5,
+        "loss": "ntxent",
+        "alpha_param": "plain",
         "grad_clip": 1.0,
         "image_size": 224,
         "context_length": 512,
@@ -45,6 +47,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "cosine",
         "warmup": 0.05,
         "temperature": None,  # learnable, open_clip's init 1/0.07
+        "loss": "infonce",
+        "alpha_param": "sigmoid",
         "grad_clip": 1.0,
         "image_size": None,  # the architecture's own
         "context_length": None,
@@ -70,6 +74,8 @@ class TrainConfig:
     schedule: Literal["cosine", "constant"] | None = None
     warmup: float | None = None  # < 1: a fraction of the run's steps; >= 1: a number of steps
     temperature: float | None = None  # fixed softmax temperature; None with learn_temperature: learnable
+    loss: Literal["infonce", "ntxent"] | None = None  # pair loss of each term (training/losses.py)
+    alpha_param: Literal["sigmoid", "plain"] | None = None  # FocusCLIP's alpha: bounded or as the reference
     grad_clip: float | None = None  # max global grad norm; 0 disables
     image_size: int | None = None
     context_length: int | None = None
@@ -80,6 +86,7 @@ class TrainConfig:
     eps: float = 1e-6
     learn_temperature: bool | None = None  # default: learnable iff the recipe's temperature is None
     alpha_init: float = 0.5
+    learn_alpha: bool = True  # False: alpha stays at alpha_init (an ablation)
     sentence_sampling: bool = True  # fit long descriptions to the context by sampling whole sentences
     all_descriptions: bool = True  # each step picks one of the image's descriptions at random
     heatmap_source: Literal["keypoints", "dataset"] = "keypoints"
@@ -129,6 +136,10 @@ class TrainConfig:
             raise bad(f"optimizer must be adamw or sgd, not {self.optimizer!r}")
         if self.schedule not in ("cosine", "constant"):
             raise bad(f"schedule must be cosine or constant, not {self.schedule!r}")
+        if self.loss not in ("infonce", "ntxent"):
+            raise bad(f"loss must be infonce or ntxent, not {self.loss!r}")
+        if self.alpha_param not in ("sigmoid", "plain"):
+            raise bad(f"alpha_param must be sigmoid or plain, not {self.alpha_param!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise bad(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:

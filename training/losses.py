@@ -3,8 +3,13 @@
     loss, terms = focusclip_loss(image, text, masked, logit_scale)            # one process
     loss, terms = focusclip_loss(image, text, masked, logit_scale, gather=gather_with_grad)  # DDP
 
-Each term is the symmetric CLIP loss (InfoNCE both ways, averaged; Radford et al. 2021, open_clip
-`ClipLoss`). FocusCLIP (arXiv 2403.06904) sums three: L(masked, image) + L(masked, text) + L(image, text).
+Each term is one of two pair losses (`kind`):
+- "infonce": the symmetric CLIP loss (InfoNCE both ways, averaged; Radford et al. 2021, open_clip
+  `ClipLoss`): each row's negatives are the B-1 other rows of the OTHER view.
+- "ntxent": the reference code's loss (pytorch-metric-learning `SelfSupervisedLoss(NTXentLoss(T))`,
+  symmetric): both views stacked into 2B rows, each row's positive is its partner and its negatives are the
+  other 2B-2 rows, same-view rows included (SimCLR's NT-Xent, Chen et al. 2020).
+FocusCLIP (arXiv 2403.06904) sums three: L(masked, image) + L(masked, text) + L(image, text).
 Distributed training follows open_clip's `local_loss=True, gather_with_grad=True`: each rank scores its own
 rows against everybody's columns, so the logits are B x (world*B) and gradients flow through the gather.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +30,7 @@ warnings.filterwarnings(
 )
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
+LossKind = Literal["infonce", "ntxent"]
 
 
 def contrastive_loss(
@@ -50,6 +57,38 @@ def contrastive_loss(
     return 0.5 * (F.cross_entropy(logits_ab.to(dtype), labels) + F.cross_entropy(logits_ba.to(dtype), labels))
 
 
+def ntxent_loss(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    logit_scale: torch.Tensor,
+    *,
+    a_all: torch.Tensor | None = None,
+    b_all: torch.Tensor | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
+    """Symmetric NT-Xent between the local rows a, b (B, D) over the stacked global rows [a_all; b_all].
+
+    Row a_i's positive is b_i and b_i's is a_i; every other row of the 2N stacked rows (N = world * B),
+    same view included, is a negative; a row is never compared with itself. The mean over the local 2B
+    rows; under DDP, the mean of the ranks' values is the single-process loss of the whole batch.
+    """
+    a_all = a if a_all is None else a_all
+    b_all = b if b_all is None else b_all
+    n, rows = a_all.shape[0], a.shape[0]
+    cols = torch.cat([a_all, b_all], dim=0)  # (2N, D)
+    local = torch.arange(rows, device=a.device) + offset
+    logits = logit_scale * torch.cat([a, b], dim=0) @ cols.T  # (2B, 2N)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    logits = logits.to(dtype)
+    own = torch.cat([local, local + n])  # where each local row sits among the columns
+    logits[torch.arange(2 * rows, device=a.device), own] = float("-inf")
+    partner = torch.cat([local + n, local])
+    return F.cross_entropy(logits, partner)
+
+
+PAIR_LOSSES = {"infonce": contrastive_loss, "ntxent": ntxent_loss}
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather along dim 0, differentiable (torch.distributed.nn, as open_clip's gather_with_grad)."""
     import torch.distributed.nn as dist_nn
@@ -64,11 +103,13 @@ def clip_loss(
     *,
     gather: Gather | None = None,
     rank: int = 0,
+    kind: LossKind = "infonce",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The CLIP baseline: one image-text term."""
+    pair = PAIR_LOSSES[kind]
     feats = _gathered(gather, image=image, text=text)
     off = rank * image.shape[0]
-    loss = contrastive_loss(image, text, logit_scale, a_all=feats["image"], b_all=feats["text"], offset=off)
+    loss = pair(image, text, logit_scale, a_all=feats["image"], b_all=feats["text"], offset=off)
     return loss, {"loss_image_text": loss.detach()}
 
 
@@ -80,13 +121,15 @@ def focusclip_loss(
     *,
     gather: Gather | None = None,
     rank: int = 0,
+    kind: LossKind = "infonce",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """FocusCLIP: L(masked, image) + L(masked, text) + L(image, text); returns (sum, the three terms)."""
+    pair = PAIR_LOSSES[kind]
     g = _gathered(gather, image=image, text=text, masked=masked)
     off = rank * image.shape[0]
-    mi = contrastive_loss(masked, image, logit_scale, a_all=g["masked"], b_all=g["image"], offset=off)
-    mt = contrastive_loss(masked, text, logit_scale, a_all=g["masked"], b_all=g["text"], offset=off)
-    it = contrastive_loss(image, text, logit_scale, a_all=g["image"], b_all=g["text"], offset=off)
+    mi = pair(masked, image, logit_scale, a_all=g["masked"], b_all=g["image"], offset=off)
+    mt = pair(masked, text, logit_scale, a_all=g["masked"], b_all=g["text"], offset=off)
+    it = pair(image, text, logit_scale, a_all=g["image"], b_all=g["text"], offset=off)
     terms = {
         "loss_masked_image": mi.detach(),
         "loss_masked_text": mt.detach(),

@@ -220,6 +220,8 @@ class Trainer:
             image_size=cfg.image_size,
             pretrained=cfg.pretrained,
             alpha_init=cfg.alpha_init,
+            alpha_param=cfg.alpha_param,
+            learn_alpha=cfg.learn_alpha,
             temperature=cfg.temperature,
             learn_temperature=cfg.learn_temperature,
         ).to(dev)
@@ -368,9 +370,15 @@ class Trainer:
                 feats["logit_scale"],
                 gather=gather,
                 rank=self.info.rank,
+                kind=self.cfg.loss,
             )
         return clip_loss(
-            feats["image"], feats["text"], feats["logit_scale"], gather=gather, rank=self.info.rank
+            feats["image"],
+            feats["text"],
+            feats["logit_scale"],
+            gather=gather,
+            rank=self.info.rank,
+            kind=self.cfg.loss,
         )
 
     def _step(self, net, batch) -> torch.Tensor:

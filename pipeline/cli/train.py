@@ -48,6 +48,18 @@ def _train(
             "--temperature", help="Fixed softmax temperature (default: the recipe's; modern learns it)."
         ),
     ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option("--loss", help="infonce (CLIP's) or ntxent (the reference code's); recipe default."),
+    ] = None,
+    alpha_param: Annotated[
+        str | None,
+        typer.Option("--alpha-param", help="FocusCLIP alpha: sigmoid (bounded) or plain (the reference's)."),
+    ] = None,
+    alpha_init: Annotated[float, typer.Option("--alpha-init", help="FocusCLIP alpha's initial value.")] = 0.5,
+    learn_alpha: Annotated[
+        bool, typer.Option("--learn-alpha/--fixed-alpha", help="Learn FocusCLIP's alpha or keep its init.")
+    ] = True,
     precision: Annotated[str | None, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     resume: Annotated[
@@ -105,6 +117,10 @@ def _train(
         weight_decay=weight_decay,
         warmup=warmup,
         temperature=temperature,
+        loss=loss,
+        alpha_param=alpha_param,
+        alpha_init=alpha_init,
+        learn_alpha=learn_alpha,
         precision=precision,
         compile=compile,
         resume=resume,
