@@ -251,6 +251,13 @@ class Store:
                 )
         return out
 
+    def dependents(self, kind: str, name: str) -> list[str]:
+        """The artifacts ("kind/name") whose meta.json lists kind/name as an input."""
+        if not self.exists(kind, name):
+            raise PipelineError(f"no artifact {kind}/{name} in store {self.root}")
+        me = f"{kind}/{name}"
+        return [f"{r['kind']}/{r['name']}" for r in self.list() if me in r["inputs"]]
+
     # ---- writing ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def create(

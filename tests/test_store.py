@@ -186,3 +186,41 @@ def test_store_cli(cli, store):
     assert "(no artifacts" in cli("store", "ls").output
     missing = cli("store", "show", "annotations", "one")
     assert missing.exit_code == 2 and missing.output.strip().startswith("error: no artifact annotations/one")
+
+
+def test_store_ls_has_a_header_and_aligned_columns(cli, store):
+    _write(store, "one")
+    _write(store, "a-much-longer-name")
+    lines = cli("store", "ls").output.splitlines()
+    assert lines[0].split() == ["ARTIFACT", "CREATED", "COUNTS", "INPUTS"]
+    created = [ln.index(ln.split()[1]) for ln in lines]  # the second column starts at one offset
+    assert len(set(created)) == 1
+
+
+def test_store_rm_refuses_an_artifact_others_depend_on(cli, store):
+    _write(store, "src")
+    with store.create(
+        "descriptions", "derived", stage="test", config={}, inputs=[store.ref("annotations", "src")]
+    ) as w:
+        (w.dir / "x.txt").write_text("x")
+    assert store.dependents("annotations", "src") == ["descriptions/derived"]
+    refused = cli("store", "rm", "annotations", "src")
+    assert refused.exit_code == 2 and "descriptions/derived" in refused.output and "--force" in refused.output
+    assert store.exists("annotations", "src")
+    forced = cli("store", "rm", "annotations", "src", "--force")
+    assert forced.exit_code == 0 and not store.exists("annotations", "src")
+
+
+def test_version_and_a_closed_pipe(store_root):
+    exe = Path(sys.executable).with_name("focus-pipeline")
+    if not exe.is_file():
+        pytest.skip("focus-pipeline entry point not installed in this environment")
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("focus-pipeline ")
+    store = Store(store_root)
+    for i in range(1200):
+        _write(store, f"artifact-{i:03d}")
+    # `store ls | head -1`: the reader closes the pipe early; no traceback, no error line
+    shell = f"{exe} --store {store_root} store ls | head -1"
+    res = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
+    assert res.stdout.startswith("ARTIFACT") and res.stderr == ""

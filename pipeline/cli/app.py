@@ -67,6 +67,8 @@ class FocusGroup(TyperGroup):
             raise CliError(str(err)) from None
         except KeyboardInterrupt:
             raise click.exceptions.Abort() from None
+        except BrokenPipeError:  # the reader went away (`... | head`): click exits quietly on EPIPE
+            raise
         except Exception as err:  # an unexpected failure: still one line, the traceback on --verbose
             if state.verbose:
                 traceback.print_exc()
@@ -85,6 +87,17 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"focus-pipeline {version('focus-pipeline')}")
+        except PackageNotFoundError:  # a source tree that was never installed
+            typer.echo("focus-pipeline (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     *,
@@ -94,6 +107,10 @@ def _root(
     ] = DEFAULT_ROOT,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     state.store_root = store

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import app, state
+from pipeline.errors import PipelineError
 
 store_app = typer.Typer(help="List, inspect and remove artifacts in the store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
@@ -28,10 +29,14 @@ def ls(
     if not rows:
         typer.echo(f"(no artifacts in {state.store.root})")
         return
+    table = [("ARTIFACT", "CREATED", "COUNTS", "INPUTS")]
     for r in rows:
         counts = ", ".join(f"{k}={v}" for k, v in list(r["counts"].items())[:4])
-        inputs = f"  <- {', '.join(r['inputs'])}" if r["inputs"] else ""
-        typer.echo(f"{r['kind']}/{r['name']:<24} {r['created_at'] or '':<26} {counts}{inputs}")
+        created = (r["created_at"] or "")[:19].replace("T", " ")
+        table.append((f"{r['kind']}/{r['name']}", created, counts, ", ".join(r["inputs"])))
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3])
 
 
 @store_app.command("show")
@@ -47,7 +52,15 @@ def show(
 def rm(
     kind: Annotated[str, typer.Argument(help="Artifact kind.")],
     name: Annotated[str, typer.Argument(help="Artifact name.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even when other artifacts were built from it.")
+    ] = False,
 ) -> None:
-    """Delete an artifact."""
+    """Delete an artifact (refused while other artifacts list it as an input, unless --force)."""
+    users = state.store.dependents(kind, name)
+    if users and not force:
+        raise PipelineError(
+            f"{kind}/{name} is an input of {', '.join(users)}; delete those first or pass --force"
+        )
     state.store.delete(kind, name)
-    typer.echo(f"removed {kind}/{name}")
+    typer.echo(f"removed {kind}/{name}" + (f" (its dependents remain: {', '.join(users)})" if users else ""))
