@@ -28,7 +28,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import socket
 import struct
 import zlib
 from collections import Counter, deque
@@ -37,7 +36,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
@@ -706,27 +704,22 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def push_to_hub(
-    path: Path, repo_id: str, *, token: str, private: bool = False, timeout_s: float = 10.0
-) -> str:
+def push_to_hub(path: Path, repo_id: str, *, token: str, private: bool = False) -> str:
     """Upload README.md and data/ of a built dataset to a Hub dataset repo; returns its URL.
 
-    Fails fast with one line (and leaves `path` untouched) when offline: HF_HUB_OFFLINE is set, or the
-    endpoint does not answer a TCP connect within timeout_s.
+    Shards the repo holds from an earlier push that are not part of this build are deleted in the same
+    commit (a stale shard would make `load_dataset` fail its split-size check). Network failures are
+    huggingface_hub's own (it honours HTTPS_PROXY and HF_ENDPOINT); any of them leaves `path` untouched and
+    prints the exact command that resumes the push.
     """
     keep = (
         f"the dataset is intact at {path}; push it later with "
-        f"`hf upload {repo_id} {path} . --repo-type dataset --exclude meta.json --exclude skipped.jsonl`"
+        f"`hf upload {repo_id} {path} . --repo-type dataset --exclude meta.json --exclude skipped.jsonl "
+        f"--delete 'data/*.parquet'`"
     )
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if _offline():
         raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; {keep}")
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
-    except OSError as err:
-        raise PipelineError(f"cannot push to {repo_id}: {endpoint} is unreachable ({err}); {keep}") from None
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint, token=token)
@@ -737,6 +730,7 @@ def push_to_hub(
             repo_type="dataset",
             folder_path=path,
             allow_patterns=["README.md", "data/*.parquet"],
+            delete_patterns=["data/*.parquet"],  # only files not re-uploaded here are deleted
             commit_message=f"focus-pipeline build-dataset {path.name}",
         )
     # huggingface_hub raises its HTTP errors, httpx transport errors or OSError; all mean "not pushed".

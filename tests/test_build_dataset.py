@@ -439,6 +439,7 @@ def test_push_offline_fails_fast_and_keeps_the_artifact(cli, store, tmp_path, mo
     # Online as far as the environment says, but the endpoint does not answer: still one line, artifact kept.
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
     res = cli(
         "build-dataset",
         "--annotations",
@@ -453,7 +454,8 @@ def test_push_offline_fails_fast_and_keeps_the_artifact(cli, store, tmp_path, mo
         "someone/mpii-test",
         "--overwrite",
     )
-    assert res.exit_code == 2 and "unreachable" in error_line(res.output), res.output
+    error = error_line(res.output)
+    assert res.exit_code == 2 and "pushing to someone/mpii-test failed" in error and "hf upload" in error
     assert "hf_test" not in json.dumps(store.meta("datasets", "d"))
     assert len(load(store.path("datasets", "d"), tmp_path / "again")["train"]) == 3
 
@@ -555,3 +557,29 @@ def test_heatmap_png_is_8bit_grayscale_of_the_image_size():
     with Image.open(io.BytesIO(data)) as im:
         assert im.format == "PNG" and im.mode == "L" and im.size == (80, 60)
         assert np.array_equal(np.asarray(im), to_uint8(roi_heatmap(kps, (80, 60))))
+
+
+@pytest.mark.timeout(120)
+def test_a_second_push_with_fewer_shards_removes_the_stale_ones(cli, store, tmp_path, monkeypatch):
+    from fake_hub import FakeHub
+
+    folder = _small_inputs(store, tmp_path)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_not_a_real_token")
+    base = ("build-dataset", "--annotations", "ann", "--descriptions", "d", "--images", folder)
+    base = (*base, "--workers", "0")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub.endpoint)
+        first = cli(*base, "--max-shard-rows", "1", "--push-to-hub", "someone/mpii-test")
+        assert first.exit_code == 0, first.output
+        shards = sorted(p for p in hub.files("datasets", "someone/mpii-test") if p.startswith("data/"))
+        assert shards == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
+        second = cli(*base, "--push-to-hub", "someone/mpii-test", "--overwrite")
+        assert second.exit_code == 0, second.output
+        files = hub.files("datasets", "someone/mpii-test")
+        assert sorted(files) == ["README.md", "data/train-00000-of-00001.parquet"]
+    # what the Hub now holds loads as one consistent dataset
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    for name, data in files.items():
+        (tmp_path / "hub" / name).write_bytes(data)
+    assert len(load(tmp_path / "hub", tmp_path / "hub-cache")["train"]) == 3
