@@ -86,6 +86,9 @@ class BuildConfig:
     overwrite: bool = False
     push_to_hub: str | None = None
     private: bool = False
+    # where the images and annotations come from; decides the card's licence: "mpii" (MPII's terms) or
+    # "synthetic" (the embedded sample focus-pipeline generates, under the project's own licence)
+    origin: Literal["mpii", "synthetic"] = "mpii"
 
     def __post_init__(self) -> None:
         self.images = Path(self.images).expanduser()
@@ -106,6 +109,8 @@ class BuildConfig:
             raise PipelineError("--shard-size must be positive")
         if self.workers < 0:
             raise PipelineError(f"--workers {self.workers}: must be 0 (in-process) or more")
+        if self.origin not in ("mpii", "synthetic"):
+            raise PipelineError(f"--origin {self.origin!r}: one of mpii, synthetic")
         if self.executor not in ("process", "thread"):
             raise PipelineError(f"--executor {self.executor!r}: one of process, thread")
 
@@ -666,6 +671,7 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
                     annotations=cfg.annotations,
                     counts=counts,
                     config=config,
+                    origin=cfg.origin,
                 )
             )
         )

@@ -297,7 +297,13 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
         stages.run("describe with the rules backend", lambda: describe(desc, store))
 
     build = BuildConfig(
-        annotations=name, descriptions=[name], images=layout.images, name=name, overwrite=True, workers=2
+        annotations=name,
+        descriptions=[name],
+        images=layout.images,
+        name=name,
+        overwrite=True,
+        workers=2,
+        origin="synthetic",
     )
     build_inputs = [store.ref("annotations", name), store.ref("descriptions", name)]
     if _reusable(store, "datasets", name, {"images": str(layout.images.resolve())}, build_inputs):

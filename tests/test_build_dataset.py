@@ -321,6 +321,7 @@ def test_round_trip_through_load_dataset(cli, store, inputs, tmp_path):
         "over 77",
     ):
         assert needle in card, needle
+    assert header["license"] == "other" and header["license_name"] == "mpii-human-pose"
 
 
 def test_cli_chain_convert_describe_build_with_max_side(cli, store, shared_data, tmp_path):
@@ -583,3 +584,14 @@ def test_a_second_push_with_fewer_shards_removes_the_stale_ones(cli, store, tmp_
     for name, data in files.items():
         (tmp_path / "hub" / name).write_bytes(data)
     assert len(load(tmp_path / "hub", tmp_path / "hub-cache")["train"]) == 3
+
+
+def test_a_synthetic_dataset_card_carries_the_project_licence(cli, store, tmp_path):
+    folder = _small_inputs(store, tmp_path)
+    base = ("build-dataset", "--annotations", "ann", "--descriptions", "d", "--images", folder)
+    res = cli(*base, "--workers", "0", "--origin", "synthetic")
+    assert res.exit_code == 0, res.output
+    card = (store.path("datasets", "d") / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["license"] == "mit" and "license_name" not in header
+    assert "Synthetic MPII-style" in card and "Simplified BSD" not in card and "YouTube" not in card

@@ -70,6 +70,10 @@ def build_dataset_cmd(
         typer.Option(metavar="REPO_ID", help="Also publish to this Hub dataset repo (token from HF_TOKEN)."),
     ] = None,
     private: Annotated[bool, typer.Option(help="Create the Hub repo as private.")] = False,
+    origin: Annotated[
+        str,
+        typer.Option(metavar="mpii|synthetic", help="Origin of the images (sets the card's licence)."),
+    ] = "mpii",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
 ) -> None:
     """Join annotations, descriptions and images into a Hugging Face dataset with a dataset card."""
@@ -88,6 +92,7 @@ def build_dataset_cmd(
         heatmap_parts=heatmap_parts,
         push_to_hub=push_to_hub,
         private=private,
+        origin=origin,  # type: ignore[arg-type]  (checked by BuildConfig)
         overwrite=overwrite,
         **({} if workers is None else {"workers": workers}),
     )
