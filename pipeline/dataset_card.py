@@ -55,7 +55,26 @@ FEATURES = datasets.Features({
     "height": datasets.Value("int32"),
     "people": datasets.List(PERSON_FEATURES),
 })  # fmt: skip
-SCHEMA = FEATURES.arrow_schema  # carries the features as "huggingface" metadata, as datasets itself writes
+
+
+def _portable(feature: Any) -> Any:
+    """A features dict in the form every supported `datasets` reads: variable-length lists as `[feature]`.
+
+    datasets >= 4 serialises `List` as {"_type": "List"}, a type name older versions do not know ("Feature
+    type 'List' not found" with datasets 3.6); a one-element list is how older versions wrote such lists,
+    and datasets 4 still reads it as `List`.
+    """
+    if isinstance(feature, dict):
+        if feature.get("_type") == "List" and feature.get("length", -1) == -1:
+            return [_portable(feature["feature"])]
+        return {k: _portable(v) for k, v in feature.items()}
+    return feature
+
+
+# The Parquet schema carries the features as "huggingface" metadata, as datasets itself writes them.
+SCHEMA = FEATURES.arrow_schema.with_metadata(
+    {"huggingface": json.dumps({"info": {"features": _portable(FEATURES.to_dict())}})}
+)
 
 
 @functools.cache

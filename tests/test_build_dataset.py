@@ -595,3 +595,13 @@ def test_a_synthetic_dataset_card_carries_the_project_licence(cli, store, tmp_pa
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["license"] == "mit" and "license_name" not in header
     assert "Synthetic MPII-style" in card and "Simplified BSD" not in card and "YouTube" not in card
+
+
+def test_shard_features_are_written_in_the_form_older_datasets_read():
+    # datasets >= 4 writes {"_type": "List"}, which 3.x cannot parse; the one-element-list form reads in both
+    # (benchmarks/datasets_compat.py loads real shards in datasets 3.6 in a throwaway venv)
+    from pipeline.dataset_card import SCHEMA
+
+    stored = json.loads(SCHEMA.metadata[b"huggingface"])["info"]["features"]
+    assert '"List"' not in json.dumps(stored)
+    assert datasets.Features.from_dict(stored) == FEATURES
