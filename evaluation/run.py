@@ -319,6 +319,7 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
         "evals", name, stage="eval", config=cfg.to_meta(), inputs=inputs, overwrite=cfg.overwrite
     ) as w:
         (w.dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_clip_benchmark(results, w.dir / "clip_benchmark")
         (w.dir / "results.md").write_text(results_markdown(results, name))
         if any(r["status"] == "ok" for r in results):
             plot_results(results, w.dir / "results.png", title=f"{name}: zero-shot ({m.name})")
@@ -329,6 +330,31 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
             skipped_samples=sum(sum(r["skipped"].values()) for r in results),
         )
     return results
+
+
+def clip_benchmark_record(result: dict[str, Any]) -> dict[str, Any]:
+    """One scored task in CLIP_benchmark's result schema (what `clip_benchmark build` aggregates).
+
+    The dataset is the task id ("emotic-age", "synthetic-action"): unique per row of a table, and a
+    dataset that CLIP_benchmark itself knows by another name is never mistaken for ours.
+    """
+    return {
+        "dataset": result["task"],
+        "model": result["model"],
+        "pretrained": result["pretrained"],
+        "task": "zeroshot_classification",
+        "metrics": {k: v for k, v in result["metrics"].items() if v is not None},
+        "language": "en",
+    }
+
+
+def write_clip_benchmark(results: list[dict[str, Any]], folder: Path) -> None:
+    """<folder>/<task>.json per scored task: CLIP_benchmark's one-file-per-evaluation layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        if r["status"] == "ok":
+            record = clip_benchmark_record(r)
+            (folder / f"{r['task']}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _pct(x: float | None) -> str:

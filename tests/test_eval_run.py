@@ -3,8 +3,11 @@ per-image loop, skipped-row accounting, absent data, ad-hoc tasks, runs from the
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +89,7 @@ def reference(checkpoint):
     return load_model(arch="focus-tiny", checkpoint=checkpoint)
 
 
-def test_evaluate_end_to_end(store, checkpoint, reference, data_root):
+def test_evaluate_end_to_end(store, checkpoint, reference, data_root, tmp_path):
     cfg = EvalConfig(
         arch="focus-tiny",
         checkpoint=str(checkpoint),
@@ -149,6 +152,26 @@ def test_evaluate_end_to_end(store, checkpoint, reference, data_root):
     assert (folder / "results.png").read_bytes()[:4] == b"\x89PNG"
     meta = store.meta("evals", "e2e")
     assert meta["counts"]["scored"] == 4 and meta["config"]["tasks"][0] == "fer2013-emotion"
+    _check_clip_benchmark_build(folder / "clip_benchmark", by, tmp_path)
+
+
+def _check_clip_benchmark_build(folder: Path, by_task: dict[str, dict], tmp_path: Path) -> None:
+    """CLIP_benchmark's own `build` aggregates our per-task files into its CSV, one row per scored task."""
+    exe = Path(sys.executable).with_name("clip_benchmark")
+    if not exe.is_file():
+        pytest.skip("clip_benchmark (a test dependency) is not installed")
+    files = sorted(folder.glob("*.json"))
+    assert [f.stem for f in files] == sorted(t for t, r in by_task.items() if r["status"] == "ok")
+    out = folder.parent / "benchmark.csv"
+    subprocess.run(
+        [str(exe), "build", *map(str, files), "--output", str(out)], check=True, capture_output=True
+    )
+    rows = {r["dataset"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {f.stem for f in files}
+    fer = rows["fer2013-emotion"]
+    assert fer["task"] == "zeroshot_classification" and fer["language"] == "en"
+    assert float(fer["acc1"]) == pytest.approx(by_task["fer2013-emotion"]["metrics"]["acc1"])
+    assert fer["model_fullname"] == f"{fer['model']} {fer['pretrained']}"
 
 
 def test_adhoc_task_with_workers_and_ensemble(store, checkpoint, shared_data):
