@@ -30,6 +30,7 @@ import torch
 
 from evaluation import metrics, zeroshot
 from evaluation.data import EvalDataset, collate
+from evaluation.data_check import dataset_hint
 from evaluation.readers.base import DataAbsent, ReaderInput
 from evaluation.tasks import GROUPS, PAPER_TASKS, TASKS, Task
 from pipeline.errors import PipelineError
@@ -74,6 +75,9 @@ class EvalConfig:
             else:
                 raise PipelineError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
         return out
+
+    def split_for(self, task: Task) -> str:
+        return self.splits.get(task.id) or self.splits.get(task.dataset) or self.split or task.split
 
     def to_meta(self) -> dict[str, Any]:
         meta = asdict(self) | {"tasks": [t.id if isinstance(t, Task) else t for t in self.tasks]}
@@ -195,7 +199,7 @@ def _fmt_float(x: float) -> float | None:
 def evaluate_task(
     task: Task, m: Model, cfg: EvalConfig, roots: dict[str, Path], cache_dir: Path
 ) -> dict[str, Any]:
-    split = cfg.splits.get(task.id) or cfg.splits.get(task.dataset) or cfg.split or task.split
+    split = cfg.split_for(task)
     root = roots[task.dataset]
     result: dict[str, Any] = {
         "task": task.id,
@@ -219,8 +223,9 @@ def evaluate_task(
             raise DataAbsent(f"dataset folder {root} does not exist", [root])
         read = task.read(ReaderInput(root=root, split=split, options=dict(task.options), paths=roots))
     except DataAbsent as err:
-        log.warning("%s: skipped, %s (looked for %s)", task.id, err, ", ".join(err.looked_for))
-        return result | {"status": "skipped", "message": str(err), "looked_for": err.looked_for}
+        hint = dataset_hint(task)
+        log.warning("%s: skipped, %s (looked for %s); %s", task.id, err, ", ".join(err.looked_for), hint)
+        return result | {"status": "skipped", "message": str(err), "looked_for": err.looked_for, "hint": hint}
     except Exception as err:  # one task's bad files must not end the other tasks' evaluation
         log.error(
             "%s: cannot read the annotations: %s", task.id, err, exc_info=log.isEnabledFor(logging.DEBUG)

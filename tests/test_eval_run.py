@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -290,3 +291,18 @@ def test_amp_on_gpu_matches_cpu(store, checkpoint, data_root):
     assert (
         abs(gpu["metrics"]["acc1"] - cpu["metrics"]["acc1"]) <= 2 / cpu["n_samples"]
     )  # fp16 may flip a near tie
+
+
+def test_check_data_says_what_is_found_and_where_to_get_the_rest(cli, shared_data):
+    res = cli("eval", "--check-data", "--data-root", str(shared_data))
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert re.search(
+        r"^utkface-age\s+found\s+split=all\s+22 samples \(2 skipped: malformed file name 2\)", out, re.M
+    )
+    block = out[out.index("stanford40-action") :].split("\n    expected")[0]
+    assert "missing" in block and "ImageSplits/actions.txt" in block
+    assert (
+        "http://vision.stanford.edu/Datasets/40actions.html" in out and "susanqq.github.io/UTKFace" not in out
+    )
+    assert out.rstrip().endswith("of 10 tasks have data")

@@ -18,6 +18,9 @@ import pandas as pd
 
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "https://github.com/rkosti/emotic (the images and CVPR17_Annotations.mat, on request to the authors)"
+
 CATEGORIES = (
     "Affection",
     "Anger",

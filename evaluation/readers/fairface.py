@@ -10,6 +10,9 @@ import pandas as pd
 
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "https://github.com/joojs/fairface (padding-0.25 images + fairface_label_{train,val}.csv)"
+
 IMAGE_DIRS = ("", "fairface-img-margin025-trainval", "fairface-img-margin125-trainval")
 COLUMNS = ("file", "age", "gender", "race")
 

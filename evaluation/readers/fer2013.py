@@ -20,6 +20,9 @@ from evaluation.readers.base import (
     pixels_to_array,
 )
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "Kaggle: challenges-in-representation-learning-facial-expression-recognition-challenge"
+
 # Kaggle's 0..6 (challenge page; torchvision FER2013 uses the same order).
 CSV_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # Usage values per split name.

@@ -26,6 +26,9 @@ from evaluation.readers.base import (
     pixels_to_array,
 )
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "https://github.com/microsoft/FERPlus (fer2013new.csv; pixels from FER2013's fer2013.csv)"
+
 EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 VOTE_COLUMNS = (*EMOTIONS, "unknown", "NF")
 SPLIT_FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}

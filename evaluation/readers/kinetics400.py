@@ -17,6 +17,9 @@ import pandas as pd
 
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample, index_files
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "https://github.com/cvdfoundation/kinetics-dataset (annotation CSVs and the clips)"
+
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")

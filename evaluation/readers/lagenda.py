@@ -13,6 +13,9 @@ import pandas as pd
 
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "https://github.com/WildChlamydia/MiVOLO (the LAGENDA benchmark: images + lagenda_annotation.csv)"
+
 BOX_COLUMNS = {
     "face": ("face_x0", "face_y0", "face_x1", "face_y1"),
     "body": ("person_x0", "person_y0", "person_x1", "person_y1"),

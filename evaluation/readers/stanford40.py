@@ -13,6 +13,9 @@ from pathlib import Path
 
 from evaluation.readers.base import ReaderInput, ReadResult, Sample, require
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "http://vision.stanford.edu/Datasets/40actions.html (JPEGImages, XMLAnnotations, ImageSplits)"
+
 
 def read_actions(path: Path) -> tuple[str, ...]:
     lines = [line.split() for line in path.read_text().splitlines() if line.strip()]

@@ -16,6 +16,9 @@ import pandas as pd
 
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 
+# Where a user officially obtains the files this reader parses (`eval --check-data` prints it).
+SOURCE = "https://susanqq.github.io/UTKFace/ (the aligned and cropped faces, *.jpg.chip.jpg)"
+
 GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
 # The date part has 17 (a few 18) digits in the release; the in-the-wild variant drops the `.chip.jpg` suffix.

@@ -6,6 +6,7 @@ of finished evals.
         --path fer2013=~/fer2013_images --split test --templates ensemble
     focus-pipeline eval --compare evals/clip evals/focusclip
     focus-pipeline eval --list-tasks
+    focus-pipeline eval --check-data --data-root ~/eval-data     # what is found where, and what is missing
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def _evaluate(
     list_tasks: Annotated[
         bool, typer.Option("--list-tasks", help="Print the task registry and exit.")
     ] = False,
+    check_data: Annotated[
+        bool,
+        typer.Option(
+            "--check-data",
+            help="For each task: is its dataset found, what is in it, the layout expected, where to get it.",
+        ),
+    ] = False,
 ) -> None:
     """Score a model zero-shot on human-centric tasks (or compare finished evals)."""
     from evaluation.tasks import PAPER_TASKS, TASKS
@@ -126,7 +134,7 @@ def _evaluate(
     every_split, splits = _parse_splits(split or [])
     chosen = _task_ids([*(tasks or []), *(entries or [])]) or list(PAPER_TASKS)
     cfg = EvalConfig(
-        run=run,
+        run=run if not check_data else None,
         arch=arch,
         checkpoint=str(checkpoint) if checkpoint else None,
         tasks=tuple(chosen),
@@ -142,6 +150,9 @@ def _evaluate(
         limit=limit,
         overwrite=overwrite,
     )
+    if check_data:
+        _check_data(cfg)
+        return
     results = evaluate(cfg, state.store)
     for r in results:
         if r["status"] == "ok":
@@ -152,6 +163,16 @@ def _evaluate(
             )
         else:
             typer.echo(f"{r['task']:20s} {r['status']}: {r.get('message', '')}")
+
+
+def _check_data(cfg) -> None:
+    from evaluation.data_check import check_task, dataset_hint, format_checks
+    from evaluation.run import dataset_roots
+
+    tasks = cfg.resolved_tasks()
+    roots = dataset_roots(cfg, tasks)
+    checks = [check_task(t, roots[t.dataset], cfg.split_for(t), roots) for t in tasks]
+    typer.echo(format_checks(checks, {t.id: dataset_hint(t) for t in tasks}))
 
 
 def _compare(entries: list[str], name: str | None) -> None:
