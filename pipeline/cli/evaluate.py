@@ -4,7 +4,7 @@ of finished evals.
     focus-pipeline eval --run demo-focusclip --data-root ~/eval-data
     focus-pipeline eval --arch ViT-B-16 --checkpoint model.pt --tasks fer2013-emotion utkface-age \
         --path fer2013=~/fer2013_images --split test --templates ensemble
-    focus-pipeline eval --compare evals/clip evals/focusclip
+    focus-pipeline eval --compare evals/clip evals/focusclip      # beside the paper's published Table 2
     focus-pipeline eval --list-tasks
 """
 
@@ -94,8 +94,15 @@ def _evaluate(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")] = False,
     compare: Annotated[
-        bool, typer.Option("--compare", help="Compare the evals given as arguments (Table 2 layout).")
+        bool,
+        typer.Option(
+            "--compare",
+            help="Compare the evals given as arguments (Table 2 layout), beside the paper's published rows.",
+        ),
     ] = False,
+    paper: Annotated[
+        bool, typer.Option("--paper/--no-paper", help="With --compare: show the paper's Table 2 rows.")
+    ] = True,
     list_tasks: Annotated[
         bool, typer.Option("--list-tasks", help="Print the task registry and exit.")
     ] = False,
@@ -110,7 +117,7 @@ def _evaluate(
         typer.echo("(* = the paper's ten, the default)")
         return
     if compare:
-        _compare(entries or [], name)
+        _compare(entries or [], name, paper)
         return
     if entries:
         unknown = [e for e in entries if e not in TASKS]
@@ -154,16 +161,16 @@ def _evaluate(
             typer.echo(f"{r['task']:20s} {r['status']}: {r.get('message', '')}")
 
 
-def _compare(entries: list[str], name: str | None) -> None:
+def _compare(entries: list[str], name: str | None, paper: bool) -> None:
     from evaluation.compare import compare
 
     store = state.store
     report = name or "compare"
     # A comparison is derived from the evals it names and cheap to redo, so it replaces an older one.
     with store.create(
-        "reports", report, stage="eval-compare", config={"evals": entries}, overwrite=True
+        "reports", report, stage="eval-compare", config={"evals": entries, "paper": paper}, overwrite=True
     ) as w:
-        table = compare(entries, store, out_dir=w.dir)
+        table = compare(entries, store, out_dir=w.dir, paper=paper)
         w.counts.update(evals=len(table.rows), tasks=len(table.columns))
     typer.echo(table.markdown)
     typer.echo(f"wrote reports/{report} (comparison.md, comparison.png)", err=True)
