@@ -55,6 +55,7 @@ class EvalConfig:
     paths: dict[str, str] = field(default_factory=dict)
     split: str | None = None
     splits: dict[str, str] = field(default_factory=dict)
+    utk_split_list: str | None = None
     templates: str = "paper"
     batch_size: int = 64
     workers: int = 2
@@ -213,11 +214,14 @@ def evaluate_task(
         "templates": cfg.templates,
         "data_path": str(root),
     }
+    options = dict(task.options)
+    if cfg.utk_split_list and task.dataset == "utkface":
+        options["split_list"] = str(Path(cfg.utk_split_list).expanduser())
     started = time.perf_counter()
     try:
         if not root.exists():
             raise DataAbsent(f"dataset folder {root} does not exist", [root])
-        read = task.read(ReaderInput(root=root, split=split, options=dict(task.options), paths=roots))
+        read = task.read(ReaderInput(root=root, split=split, options=options, paths=roots))
     except DataAbsent as err:
         log.warning("%s: skipped, %s (looked for %s)", task.id, err, ", ".join(err.looked_for))
         return result | {"status": "skipped", "message": str(err), "looked_for": err.looked_for}
@@ -307,6 +311,8 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     if cfg.batch_size < 1 or cfg.workers < 0:
         raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
     tasks = cfg.resolved_tasks()
+    if cfg.utk_split_list and not Path(cfg.utk_split_list).expanduser().is_file():
+        raise PipelineError(f"--utk-split-list {cfg.utk_split_list}: no such file (a list of image names)")
     name = default_name(cfg)
     if store.exists("evals", name) and not cfg.overwrite:
         raise PipelineError(f"evals/{name} already exists in {store.root} (pass --overwrite or a new --name)")

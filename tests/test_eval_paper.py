@@ -1,10 +1,16 @@
-"""The paper's published Table 2 as data, shown by `eval --compare` beside our rows."""
+"""The reference protocol: the paper's published Table 2 as data, shown by `eval --compare` beside our
+rows; Kinetics-400's labelled test split (val when absent, said in the result); UTKFace's split list."""
 
 from __future__ import annotations
 
 import json
+import os
+
+import pandas as pd
+from PIL import Image
 
 from evaluation.compare import published
+from evaluation.readers import READERS, ReaderInput
 from evaluation.tasks import PAPER_TASKS
 
 # Table 2 of arXiv 2403.06904 as DESIGN.md quotes it (CLIP / FocusCLIP / simulated random, in %).
@@ -81,3 +87,46 @@ def test_compare_puts_the_paper_beside_our_columns(cli, store, tmp_path):
     assert store.meta("reports", "cmp")["config"] == {"evals": [str(ours)], "paper": True}
     res = cli("eval", "--compare", str(ours), "--no-paper")
     assert res.exit_code == 0 and "(paper)" not in res.output
+
+
+def frames(root, rows):
+    """One ready frame per clip (the reader uses `<youtube_id>_<start>_<end>.jpg` as is)."""
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    for r in rows.itertuples():
+        Image.new("RGB", (8, 8)).save(
+            root / "frames" / f"{r.youtube_id}_{r.time_start:06d}_{r.time_end:06d}.jpg"
+        )
+
+
+def test_kinetics_scores_the_labelled_test_split_when_present(shared_data, tmp_path):
+    val = pd.read_csv(shared_data / "kinetics400" / "kinetics-400_val.csv")
+    os.symlink(shared_data / "kinetics400" / "kinetics-400_val.csv", tmp_path / "kinetics-400_val.csv")
+    test = val.iloc[[5, 300, 9000]].assign(split="test")
+    frames(tmp_path, pd.concat([val.iloc[[0, 1]], test]))  # test rows are val rows here, so val has 5
+    # ActivityNet's test CSV has no label column: alone, it sends the task to val, with a note.
+    test.drop(columns=["label"]).to_csv(tmp_path / "kinetics-400_test.csv", index=False)
+    out = READERS["kinetics400"](ReaderInput(root=tmp_path, split="test"))
+    assert out.split == "val" and len(out.samples) == 5 and "scored the val split instead" in out.notes[0]
+    # A labelled test CSV (CVDF's annotations/test.csv) beside it: test is scored, as in the reference.
+    (tmp_path / "annotations").mkdir()
+    test.to_csv(tmp_path / "annotations" / "test.csv", index=False)
+    out = READERS["kinetics400"](ReaderInput(root=tmp_path, split="test"))
+    assert out.split == "test" and not out.notes and not out.skipped
+    assert [s.labels["action"] for s in out.samples] == list(test["label"])
+
+
+def test_utk_split_list_through_the_cli(cli, store, shared_data, tmp_path):
+    images = sorted(p.name for p in (shared_data / "utkface" / "images").iterdir())
+    # The reference's val list: a CSV of names without the `.chip.jpg` suffix; one is not in our folder.
+    listed = [n.removesuffix(".chip.jpg") for n in images[:3]] + ["99_0_0_20170101000000000.jpg"]
+    pd.DataFrame({"img_name": listed}).to_csv(tmp_path / "val.csv", index=False)
+    common = ["--arch", "focus-tiny", "--tasks", "utkface-age", "--workers", "0"]
+    common += ["--path", f"utkface={shared_data / 'utkface' / 'images'}"]
+    res = cli("eval", *common, "--utk-split-list", tmp_path / "val.csv", "--name", "utk")
+    assert res.exit_code == 0, res.output
+    (r,) = json.loads((store.path("evals", "utk") / "results.json").read_text())
+    assert r["status"] == "ok" and r["split"] == "list val.csv" and r["n_samples"] == 3
+    assert r["skipped"] == {"image missing": 1} and str(tmp_path / "val.csv") in r["notes"][0]
+    assert store.meta("evals", "utk")["config"]["utk_split_list"] == str(tmp_path / "val.csv")
+    res = cli("eval", *common, "--utk-split-list", tmp_path / "nope.txt")
+    assert res.exit_code == 2 and "--utk-split-list" in res.output and "no such file" in res.output

@@ -79,6 +79,14 @@ def _evaluate(
             "--split", help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable)."
         ),
     ] = None,
+    utk_split_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--utk-split-list",
+            help="UTKFace: score only the images named in this file (one per line, or a CSV with img_name; "
+            "the reference scores its val list).",
+        ),
+    ] = None,
     templates: Annotated[
         str, typer.Option("--templates", help="paper: the paper's single prompt; ensemble: average several.")
     ] = "paper",
@@ -141,6 +149,7 @@ def _evaluate(
         paths=_parse_paths(path or []),
         split=every_split,
         splits=splits,
+        utk_split_list=str(utk_split_list) if utk_split_list else None,
         templates=templates,
         batch_size=batch_size,
         workers=workers,
