@@ -49,6 +49,7 @@ class Comparison:
     analytic: list[float | None] = field(default_factory=list)  # k / C per column
     published: list[tuple[str, list[float | None]]] = field(default_factory=list)  # the paper's rows
     notes: dict[str, str] = field(default_factory=dict)  # task -> why its published cells need a caveat
+    splits: list[str] = field(default_factory=list)  # "row: task on split" where a row left the default
     markdown: str = ""
     files: list[Path] = field(default_factory=list)
 
@@ -112,9 +113,15 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None 
     if not runs and paper is not None:
         columns = {t: Column(t, TASKS[t].name, TASKS[t].group, TASKS[t].k) for t in PAPER_TASKS}
     ordered = sorted(columns.values(), key=lambda c: _order(c.task, c.group))
-    rows = []
+    rows, splits = [], []
     for label, results in runs:
         by_task = {r["task"]: r for r in results if r.get("status", "ok") == "ok"}
+        # e.g. Kinetics-400 scored on val where the test annotations have no labels
+        splits += [
+            f"{label}: {r.get('title', task)} on {r['split']} (the task's default: {TASKS[task].split})"
+            for task, r in by_task.items()
+            if task in TASKS and r.get("split", TASKS[task].split) != TASKS[task].split
+        ]
         rows.append(
             (
                 label,
@@ -122,7 +129,11 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None 
             )
         )
     table = Comparison(
-        ordered, rows, [random.get(c.task) for c in ordered], [analytic.get(c.task) for c in ordered]
+        ordered,
+        rows,
+        [random.get(c.task) for c in ordered],
+        [analytic.get(c.task) for c in ordered],
+        splits=splits,
     )
     if paper is not None:
         table.published = [(label, [acc.get(c.task) for c in ordered]) for label, acc in paper.acc.items()]
@@ -160,6 +171,8 @@ def markdown(table: Comparison) -> str:
             for c, v in zip(table.columns, values, strict=True)
         ]
         lines.append("| " + " | ".join([label, *cells, _average(values)]) + " |")
+    if table.splits:
+        lines += ["", "Scored on another split than the task's default:", *(f"- {s}" for s in table.splits)]
     if table.published:
         lines += ["", "(paper): published in Table 2 of arXiv 2403.06904, not measured here."]
         lines += [f"{PUBLISHED_MARK} {TASKS[task].name}: {note}." for task, note in table.notes.items()]
@@ -216,6 +229,7 @@ def compare(
             "rows": [{"label": label, "acc": values} for label, values in table.rows]
             + [{"label": label, "acc": values, "published": True} for label, values in table.published],
             "notes": table.notes,
+            "splits": table.splits,
         }
         (out_dir / "comparison.json").write_text(json.dumps(data, indent=2) + "\n")
         plot(table, out_dir / "comparison.png")

@@ -69,7 +69,7 @@ def test_compare_puts_the_paper_beside_our_columns(cli, store, tmp_path):
     ours.mkdir()
     rows = [
         result("utkface-race", "Race", "UTKFace", 1, 0.5),
-        result("utkface-age", "Age", "UTKFace", 1, 0.25),
+        result("utkface-age", "Age", "UTKFace", 1, 0.25) | {"split": "list val.csv"},
     ]
     (ours / "results.json").write_text(json.dumps(rows))
     res = cli("eval", "--compare", str(ours), "--name", "cmp")
@@ -78,6 +78,7 @@ def test_compare_puts_the_paper_beside_our_columns(cli, store, tmp_path):
     assert "| ours | 25.00 | 50.00 | 37.50 |" in res.output
     assert "| FocusCLIP (paper) | 35.13 | - | 35.13 (1/2) |" in res.output
     assert "†" not in res.output  # the Stanford caveat only comes with a Stanford column
+    assert "- ours: UTKFace on list val.csv (the task's default: all)" in res.output
     saved = json.loads((store.path("reports", "cmp") / "comparison.json").read_text())
     assert [r["label"] for r in saved["rows"] if r.get("published")] == [
         "CLIP (paper)",
