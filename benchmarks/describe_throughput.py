@@ -88,7 +88,11 @@ def paper_baseline(rows: list[ImageAnnotation], url: str, requests: int, out: Pa
     started = time.perf_counter()
     for ann in rows[:requests]:
         reply = client.chat.completions.create(
-            model="fake", messages=tpl.messages(image_context(ann)), temperature=0.5, max_tokens=512
+            model="fake",
+            messages=tpl.messages(image_context(ann)),
+            temperature=0.5,
+            max_tokens=512,
+            frequency_penalty=1.0,
         )
         results[ann.image] = reply.choices[0].message.content
         out.write_text(json.dumps(results, indent=2))

@@ -1,7 +1,9 @@
 """Several evals side by side, in the layout of the paper's Table 2: tasks as columns grouped Action / Age /
 Emotion / Race, one row per eval, a random-baseline row and an average column; plus a grouped bar chart.
+The paper's published Table 2 (evaluation/paper_table2.csv) is shown beside them, its rows marked "(paper)".
 
     focus-pipeline eval --compare evals/clip evals/focusclip   # prints it, writes reports/compare
+    focus-pipeline eval --compare                              # the published Table 2 alone
     from evaluation.compare import compare
     table = compare(["evals/clip", "evals/focusclip"], store, out_dir=Path("out"))
     print(table.markdown)
@@ -11,19 +13,24 @@ An entry is a folder holding results.json, or the name of an evals artifact (wit
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evaluation.tasks import GROUPS, PAPER_TASKS
+from evaluation.tasks import GROUPS, PAPER_TASKS, TASKS
 from pipeline.errors import PipelineError
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
+
+PAPER_TABLE = Path(__file__).parent / "paper_table2.csv"
+PUBLISHED_MARK = "†"
 
 
 @dataclass
@@ -40,8 +47,37 @@ class Comparison:
     rows: list[tuple[str, list[float | None]]]  # (label, acc@k per column in [0, 1])
     random: list[float | None]  # the simulated random classifier per column (the paper's "Sim. Rand")
     analytic: list[float | None] = field(default_factory=list)  # k / C per column
+    published: list[tuple[str, list[float | None]]] = field(default_factory=list)  # the paper's rows
+    notes: dict[str, str] = field(default_factory=dict)  # task -> why its published cells need a caveat
+    splits: list[str] = field(default_factory=list)  # "row: task on split" where a row left the default
     markdown: str = ""
     files: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Published:
+    """The paper's Table 2: acc@k in [0, 1] by model label and task id, and a caveat per task where needed."""
+
+    acc: dict[str, dict[str, float]]
+    notes: dict[str, str]
+
+
+@cache
+def published(path: Path = PAPER_TABLE) -> Published:
+    """Table 2 of arXiv 2403.06904 as stored data: one row per task, one column per model (in %), a note."""
+    acc: dict[str, dict[str, float]] = {}
+    notes: dict[str, str] = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        models = [c for c in reader.fieldnames or [] if c not in ("task", "note")]
+        for line, row in enumerate(reader, start=2):
+            if row["task"] not in TASKS:
+                raise PipelineError(f"{path} line {line}: unknown task {row['task']!r}")
+            for model in models:
+                acc.setdefault(f"{model} (paper)", {})[row["task"]] = float(row[model]) / 100
+            if row["note"]:
+                notes[row["task"]] = row["note"]
+    return Published(acc, notes)
 
 
 def load_results(entry: str | Path, store: Store | None) -> tuple[str, list[dict[str, Any]]]:
@@ -59,8 +95,9 @@ def _order(task: str, group: str) -> tuple[int, int, str]:
     return g, PAPER_TASKS.index(task) if task in PAPER_TASKS else len(PAPER_TASKS), task
 
 
-def build(runs: list[tuple[str, list[dict[str, Any]]]]) -> Comparison:
-    """The table's numbers from each eval's results (tasks any eval scored become columns)."""
+def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None = None) -> Comparison:
+    """The table's numbers from each eval's results (tasks any eval scored become columns; with no eval,
+    the paper's ten), with the paper's published rows beside them when given."""
     columns: dict[str, Column] = {}
     random: dict[str, float] = {}
     analytic: dict[str, float] = {}
@@ -73,19 +110,35 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]]) -> Comparison:
                 if r.get("random", {}).get("simulated") is not None:
                     random.setdefault(r["task"], r["random"]["simulated"])
                     analytic.setdefault(r["task"], r["random"]["analytic"])
+    if not runs and paper is not None:
+        columns = {t: Column(t, TASKS[t].name, TASKS[t].group, TASKS[t].k) for t in PAPER_TASKS}
     ordered = sorted(columns.values(), key=lambda c: _order(c.task, c.group))
-    rows = []
+    rows, splits = [], []
     for label, results in runs:
         by_task = {r["task"]: r for r in results if r.get("status", "ok") == "ok"}
+        # e.g. Kinetics-400 scored on val where the test annotations have no labels
+        splits += [
+            f"{label}: {r.get('title', task)} on {r['split']} (the task's default: {TASKS[task].split})"
+            for task, r in by_task.items()
+            if task in TASKS and r.get("split", TASKS[task].split) != TASKS[task].split
+        ]
         rows.append(
             (
                 label,
                 [by_task[c.task]["metrics"][f"acc@{c.k}"] if c.task in by_task else None for c in ordered],
             )
         )
-    return Comparison(
-        ordered, rows, [random.get(c.task) for c in ordered], [analytic.get(c.task) for c in ordered]
+    table = Comparison(
+        ordered,
+        rows,
+        [random.get(c.task) for c in ordered],
+        [analytic.get(c.task) for c in ordered],
+        splits=splits,
     )
+    if paper is not None:
+        table.published = [(label, [acc.get(c.task) for c in ordered]) for label, acc in paper.acc.items()]
+        table.notes = {c.task: paper.notes[c.task] for c in ordered if c.task in paper.notes}
+    return table
 
 
 def _cell(x: float | None) -> str:
@@ -109,8 +162,20 @@ def markdown(table: Comparison) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for label, values in [*table.rows, ("Sim. random", table.random), ("Random (k/C)", table.analytic)]:
+    baselines = [("Sim. random", table.random), ("Random (k/C)", table.analytic)] if table.rows else []
+    for label, values in [*table.rows, *baselines]:
         lines.append("| " + " | ".join([label, *map(_cell, values), _average(values)]) + " |")
+    for label, values in table.published:
+        cells = [
+            _cell(v) + (PUBLISHED_MARK if v is not None and c.task in table.notes else "")
+            for c, v in zip(table.columns, values, strict=True)
+        ]
+        lines.append("| " + " | ".join([label, *cells, _average(values)]) + " |")
+    if table.splits:
+        lines += ["", "Scored on another split than the task's default:", *(f"- {s}" for s in table.splits)]
+    if table.published:
+        lines += ["", "(paper): published in Table 2 of arXiv 2403.06904, not measured here."]
+        lines += [f"{PUBLISHED_MARK} {TASKS[task].name}: {note}." for task, note in table.notes.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -120,7 +185,8 @@ def plot(table: Comparison, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = [*table.rows, ("Sim. random", table.random)]
+    series = [*table.rows, ("Sim. random", table.random)] if table.rows else []
+    series += table.published
     n, width = len(table.columns), 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * n + 2), 4.0))
     x = np.arange(n)
@@ -131,7 +197,8 @@ def plot(table: Comparison, path: Path) -> None:
             heights,
             width,
             label=label,
-            color="#999999" if label == "Sim. random" else None,
+            color="#999999" if label.startswith("Sim. random") else None,
+            hatch="//" if label.endswith("(paper)") else None,
         )
     ax.set_xticks(x, [f"{c.title}\n{c.group} @{c.k}" for c in table.columns], fontsize=7)
     ax.set_ylabel("accuracy (%)")
@@ -142,11 +209,14 @@ def plot(table: Comparison, path: Path) -> None:
     plt.close(fig)
 
 
-def compare(entries: list[str | Path], store: Store | None = None, out_dir: Path | None = None) -> Comparison:
-    """Load each eval, build the table; with out_dir, write comparison.md, comparison.json, comparison.png."""
-    if not entries:
+def compare(
+    entries: list[str | Path], store: Store | None = None, out_dir: Path | None = None, *, paper: bool = True
+) -> Comparison:
+    """Load each eval, build the table (with the paper's published rows unless paper=False); with out_dir,
+    write comparison.md, comparison.json, comparison.png."""
+    if not entries and not paper:
         raise PipelineError("--compare needs at least one eval (a folder with results.json or an evals name)")
-    table = build([load_results(e, store) for e in entries])
+    table = build([load_results(e, store) for e in entries], published() if paper else None)
     if not table.columns:
         raise PipelineError("none of the given evals has a scored task to compare")
     table.markdown = markdown(table)
@@ -156,7 +226,10 @@ def compare(entries: list[str | Path], store: Store | None = None, out_dir: Path
         data = {
             "columns": [c.__dict__ for c in table.columns],
             "random": table.random,
-            "rows": [{"label": label, "acc": values} for label, values in table.rows],
+            "rows": [{"label": label, "acc": values} for label, values in table.rows]
+            + [{"label": label, "acc": values, "published": True} for label, values in table.published],
+            "notes": table.notes,
+            "splits": table.splits,
         }
         (out_dir / "comparison.json").write_text(json.dumps(data, indent=2) + "\n")
         plot(table, out_dir / "comparison.png")

@@ -1,6 +1,6 @@
 """`eval --check-data`: per task, is its dataset where eval looks, what is in it, and where to get it.
 
-    check = check_task(task, root, split, roots)        # only the reader runs: no model
+    check = check_task(task, root, split, roots, options)     # only the reader runs: no model
     print(format_checks([check], {task.id: dataset_hint(task)}))
 
 A task's expected layout is its reader's own description (the reader module's docstring, the one home of
@@ -45,12 +45,14 @@ def dataset_hint(task: Task) -> str:
     return f"{hint}; official source: {source}" if source else hint
 
 
-def check_task(task: Task, root: Path, split: str, paths: dict[str, Path]) -> DataCheck:
+def check_task(
+    task: Task, root: Path, split: str, paths: dict[str, Path], options: dict[str, str]
+) -> DataCheck:
     check = DataCheck(task.id, task.dataset, str(root), "found", split)
     try:
         if not root.exists():
             raise DataAbsent(f"dataset folder {root} does not exist", [root])
-        read = task.read(ReaderInput(root=root, split=split, options=dict(task.options), paths=paths))
+        read = task.read(ReaderInput(root=root, split=split, options=options, paths=paths))
     except DataAbsent as err:
         check.status, check.message, check.looked_for = "missing", str(err), err.looked_for
         return check

@@ -56,6 +56,7 @@ class EvalConfig:
     paths: dict[str, str] = field(default_factory=dict)
     split: str | None = None
     splits: dict[str, str] = field(default_factory=dict)
+    utk_split_list: str | None = None
     templates: str = "paper"
     batch_size: int = 64
     workers: int = 2
@@ -75,6 +76,12 @@ class EvalConfig:
             else:
                 raise PipelineError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
         return out
+
+    def options_for(self, task: Task) -> dict[str, str]:
+        options = dict(task.options)
+        if self.utk_split_list and task.dataset == "utkface":
+            options["split_list"] = str(Path(self.utk_split_list).expanduser())
+        return options
 
     def split_for(self, task: Task) -> str:
         return self.splits.get(task.id) or self.splits.get(task.dataset) or self.split or task.split
@@ -217,11 +224,12 @@ def evaluate_task(
         "templates": cfg.templates,
         "data_path": str(root),
     }
+    options = cfg.options_for(task)
     started = time.perf_counter()
     try:
         if not root.exists():
             raise DataAbsent(f"dataset folder {root} does not exist", [root])
-        read = task.read(ReaderInput(root=root, split=split, options=dict(task.options), paths=roots))
+        read = task.read(ReaderInput(root=root, split=split, options=options, paths=roots))
     except DataAbsent as err:
         hint = dataset_hint(task)
         log.warning("%s: skipped, %s (looked for %s); %s", task.id, err, ", ".join(err.looked_for), hint)
@@ -312,6 +320,8 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     if cfg.batch_size < 1 or cfg.workers < 0:
         raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
     tasks = cfg.resolved_tasks()
+    if cfg.utk_split_list and not Path(cfg.utk_split_list).expanduser().is_file():
+        raise PipelineError(f"--utk-split-list {cfg.utk_split_list}: no such file (a list of image names)")
     name = default_name(cfg)
     if store.exists("evals", name) and not cfg.overwrite:
         raise PipelineError(f"evals/{name} already exists in {store.root} (pass --overwrite or a new --name)")

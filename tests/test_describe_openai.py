@@ -104,7 +104,7 @@ def test_every_fault_ends_in_one_status(server, mpii, rows, tagged):
     assert ok.response_id.notna().all() and (ok.prompt_tokens > 0).all() and (ok.completion_tokens > 0).all()
     meta = mpii.meta("descriptions", "mpii")
     assert meta["counts"]["ok"] == N - 4 and meta["counts"]["error"] == 1 and meta["counts"]["refused"] == 2
-    assert meta["config"]["sampling"] == {"temperature": 0.5, "max_tokens": 512}
+    assert meta["config"]["sampling"] == {"temperature": 0.5, "max_tokens": 512, "frequency_penalty": 1.0}
     assert meta["config"]["template_hash"] == df.template_hash.iloc[0]
 
 

@@ -401,7 +401,7 @@ def test_kinetics_real_csv_clips_and_decode(shared_data, tmp_path):
     write_clip(root / "val" / f"{stems[1]}.mp4")
     (root / "val" / f"{stems[2]}.mp4").write_bytes(b"not a video at all" * 50)
     out = READERS["kinetics400"](ReaderInput(root=root, split="test"))
-    assert out.split == "val" and out.notes  # test has no labels: the paper scores val
+    assert out.split == "val" and out.notes  # no labelled test annotations here: val is scored
     assert len(out.classes) == 400 and out.classes[:2] == ("abseiling", "air drumming")
     assert set(out.classes) == set(csv["label"])
     assert [s.name for s in out.samples] == stems and out.skipped == {"clip missing": len(csv) - 3}

@@ -4,7 +4,8 @@ do not follow the pattern (the real release has five) are counted and skipped.
 
 Split: no official one, so `all` takes every image; any other split name is a list of file names
 (`<root>/<split>.txt`, one per line, or FocusCLIP's `<root>/annotations/<split>.csv` with `img_name`)
-that restricts the set.
+that restricts the set. The `split_list` option (`eval --utk-split-list FILE`) names such a file anywhere,
+e.g. the reference's val list, and wins over the split name.
 """
 
 from __future__ import annotations
@@ -60,22 +61,40 @@ def _stem(name: str) -> str:
     return name.split("/")[-1].removesuffix(".chip.jpg")
 
 
+def read_name_list(path: Path) -> set[str]:
+    """The image names (without `.chip.jpg`) of a split list: a CSV with an `img_name` column (FocusCLIP's
+    annotations/<split>.csv, names without the suffix) or any other file with one name per line."""
+    if path.suffix == ".csv":
+        names = pd.read_csv(path, dtype=str)
+        if "img_name" not in names.columns:
+            raise ValueError(f"{path}: a CSV split list needs an img_name column")
+        return {_stem(n) for n in names["img_name"].dropna()}
+    return {_stem(line.strip()) for line in path.read_text().splitlines() if line.strip()}
+
+
 def _restriction(root: Path, split: str) -> set[str] | None:
-    """The names (without `.chip.jpg`) a split list allows, or None for every image."""
+    """The names a split list allows, or None for every image."""
     if split == "all":
         return None
     txt, csv = root / f"{split}.txt", root / "annotations" / f"{split}.csv"
-    if txt.is_file():
-        return {_stem(line.strip()) for line in txt.read_text().splitlines() if line.strip()}
-    if csv.is_file():  # FocusCLIP's split CSVs: column img_name, without the `.chip.jpg` suffix
-        return {_stem(n) for n in pd.read_csv(csv, dtype=str)["img_name"]}
-    raise DataAbsent(f"UTKFace has no official splits; no list of names for split {split!r}", [txt, csv])
+    found = next((p for p in (txt, csv) if p.is_file()), None)
+    if found is None:
+        raise DataAbsent(f"UTKFace has no official splits; no list of names for split {split!r}", [txt, csv])
+    return read_name_list(found)
 
 
 def read(inp: ReaderInput) -> ReadResult:
     folder = _image_dir(inp.root)
-    allowed = _restriction(inp.root, inp.split)
     out = ReadResult()
+    if "split_list" in inp.options:
+        listed = Path(inp.options["split_list"])
+        if not listed.is_file():
+            raise DataAbsent("the UTKFace split list is absent", [listed])
+        allowed: set[str] | None = read_name_list(listed)
+        out.split = f"list {listed.name}"
+        out.notes.append(f"scored only the {len(allowed)} images listed in {listed}")
+    else:
+        allowed = _restriction(inp.root, inp.split)
     seen: set[str] = set()
     for path in sorted(folder.iterdir()):
         if not path.is_file() or ".jpg" not in path.name:

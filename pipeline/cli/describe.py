@@ -46,8 +46,22 @@ def _describe(
             "(or description.j2 for rules). Default: paper (openai), rules (rules)."
         ),
     ] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
-    max_tokens: Annotated[int, typer.Option(help="Completion token limit per request.")] = 512,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Sampling temperature. Default: the template's defaults.json (paper: 0.5), else 0.5."
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Completion token limit per request. Default: the template's (paper: 512), else 512."
+        ),
+    ] = None,
+    frequency_penalty: Annotated[
+        float | None,
+        typer.Option(help="Frequency penalty. Default: the template's (paper: 1.0), else not sent."),
+    ] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling (not sent when unset).")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (not sent when unset).")] = None,
     samples: Annotated[
@@ -98,6 +112,7 @@ def _describe(
     cfg = DescribeConfig(
         annotations=annotations, backend=backend, name=name, model=model, base_url=base_url, api_key=api_key,
         template=template, temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
+        frequency_penalty=frequency_penalty,
         samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,
         backoff=backoff, max_cost=max_cost, price_input=price_input, price_output=price_output, prices=prices,
         limit=limit, shard=Shard.parse(shard) if shard else None, retry=statuses, dry_run=dry_run,

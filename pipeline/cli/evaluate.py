@@ -4,7 +4,7 @@ of finished evals.
     focus-pipeline eval --run demo-focusclip --data-root ~/eval-data
     focus-pipeline eval --arch ViT-B-16 --checkpoint model.pt --tasks fer2013-emotion utkface-age \
         --path fer2013=~/fer2013_images --split test --templates ensemble
-    focus-pipeline eval --compare evals/clip evals/focusclip
+    focus-pipeline eval --compare evals/clip evals/focusclip      # beside the paper's published Table 2
     focus-pipeline eval --list-tasks
     focus-pipeline eval --check-data --data-root ~/eval-data     # what is found where, and what is missing
 """
@@ -80,6 +80,14 @@ def _evaluate(
             "--split", help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable)."
         ),
     ] = None,
+    utk_split_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--utk-split-list",
+            help="UTKFace: score only the images named in this file (one per line, or a CSV with img_name; "
+            "the reference scores its val list).",
+        ),
+    ] = None,
     templates: Annotated[
         str, typer.Option("--templates", help="paper: the paper's single prompt; ensemble: average several.")
     ] = "paper",
@@ -95,8 +103,15 @@ def _evaluate(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")] = False,
     compare: Annotated[
-        bool, typer.Option("--compare", help="Compare the evals given as arguments (Table 2 layout).")
+        bool,
+        typer.Option(
+            "--compare",
+            help="Compare the evals given as arguments (Table 2 layout), beside the paper's published rows.",
+        ),
     ] = False,
+    paper: Annotated[
+        bool, typer.Option("--paper/--no-paper", help="With --compare: show the paper's Table 2 rows.")
+    ] = True,
     list_tasks: Annotated[
         bool, typer.Option("--list-tasks", help="Print the task registry and exit.")
     ] = False,
@@ -118,7 +133,7 @@ def _evaluate(
         typer.echo("(* = the paper's ten, the default)")
         return
     if compare:
-        _compare(entries or [], name)
+        _compare(entries or [], name, paper)
         return
     if entries:
         unknown = [e for e in entries if e not in TASKS]
@@ -142,6 +157,7 @@ def _evaluate(
         paths=_parse_paths(path or []),
         split=every_split,
         splits=splits,
+        utk_split_list=str(utk_split_list) if utk_split_list else None,
         templates=templates,
         batch_size=batch_size,
         workers=workers,
@@ -171,20 +187,20 @@ def _check_data(cfg) -> None:
 
     tasks = cfg.resolved_tasks()
     roots = dataset_roots(cfg, tasks)
-    checks = [check_task(t, roots[t.dataset], cfg.split_for(t), roots) for t in tasks]
+    checks = [check_task(t, roots[t.dataset], cfg.split_for(t), roots, cfg.options_for(t)) for t in tasks]
     typer.echo(format_checks(checks, {t.id: dataset_hint(t) for t in tasks}))
 
 
-def _compare(entries: list[str], name: str | None) -> None:
+def _compare(entries: list[str], name: str | None, paper: bool) -> None:
     from evaluation.compare import compare
 
     store = state.store
     report = name or "compare"
     # A comparison is derived from the evals it names and cheap to redo, so it replaces an older one.
     with store.create(
-        "reports", report, stage="eval-compare", config={"evals": entries}, overwrite=True
+        "reports", report, stage="eval-compare", config={"evals": entries, "paper": paper}, overwrite=True
     ) as w:
-        table = compare(entries, store, out_dir=w.dir)
+        table = compare(entries, store, out_dir=w.dir, paper=paper)
         w.counts.update(evals=len(table.rows), tasks=len(table.columns))
     typer.echo(table.markdown)
     typer.echo(f"wrote reports/{report} (comparison.md, comparison.png)", err=True)

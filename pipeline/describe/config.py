@@ -13,6 +13,10 @@ BACKENDS = ("openai", "rules")
 STATUSES = ("ok", "truncated", "refused", "invalid", "error")
 FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what --retry-failed re-runs
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# The DescribeConfig fields sent to the LLM as sampling parameters (and what a defaults.json may set).
+SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_penalty")
+# What a run sends when neither the command line nor the template family sets it (the paper's values).
+FALLBACK_SAMPLING = {"temperature": 0.5, "max_tokens": 512}
 
 
 def public_base_url(url: str | None) -> str:
@@ -53,10 +57,12 @@ class DescribeConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never stored or logged
     template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
-    temperature: float = 0.5  # the paper's setting
-    max_tokens: int = 512  # the paper's setting
+    # Sampling: None takes the template family's defaults.json (with_defaults), then FALLBACK_SAMPLING.
+    temperature: float | None = None
+    max_tokens: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    frequency_penalty: float | None = None
     samples: int = 1  # descriptions per image (kept apart by the sample column)
     concurrency: int = 16
     rpm: float | None = None  # requests per minute
@@ -101,14 +107,17 @@ class DescribeConfig:
             return f"{base}.shard-{self.shard.index}-of-{self.shard.count}"
         return base
 
+    def with_defaults(self, defaults: dict[str, Any]) -> DescribeConfig:
+        """This config with every sampling field it leaves unset taken from a template family's defaults,
+        then from FALLBACK_SAMPLING: `describe --template paper` sends frequency_penalty 1.0, and
+        `--frequency-penalty 0` still wins."""
+        unset = {k: v for k, v in (FALLBACK_SAMPLING | defaults).items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **unset)
+
     def sampling(self) -> dict[str, Any]:
-        """Every parameter that changes an LLM's answer (part of each row's cache key)."""
-        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
-        if self.top_p is not None:
-            params["top_p"] = self.top_p
-        if self.seed is not None:
-            params["seed"] = self.seed
-        return params
+        """Every parameter that changes an LLM's answer (part of each row's cache key); unset ones are
+        not sent."""
+        return {k: getattr(self, k) for k in SAMPLING_FIELDS if getattr(self, k) is not None}
 
     def to_meta(self) -> dict[str, Any]:
         """The config as meta.json records it: no API key, shard as text."""

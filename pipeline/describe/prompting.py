@@ -5,14 +5,17 @@
     messages = tpl.messages(ctx)                    # [{"role": "system", ...}, {"role": "user", ...}]
 
 A family folder holds system.j2 + user.j2 (LLM prompts) or description.j2 (the rules describer writes the
-description itself). The folder's content hash goes into every row's cache key, so editing a template
-re-runs exactly the rows it changes.
+description itself), and optionally defaults.json: the family's sampling settings (paper: the reference's
+temperature 0.5, max_tokens 512, frequency_penalty 1.0), used where the command line sets none. The
+folder's content hash goes into every row's cache key, so editing a template re-runs exactly the rows it
+changes.
 
 Template variables: image, activity, category (None when unlabelled), num_people, keypoint_names, people
 (list of {index, position (left/center/right among the people, None when alone), position_rank (1 for the
 first person at that position), center, scale, keypoints ([x, y] per joint, -1 for unknown), known_joints,
 limb_joints ({limb: known joints of its 3}), facts (pipeline.geometry.PersonFacts: state, torso, head,
-limbs[name].bend/raised/above_head/..., arms_crossed, feet_apart)}), input_json (the paper's JSON input).
+limbs[name].bend/raised/above_head/..., arms_crossed, feet_apart)}), input_json (compact JSON: activity,
+count, people with center, scale, keypoints), reference_json (the reference code's user message, below).
 Facts are computed only for templates that mention them (geometry is most of the rendering time).
 """
 
@@ -27,11 +30,13 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from pipeline.describe.config import SAMPLING_FIELDS
 from pipeline.errors import PipelineError
 from pipeline.geometry import LIMBS, image_facts, person_center_x, positions
 from pipeline.records import KEYPOINT_NAMES, ImageAnnotation, known
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+DEFAULTS_FILE = "defaults.json"
 
 
 def template_hash(folder: Path) -> str:
@@ -48,6 +53,7 @@ class TemplateSet:
     folder: Path
     hash: str
     env: SandboxedEnvironment
+    defaults: dict[str, Any]  # the family's sampling settings (defaults.json), {} when it has none
 
     @property
     def uses_facts(self) -> bool:
@@ -96,8 +102,25 @@ def load_template(spec: str | Path) -> TemplateSet:
     )
     env.filters["tojson"] = lambda v: json.dumps(v, separators=(", ", ": "))
     return TemplateSet(
-        name=folder.resolve().name, folder=folder.resolve(), hash=template_hash(folder), env=env
+        name=folder.resolve().name,
+        folder=folder.resolve(),
+        hash=template_hash(folder),
+        env=env,
+        defaults=_read_defaults(folder / DEFAULTS_FILE),
     )
+
+
+def _read_defaults(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        defaults = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PipelineError(f"{path}: not valid JSON ({err})") from None
+    unknown = sorted(set(defaults) - set(SAMPLING_FIELDS)) if isinstance(defaults, dict) else None
+    if unknown is None or unknown:
+        raise PipelineError(f"{path}: expected an object with keys among {', '.join(SAMPLING_FIELDS)}")
+    return defaults
 
 
 def _num(v: float) -> float | int:
@@ -112,13 +135,12 @@ def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str,
     centers = [p.center for p in ann.people]
     facts = image_facts(kps_list, centers) if with_facts else None
     where = positions([person_center_x(k, c) for k, c in zip(kps_list, centers, strict=True)])
-    people, seen_at = [], {}
+    people, seen_at, int_keypoints = [], {}, []
     for i, person in enumerate(ann.people):
         mask = known(person.keypoints)
-        keypoints = [
-            [_num(x), _num(y)] if ok else [-1, -1]
-            for (x, y, _), ok in zip(person.keypoints.tolist(), mask.tolist(), strict=True)
-        ]
+        joints = list(zip(person.keypoints.tolist(), mask.tolist(), strict=True))
+        keypoints = [[_num(x), _num(y)] if ok else [-1, -1] for (x, y, _), ok in joints]
+        int_keypoints.append([[int(x), int(y)] if ok else [-1, -1] for (x, y, _), ok in joints])
         seen_at[where[i]] = seen_at.get(where[i], 0) + 1
         entry = {
             "index": i + 1,
@@ -138,6 +160,17 @@ def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str,
         "count": len(people),
         "people": [{"center": p["center"], "scale": p["scale"], "keypoints": p["keypoints"]} for p in people],
     }
+    # The reference's user message (src/captioning/convert_dataset.py, generate_captions.py of the paper's
+    # code): "<category>, <activity>", 0-based ids, keypoints truncated to int, [-1, -1] when not annotated.
+    reference_input = {
+        "activity": ", ".join(a for a in (ann.category, ann.activity) if a) or None,
+        "count": len(people),
+        "istrain": int(ann.split == "train"),
+        "people": [
+            {"id": i, "center": p["center"], "scale": p["scale"], "kpts": kpts}
+            for i, (p, kpts) in enumerate(zip(people, int_keypoints, strict=True))
+        ],
+    }
     return {
         "image": ann.image,
         "activity": ann.activity,
@@ -146,4 +179,5 @@ def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str,
         "keypoint_names": list(KEYPOINT_NAMES),
         "people": people,
         "input_json": json.dumps(paper_input, separators=(",", ":")),
+        "reference_json": json.dumps(reference_input),
     }

@@ -215,6 +215,7 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             "--backend rules describes offline"
         )
     tpl = _template(cfg)
+    cfg = cfg.with_defaults(tpl.defaults)
     price = (
         Price(0.0, 0.0)
         if cfg.backend == "rules"
