@@ -21,8 +21,8 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image, ImageDraw
 
-from pipeline.analyze.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.analyze.report import QUALITY_ROWS, faith_rows, table
+from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.heatmaps import roi_heatmap
 from pipeline.records import ImageAnnotation, known
 

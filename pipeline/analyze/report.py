@@ -122,9 +122,9 @@ def render_markdown(summary: dict) -> str:
            "run's image and text embeddings.", ""]  # fmt: skip
     if any(per[s].get("faithfulness") for s in sources):
         out += ["## Pose faithfulness", "", _md_table(header, table(sources, per, faith_rows(per))), "",
-                "Claims are parsed with the documented rules of pipeline/analyze/claims.py and checked "
+                "Claims are parsed with the documented rules of pipeline/claims.py and checked "
                 "against pipeline.geometry's facts about the annotated keypoints "
-                "(pipeline/analyze/faithfulness.py). "
+                "(pipeline/faithfulness.py). "
                 "Agreement = confirmed / (confirmed + contradicted); n = decided claims.", ""]  # fmt: skip
     else:
         out += ["## Pose faithfulness", "", "Not measured: no annotations were given or found.", ""]

@@ -24,16 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.analyze.claims import parse_claims
 from pipeline.analyze.controls import contradict
-from pipeline.analyze.faithfulness import (
-    CONFIRMED,
-    CONTRADICTED,
-    UNVERIFIABLE,
-    DescriptionChecks,
-    check_description,
-    faithfulness_summary,
-)
 from pipeline.analyze.gallery import card_image, data_uri, marked_html, render_html
 from pipeline.analyze.inputs import (
     STATUSES,
@@ -43,7 +34,16 @@ from pipeline.analyze.inputs import (
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
+from pipeline.claims import parse_claims
 from pipeline.errors import PipelineError
+from pipeline.faithfulness import (
+    CONFIRMED,
+    CONTRADICTED,
+    UNVERIFIABLE,
+    DescriptionChecks,
+    check_description,
+    faithfulness_summary,
+)
 from pipeline.geometry import PersonFacts, image_facts
 from pipeline.log import progress
 from pipeline.records import ImageAnnotation

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
+from pipeline.records import ImageAnnotation
 
 BACKENDS = ("openai", "rules")
 STATUSES = ("ok", "truncated", "refused", "invalid", "error")
 FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what --retry-failed re-runs
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-4o-mini"
+# Status ranks for --retry-invalid: a row keeps its best ask (ok, then a reply that has text, then none).
+RANK = {"ok": 0, "invalid": 1, "truncated": 2, "refused": 3, "error": 4}
 
 
 def public_base_url(url: str | None) -> str:
@@ -21,6 +28,35 @@ def public_base_url(url: str | None) -> str:
     parts = urlsplit(url or DEFAULT_BASE_URL)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def is_local(url: str | None) -> bool:
+    """A loopback or private-network endpoint (a vLLM / llama.cpp server of one's own): no key needed."""
+    host = urlsplit(url or DEFAULT_BASE_URL).hostname or ""
+    if host == "localhost" or host.endswith(".local"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_private  # loopback addresses are private too
+    except ValueError:
+        return False
+
+
+# An Authorization / api-key header value as a server may echo it back in an error body.
+_HEADER_SECRET = re.compile(
+    r"((?:authorization|proxy-authorization|api-key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)"
+    r"[^\s\"',;}]+",
+    re.I,
+)
+_BEARER = re.compile(r"\b(bearer\s+)[\w.~+/=-]{6,}", re.I)
+_OPENAI_KEY = re.compile(r"\bsk-[\w-]{16,}")
+
+
+def scrub(text: str, api_key: str | None) -> str:
+    """Error text safe to store or print: the API key and any Authorization / api-key value replaced."""
+    if api_key:
+        text = text.replace(api_key, "***")
+    text = _HEADER_SECRET.sub(r"\1***", text)
+    return _OPENAI_KEY.sub("sk-***", _BEARER.sub(r"\1***", text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +83,9 @@ class Shard:
 @dataclass(slots=True)
 class DescribeConfig:
     annotations: str
-    backend: str = "auto"  # openai | rules | auto (openai when a key or base URL is set)
+    backend: str = "auto"  # openai | rules | auto (openai when a key, base URL or model is given)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
-    model: str = "gpt-4o-mini"
+    model: str | None = None  # default DEFAULT_MODEL
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never stored or logged
     template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
@@ -64,7 +100,7 @@ class DescribeConfig:
     timeout: float = 60.0  # seconds per request
     max_retries: int = 5  # retries after the first attempt
     backoff: float = 0.5  # seconds before the first retry; doubles per attempt, jittered, Retry-After wins
-    max_cost: float | None = None  # USD: stop cleanly (resumable) once spent + in flight reaches it
+    max_cost: float | None = None  # USD for the artifact, all runs together (the journal records spending)
     price_input: float | None = None  # USD per 1M prompt tokens (overrides the table)
     price_output: float | None = None  # USD per 1M completion tokens
     prices: str | None = None  # a JSON file {model: {"input": x, "output": y}} merged over the table
@@ -76,10 +112,15 @@ class DescribeConfig:
     batch_size: int = 50_000  # lines per batch file (the API's limit)
     poll_interval: float = 30.0  # seconds between two batch status checks
     overwrite: bool = False  # discard the journal and start over
+    gate: Gate = field(default_factory=Gate)  # what a reply needs to be ok (pipeline.describe.validate)
+    retry_invalid: int = 0  # re-asks of an invalid / truncated reply (new seed, warmer), best one kept
+    max_error_share: float = 0.02  # more error rows than this: not published, non-zero exit
+    allow_partial: bool = False  # publish even past max_error_share
 
     def __post_init__(self) -> None:
-        if self.backend == "auto":  # an endpoint or key configured -> the LLM, else the offline describer
-            self.backend = "openai" if (self.api_key or self.base_url) else "rules"
+        if self.backend == "auto":  # an endpoint, key or model given -> the LLM, else the offline describer
+            self.backend = "openai" if (self.api_key or self.base_url or self.model) else "rules"
+        self.model = self.model or DEFAULT_MODEL
         if self.backend not in BACKENDS:
             raise PipelineError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         for status in self.retry:
@@ -93,6 +134,14 @@ class DescribeConfig:
             raise PipelineError("--max-retries must be 0 or more")
         if self.limit is not None and self.limit < 0:
             raise PipelineError("--limit must be 0 or more")
+        if self.retry_invalid < 0:
+            raise PipelineError("--retry-invalid must be 0 or more")
+        if self.retry_invalid and self.batch:
+            raise PipelineError(
+                "--retry-invalid re-asks live requests; with --batch, re-run with --retry invalid instead"
+            )
+        if not 0.0 <= self.max_error_share <= 1.0:
+            raise PipelineError("--max-error-share must be between 0 and 1")
 
     @property
     def artifact_name(self) -> str:
@@ -101,13 +150,16 @@ class DescribeConfig:
             return f"{base}.shard-{self.shard.index}-of-{self.shard.count}"
         return base
 
-    def sampling(self) -> dict[str, Any]:
-        """Every parameter that changes an LLM's answer (part of each row's cache key)."""
-        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+    def sampling(self, ask: int = 0) -> dict[str, Any]:
+        """Every parameter that changes an LLM's answer (ask 0's are part of each row's cache key). Re-ask
+        k > 0 (--retry-invalid) sends seed + k and a temperature 0.2 * k warmer (at most 1.0), so that a
+        deterministic server does not give the same reply again."""
+        temperature = self.temperature if ask == 0 else min(1.0, max(self.temperature, 0.0) + 0.2 * ask)
+        params: dict[str, Any] = {"temperature": round(temperature, 3), "max_tokens": self.max_tokens}
         if self.top_p is not None:
             params["top_p"] = self.top_p
-        if self.seed is not None:
-            params["seed"] = self.seed
+        if self.seed is not None or ask:
+            params["seed"] = (self.seed or 0) + ask
         return params
 
     def to_meta(self) -> dict[str, Any]:
@@ -115,6 +167,7 @@ class DescribeConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "api_key"}
         out["shard"] = None if self.shard is None else str(self.shard)
         out["retry"] = list(self.retry)
+        out["gate"] = dataclasses.asdict(self.gate)
         return out
 
 
@@ -129,10 +182,15 @@ class DescriptionRequest:
     template: str
     template_hash: str
     cache_key: str
-    ctx: dict[str, Any]  # the template context, kept for validation
+    annotation: ImageAnnotation  # the keypoints the gate checks the reply against
     messages: list[dict[str, str]] | None = None
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate, for plans and rate limits
+
+    @property
+    def prompt(self) -> str | None:
+        """The messages as one text (the gate's echo check)."""
+        return None if self.messages is None else "\n".join(m["content"] for m in self.messages)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, public_base_url
+from pipeline.describe.config import (
+    STATUSES,
+    DescribeConfig,
+    DescriptionRequest,
+    DescriptionResult,
+    is_local,
+    public_base_url,
+)
 from pipeline.describe.journal import FILE as JOURNAL_FILE
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price, estimate_prompt_tokens, price_for
@@ -101,7 +108,7 @@ def build_requests(
                     template=tpl.name,
                     template_hash=tpl.hash,
                     cache_key=key,
-                    ctx=ctx,
+                    annotation=ann,
                     messages=messages,
                     text=text,
                     prompt_tokens=tokens,
@@ -110,8 +117,8 @@ def build_requests(
     return out
 
 
-def rules_result(req: DescriptionRequest) -> DescriptionResult:
-    status, reason = judge(req.text, "stop", req.ctx)
+def rules_result(req: DescriptionRequest, cfg: DescribeConfig) -> DescriptionResult:
+    status, reason = judge(req.text, "stop", req.annotation, cfg.gate)
     return DescriptionResult(
         cache_key=req.cache_key,
         image=req.image,
@@ -141,7 +148,7 @@ def totals(results: list[DescriptionResult]) -> dict[str, Any]:
     return {
         "rows": len(results),
         "images": len({r.image for r in results}),
-        **{s: by_status.get(s, 0) for s in ("ok", "truncated", "refused", "invalid", "error")},
+        **{s: by_status.get(s, 0) for s in STATUSES},
         "prompt_tokens": sum(r.prompt_tokens for r in results),
         "completion_tokens": sum(r.completion_tokens for r in results),
         "cost_usd": round(sum(r.cost_usd for r in results), 6),
@@ -168,6 +175,29 @@ def _template(cfg: DescribeConfig) -> TemplateSet:
             f"--template {tpl.folder}: the openai backend needs user.j2 (+ optional system.j2)"
         )
     return tpl
+
+
+def _refuse_failed_run(
+    cfg: DescribeConfig, counts: dict[str, Any], results: list[DescriptionResult], staging: Path
+) -> None:
+    """No silent success: a run whose rows all failed, or more than --max-error-share of them, is not
+    published (the journal stays in the staging folder, so a re-run sends only what is missing)."""
+    errors = counts["error"]
+    if not errors or (errors / counts["rows"] <= cfg.max_error_share):
+        return
+    first = next(r.error for r in results if r.status == "error")
+    if errors == counts["rows"]:
+        raise PipelineError(
+            f"every request failed ({errors} rows, e.g. {first}); nothing published, the journal is kept in "
+            f"{staging}: fix the endpoint and re-run with --retry error"
+        )
+    if not cfg.allow_partial:
+        raise PipelineError(
+            f"{errors} of {counts['rows']} rows failed (> --max-error-share {cfg.max_error_share:g}; e.g. "
+            f"{first}); not published, the journal is kept: re-run with --retry error, or pass "
+            f"--allow-partial to publish them as they are"
+        )
+    log.warning("publishing with %d error rows of %d (--allow-partial)", errors, counts["rows"])
 
 
 def _existing_journal(store: Store, name: str) -> dict[str, DescriptionResult]:
@@ -209,10 +239,10 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     rows = select(_load_rows(cfg, store), cfg)
     if not rows:
         raise PipelineError(f"annotations/{cfg.annotations}: no image left after --shard/--limit")
-    if cfg.backend == "openai" and not (cfg.api_key or cfg.base_url or cfg.dry_run):
+    if cfg.backend == "openai" and not (cfg.api_key or is_local(cfg.base_url) or cfg.dry_run):
         raise PipelineError(
-            "the openai backend needs OPENAI_API_KEY (or --base-url for a local server); "
-            "--backend rules describes offline"
+            f"--model {cfg.model} at {public_base_url(cfg.base_url)} needs OPENAI_API_KEY (a local "
+            f"--base-url needs none); --backend rules describes offline"
         )
     tpl = _template(cfg)
     price = (
@@ -222,6 +252,12 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             cfg.model, price_input=cfg.price_input, price_output=cfg.price_output, prices_file=cfg.prices
         )
     )
+    if cfg.max_cost is not None and not price.known:
+        raise PipelineError(
+            f"--max-cost {cfg.max_cost}: no price known for model {cfg.model!r}, so spending cannot be "
+            f"counted; pass --price-input and --price-output (USD per 1M tokens, 0 for a free server) "
+            f"or --prices"
+        )
     seen: set[str] = set()
     for i, ann in enumerate(rows):
         if ann.image in seen:
@@ -271,7 +307,7 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
                 cfg.backend,
             )
             if cfg.backend == "rules":
-                journal.record_many([rules_result(r) for r in todo])
+                journal.record_many([rules_result(r, cfg) for r in todo])
                 run_stats: dict[str, Any] = {"requests_sent": 0}
             elif cfg.batch:
                 from pipeline.describe.batch import run_batch
@@ -284,8 +320,9 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             recorded = journal.load()
             journal.checkpoint()
         results = [recorded[r.cache_key] for r in requests]
-        write_parquet(writer.dir / PARQUET, results)
         counts = totals(results)
+        _refuse_failed_run(cfg, counts, results, writer.dir)
+        write_parquet(writer.dir / PARQUET, results)
         writer.counts.update(counts)
         summary = {
             "artifact": f"descriptions/{name}",

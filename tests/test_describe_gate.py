@@ -1,0 +1,147 @@
+"""describe's quality gate: every failure class a weak model produces ends `invalid` with its reason, while
+the rules describer and faithful descriptions stay `ok`; each threshold is tested on both sides."""
+
+from __future__ import annotations
+
+import pytest
+from fake_openai import BAD_REPLIES, bad_reply, faithful
+from test_analyze_metrics import sitting_person, standing_left_arm_up
+from test_describe_rules import csv_annotations, h5_annotations
+
+from pipeline.describe.prompting import image_context, load_template
+from pipeline.describe.rules import rules_description
+from pipeline.describe.validate import Gate, echo_share, judge
+from pipeline.records import ImageAnnotation
+
+ONE = ImageAnnotation(image="a.jpg", activity="yoga", category="sports", people=[standing_left_arm_up()])
+TWO = ImageAnnotation(image="b.jpg", people=[standing_left_arm_up(), sitting_person(dx=300)])
+# Written as a good LLM writes them, not in the rules describer's words.
+FAITHFUL_ONE = (
+    "This image shows one person doing yoga. The person is standing tall with both legs straight and their "
+    "feet planted on the ground. Their left arm is raised straight above their head, while the right arm "
+    "hangs down by their side. Their torso is upright and the head is held level."
+)
+FAITHFUL_TWO = (
+    "Two people are in this image. The person on the left is standing with their left arm raised above "
+    "their head and their right arm hanging straight down; their legs are straight. The person on the right "
+    "is sitting, with both knees bent and the arms lowered."
+)
+
+
+def test_faithful_descriptions_are_ok():
+    assert judge(FAITHFUL_ONE, "stop", ONE) == ("ok", None)
+    assert judge(FAITHFUL_TWO, "stop", TWO) == ("ok", None)
+    # An angle is something the keypoints do give.
+    angle = FAITHFUL_ONE + " The right elbow is straight, at about 170 degrees."
+    assert judge(angle, "stop", ONE) == ("ok", None)
+
+
+def test_rules_describer_stays_ok_on_real_annotations(shared_data):
+    rules = load_template("rules")
+    rows = csv_annotations(shared_data, 60) + h5_annotations(shared_data, 20)
+    verdicts = [judge(rules_description(rules, image_context(a)), "stop", a) for a in rows]
+    assert [v for v in verdicts if v[0] != "ok"] == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("json", "echoes the prompt"),
+        ("mangled", "JSON or code"),
+        ("echo", "echoes the prompt"),
+        ("meta", "meta talk"),
+        ("measure", "measurement the keypoints cannot give"),
+        ("coords", "coordinates or keypoint numbers"),
+        ("placeholder", "template placeholder"),
+        ("list", "a list restating the template"),
+        ("count", "says 3 people, the annotations have 1"),
+        ("invent", "describes 2 different people, the annotations have 1"),
+        ("limb", "describes the left arm, whose keypoints are all unknown"),
+        ("contradict", "checked claims contradict the keypoints"),
+        ("short", "too short"),
+        ("offtopic", "too few checkable pose claims (0 < 3)"),
+    ],
+)
+def test_each_bad_reply_is_invalid_with_its_reason(fault, reason):
+    person = standing_left_arm_up()
+    person.keypoints[[13, 14, 15], :] = (0, 0, 0)  # the left arm unannotated: what "limb" invents
+    ann = ImageAnnotation(image="c.jpg", activity="yoga", people=[person])
+    messages = load_template("paper").messages(image_context(ann, with_facts=False))
+    prompt = "\n".join(m["content"] for m in messages)
+    reply = bad_reply(fault, messages[-1]["content"], messages[0]["content"])
+    assert judge(faithful(messages[-1]["content"]), "stop", ann, prompt=prompt) == ("ok", None)
+    status, why = judge(reply, "stop", ann, prompt=prompt)
+    assert status == "invalid" and reason in why, (fault, why)
+    assert set(BAD_REPLIES) >= {fault}
+
+
+def test_shape_statuses():
+    assert judge(FAITHFUL_ONE, "length", ONE)[0] == "truncated"
+    assert judge("I'm sorry, but I can't describe people.", "stop", ONE)[0] == "refused"
+    assert judge("  ", "stop", ONE)[0] == "refused" and judge(None, "stop", ONE)[0] == "refused"
+    assert judge(FAITHFUL_ONE, "content_filter", ONE)[0] == "refused"
+
+
+def test_length_thresholds():
+    text = "The person stands."  # 18 characters
+    assert judge(text, "stop", ONE, Gate(min_chars=19))[1] == "too short (18 chars < 19)"
+    assert judge(text, "stop", ONE, Gate(min_chars=18, min_pose_claims=1)) == ("ok", None)
+    assert judge(FAITHFUL_ONE, "stop", ONE, Gate(max_chars=len(FAITHFUL_ONE) - 1))[0] == "invalid"
+    assert judge(FAITHFUL_ONE, "stop", ONE, Gate(max_chars=len(FAITHFUL_ONE)))[0] == "ok"
+
+
+def test_echo_threshold():
+    prompt = "Describe the pose. For example: the person is standing with both arms hanging down by their side."
+    copied = "The person is standing with both arms hanging down by their side. " + FAITHFUL_ONE
+    share = echo_share(copied, prompt)
+    assert 0 < share < 0.5
+    assert judge(copied, "stop", ONE, prompt=prompt) == ("ok", None)
+    status, why = judge(copied, "stop", ONE, Gate(max_echo=share - 0.01), prompt=prompt)
+    assert status == "invalid" and why.startswith("echoes the prompt")
+    assert judge(copied, "stop", ONE, Gate(max_echo=share), prompt=prompt)[0] == "ok"
+
+
+def test_list_threshold():
+    items = [
+        "1. The person is standing upright.",
+        "2. Their left arm is raised above their head.",
+        "3. Overall impression: the scene looks calm.",
+        "4. Mood: focused on the activity at hand.",
+    ]
+    half = "\n".join(items)  # 2 of 4 items make no pose claim
+    assert judge(half, "stop", ONE, Gate(min_pose_claims=2)) == ("ok", None)
+    status, why = judge(half, "stop", ONE, Gate(min_pose_claims=2, max_list_share=0.49))
+    assert status == "invalid" and why == "a list restating the template (2 of 4 items make no pose claim)"
+
+
+def test_contradiction_threshold():
+    # One wrong claim among the checked ones: the right arm hangs down.
+    text = (
+        "One person. The person is standing. Their left arm is raised above their head. Their right arm "
+        "is raised too. Their torso is upright and their head is upright."
+    )
+    status, why = judge(text, "stop", ONE, Gate(max_contradicted=0.1))
+    assert status == "invalid" and "right arm raised=True (right arm: lowered)" in why
+    wrong, settled = (int(x) for x in why.split(" checked")[0].split(" of "))
+    assert judge(text, "stop", ONE, Gate(max_contradicted=wrong / settled)) == ("ok", None)
+    assert judge(text, "stop", ONE, Gate(max_contradicted=wrong / settled - 0.01))[0] == "invalid"
+
+
+def test_min_pose_claims_threshold_and_its_cap():
+    text = "This image shows one person doing yoga. The person is standing, left arm raised."
+    assert judge(text, "stop", ONE, Gate(min_pose_claims=2)) == ("ok", None)
+    assert judge(text, "stop", ONE, Gate(min_pose_claims=3)) == ("invalid", "too few checkable pose claims (2 < 3)")
+    # Only the head is annotated: one checkable fact, so one claim is all a description can give.
+    head_only = standing_left_arm_up()
+    head_only.keypoints[:8, :] = 0
+    head_only.keypoints[10:, :] = 0
+    ann = ImageAnnotation(image="d.jpg", people=[head_only])
+    assert judge("One person is visible here; their head is upright.", "stop", ann) == ("ok", None)
+
+
+def test_people_that_the_image_does_not_have():
+    assert judge(FAITHFUL_TWO.replace("Two people", "Three people"), "stop", TWO)[1] == (
+        "says 3 people, the annotations have 2"
+    )
+    status, why = judge(FAITHFUL_TWO + " Person 3 is standing in the back.", "stop", TWO)
+    assert status == "invalid" and "the annotations do not have" in why
