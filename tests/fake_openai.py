@@ -289,7 +289,15 @@ class FakeOpenAI:
         fault = self._pick_fault(user)
         self.fault_counts[fault] += 1
         self.requests.append(
-            {"n": self._n, "fault": fault, "user": user, "model": body.get("model"), "t": time.time()}
+            {
+                "n": self._n,
+                "fault": fault,
+                "user": user,
+                "model": body.get("model"),
+                "t": time.time(),
+                "seed": body.get("seed"),
+                "temperature": body.get("temperature"),
+            }  # fmt: skip
         )
         if self.latency:
             await asyncio.sleep(self.latency)

@@ -82,7 +82,9 @@ def test_every_fault_ends_in_one_status(server, mpii, rows, tagged):
     server.retry_after_ms = 1000
     server.slow_s = 3.0
     started = time.monotonic()
-    summary = describe(cfg(server, tagged, timeout=1.0, allow_partial=True), mpii)  # 1 s: a loaded CI box stays under it
+    summary = describe(
+        cfg(server, tagged, timeout=1.0, allow_partial=True), mpii
+    )  # 1 s: a loaded CI box stays under it
     df = table(mpii).set_index("image")
     assert len(df) == N and df.index.is_unique and summary["rows"] == N
     assert df.loc[im[0:5], "status"].eq("ok").all() and df.loc[im[10:], "status"].eq("ok").all()
