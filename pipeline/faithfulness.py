@@ -209,6 +209,26 @@ def covered_parts(checks: DescriptionChecks) -> set[str]:
     return {c.claim.part for c in decided(checks) if c.claim.part in PARTS}
 
 
+def coverage_summary(rows: list[tuple[DescriptionChecks | None, set[str]]], agreement: float | None) -> dict:
+    """How much of the annotated poses a source's descriptions speak to, and the headline score.
+
+    rows: per description of an annotated image (every status), its checks (None when it was not usable)
+    and the annotated_parts of its image. A description with no decided pose claim covers nothing, so a set
+    of empty or off-topic replies scores 0 whatever its agreement: score = agreement x part coverage.
+    """
+    n = len(rows)
+    with_claim = sum(bool(c and decided(c)) for c, _ in rows)
+    annotated = sum(len(parts) for _, parts in rows)
+    covered = sum(len(covered_parts(c) & parts) for c, parts in rows if c)
+    part_coverage = covered / annotated if annotated else None
+    return {
+        "descriptions": n,
+        "with_checked_claim": with_claim / n if n else None,
+        "part_coverage": part_coverage,
+        "score": (agreement or 0.0) * part_coverage if part_coverage is not None else None,
+    }
+
+
 def faithfulness_summary(results: list[DescriptionChecks]) -> dict:
     """Agreement of one source: totals, per claim kind, and the description-level shares."""
     total: Counter = Counter()
