@@ -190,10 +190,18 @@ def check_description(
 
 
 def annotated_parts(facts: list[PersonFacts]) -> set[str]:
-    """The PARTS geometry has at least one fact about for some person: what a description could cover."""
+    """The PARTS geometry has a fact about for some person that a description would state: what it could
+    cover. A leg known only to be not lifted does not count (a planted leg goes unsaid, by the rules
+    describer too)."""
     out = set()
     for f in facts:
-        out |= {n for n, limb in f.limbs.items() if limb.angle is not None or limb.raised is not None}
+        out |= {
+            n
+            for n, limb in f.limbs.items()
+            if limb.angle is not None
+            or limb.raised is True
+            or (n.endswith("arm") and limb.raised is not None)
+        }
         out |= {"torso"} if f.torso_tilt is not None else set()
         out |= {"head"} if f.head is not None else set()
     return out

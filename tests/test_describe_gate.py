@@ -236,3 +236,13 @@ def test_retry_invalid_reasks_and_keeps_every_ask(live, store):
     # Every ask is paid for: the row's cost is their sum, and the artifact's total is the journal's.
     assert row.cost_usd == pytest.approx(sum(a[3] for a in mine)) and row.cost_usd > 0
     assert df.cost_usd.sum() == pytest.approx(sum(a[3] for a in asks))
+
+
+def test_a_leg_merely_not_lifted_is_not_asked_for():
+    """As on 4 real validation images: one upper arm and two thighs annotated; the rules describer states
+    the arm only (the legs are known not to be lifted, which goes unsaid)."""
+    person = standing_left_arm_up()
+    person.keypoints[[0, 5, 6, 7, 8, 9, 10, 11, 12, 15], :] = 0  # left shoulder + elbow, hips + knees remain
+    ann = ImageAnnotation(image="e.jpg", people=[person])
+    text = rules_description(load_template("rules"), image_context(ann))
+    assert "leg" not in text and judge(text, "stop", ann) == ("ok", None)
