@@ -6,6 +6,7 @@ runs, an unknown price with --max-cost, and the API key scrubbed from every stor
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -110,6 +111,8 @@ def test_max_cost_is_the_artifacts_total_across_runs(setup):
         spent.append(journal(store_root).execute("SELECT SUM(cost_usd) FROM asks").fetchone()[0])
     # The second run found the first run's spending in the journal: the two together stay under the cap.
     assert 0 < spent[0] == spent[1] <= 0.9 and 0 < len(server.requests) < N
+    plan = json.loads(run(store_root, *live(server, template, *price, "--dry-run")).stdout)
+    assert plan["spent_so_far_usd"] == pytest.approx(spent[1])
     full = run(store_root, *live(server, template, *price, "--max-cost", "10"))
     assert full.returncode == 0, full.stderr
     assert len(server.requests) == N  # the rows paid for earlier were not asked again

@@ -200,22 +200,28 @@ def _refuse_failed_run(
     log.warning("publishing with %d error rows of %d (--allow-partial)", errors, counts["rows"])
 
 
-def _existing_journal(store: Store, name: str) -> dict[str, DescriptionResult]:
-    """What a run would find: the staging journal of an interrupted run, else the published one."""
+def _existing_journal(store: Store, name: str) -> tuple[dict[str, DescriptionResult], float]:
+    """What a run would find: the rows and spending of the staging journal of an interrupted run, else of
+    the published one."""
     for folder in (
         store.staging_dir("descriptions", name),
         store.path("descriptions", name) if store.exists("descriptions", name) else None,
     ):
         if folder is not None and (folder / JOURNAL_FILE).is_file():
             with Journal(folder / JOURNAL_FILE, readonly=True) as journal:
-                return journal.load()
-    return {}
+                return journal.load(), journal.spent()
+    return {}, 0.0
 
 
 def plan(
-    cfg: DescribeConfig, requests: list[DescriptionRequest], done: dict[str, DescriptionResult], price: Price
+    cfg: DescribeConfig,
+    requests: list[DescriptionRequest],
+    done: dict[str, DescriptionResult],
+    spent: float,
+    price: Price,
 ) -> dict[str, Any]:
-    """--dry-run: what a run would send and cost; nothing is sent or written."""
+    """--dry-run: what a run would send and cost (and what the artifact has cost so far, which --max-cost
+    counts); nothing is sent or written."""
     todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
     prompt_tokens = sum(r.prompt_tokens for r in todo)
     seen = [d.completion_tokens for d in done.values() if d.status == "ok" and d.completion_tokens]
@@ -230,6 +236,7 @@ def plan(
         "completion_tokens_estimate": round(per_reply * len(todo)),
         "estimated_cost_usd": round(price.cost(prompt_tokens, round(per_reply * len(todo))), 6),
         "max_cost_usd": round(price.cost(prompt_tokens, cfg.max_tokens * len(todo)), 6),
+        "spent_so_far_usd": round(spent, 6),
         "price_per_1m": {"input": price.input, "output": price.output, "known": price.known},
     }
 
@@ -269,8 +276,8 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     requests = build_requests(rows, tpl, cfg)
     name = cfg.artifact_name
     if cfg.dry_run:
-        done = {} if cfg.overwrite else _existing_journal(store, name)
-        return plan(cfg, requests, done, price)
+        done, spent = ({}, 0.0) if cfg.overwrite else _existing_journal(store, name)
+        return plan(cfg, requests, done, spent, price)
 
     config = cfg.to_meta() | {
         "template_name": tpl.name,
