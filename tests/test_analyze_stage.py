@@ -118,7 +118,9 @@ def test_rules_descriptions_are_faithful_and_wrong_set_is_not(cli, store, mpii_r
         assert rules["by_kind"][kind]["confirmed"] > 0, kind
     assert wrong["agreement"] <= 0.3 and wrong["with_contradiction"] >= 0.9
     assert flipped["agreement"] == pytest.approx(wrong["agreement"])  # the same flip, by the CLI flag
-    assert re.search(r"rules: \d+ ok, score 0\.\d+ \(agreement (100\.0|99\.\d)%", res.output), res.output
+    assert re.search(r"rules: \d+ ok, score (1\.000|0\.9\d\d) \(agreement (100\.0|99\.\d)%", res.output), (
+        res.output
+    )
 
     md = (out / "report.md").read_text()
     assert "| Metric | rules | wrong | rules (flipped) | wrong (flipped) |" in md and "Agreement" in md
