@@ -85,7 +85,12 @@ def is_refusal(text: str) -> bool:
 
 
 def _quote(m: re.Match) -> str:
-    return repr(m.string[max(0, m.start() - 20) : m.end() + 20].strip())
+    """The match with a few words around it, cut at word boundaries."""
+    before = m.string[max(0, m.start() - 24) : m.start()]
+    after = m.string[m.end() : m.end() + 24]
+    before = before.split(" ", 1)[-1] if m.start() > 24 else before
+    after = after.rsplit(" ", 1)[0] if m.end() + 24 < len(m.string) else after
+    return repr((before + m.group(0) + after).strip())
 
 
 def _grams(text: str, n: int = 5) -> list[tuple[str, ...]]:
