@@ -127,3 +127,35 @@ def test_unknown_price_with_max_cost_is_refused_before_sending(setup):
         store_root, *live(server, template, "--max-cost", "1", "--price-input", "0", "--price-output", "0")
     )
     assert free.returncode == 0, free.stderr
+
+
+def test_scrub_and_what_counts_as_local():
+    from pipeline.describe.config import is_local, scrub
+
+    text = (
+        f'HTTP 500: upstream said {{"authorization": "Bearer {KEY}", "api-key": "az-0123456789abcdef"}}; '
+        f"Authorization: Basic dXNlcjpwYXNz; another key sk-proj-AAAABBBBCCCCDDDDEEEE; x-api-key=tok_123456"
+    )
+    clean = scrub(text, KEY)
+    assert KEY not in clean and "az-0123456789abcdef" not in clean and "dXNlcjpwYXNz" not in clean
+    assert "sk-proj-AAAABBBB" not in clean and "tok_123456" not in clean
+    assert (
+        clean.startswith("HTTP 500: upstream said")
+        and scrub("HTTP 429: slow down", KEY) == "HTTP 429: slow down"
+    )
+    assert all(
+        map(
+            is_local,
+            [
+                "http://localhost:8000/v1",
+                "http://127.0.0.1:1/v1",
+                "http://10.0.0.7/v1",
+                "http://192.168.1.2:8080/v1",
+                "http://[::1]:8000/v1",
+                "http://gpu-box.local/v1",
+            ],
+        )
+    )
+    assert not any(
+        map(is_local, [None, "https://api.openai.com/v1", "http://8.8.8.8/v1", "https://my.vllm.ai/v1"])
+    )
