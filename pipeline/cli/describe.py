@@ -98,13 +98,14 @@ def _describe(
     ] = 0,
     min_pose_claims: Annotated[
         int,
-        typer.Option(help="Checkable pose claims a description needs to be ok (capped at what is known)"),
+        typer.Option(help="Checkable pose claims a description needs to be ok (capped at what is known)."),
     ] = Gate().min_pose_claims,
     max_contradicted: Annotated[
         float, typer.Option(help="Share of checked claims that may contradict the keypoints.")
     ] = Gate().max_contradicted,
     max_error_share: Annotated[
-        float, typer.Option(help="More error rows than this share: not published, exit 1 (journal kept).")
+        float,
+        typer.Option(help="More error rows than this share: not published, non-zero exit (journal kept)."),
     ] = 0.02,
     allow_partial: Annotated[
         bool, typer.Option(help="Publish even when more rows than --max-error-share failed.")
