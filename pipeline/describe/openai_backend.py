@@ -320,11 +320,12 @@ class Runner:
         return random.uniform(0, min(_MAX_WAIT, self.cfg.backoff * 2 ** (attempts - 1)))
 
     # ---- one ask: one HTTP request with its retries ---------------------------------------------
-    async def ask(self, req: DescriptionRequest, client: openai.AsyncOpenAI, ask: int) -> DescriptionResult:
+    async def ask(self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int) -> DescriptionResult:
+        """Ask k of one row (0 = the first; k > 0 re-asks with cfg.sampling(k))."""
         started = time.monotonic()
         attempts = 0
         body = json.dumps(
-            {"model": self.cfg.model, "messages": req.messages, **self.cfg.sampling(ask)}
+            {"model": self.cfg.model, "messages": req.messages, **self.cfg.sampling(k)}
         ).encode()
 
         async def attempt() -> Completion:
