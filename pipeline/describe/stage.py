@@ -111,6 +111,7 @@ def build_requests(
                     template_hash=tpl.hash,
                     cache_key=key,
                     annotation=ann,
+                    facts=[p["facts"] for p in ctx["people"]] if with_facts else None,
                     messages=messages,
                     text=text,
                     prompt_tokens=tokens,
@@ -120,7 +121,7 @@ def build_requests(
 
 
 def rules_result(req: DescriptionRequest, cfg: DescribeConfig) -> DescriptionResult:
-    status, reason = judge(req.text, "stop", req.annotation, cfg.gate)
+    status, reason = judge(req.text, "stop", req.annotation, cfg.gate, facts=req.facts)
     return DescriptionResult(
         cache_key=req.cache_key,
         image=req.image,

@@ -32,7 +32,7 @@ from pipeline.faithfulness import (
     check_description,
     decided,
 )
-from pipeline.geometry import image_facts
+from pipeline.geometry import PersonFacts, image_facts
 from pipeline.records import ImageAnnotation
 
 
@@ -137,9 +137,10 @@ def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> s
     return None
 
 
-def _claims(text: str, ann: ImageAnnotation, gate: Gate) -> str | None:
+def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[PersonFacts] | None) -> str | None:
     """Why the claims do not fit the keypoints, or None."""
-    facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
+    if facts is None:
+        facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
     checks = check_description(parse_claims(text, activity=ann.activity, category=ann.category), ann, facts)
     n = len(ann.people)
     for c in checks.checks:
@@ -180,9 +181,11 @@ def judge(
     gate: Gate = Gate(),
     *,
     prompt: str | None = None,
+    facts: list[PersonFacts] | None = None,
 ) -> tuple[str, str | None]:
     """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream).
-    `prompt`: the request's messages as one text, for the echo check (None for the rules describer)."""
+    `prompt`: the request's messages as one text, for the echo check (None for the rules describer);
+    `facts`: the image's pipeline.geometry.image_facts when already computed (else computed here)."""
     if finish_reason == "content_filter":
         return "refused", "finish_reason content_filter"
     if text is None or not text.strip():
@@ -196,5 +199,5 @@ def judge(
         return "invalid", f"too short ({len(text)} chars < {gate.min_chars})"
     if len(text) > gate.max_chars:
         return "invalid", f"too long ({len(text)} chars > {gate.max_chars})"
-    reason = _shape(text, ann, gate, prompt) or _claims(text, ann, gate)
+    reason = _shape(text, ann, gate, prompt) or _claims(text, ann, gate, facts)
     return ("invalid", reason) if reason else ("ok", None)
