@@ -246,3 +246,23 @@ def test_a_leg_merely_not_lifted_is_not_asked_for():
     ann = ImageAnnotation(image="e.jpg", people=[person])
     text = rules_description(load_template("rules"), image_context(ann))
     assert "leg" not in text and judge(text, "stop", ann) == ("ok", None)
+
+
+def test_a_changed_gate_rejudges_the_journal_without_asking_again(live, store):
+    import pandas as pd
+
+    from pipeline.describe import describe
+
+    server, im, template = live
+    server.script = {im[0]: ["offtopic"]}
+    first = describe(_cfg(server, template), store)
+    assert first["ok"] == 15 and first["invalid"] == 1
+    strict = describe(_cfg(server, template, gate=Gate(min_chars=2000)), store)
+    df = pd.read_parquet(store.path("descriptions", "mpii") / "descriptions.parquet")
+    assert (
+        strict["requests_sent"] == 0
+        and strict["invalid"] == 16
+        and df.error.str.startswith("too short").all()
+    )
+    again = describe(_cfg(server, template), store)
+    assert again["requests_sent"] == 0 and again["ok"] == 15 and len(server.requests) == 16

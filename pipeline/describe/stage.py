@@ -12,6 +12,7 @@ than --max-error-share of them, is not published (the journal stays for the re-r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -136,6 +137,27 @@ def rules_result(req: DescriptionRequest, cfg: DescribeConfig) -> DescriptionRes
         attempts=1,
         error=reason,
     )
+
+
+def rejudge(
+    requests: list[DescriptionRequest], recorded: dict[str, DescriptionResult], cfg: DescribeConfig
+) -> list[DescriptionResult]:
+    """Journal rows answered by an earlier run, judged again by this run's gate (its thresholds or rules may
+    have changed since): the ok / invalid rows whose verdict changes. Refused, truncated and error rows
+    were decided by the reply's shape, not its content."""
+    out = []
+    for req in requests:
+        row = recorded[req.cache_key]
+        if row.status not in ("ok", "invalid"):
+            continue
+        status, reason = judge(
+            row.description, row.finish_reason, req.annotation, cfg.gate, prompt=req.prompt, facts=req.facts
+        )
+        if (status, reason) != (row.status, row.error):
+            out.append(dataclasses.replace(row, status=status, error=reason))
+    if out:
+        log.info("%d journal rows change status under this run's quality gate", len(out))
+    return out
 
 
 def write_parquet(path: Path, results: list[DescriptionResult]) -> None:
@@ -328,6 +350,10 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
 
                 run_stats = run_requests(todo, cfg, price, journal)
             recorded = journal.load()
+            fresh = {r.cache_key for r in todo}
+            rejudged = rejudge([r for r in requests if r.cache_key not in fresh], recorded, cfg)
+            journal.record_many(rejudged)
+            recorded |= {r.cache_key: r for r in rejudged}
             journal.checkpoint()
         results = [recorded[r.cache_key] for r in requests]
         counts = totals(results)
