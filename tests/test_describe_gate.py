@@ -186,9 +186,18 @@ def live(shared_data, store, tmp_path):
 def _cfg(server, template, **kw):
     from pipeline.describe import DescribeConfig
 
-    return DescribeConfig(annotations="mpii", backend="openai", base_url=server.url, model="fake",
-                          template=template, concurrency=4, timeout=2.0, max_retries=1, backoff=0.01,
-                          **kw)  # fmt: skip
+    base = {
+        "annotations": "mpii",
+        "backend": "openai",
+        "base_url": server.url,
+        "model": "fake",
+        "template": template,
+        "concurrency": 4,
+        "timeout": 2.0,
+        "max_retries": 1,
+        "backoff": 0.01,
+    }
+    return DescribeConfig(**(base | kw))  # fmt: skip
 
 
 def test_every_failure_class_from_the_server_ends_invalid(live, store):
@@ -266,3 +275,22 @@ def test_a_changed_gate_rejudges_the_journal_without_asking_again(live, store):
     )
     again = describe(_cfg(server, template), store)
     assert again["requests_sent"] == 0 and again["ok"] == 15 and len(server.requests) == 16
+
+
+def test_reasks_stop_at_the_budget(live, store):
+    import sqlite3
+
+    from pipeline.describe import describe
+    from pipeline.errors import PipelineError
+
+    server, im, template = live
+    server.script = {im[0]: ["meta*"]}  # invalid however often it is asked
+    cap = 0.0015  # $1 per 1M tokens: room for a few asks of ~500 tokens, not for 4 + the other rows
+    cfg = _cfg(server, template, retry_invalid=3, concurrency=1, max_tokens=64, max_cost=cap,
+               price_input=1.0, price_output=1.0)  # fmt: skip
+    with pytest.raises(PipelineError, match="stopped at --max-cost"):
+        describe(cfg, store)
+    journal = next(store.root.rglob("journal.sqlite"))
+    asks = sqlite3.connect(journal).execute("SELECT status, cost_usd FROM asks").fetchall()
+    assert 1 < len(asks) < 4 and {s for s, _ in asks} == {"invalid"}  # the budget cut the re-asks
+    assert sum(c for _, c in asks) <= cap
