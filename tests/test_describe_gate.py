@@ -27,10 +27,27 @@ FAITHFUL_TWO = (
     "is sitting, with both knees bent and the arms lowered."
 )
 
+# The paper template's shape: count and activity, its general attributes, then each person part by part.
+PAPER_STYLE_ONE = (
+    "In this image, one person is practising yoga. Yoga is a slow, balanced activity in which the body holds "
+    "a posture for a while. The person is standing upright on both feet. Their left leg and right leg are "
+    "straight, with the feet planted on the ground. The left arm is stretched straight up above the head, "
+    "while the right arm hangs down by their side. The torso is upright and the head is upright, facing "
+    "forward."
+)
+PAPER_STYLE_TWO = (
+    "This image shows two people. The activity calls for one person to stand while the other sits. The "
+    "person on the left is standing upright: both legs are straight, the left arm is raised above their "
+    "head and the right arm is lowered. The person on the right is seated; their knees are bent, both arms "
+    "are lowered and bent at the elbows, and their torso is upright."
+)
+
 
 def test_faithful_descriptions_are_ok():
     assert judge(FAITHFUL_ONE, "stop", ONE) == ("ok", None)
     assert judge(FAITHFUL_TWO, "stop", TWO) == ("ok", None)
+    assert judge(PAPER_STYLE_ONE, "stop", ONE) == ("ok", None)
+    assert judge(PAPER_STYLE_TWO, "stop", TWO) == ("ok", None)
     # An angle is something the keypoints do give.
     angle = FAITHFUL_ONE + " The right elbow is straight, at about 170 degrees."
     assert judge(angle, "stop", ONE) == ("ok", None)
