@@ -153,10 +153,11 @@ class DescribeConfig:
 
     def sampling(self, ask: int = 0) -> dict[str, Any]:
         """Every parameter that changes an LLM's answer (ask 0's are part of each row's cache key). Re-ask
-        k > 0 (--retry-invalid) sends seed + k and a temperature 0.2 * k warmer (at most 1.0), so that a
+        k > 0 (--retry-invalid) sends seed + k and a temperature 0.2 * k warmer (up to 1.0), so that a
         deterministic server does not give the same reply again."""
-        temperature = self.temperature if ask == 0 else min(1.0, max(self.temperature, 0.0) + 0.2 * ask)
-        params: dict[str, Any] = {"temperature": round(temperature, 3), "max_tokens": self.max_tokens}
+        warmer = min(max(1.0, self.temperature), self.temperature + 0.2 * ask)
+        temperature = self.temperature if ask == 0 else round(warmer, 3)
+        params: dict[str, Any] = {"temperature": temperature, "max_tokens": self.max_tokens}
         if self.top_p is not None:
             params["top_p"] = self.top_p
         if self.seed is not None or ask:
