@@ -61,6 +61,8 @@ def test_a_remote_model_without_a_key_is_an_error_not_the_rules_describer(setup)
     assert (
         out.returncode != 0 and "OPENAI_API_KEY" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     )
+    remote = run(store_root, "--base-url", "https://llm.example.com/v1", "--model", "llama-3-70b")
+    assert remote.returncode != 0 and "OPENAI_API_KEY" in remote.stderr
     assert not (store_root / "descriptions" / "mpii").exists()
 
 
