@@ -12,9 +12,12 @@ As a process (the benchmark, or a CLI run under test):
     python tests/fake_openai.py --latency 0.1 --port 0     # prints the base URL on its first line
     POST <base>/_control {"latency": 0.1, "script": {...}, "faults": [...]}  ;  GET <base>/_stats
 
-Faults: ok | 429 (retry-after-ms header) | 429s (Retry-After in whole seconds) | 500 | 401 | slow (sleeps
-`slow_s` before answering) | drop (closes the connection without a reply) | malformed (200 with a body
-that is not JSON) | empty (empty content) | length (finish_reason "length") | refuse (a refusal text).
+Faults: ok (a faithful description of the keypoints in the prompt, written by the rules describer) | 429
+(retry-after-ms header) | 429s (Retry-After in whole seconds) | 500 | 401 (both echo the Authorization
+header in their error text, as some proxies do) | slow (sleeps `slow_s` before answering) | drop (closes the
+connection without a reply) | malformed (200 with a body that is not JSON) | empty (empty content) | length
+(finish_reason "length") | refuse (a refusal text), and the replies weak models give (BAD_REPLIES): json,
+mangled, echo, meta, measure, coords, placeholder, list, count, invent, limb, contradict, short, offtopic.
 `script` maps a substring of the user message to the faults its successive requests get ("500*" repeats
 forever); `faults` is a queue consumed by requests in arrival order; everything else gets `default`.
 The Batch API (POST /v1/files, POST /v1/batches, GET /v1/batches/{id}, GET /v1/files/{id}/content) runs
@@ -30,9 +33,11 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 _REASONS = {
@@ -43,8 +48,101 @@ _REASONS = {
     429: "Too Many Requests",
     500: "Internal Server Error",
 }
-_COUNT = re.compile(r'"count":\s*(\d+)')
 _NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+# What small instruct models were seen to reply (paraphrased): each must end `invalid` at the gate.
+BAD_REPLIES = (
+    "json", "mangled", "echo", "meta", "measure", "coords", "placeholder", "list", "count", "invent", "limb",
+    "contradict", "short", "offtopic",
+)  # fmt: skip
+_FLIP = {
+    "standing": "lying down", "sitting": "standing", "lying": "standing",
+    "raised above their head": "lowered",
+    "raised": "lowered", "lowered": "raised above their head", "lifted": "planted on the ground",
+    "sharply bent": "straight", "slightly bent": "straight", "bent": "straight", "straight": "sharply bent",
+    "upright": "horizontal", "leaning": "upright", "horizontal": "upright", "tilted": "upright",
+    "bowed": "upright",
+}  # fmt: skip
+_FLIP_RE = re.compile(r"\b(" + "|".join(sorted(_FLIP, key=len, reverse=True)) + r")\b")
+_RULES = None
+
+
+def _input(user: str) -> dict[str, Any]:
+    """The paper's JSON input inside a user message ({} when there is none)."""
+    start = user.find("{")
+    try:
+        return json.JSONDecoder().raw_decode(user[start:])[0] if start >= 0 else {}
+    except ValueError:
+        return {}
+
+
+def _annotation(obj: dict[str, Any]):
+    """The people of a prompt's JSON as an ImageAnnotation (every given keypoint counts as visible)."""
+    import numpy as np
+
+    from pipeline.records import ImageAnnotation, Person, empty_keypoints
+
+    people = []
+    for p in obj.get("people") or []:
+        kps = empty_keypoints()
+        xy = np.asarray(p.get("keypoints", p.get("kpts")), dtype=np.float32).reshape(-1, 2)
+        ok = (xy >= 0).all(axis=1)
+        kps[ok, :2], kps[ok, 2] = xy[ok], 2
+        people.append(Person(keypoints=kps, center=tuple(p["center"]) if p.get("center") else None))
+    return ImageAnnotation(image="prompt", people=people)
+
+
+def faithful(user: str) -> str:
+    """What the rules describer writes for the keypoints in the prompt (no activity: the label is masked)."""
+    global _RULES
+    from pipeline.describe.prompting import image_context, load_template
+    from pipeline.describe.rules import rules_description
+
+    _RULES = _RULES or load_template("rules")
+    return rules_description(_RULES, image_context(_annotation(_input(user))))
+
+
+def bad_reply(fault: str, user: str, system: str) -> str:
+    """A realistic failed description of the prompt's people."""
+    obj = _input(user)
+    n = int(obj.get("count") or len(obj.get("people") or []) or 1)
+    good = faithful(user)
+    body = good.split(". ", 1)[1] if ". " in good else good
+    kps = [p.get("keypoints", p.get("kpts")) for p in obj.get("people") or []]
+    unknown_limb = next(
+        (limb for limb, joints in (("left arm", (13, 14, 15)), ("right arm", (12, 11, 10)),
+                                   ("left leg", (3, 4, 5)), ("right leg", (2, 1, 0)))
+         if kps and all(kps[0][j][0] < 0 for j in joints)),
+        "left arm",
+    )  # fmt: skip
+    return {
+        "json": user,
+        "mangled": '{"count":1,"people":[{"center":[765,396],[804,683],[741,512],"scale":3.02,"keypoints":'
+        "[[620,394],[616,269],[573,185],[647,188],[661,221],[656,231],[610,187],[647,176]",
+        "echo": system,
+        "meta": "I'm an AI model designed to analyze and provide analysis on various topics. Based on the "
+        "information you provided, the people in the image are engaged in an activity, and their body "
+        "positions can be described in terms of their overall posture.",
+        "measure": "This image shows one person. The head of the person is upright with a length of 17 "
+        "inches from the chin to the top, and the left arm is about 60 cm long, hanging by their side. "
+        "The person is 5'10\" tall and appears to be around 30 years old.",
+        "coords": "The person is standing. The left wrist is at (804, 683) and the left elbow at (765, 396), "
+        "so the left arm is bent and lowered; the right knee at (616, 269) is straight.",
+        "placeholder": "This image shows <number> people doing <activity>. The left/right/center person is "
+        "standing/sitting with their legs bent.",
+        "list": "1. Number of people and activity: The image shows the people and the activity.\n"
+        "2. General attributes of the activity: The activity involves the whole body.\n"
+        "3. Left leg: The left leg is positioned relative to the right leg.\n"
+        "4. Right arm: The right arm is placed in relation to the left arm.\n"
+        "5. Torso and head: The torso and head are positioned relative to the others.",
+        "count": f"This image shows {_NUMBER_WORDS[min(n + 2, 10)]} people. {body}",
+        "invent": f"{good} Another person on the left is kneeling beside them, and another person on the "
+        "right is sitting with their arms crossed.",
+        "limb": f"{good} Their {unknown_limb} is raised high above their head and bent at the elbow.",
+        "contradict": _FLIP_RE.sub(lambda m: _FLIP[m.group(1)], good),
+        "short": "A person.",
+        "offtopic": "What a lovely day to spend time outside! Everyone seems to be enjoying themselves and "
+        "having a great time together with friends.",
+    }[fault]
 
 
 class FakeOpenAI:
@@ -142,16 +240,10 @@ class FakeOpenAI:
         return self.default
 
     def _reply(self, body: dict[str, Any], fault: str) -> dict[str, Any]:
-        user = next(
-            (m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), ""
-        )
-        match = _COUNT.search(user)
-        count = int(match.group(1)) if match else 1
-        people = f"{_NUMBER_WORDS[count] if count <= 10 else count} {'person' if count == 1 else 'people'}"
-        content = (
-            f"This image shows {people}. The pose is described in plain words by the fake server "
-            f"(request {self._n})."
-        )
+        messages = body.get("messages", [])
+        user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+        content = bad_reply(fault, user, system) if fault in BAD_REPLIES else faithful(user)
         finish = "stop"
         if fault == "empty":
             content = ""
@@ -188,7 +280,7 @@ class FakeOpenAI:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
         await writer.drain()
 
-    async def _chat(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+    async def _chat(self, body: dict[str, Any], writer: asyncio.StreamWriter, auth: str = "") -> bool:
         """Answer one chat request; False when the connection must be dropped."""
         self._n += 1
         user = next(
@@ -197,7 +289,15 @@ class FakeOpenAI:
         fault = self._pick_fault(user)
         self.fault_counts[fault] += 1
         self.requests.append(
-            {"n": self._n, "fault": fault, "user": user, "model": body.get("model"), "t": time.time()}
+            {
+                "n": self._n,
+                "fault": fault,
+                "user": user,
+                "model": body.get("model"),
+                "t": time.time(),
+                "seed": body.get("seed"),
+                "temperature": body.get("temperature"),
+            }  # fmt: skip
         )
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -216,10 +316,15 @@ class FakeOpenAI:
             }
             await self._respond(writer, 429, json.dumps(err).encode(), headers)
         elif fault == "401":
-            err = {"error": {"message": "Incorrect API key provided (fake)", "type": "invalid_request_error"}}
+            err = {"error": {"message": f"Incorrect API key provided (fake): {auth}", "type": "auth_error"}}
             await self._respond(writer, 401, json.dumps(err).encode())
         elif fault == "500":
-            err = {"error": {"message": "The server had an error (fake)", "type": "server_error"}}
+            err = {
+                "error": {
+                    "message": f"The server had an error (fake); request headers: Authorization: {auth}",
+                    "type": "server_error",
+                }
+            }
             await self._respond(writer, 500, json.dumps(err).encode())
         elif fault == "malformed":
             await self._respond(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
@@ -361,7 +466,9 @@ class FakeOpenAI:
                 raw = await reader.readexactly(int(headers.get("content-length", 0)))
                 path = path.split("?", 1)[0]
                 if method == "POST" and path.endswith("/chat/completions"):
-                    if not await self._chat(json.loads(raw or b"{}"), writer):
+                    if not await self._chat(
+                        json.loads(raw or b"{}"), writer, headers.get("authorization", "")
+                    ):
                         return
                 elif method == "POST" and path.endswith("/v1/files"):
                     await self._json(writer, self._upload(raw, headers.get("content-type", "")))
@@ -388,6 +495,7 @@ class FakeOpenAI:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the ok reply uses the pipeline package
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every reply")

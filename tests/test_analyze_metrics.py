@@ -8,9 +8,7 @@ import socket
 import numpy as np
 import pytest
 
-from pipeline.analyze.claims import parse_claims
 from pipeline.analyze.controls import contradict
-from pipeline.analyze.faithfulness import check_description
 from pipeline.analyze.text_metrics import (
     clip_token_counts,
     fk_grade,
@@ -20,6 +18,8 @@ from pipeline.analyze.text_metrics import (
     text_summary,
     words,
 )
+from pipeline.claims import parse_claims
+from pipeline.faithfulness import check_description
 from pipeline.geometry import image_facts
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 

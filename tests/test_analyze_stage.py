@@ -118,7 +118,9 @@ def test_rules_descriptions_are_faithful_and_wrong_set_is_not(cli, store, mpii_r
         assert rules["by_kind"][kind]["confirmed"] > 0, kind
     assert wrong["agreement"] <= 0.3 and wrong["with_contradiction"] >= 0.9
     assert flipped["agreement"] == pytest.approx(wrong["agreement"])  # the same flip, by the CLI flag
-    assert re.search(r"rules: \d+ ok, faithfulness (100\.0|99\.\d)%", res.output), res.output
+    assert re.search(r"rules: \d+ ok, score (1\.000|0\.9\d\d) \(agreement (100\.0|99\.\d)%", res.output), (
+        res.output
+    )
 
     md = (out / "report.md").read_text()
     assert "| Metric | rules | wrong | rules (flipped) | wrong (flipped) |" in md and "Agreement" in md
@@ -145,7 +147,7 @@ def test_descriptions_from_a_local_openai_server(store, mpii_rules, tmp_path):
         server.script = {images[0]: ["refuse"], images[1]: ["length"], images[2]: ["500*"]}
         cfg = DescribeConfig(annotations="mpii", backend="openai", base_url=server.url, model="gpt-4o-mini",
                              template=str(template), name="fake", limit=12, max_retries=1, backoff=0.01,
-                             concurrency=4, timeout=5.0)  # fmt: skip
+                             concurrency=4, timeout=5.0, allow_partial=True)  # fmt: skip
         describe(cfg, store)
     summary = analyze(AnalyzeConfig(descriptions=["mpii-rules", "fake"], name="llm", sample=4), store)
     label = next(s for s in summary["sources"] if s != "rules")
@@ -153,12 +155,45 @@ def test_descriptions_from_a_local_openai_server(store, mpii_rules, tmp_path):
     assert fake["rows"] == 12 and fake["status"]["ok"] == 9
     assert fake["status"]["refused"] + fake["status"]["truncated"] + fake["status"]["error"] == 3
     assert fake["prompt_tokens_per_row"] > 100 and fake["cost_per_row"] > 0  # the paper prompt, priced
-    # The fake server only states the people count, which it reads from the prompt's JSON: all confirmed.
-    assert fake["faithfulness"]["by_kind"] == {
-        "count": {"confirmed": 9, "contradicted": 0, "unverifiable": 0, "agreement": 1.0}}  # fmt: skip
-    assert fake["text"]["words"]["mean"] < summary["per_source"]["rules"]["text"]["words"]["mean"]
+    # The fake server answers with the rules describer's words for the prompt's keypoints: all confirmed,
+    # and the three failed rows cover nothing.
+    assert (
+        fake["faithfulness"]["agreement"] == 1.0
+        and fake["faithfulness"]["by_kind"]["count"]["confirmed"] == 9
+    )
+    assert fake["coverage"]["with_checked_claim"] == pytest.approx(9 / 12)
+    assert fake["coverage"]["score"] < summary["per_source"]["rules"]["coverage"]["score"]
     md = (store.path("reports", "llm") / "report.md").read_text()
     assert f"| Metric | rules | {label} |" in md
+
+
+def test_off_topic_replies_cannot_win_the_headline_score(cli, store, mpii_rules):
+    """The issue's case: replies that make no checkable claim were all `ok` and scored high agreement."""
+    from fake_openai import bad_reply
+
+    rules = pq.read_table(store.path("descriptions", "mpii-rules") / "descriptions.parquet").to_pylist()
+    vague = "This image shows one person. They appear calm and focused on what they are doing."
+    offtopic = [r | {"source": "offtopic", "description": bad_reply("offtopic", "", "")} for r in rules]
+    vague = [r | {"source": "vague", "description": vague} for r in rules]  # agreement 100% on few claims
+    publish_descriptions(store, "mpii-offtopic", offtopic + vague, "mpii")
+    res = cli("analyze", "--descriptions", "mpii-rules", "mpii-offtopic", "mpii-wrong", "--name", "cover",
+              "--sample", "0")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    per = json.loads((store.path("reports", "cover") / "report.json").read_text())["per_source"]
+    score = {s: per[s]["coverage"]["score"] for s in per}
+    assert (
+        per["rules"]["coverage"]["with_checked_claim"] == 1.0
+        and per["rules"]["coverage"]["part_coverage"] > 0.9
+    )
+    assert score["rules"] > 0.9 and score["offtopic"] == 0.0 and score["wrong"] < 0.3
+    assert (
+        per["offtopic"]["coverage"]["with_checked_claim"] == 0.0
+        and per["offtopic"]["faithfulness"]["claims"] == 0
+    )
+    # "one person" is confirmed on the single-person images: agreement is high, the score is not.
+    assert per["vague"]["faithfulness"]["agreement"] > 0.6 and score["vague"] == 0.0
+    md = (store.path("reports", "cover") / "report.md").read_text()
+    assert "**Faithfulness score** (agreement × part coverage)" in md
 
 
 # ---- the describe schema: statuses, costs, several sources -------------------------------------------

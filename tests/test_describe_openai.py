@@ -82,7 +82,9 @@ def test_every_fault_ends_in_one_status(server, mpii, rows, tagged):
     server.retry_after_ms = 1000
     server.slow_s = 3.0
     started = time.monotonic()
-    summary = describe(cfg(server, tagged, timeout=1.0), mpii)  # 1 s: a loaded CI box stays under it
+    summary = describe(
+        cfg(server, tagged, timeout=1.0, allow_partial=True), mpii
+    )  # 1 s: a loaded CI box stays under it
     df = table(mpii).set_index("image")
     assert len(df) == N and df.index.is_unique and summary["rows"] == N
     assert df.loc[im[0:5], "status"].eq("ok").all() and df.loc[im[10:], "status"].eq("ok").all()
@@ -111,11 +113,11 @@ def test_every_fault_ends_in_one_status(server, mpii, rows, tagged):
 def test_rerun_resume_cache_and_retry_failed(server, mpii, rows, tagged):
     im = [r.image for r in rows]
     server.script = {im[3]: ["500*"]}
-    first = describe(cfg(server, tagged, max_retries=1), mpii)
+    first = describe(cfg(server, tagged, max_retries=1, allow_partial=True), mpii)
     assert first["error"] == 1 and len(server.requests) == N + 1
 
     # Same command: everything (errors too) comes from the journal.
-    again = describe(cfg(server, tagged, max_retries=1), mpii)
+    again = describe(cfg(server, tagged, max_retries=1, allow_partial=True), mpii)
     assert again["cache_hits"] == N and again["requests_sent"] == 0 and len(server.requests) == N + 1
 
     # --retry-failed sends only the failed row.
@@ -233,29 +235,6 @@ def test_429_storm_backs_off_the_window(server, mpii, tagged):
     assert summary["ok"] == N and summary["window_decreases"] >= 1 and summary["retries"] == 6
 
 
-def test_validation_against_the_keypoints(shared_data):
-    from pipeline.describe.prompting import image_context
-    from pipeline.describe.validate import judge
-
-    rows = csv_annotations(shared_data, 2)  # row 1 has no right leg joints annotated but the hip
-    ctx = image_context(rows[1])
-    assert ctx["people"][0]["limb_joints"]["right leg"] == 1
-    good = "This image shows one person curling. They kneel with the left leg bent and the arms low."
-    assert judge(good, "stop", ctx) == ("ok", None)
-    assert judge("This image shows two people curling on the ice today.", "stop", ctx)[0] == "invalid"
-    assert judge("Three people are curling here on a sunny winter day.", "stop", ctx)[0] == "invalid"
-    ctx0 = image_context(rows[0])
-    assert judge(good, "length", ctx0)[0] == "truncated"
-    assert judge("I'm sorry, I cannot describe people.", "stop", ctx0)[0] == "refused"
-    assert judge("   ", "stop", ctx0)[0] == "refused" and judge(None, "stop", ctx0)[0] == "refused"
-    assert judge("Short.", "stop", ctx0)[0] == "invalid"
-    # A limb whose joints are all unknown may only be named as not visible.
-    ctx0["people"][0]["limb_joints"]["left arm"] = 0
-    status, reason = judge("One person is curling. Their left arm is raised high.", "stop", ctx0)
-    assert status == "invalid" and "left arm" in reason
-    assert judge("One person is curling. Their left arm is not visible here.", "stop", ctx0)[0] == "ok"
-
-
 def test_lean_transport_reads_chunked_and_closing_replies():
     """The plain-http transport against a server that answers chunked, then closes the connection."""
     body = json.dumps(
@@ -302,7 +281,7 @@ def test_batch_api_collects_output_and_error_files_and_resubmits(server, mpii, r
     server.script = {im[0]: ["500", "ok"], im[1]: ["expire", "ok"], im[2]: ["500*"], im[3]: ["empty"]}
     server.batch_polls_to_finish = 2
     summary = describe(cfg(server, tagged, batch=True, poll_interval=0.01, max_retries=2,
-                           price_input=1.0, price_output=1.0), mpii)  # fmt: skip
+                           price_input=1.0, price_output=1.0, allow_partial=True), mpii)  # fmt: skip
     df = table(mpii).set_index("image")
     assert len(df) == N and summary["batches"] == 3  # the first batch, then two resubmissions
     assert summary["requests_sent"] == N + 2 + 2  # retries: im0 and im1 once, im2 twice
@@ -317,7 +296,9 @@ def test_batch_api_collects_output_and_error_files_and_resubmits(server, mpii, r
         (ok.prompt_tokens.iloc[0] + ok.completion_tokens.iloc[0]) / 2e6
     )
     # Same cache keys as live requests: a live re-run finds everything in the journal.
-    again = describe(cfg(server, tagged, max_retries=2, price_input=1.0, price_output=1.0), mpii)
+    again = describe(
+        cfg(server, tagged, max_retries=2, price_input=1.0, price_output=1.0, allow_partial=True), mpii
+    )
     assert again["requests_sent"] == 0 and again["cache_hits"] == N
 
 

@@ -24,9 +24,9 @@ class RecordingOpenAI(FakeOpenAI):
         super().__init__()
         self.bodies: list[dict] = []
 
-    async def _chat(self, body, writer):
+    async def _chat(self, body, writer, auth=""):
         self.bodies.append(body)
-        return await super()._chat(body, writer)
+        return await super()._chat(body, writer, auth)
 
 
 @pytest.fixture

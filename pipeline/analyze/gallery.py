@@ -21,8 +21,8 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image, ImageDraw
 
-from pipeline.analyze.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.analyze.report import QUALITY_ROWS, faith_rows, table
+from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.heatmaps import roi_heatmap
 from pipeline.records import ImageAnnotation, known
 
@@ -235,6 +235,14 @@ def charts(summary: dict) -> list[str]:
             "Over 77 CLIP tokens", sources, [per[s]["text"]["over_77_tokens"] for s in sources], vmax=1.0
         ),
     ]
+    cover = [per[s].get("coverage") for s in sources]
+    if any(cover):
+        scores = [c and c["score"] for c in cover]
+        out.append(
+            _bar_svg(
+                "Faithfulness score (agreement × part coverage)", sources, scores, fmt="{:.3f}", vmax=1.0
+            )
+        )
     faith = [per[s].get("faithfulness") for s in sources]
     if any(faith):
         out.append(
@@ -267,7 +275,9 @@ def render_html(summary: dict, cards: list[dict], per_page: int = 12) -> str:
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
     sources, per = summary["sources"], summary["per_source"]
-    faith = faith_rows(per) if any(per[s].get("faithfulness") for s in sources) else []
+    faith = (
+        faith_rows(per) if any(per[s].get("faithfulness") or per[s].get("coverage") for s in sources) else []
+    )
     return env.get_template("report.html.j2").render(
         summary=summary,
         sources=sources,

@@ -67,7 +67,16 @@ QUALITY_ROWS: list[tuple[str, Callable[[dict], str]]] = [
     ("Cost / row (USD)", lambda s: _num(s.get("cost_per_row"), 5)),
     *[(f"Status: {st}", lambda s, st=st: f"{s['status'].get(st, 0):,}") for st in STATUSES],
 ]
+
+
+def _cover(key: str, fmt: Callable = _pct) -> Callable[[dict], str]:
+    return lambda s: fmt(s["coverage"].get(key)) if s.get("coverage") else "–"
+
+
 FAITH_ROWS: list[tuple[str, Callable[[dict], str]]] = [
+    ("**Faithfulness score** (agreement × part coverage)", _cover("score", lambda v: _num(v, 3))),
+    ("Descriptions with a checked pose claim (all rows)", _cover("with_checked_claim")),
+    ("Annotated body parts covered by a checked claim", _cover("part_coverage")),
     ("Checked descriptions", _faith("descriptions", lambda v: f"{v:,}")),
     ("Claims / description", _faith("claims_per_description", lambda v: _num(v, 1))),
     ("**Agreement** (confirmed / decided)", _faith("agreement")),
@@ -120,12 +129,18 @@ def render_markdown(summary: dict) -> str:
            "TF-IDF vectors; MTLD per McCarthy & Jarvis (2010); 3-gram repetition is the share of a "
            "description's word 3-grams that repeat an earlier one. CLIP score = max(100 cos, 0) of a trained "
            "run's image and text embeddings.", ""]  # fmt: skip
-    if any(per[s].get("faithfulness") for s in sources):
+    if any(per[s].get("faithfulness") or per[s].get("coverage") for s in sources):
         out += ["## Pose faithfulness", "", _md_table(header, table(sources, per, faith_rows(per))), "",
-                "Claims are parsed with the documented rules of pipeline/analyze/claims.py and checked "
+                "Claims are parsed with the documented rules of pipeline/claims.py and checked "
                 "against pipeline.geometry's facts about the annotated keypoints "
-                "(pipeline/analyze/faithfulness.py). "
-                "Agreement = confirmed / (confirmed + contradicted); n = decided claims.", ""]  # fmt: skip
+                "(pipeline/faithfulness.py). "
+                "Agreement = confirmed / (confirmed + contradicted); n = decided claims. Coverage counts "
+                "every row of an annotated image, whatever its status: a description covers a body part "
+                "(left/right arm/leg, torso, head) its keypoints give a fact about when one of its pose "
+                "claims about that part is confirmed or contradicted. The score multiplies agreement by part "
+                "coverage, so a set of empty, failed or off-topic replies scores 0 however few of its claims "
+                "are wrong.",
+                ""]  # fmt: skip
     else:
         out += ["## Pose faithfulness", "", "Not measured: no annotations were given or found.", ""]
     for note in summary.get("notes", []):

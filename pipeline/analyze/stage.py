@@ -24,16 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.analyze.claims import parse_claims
 from pipeline.analyze.controls import contradict
-from pipeline.analyze.faithfulness import (
-    CONFIRMED,
-    CONTRADICTED,
-    UNVERIFIABLE,
-    DescriptionChecks,
-    check_description,
-    faithfulness_summary,
-)
 from pipeline.analyze.gallery import card_image, data_uri, marked_html, render_html
 from pipeline.analyze.inputs import (
     STATUSES,
@@ -43,7 +34,18 @@ from pipeline.analyze.inputs import (
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
+from pipeline.claims import parse_claims
 from pipeline.errors import PipelineError
+from pipeline.faithfulness import (
+    CONFIRMED,
+    CONTRADICTED,
+    UNVERIFIABLE,
+    DescriptionChecks,
+    annotated_parts,
+    check_description,
+    coverage_summary,
+    faithfulness_summary,
+)
 from pipeline.geometry import PersonFacts, image_facts
 from pipeline.log import progress
 from pipeline.records import ImageAnnotation
@@ -192,29 +194,33 @@ def _stats(values: pd.Series) -> dict | None:
 
 def _check_rows(
     df: pd.DataFrame, ann_for_artifact: dict, indexes: dict
-) -> tuple[dict[int, DescriptionChecks], dict]:
-    """Faithfulness checks of every usable row that has an annotation; facts computed once per image."""
-    facts_cache: dict[tuple[str, str], list[PersonFacts]] = {}
+) -> tuple[dict[int, DescriptionChecks], dict[int, set[str]], dict]:
+    """Faithfulness checks of every usable row that has an annotation, and the annotated body parts of every
+    row's image (all statuses: coverage counts the rows that failed too); facts computed once per image."""
+    facts_cache: dict[tuple[str, str], tuple[list[PersonFacts], set[str]]] = {}
     results: dict[int, DescriptionChecks] = {}
+    parts: dict[int, set[str]] = {}
     no_annotation = Counter()
-    rows = df[df["usable"]]
-    for idx, image, artifact, text in progress(
-        zip(rows.index, rows["image"], rows["artifact"], rows["description"], strict=True),
-        total=len(rows),
+    for idx, image, artifact, text, usable in progress(
+        zip(df.index, df["image"], df["artifact"], df["description"], df["usable"], strict=True),
+        total=len(df),
         desc="faithfulness",
         unit="desc",
     ):
         ann_name = ann_for_artifact.get(artifact)
         ann = indexes.get(ann_name, {}).get(image) if ann_name else None
         if ann is None:
-            no_annotation[df.at[idx, "source"]] += 1
+            no_annotation[df.at[idx, "source"]] += usable
             continue
         key = (ann_name, image)
         if key not in facts_cache:
-            facts_cache[key] = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
-        parsed = parse_claims(text, activity=ann.activity, category=ann.category)
-        results[idx] = check_description(parsed, ann, facts_cache[key])
-    return results, dict(no_annotation)
+            facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
+            facts_cache[key] = facts, annotated_parts(facts)
+        facts, parts[idx] = facts_cache[key]
+        if usable:
+            parsed = parse_claims(text, activity=ann.activity, category=ann.category)
+            results[idx] = check_description(parsed, ann, facts)
+    return results, parts, {k: v for k, v in no_annotation.items() if v}
 
 
 def _cards(
@@ -317,7 +323,7 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         sum(len(i) for i in indexes.values()),
     )
 
-    checks, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {})
+    checks, parts, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {}, {})
     clip = _clip_scores(cfg, store, df) if cfg.run else None
 
     per_source = {}
@@ -325,6 +331,8 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         rows = df[df["source"] == source]
         ok = rows[rows["usable"]]
         idx = [i for i in ok.index if i in checks]
+        faithfulness = faithfulness_summary([checks[i] for i in idx]) if idx else None
+        annotated = [i for i in rows.index if i in parts]
         per_source[source] = {
             "rows": len(rows),
             "images": int(rows["image"].nunique()),
@@ -336,7 +344,12 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
             "completion_tokens_per_row": _per_row_mean(rows["completion_tokens"]),
             "cost_per_row": _per_row_mean(rows["cost_usd"]),
             "cost_total": float(rows["cost_usd"].fillna(0).sum()),
-            "faithfulness": faithfulness_summary([checks[i] for i in idx]) if idx else None,
+            "faithfulness": faithfulness,
+            "coverage": coverage_summary(
+                [(checks.get(i), parts[i]) for i in annotated], faithfulness and faithfulness["agreement"]
+            )
+            if annotated
+            else None,
             "without_annotation": no_annotation.get(source, 0),
             "clip_score": _stats(clip.loc[ok.index]) if clip is not None else None,
         }

@@ -86,13 +86,19 @@ def _analyze(
     summary = analyze(cfg, state.store)
     typer.echo(
         f"wrote reports/{summary['name']}: "
-        + "; ".join(
-            f"{s}: {v['text']['n']} ok"
-            + (
-                f", faithfulness {100 * v['faithfulness']['agreement']:.1f}%"
-                if v.get("faithfulness") and v["faithfulness"]["agreement"] is not None
-                else ""
-            )
-            for s, v in summary["per_source"].items()
-        )
+        + "; ".join(_headline(s, v) for s, v in summary["per_source"].items())
     )
+
+
+def _headline(source: str, v: dict) -> str:
+    """'rules: 65 ok, score 0.912 (agreement 100.0%, parts covered 91.2%)': agreement alone is not the
+    headline, since a reply that makes no checkable claim cannot be contradicted."""
+    out = f"{source}: {v['text']['n']} ok"
+    cover, faith = v.get("coverage"), v.get("faithfulness")
+    if cover and cover["score"] is not None:
+        agreement = faith and faith["agreement"]
+        out += f", score {cover['score']:.3f} (agreement " + (
+            "–" if agreement is None else f"{100 * agreement:.1f}%"
+        )
+        out += f", parts covered {100 * cover['part_coverage']:.1f}%)"
+    return out

@@ -17,6 +17,7 @@ import typer
 from pipeline.cli.app import app, state
 from pipeline.describe import DescribeConfig, Shard, describe
 from pipeline.describe.config import FAILED_STATUSES
+from pipeline.describe.validate import Gate
 
 
 @app.command("describe")
@@ -27,10 +28,12 @@ def _describe(
         str,
         typer.Option(
             help="openai (any OpenAI-compatible endpoint), rules (offline), or auto: openai when "
-            "OPENAI_API_KEY or --base-url is set, else rules."
+            "OPENAI_API_KEY, --base-url or --model is given, else rules."
         ),
     ] = "auto",
-    model: Annotated[str, typer.Option(help="Model name sent to the endpoint.")] = "gpt-4o-mini",
+    model: Annotated[
+        str | None, typer.Option(help="Model name sent to the endpoint.  [default: gpt-4o-mini]")
+    ] = None,
     base_url: Annotated[
         str | None,
         typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (vLLM)."),
@@ -79,7 +82,11 @@ def _describe(
         typer.Option(help="First retry wait in seconds (exponential, jittered; a Retry-After header wins)."),
     ] = 0.5,
     max_cost: Annotated[
-        float | None, typer.Option(help="Stop (resumable) once spent + in flight reaches this many USD.")
+        float | None,
+        typer.Option(
+            help="USD for this artifact, all runs together (the journal counts what was spent): no request "
+            "starts past it, the run stops resumably. Needs a known price."
+        ),
     ] = None,
     price_input: Annotated[
         float | None, typer.Option(help="USD per 1M prompt tokens (overrides the table).")
@@ -96,6 +103,27 @@ def _describe(
         list[str] | None, typer.Option(help="Send rows with this status again (repeatable).")
     ] = None,
     retry_failed: Annotated[bool, typer.Option(help="Send every row that is not ok again.")] = False,
+    retry_invalid: Annotated[
+        int,
+        typer.Option(
+            help="Re-ask a reply judged invalid or truncated up to N times (seed + k, warmer); every ask is "
+            "journaled and paid for, the row keeps its best."
+        ),
+    ] = 0,
+    min_pose_claims: Annotated[
+        int,
+        typer.Option(help="Checkable pose claims a description needs to be ok (capped at what is known)."),
+    ] = Gate().min_pose_claims,
+    max_contradicted: Annotated[
+        float, typer.Option(help="Share of checked claims that may contradict the keypoints.")
+    ] = Gate().max_contradicted,
+    max_error_share: Annotated[
+        float,
+        typer.Option(help="More error rows than this share: not published, non-zero exit (journal kept)."),
+    ] = 0.02,
+    allow_partial: Annotated[
+        bool, typer.Option(help="Publish even when more rows than --max-error-share failed.")
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -116,7 +144,9 @@ def _describe(
         samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,
         backoff=backoff, max_cost=max_cost, price_input=price_input, price_output=price_output, prices=prices,
         limit=limit, shard=Shard.parse(shard) if shard else None, retry=statuses, dry_run=dry_run,
-        overwrite=overwrite, batch=batch, poll_interval=poll_interval,
+        overwrite=overwrite, batch=batch, poll_interval=poll_interval, retry_invalid=retry_invalid,
+        gate=Gate(min_pose_claims=min_pose_claims, max_contradicted=max_contradicted),
+        max_error_share=max_error_share, allow_partial=allow_partial,
     )  # fmt: skip
     summary = describe(cfg, state.store)
     typer.echo(json.dumps(summary, indent=2))

@@ -20,7 +20,7 @@ from typing import Any
 
 import openai
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, scrub
 from pipeline.describe.journal import Journal
 from pipeline.describe.openai_backend import MalformedResponse, _parse, completion_result, request_fields
 from pipeline.describe.pricing import Price
@@ -44,16 +44,17 @@ def _base(req: DescriptionRequest, attempts: int) -> dict[str, Any]:
     return {**request_fields(req), "attempts": attempts}
 
 
-def _result(req: DescriptionRequest, line: dict[str, Any], price: Price, attempts: int) -> DescriptionResult:
-    """A result row from one output/error line; status error for a failed line."""
+def _result(
+    req: DescriptionRequest, line: dict[str, Any], price: Price, attempts: int, cfg: DescribeConfig
+) -> DescriptionResult:
+    """A result row from one output/error line; status error (scrubbed text) for a failed line."""
     base = _base(req, attempts)
     response = line.get("response") or {}
     if line.get("error") or response.get("status_code") != 200:
         err = line.get("error") or (response.get("body") or {}).get("error") or {}
         code = err.get("code") or f"HTTP {response.get('status_code')}"
-        return DescriptionResult(
-            **base, description=None, status="error", error=f"{code}: {err.get('message')}"
-        )
+        error = scrub(f"{code}: {err.get('message')}", cfg.api_key)
+        return DescriptionResult(**base, description=None, status="error", error=error)
     try:
         c = _parse(response.get("body"))
     except MalformedResponse as exc:
@@ -61,6 +62,7 @@ def _result(req: DescriptionRequest, line: dict[str, Any], price: Price, attempt
     return completion_result(
         req,
         c,
+        cfg.gate,
         cost_usd=price.cost(c.prompt_tokens, c.completion_tokens) * BATCH_DISCOUNT,
         attempts=attempts,
         response_id=response.get("request_id") or line.get("id"),
@@ -115,12 +117,17 @@ class BatchRunner:
             if key not in by_key or key in seen:
                 continue
             seen.add(key)
-            result = _result(by_key[key], line, self.price, attempts[key])
+            result = _result(by_key[key], line, self.price, attempts[key], self.cfg)
+            if result.cost_usd:
+                self.journal.record_ask(result, 0, self.cfg.sampling())
             if result.status == "error" and attempts[key] <= self.cfg.max_retries:
                 retry.append(key)
             else:
                 self.journal.record(result)
-        why = f"batch {batch_id} ended {batch.status}" + (f": {batch.errors}" if batch.errors else "")
+        why = scrub(
+            f"batch {batch_id} ended {batch.status}" + (f": {batch.errors}" if batch.errors else ""),
+            self.cfg.api_key,
+        )
         for key in keys:
             if key in by_key and key not in seen:  # a failed/cancelled batch, or a line it never reported
                 if attempts[key] <= self.cfg.max_retries:
@@ -162,17 +169,18 @@ class BatchRunner:
             if stopped:
                 bar.close()
                 raise PipelineError(
-                    f"stopped at --max-cost ${self.cfg.max_cost}: the journal is kept, re-run with "
-                    f"a higher --max-cost to continue"
+                    f"stopped at --max-cost ${self.cfg.max_cost} (the artifact's total): the journal is "
+                    f"kept, re-run with a higher --max-cost to continue"
                 )
             queue = retry
         bar.close()
 
     def _affordable(self, reqs: list[DescriptionRequest]) -> list[DescriptionRequest]:
-        """The prefix whose worst-case cost (prompt + max_tokens, at batch prices) fits --max-cost."""
+        """The prefix whose worst-case cost (prompt + max_tokens, at batch prices) fits what --max-cost
+        leaves after the artifact's earlier spending."""
         if self.cfg.max_cost is None:
             return reqs
-        spent, out = 0.0, []
+        spent, out = self.journal.spent(), []
         for r in reqs:
             spent += self.price.cost(r.prompt_tokens, self.cfg.max_tokens) * BATCH_DISCOUNT
             if spent > self.cfg.max_cost:
@@ -191,8 +199,8 @@ def run_batch(
         runner.run(todo)
     except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
         raise PipelineError(
-            f"Batch API: HTTP {exc.status_code}: {exc.message} (submitted batches are kept "
-            f"in the journal and polled again on the next run)"
+            f"Batch API: HTTP {exc.status_code}: {scrub(exc.message, cfg.api_key)} (submitted batches are "
+            f"kept in the journal and polled again on the next run)"
         ) from None
     finally:
         runner.client.close()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
+from pipeline.geometry import PersonFacts
+from pipeline.records import ImageAnnotation
 
 BACKENDS = ("openai", "rules")
 STATUSES = ("ok", "truncated", "refused", "invalid", "error")
@@ -17,6 +22,9 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_penalty")
 # What a run sends when neither the command line nor the template family sets it (the paper's values).
 FALLBACK_SAMPLING = {"temperature": 0.5, "max_tokens": 512}
+DEFAULT_MODEL = "gpt-4o-mini"
+# Status ranks for --retry-invalid: a row keeps its best ask (ok, then a reply that has text, then none).
+RANK = {"ok": 0, "invalid": 1, "truncated": 2, "refused": 3, "error": 4}
 
 
 def public_base_url(url: str | None) -> str:
@@ -25,6 +33,35 @@ def public_base_url(url: str | None) -> str:
     parts = urlsplit(url or DEFAULT_BASE_URL)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def is_local(url: str | None) -> bool:
+    """A loopback or private-network endpoint (a vLLM / llama.cpp server of one's own): no key needed."""
+    host = urlsplit(url or DEFAULT_BASE_URL).hostname or ""
+    if host == "localhost" or host.endswith(".local"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_private  # loopback addresses are private too
+    except ValueError:
+        return False
+
+
+# An Authorization / api-key header value as a server may echo it back in an error body.
+_HEADER_SECRET = re.compile(
+    r"((?:authorization|proxy-authorization|api-key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)"
+    r"[^\s\"',;}]+",
+    re.I,
+)
+_BEARER = re.compile(r"\b(bearer\s+)[\w.~+/=-]{6,}", re.I)
+_OPENAI_KEY = re.compile(r"\bsk-[\w-]{16,}")
+
+
+def scrub(text: str, api_key: str | None) -> str:
+    """Error text safe to store or print: the API key and any Authorization / api-key value replaced."""
+    if api_key:
+        text = text.replace(api_key, "***")
+    text = _HEADER_SECRET.sub(r"\1***", text)
+    return _OPENAI_KEY.sub("sk-***", _BEARER.sub(r"\1***", text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +88,9 @@ class Shard:
 @dataclass(slots=True)
 class DescribeConfig:
     annotations: str
-    backend: str = "auto"  # openai | rules | auto (openai when a key or base URL is set)
+    backend: str = "auto"  # openai | rules | auto (openai when a key, base URL or model is given)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
-    model: str = "gpt-4o-mini"
+    model: str | None = None  # default DEFAULT_MODEL
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never stored or logged
     template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
@@ -70,7 +107,7 @@ class DescribeConfig:
     timeout: float = 60.0  # seconds per request
     max_retries: int = 5  # retries after the first attempt
     backoff: float = 0.5  # seconds before the first retry; doubles per attempt, jittered, Retry-After wins
-    max_cost: float | None = None  # USD: stop cleanly (resumable) once spent + in flight reaches it
+    max_cost: float | None = None  # USD for the artifact, all runs together (the journal records spending)
     price_input: float | None = None  # USD per 1M prompt tokens (overrides the table)
     price_output: float | None = None  # USD per 1M completion tokens
     prices: str | None = None  # a JSON file {model: {"input": x, "output": y}} merged over the table
@@ -82,10 +119,15 @@ class DescribeConfig:
     batch_size: int = 50_000  # lines per batch file (the API's limit)
     poll_interval: float = 30.0  # seconds between two batch status checks
     overwrite: bool = False  # discard the journal and start over
+    gate: Gate = field(default_factory=Gate)  # what a reply needs to be ok (pipeline.describe.validate)
+    retry_invalid: int = 0  # re-asks of an invalid / truncated reply (new seed, warmer), best one kept
+    max_error_share: float = 0.02  # more error rows than this: not published, non-zero exit
+    allow_partial: bool = False  # publish even past max_error_share
 
     def __post_init__(self) -> None:
-        if self.backend == "auto":  # an endpoint or key configured -> the LLM, else the offline describer
-            self.backend = "openai" if (self.api_key or self.base_url) else "rules"
+        if self.backend == "auto":  # an endpoint, key or model given -> the LLM, else the offline describer
+            self.backend = "openai" if (self.api_key or self.base_url or self.model) else "rules"
+        self.model = self.model or DEFAULT_MODEL
         if self.backend not in BACKENDS:
             raise PipelineError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         for status in self.retry:
@@ -99,6 +141,14 @@ class DescribeConfig:
             raise PipelineError("--max-retries must be 0 or more")
         if self.limit is not None and self.limit < 0:
             raise PipelineError("--limit must be 0 or more")
+        if self.retry_invalid < 0:
+            raise PipelineError("--retry-invalid must be 0 or more")
+        if self.retry_invalid and self.batch:
+            raise PipelineError(
+                "--retry-invalid re-asks live requests; with --batch, re-run with --retry invalid instead"
+            )
+        if not 0.0 <= self.max_error_share <= 1.0:
+            raise PipelineError("--max-error-share must be between 0 and 1")
 
     @property
     def artifact_name(self) -> str:
@@ -114,16 +164,23 @@ class DescribeConfig:
         unset = {k: v for k, v in (FALLBACK_SAMPLING | defaults).items() if getattr(self, k) is None}
         return dataclasses.replace(self, **unset)
 
-    def sampling(self) -> dict[str, Any]:
-        """Every parameter that changes an LLM's answer (part of each row's cache key); unset ones are
-        not sent."""
-        return {k: getattr(self, k) for k in SAMPLING_FIELDS if getattr(self, k) is not None}
+    def sampling(self, ask: int = 0) -> dict[str, Any]:
+        """Every parameter that changes an LLM's answer (ask 0's are part of each row's cache key); unset
+        ones are not sent. Re-ask k > 0 (--retry-invalid) sends seed + k and a temperature 0.2 * k warmer
+        (up to 1.0), so that a deterministic server does not give the same reply again."""
+        params = {k: getattr(self, k) for k in SAMPLING_FIELDS if getattr(self, k) is not None}
+        if ask:
+            base = params.get("temperature", FALLBACK_SAMPLING["temperature"])
+            params["temperature"] = round(min(max(1.0, base), base + 0.2 * ask), 3)
+            params["seed"] = (self.seed or 0) + ask
+        return params
 
     def to_meta(self) -> dict[str, Any]:
         """The config as meta.json records it: no API key, shard as text."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "api_key"}
         out["shard"] = None if self.shard is None else str(self.shard)
         out["retry"] = list(self.retry)
+        out["gate"] = dataclasses.asdict(self.gate)
         return out
 
 
@@ -138,10 +195,16 @@ class DescriptionRequest:
     template: str
     template_hash: str
     cache_key: str
-    ctx: dict[str, Any]  # the template context, kept for validation
+    annotation: ImageAnnotation  # the keypoints the gate checks the reply against
+    facts: list[PersonFacts] | None = None  # their geometry, when the template already computed it
     messages: list[dict[str, str]] | None = None
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate, for plans and rate limits
+
+    @property
+    def prompt(self) -> str | None:
+        """The messages as one text (the gate's echo check)."""
+        return None if self.messages is None else "\n".join(m["content"] for m in self.messages)
 
 
 @dataclass(slots=True)

@@ -4,6 +4,10 @@ It lives in the artifact (journal.sqlite), in WAL mode: a commit is an append to
 a crash, Ctrl-C or kill -9 loses at most the requests that were still in flight, and a re-run finds every
 finished row by its cache key and sends nothing for it. Rows of earlier configurations stay as a cache,
 so changing one parameter and changing it back costs nothing.
+
+`results` holds each row's final answer (its best ask under --retry-invalid); `asks` holds every reply
+paid for, re-asks and rows later sent again included, so `spent()` is what the artifact has cost over all
+its runs (what --max-cost caps).
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ class Journal:
                 for name in _FIELDS
             )
             self.db.execute(f"CREATE TABLE IF NOT EXISTS results ({cols}, recorded_at REAL)")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS asks (cache_key TEXT, ask INTEGER, status TEXT, "
+                "description TEXT, error TEXT, finish_reason TEXT, prompt_tokens INTEGER, "
+                "completion_tokens INTEGER, cost_usd REAL, sampling TEXT, response_id TEXT, recorded_at REAL)"
+            )
             # Batch API jobs submitted and not yet collected: a re-run polls them instead of paying again.
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, keys TEXT, "
@@ -83,6 +92,29 @@ class Journal:
 
     def record(self, result: DescriptionResult) -> None:
         self.db.execute(self._insert, (*_row(result), time.time()))
+
+    def record_ask(self, result: DescriptionResult, ask: int, sampling: dict) -> None:
+        """One reply paid for (before the row's best ask is chosen)."""
+        self.db.execute(
+            "INSERT INTO asks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (result.cache_key, ask, result.status, result.description, result.error, result.finish_reason,
+             result.prompt_tokens, result.completion_tokens, result.cost_usd, json.dumps(sampling),
+             result.response_id, time.time()),
+        )  # fmt: skip
+
+    def spent(self) -> float:
+        """USD paid for every ask this journal recorded (0 for a journal from before asks were kept)."""
+        try:
+            return float(self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM asks").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0.0
+
+    def asks(self, cache_key: str) -> list[tuple[int, str, str | None]]:
+        """(ask, status, error) of every ask of one row, in order."""
+        rows = self.db.execute(
+            "SELECT ask, status, error FROM asks WHERE cache_key = ? ORDER BY recorded_at", (cache_key,)
+        )
+        return rows.fetchall()
 
     def record_many(self, results: list[DescriptionResult]) -> None:
         """Many rows in one transaction (the rules describer produces them all at once)."""

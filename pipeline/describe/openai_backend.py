@@ -10,8 +10,13 @@ How it stays fast and within limits:
   full-jitter exponential backoff; a Retry-After / retry-after-ms header sets the wait instead. Bounded
   by --max-retries; after that the row is recorded with status error, never dropped.
 - The client's own retries are off (max_retries=0) so every attempt is counted and journaled here.
-- --max-cost: no new request starts once spent + the worst case of those in flight would pass the budget;
-  the run stops cleanly and a re-run continues from the journal.
+- --max-cost is the artifact's total: the journal's spending of earlier runs counts, and no new request
+  (re-asks included) starts once spent + the worst case of those in flight would pass it; the run stops
+  cleanly and a re-run continues from the journal.
+- --retry-invalid N: a reply the gate judges invalid or truncated is asked again (seed + k, warmer) up to N
+  times; every ask is journaled and paid for, the row keeps its best one.
+- Error texts are scrubbed of the API key and Authorization / api-key values before they are stored,
+  logged or printed (a server may echo the request headers).
 """
 
 from __future__ import annotations
@@ -30,11 +35,18 @@ import httpx2
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, public_base_url
+from pipeline.describe.config import (
+    RANK,
+    DescribeConfig,
+    DescriptionRequest,
+    DescriptionResult,
+    public_base_url,
+    scrub,
+)
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price
 from pipeline.describe.transport import LeanTransport
-from pipeline.describe.validate import judge
+from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
 from pipeline.log import progress
 
@@ -185,10 +197,10 @@ def _parse(reply: Any) -> Completion:
         raise MalformedResponse(f"not a chat completion ({type(err).__name__}: {err})") from None
 
 
-def _error_text(exc: BaseException) -> str:
+def _error_text(exc: BaseException, api_key: str | None) -> str:
     if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}: {exc.message}"[:500]
-    return f"{type(exc).__name__}: {exc}"[:500]
+        return scrub(f"HTTP {exc.status_code}: {exc.message}", api_key)[:500]
+    return scrub(f"{type(exc).__name__}: {exc}", api_key)[:500]
 
 
 def request_fields(req: DescriptionRequest) -> dict[str, Any]:
@@ -207,6 +219,7 @@ def request_fields(req: DescriptionRequest) -> dict[str, Any]:
 def completion_result(
     req: DescriptionRequest,
     c: Completion,
+    gate: Gate,
     *,
     cost_usd: float,
     attempts: int,
@@ -214,7 +227,7 @@ def completion_result(
     response_id: str | None,
 ) -> DescriptionResult:
     """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost."""
-    status, reason = judge(c.text, c.finish_reason, req.ctx)
+    status, reason = judge(c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts)
     return DescriptionResult(
         **request_fields(req),
         description=c.text.strip() if c.text and c.text.strip() else None,
@@ -235,8 +248,10 @@ class RunStats:
     sent: int = 0  # HTTP attempts, retries included
     done: int = 0
     failures: int = 0  # rows whose status is not ok
-    spent: float = 0.0
+    spent: float = 0.0  # the artifact's total: earlier runs (from the journal) + this one
+    spent_before: float = 0.0
     in_flight_cost: float = 0.0
+    reasks: int = 0
     tokens: int = 0
     retries: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -265,10 +280,10 @@ class Runner:
         self.window = AIMDWindow(cfg.concurrency)
         self.rpm = TokenBucket(cfg.rpm) if cfg.rpm else None
         self.tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
-        self.stats = RunStats()
+        spent = journal.spent()
+        self.stats = RunStats(spent=spent, spent_before=spent)
         self.stopping = False
         self.clients = make_clients(cfg)
-        self.sampling = cfg.sampling()
 
     # ---- one attempt --------------------------------------------------------------------------
     async def _attempt(self, req: DescriptionRequest, client: openai.AsyncOpenAI, body: bytes) -> Completion:
@@ -304,11 +319,14 @@ class Runner:
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
         return random.uniform(0, min(_MAX_WAIT, self.cfg.backoff * 2 ** (attempts - 1)))
 
-    # ---- one row ------------------------------------------------------------------------------
-    async def describe_one(self, req: DescriptionRequest, client: openai.AsyncOpenAI) -> DescriptionResult:
+    # ---- one ask: one HTTP request with its retries ---------------------------------------------
+    async def ask(self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int) -> DescriptionResult:
+        """Ask k of one row (0 = the first; k > 0 re-asks with cfg.sampling(k))."""
         started = time.monotonic()
         attempts = 0
-        body = json.dumps({"model": self.cfg.model, "messages": req.messages, **self.sampling}).encode()
+        body = json.dumps(
+            {"model": self.cfg.model, "messages": req.messages, **self.cfg.sampling(k)}
+        ).encode()
 
         async def attempt() -> Completion:
             nonlocal attempts
@@ -317,7 +335,9 @@ class Runner:
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
-            log.debug("%s: retry after %s", req.image, state.outcome.exception())
+            log.debug(
+                "%s: retry after %s", req.image, _error_text(state.outcome.exception(), self.cfg.api_key)
+            )
 
         try:
             try:
@@ -339,8 +359,8 @@ class Runner:
                 completion = await retrying(attempt)
         except _FATAL as exc:
             raise PipelineError(
-                f"{public_base_url(self.cfg.base_url)}: {_error_text(exc)} (check the key, model and "
-                f"--base-url; finished rows are kept in the journal)"
+                f"{public_base_url(self.cfg.base_url)}: {_error_text(exc, self.cfg.api_key)} (check the key, "
+                f"model and --base-url; finished rows are kept in the journal)"
             ) from None
         except (openai.APIError, MalformedResponse) as exc:
             return DescriptionResult(
@@ -349,16 +369,53 @@ class Runner:
                 status="error",
                 attempts=attempts,
                 latency_s=round(time.monotonic() - started, 4),
-                error=_error_text(exc),
+                error=_error_text(exc, self.cfg.api_key),
             )
         return completion_result(
             req,
             completion,
+            self.cfg.gate,
             cost_usd=self.price.cost(completion.prompt_tokens, completion.completion_tokens),
             attempts=attempts,
             latency_s=round(time.monotonic() - started, 4),
             response_id=completion.id,
         )
+
+    # ---- one row: its asks, the best one kept -------------------------------------------------------
+    def affordable(self, worst: float) -> bool:
+        s = self.stats
+        return self.cfg.max_cost is None or s.spent + s.in_flight_cost + worst <= self.cfg.max_cost
+
+    async def describe_one(self, req: DescriptionRequest, client: openai.AsyncOpenAI) -> DescriptionResult:
+        """Ask, and re-ask an invalid / truncated reply up to --retry-invalid times while the budget lasts;
+        the row is its best ask, with the attempts, tokens and cost of all of them."""
+        worst = self.price.cost(req.prompt_tokens, self.cfg.max_tokens)
+        best: DescriptionResult | None = None
+        attempts = prompt_tokens = completion_tokens = 0
+        cost = latency = 0.0
+        for k in range(1 + self.cfg.retry_invalid):
+            if k and (self.stopping or not self.affordable(worst)):
+                break
+            self.stats.in_flight_cost += worst
+            try:
+                result = await self.ask(req, client, k)
+            finally:
+                self.stats.in_flight_cost -= worst
+            self.stats.spent += result.cost_usd
+            self.stats.reasks += k > 0
+            self.journal.record_ask(result, k, self.cfg.sampling(k))
+            attempts += result.attempts
+            prompt_tokens += result.prompt_tokens
+            completion_tokens += result.completion_tokens
+            cost += result.cost_usd
+            latency += result.latency_s
+            if best is None or RANK[result.status] < RANK[best.status]:
+                best = result
+            if result.status not in ("invalid", "truncated"):
+                break
+        best.attempts, best.prompt_tokens, best.completion_tokens = attempts, prompt_tokens, completion_tokens
+        best.cost_usd, best.latency_s = cost, round(latency, 4)
+        return best
 
     # ---- the run ------------------------------------------------------------------------------
     async def run(self, todo: list[DescriptionRequest]) -> None:
@@ -370,22 +427,14 @@ class Runner:
         async def worker(client: openai.AsyncOpenAI) -> None:
             nonlocal last_postfix
             for req in queue:  # one shared iterator: each request is taken by exactly one worker
-                worst = self.price.cost(req.prompt_tokens, self.cfg.max_tokens)
-                if self.cfg.max_cost is not None and (
-                    self.stats.spent + self.stats.in_flight_cost + worst > self.cfg.max_cost
-                ):
+                if not self.affordable(self.price.cost(req.prompt_tokens, self.cfg.max_tokens)):
                     self.stopping = True
                 if self.stopping:
                     return
-                self.stats.in_flight_cost += worst
-                try:
-                    result = await self.describe_one(req, client)
-                finally:
-                    self.stats.in_flight_cost -= worst
+                result = await self.describe_one(req, client)
                 self.journal.record(result)  # the moment it arrives: a crash after this loses nothing
                 s = self.stats
                 s.done += 1
-                s.spent += result.cost_usd
                 s.tokens += result.prompt_tokens + result.completion_tokens
                 s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
                 s.failures += result.status != "ok"
@@ -426,14 +475,17 @@ def run_requests(
         "requests_sent": s.sent,
         "retries": s.retries,
         "rows_done": s.done,
-        "spent_usd": round(s.spent, 6),
+        "reasks": s.reasks,
+        "spent_usd": round(s.spent - s.spent_before, 6),
+        "spent_total_usd": round(s.spent, 6),
         "requests_per_s": round(s.done / elapsed, 2) if elapsed > 0 else None,
         "window_decreases": runner.window.decreases,
         "client_cpu_ms_per_request": round(1000 * cpu / s.sent, 3) if s.sent else None,
     }
     if runner.stopping:
         raise PipelineError(
-            f"stopped at --max-cost ${cfg.max_cost}: spent ${s.spent:.4f} this run, {s.done} of {len(todo)} "
-            f"rows done; the journal is kept, re-run with a higher --max-cost to continue"
+            f"stopped at --max-cost ${cfg.max_cost} (the artifact's total): spent ${s.spent:.4f} in all, "
+            f"${s.spent - s.spent_before:.4f} this run, {s.done} of {len(todo)} rows done; the journal is "
+            f"kept, re-run with a higher --max-cost to continue"
         )
     return stats

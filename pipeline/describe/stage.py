@@ -6,10 +6,13 @@
 Every (image, sample) becomes a request with a content cache key; the journal in the artifact's staging
 folder answers every key it already holds, the backend answers the rest, and the parquet is exported
 from the journal, so a crashed or stopped run resumes where it stopped and a re-run pays nothing twice.
+Every reply is judged by the quality gate (pipeline.describe.validate); a run whose rows all failed, or more
+than --max-error-share of them, is not published (the journal stays for the re-run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,7 +24,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, public_base_url
+from pipeline.describe.config import (
+    STATUSES,
+    DescribeConfig,
+    DescriptionRequest,
+    DescriptionResult,
+    is_local,
+    public_base_url,
+)
 from pipeline.describe.journal import FILE as JOURNAL_FILE
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price, estimate_prompt_tokens, price_for
@@ -101,7 +111,8 @@ def build_requests(
                     template=tpl.name,
                     template_hash=tpl.hash,
                     cache_key=key,
-                    ctx=ctx,
+                    annotation=ann,
+                    facts=[p["facts"] for p in ctx["people"]] if with_facts else None,
                     messages=messages,
                     text=text,
                     prompt_tokens=tokens,
@@ -110,8 +121,8 @@ def build_requests(
     return out
 
 
-def rules_result(req: DescriptionRequest) -> DescriptionResult:
-    status, reason = judge(req.text, "stop", req.ctx)
+def rules_result(req: DescriptionRequest, cfg: DescribeConfig) -> DescriptionResult:
+    status, reason = judge(req.text, "stop", req.annotation, cfg.gate, facts=req.facts)
     return DescriptionResult(
         cache_key=req.cache_key,
         image=req.image,
@@ -128,6 +139,27 @@ def rules_result(req: DescriptionRequest) -> DescriptionResult:
     )
 
 
+def rejudge(
+    requests: list[DescriptionRequest], recorded: dict[str, DescriptionResult], cfg: DescribeConfig
+) -> list[DescriptionResult]:
+    """Journal rows answered by an earlier run, judged again by this run's gate (its thresholds or rules may
+    have changed since): the ok / invalid rows whose verdict changes. Refused, truncated and error rows
+    were decided by the reply's shape, not its content."""
+    out = []
+    for req in requests:
+        row = recorded[req.cache_key]
+        if row.status not in ("ok", "invalid"):
+            continue
+        status, reason = judge(
+            row.description, row.finish_reason, req.annotation, cfg.gate, prompt=req.prompt, facts=req.facts
+        )
+        if (status, reason) != (row.status, row.error):
+            out.append(dataclasses.replace(row, status=status, error=reason))
+    if out:
+        log.info("%d journal rows change status under this run's quality gate", len(out))
+    return out
+
+
 def write_parquet(path: Path, results: list[DescriptionResult]) -> None:
     cols: dict[str, list] = {name: [] for name in DESCRIPTIONS_SCHEMA.names}
     for r in results:
@@ -141,7 +173,7 @@ def totals(results: list[DescriptionResult]) -> dict[str, Any]:
     return {
         "rows": len(results),
         "images": len({r.image for r in results}),
-        **{s: by_status.get(s, 0) for s in ("ok", "truncated", "refused", "invalid", "error")},
+        **{s: by_status.get(s, 0) for s in STATUSES},
         "prompt_tokens": sum(r.prompt_tokens for r in results),
         "completion_tokens": sum(r.completion_tokens for r in results),
         "cost_usd": round(sum(r.cost_usd for r in results), 6),
@@ -170,22 +202,51 @@ def _template(cfg: DescribeConfig) -> TemplateSet:
     return tpl
 
 
-def _existing_journal(store: Store, name: str) -> dict[str, DescriptionResult]:
-    """What a run would find: the staging journal of an interrupted run, else the published one."""
+def _refuse_failed_run(
+    cfg: DescribeConfig, counts: dict[str, Any], results: list[DescriptionResult], staging: Path
+) -> None:
+    """No silent success: a run whose rows all failed, or more than --max-error-share of them, is not
+    published (the journal stays in the staging folder, so a re-run sends only what is missing)."""
+    errors = counts["error"]
+    if not errors or (errors / counts["rows"] <= cfg.max_error_share):
+        return
+    first = next(r.error for r in results if r.status == "error")
+    if errors == counts["rows"]:
+        raise PipelineError(
+            f"every request failed ({errors} rows, e.g. {first}); nothing published, the journal is kept in "
+            f"{staging}: fix the endpoint and re-run with --retry error"
+        )
+    if not cfg.allow_partial:
+        raise PipelineError(
+            f"{errors} of {counts['rows']} rows failed (> --max-error-share {cfg.max_error_share:g}; e.g. "
+            f"{first}); not published, the journal is kept: re-run with --retry error, or pass "
+            f"--allow-partial to publish them as they are"
+        )
+    log.warning("publishing with %d error rows of %d (--allow-partial)", errors, counts["rows"])
+
+
+def _existing_journal(store: Store, name: str) -> tuple[dict[str, DescriptionResult], float]:
+    """What a run would find: the rows and spending of the staging journal of an interrupted run, else of
+    the published one."""
     for folder in (
         store.staging_dir("descriptions", name),
         store.path("descriptions", name) if store.exists("descriptions", name) else None,
     ):
         if folder is not None and (folder / JOURNAL_FILE).is_file():
             with Journal(folder / JOURNAL_FILE, readonly=True) as journal:
-                return journal.load()
-    return {}
+                return journal.load(), journal.spent()
+    return {}, 0.0
 
 
 def plan(
-    cfg: DescribeConfig, requests: list[DescriptionRequest], done: dict[str, DescriptionResult], price: Price
+    cfg: DescribeConfig,
+    requests: list[DescriptionRequest],
+    done: dict[str, DescriptionResult],
+    spent: float,
+    price: Price,
 ) -> dict[str, Any]:
-    """--dry-run: what a run would send and cost; nothing is sent or written."""
+    """--dry-run: what a run would send and cost (and what the artifact has cost so far, which --max-cost
+    counts); nothing is sent or written."""
     todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
     prompt_tokens = sum(r.prompt_tokens for r in todo)
     seen = [d.completion_tokens for d in done.values() if d.status == "ok" and d.completion_tokens]
@@ -200,6 +261,7 @@ def plan(
         "completion_tokens_estimate": round(per_reply * len(todo)),
         "estimated_cost_usd": round(price.cost(prompt_tokens, round(per_reply * len(todo))), 6),
         "max_cost_usd": round(price.cost(prompt_tokens, cfg.max_tokens * len(todo)), 6),
+        "spent_so_far_usd": round(spent, 6),
         "price_per_1m": {"input": price.input, "output": price.output, "known": price.known},
     }
 
@@ -209,10 +271,10 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     rows = select(_load_rows(cfg, store), cfg)
     if not rows:
         raise PipelineError(f"annotations/{cfg.annotations}: no image left after --shard/--limit")
-    if cfg.backend == "openai" and not (cfg.api_key or cfg.base_url or cfg.dry_run):
+    if cfg.backend == "openai" and not (cfg.api_key or is_local(cfg.base_url) or cfg.dry_run):
         raise PipelineError(
-            "the openai backend needs OPENAI_API_KEY (or --base-url for a local server); "
-            "--backend rules describes offline"
+            f"--model {cfg.model} at {public_base_url(cfg.base_url)} needs OPENAI_API_KEY (a local "
+            f"--base-url needs none); --backend rules describes offline"
         )
     tpl = _template(cfg)
     cfg = cfg.with_defaults(tpl.defaults)
@@ -223,6 +285,12 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             cfg.model, price_input=cfg.price_input, price_output=cfg.price_output, prices_file=cfg.prices
         )
     )
+    if cfg.max_cost is not None and not price.known:
+        raise PipelineError(
+            f"--max-cost {cfg.max_cost}: no price known for model {cfg.model!r}, so spending cannot be "
+            f"counted; pass --price-input and --price-output (USD per 1M tokens, 0 for a free server) "
+            f"or --prices"
+        )
     seen: set[str] = set()
     for i, ann in enumerate(rows):
         if ann.image in seen:
@@ -234,8 +302,8 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     requests = build_requests(rows, tpl, cfg)
     name = cfg.artifact_name
     if cfg.dry_run:
-        done = {} if cfg.overwrite else _existing_journal(store, name)
-        return plan(cfg, requests, done, price)
+        done, spent = ({}, 0.0) if cfg.overwrite else _existing_journal(store, name)
+        return plan(cfg, requests, done, spent, price)
 
     config = cfg.to_meta() | {
         "template_name": tpl.name,
@@ -272,7 +340,7 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
                 cfg.backend,
             )
             if cfg.backend == "rules":
-                journal.record_many([rules_result(r) for r in todo])
+                journal.record_many([rules_result(r, cfg) for r in todo])
                 run_stats: dict[str, Any] = {"requests_sent": 0}
             elif cfg.batch:
                 from pipeline.describe.batch import run_batch
@@ -283,10 +351,15 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
 
                 run_stats = run_requests(todo, cfg, price, journal)
             recorded = journal.load()
+            fresh = {r.cache_key for r in todo}
+            rejudged = rejudge([r for r in requests if r.cache_key not in fresh], recorded, cfg)
+            journal.record_many(rejudged)
+            recorded |= {r.cache_key: r for r in rejudged}
             journal.checkpoint()
         results = [recorded[r.cache_key] for r in requests]
-        write_parquet(writer.dir / PARQUET, results)
         counts = totals(results)
+        _refuse_failed_run(cfg, counts, results, writer.dir)
+        write_parquet(writer.dir / PARQUET, results)
         writer.counts.update(counts)
         summary = {
             "artifact": f"descriptions/{name}",

@@ -1,88 +1,191 @@
-"""Checks on one description, cheap enough to run on every row: status + the reason when it is not ok.
+"""The quality gate: one description judged against its image's keypoints -> status + why it is not ok.
 
-status, reason = judge(text, finish_reason, ctx)     # ("ok", None) | ("invalid", "says two people, ...")
+    status, reason = judge(text, finish_reason, annotation)                    # ("ok", None)
+    judge("I'm an AI model designed to analyze ...", "stop", annotation)    # ("invalid", "meta talk ...")
+    judge(text, "stop", annotation, Gate(min_pose_claims=2), prompt=prompt_text)
+
+A reply is ok only when it reads as a description of these people's poses. In order:
+- shape: content filter, empty or a refusal -> refused; finish_reason length -> truncated; under
+  `min_chars` or over `max_chars` -> invalid;
+- what a weak model writes instead of a description (each -> invalid with the reason): JSON or code, an echo
+  of the prompt (more than `max_echo` of the reply's word 5-grams are in the prompt), template placeholders
+  ("left/right/center", "<activity>"), meta talk (being an AI, the task, the template, the input data),
+  coordinates or keypoint numbers, measurements the keypoints cannot give (lengths, weights, ages), a list
+  whose items mostly make no pose claim (more than `max_list_share` of them: the template restated);
+- the claims, parsed and checked by pipeline.claims / pipeline.faithfulness (the checker analyze reports):
+  a people count that disagrees, a person or a limb the image does not have, more than `max_contradicted`
+  of the decided claims contradicting the keypoints (the reason lists them), and fewer than
+  `min_pose_claims` decided pose claims (capped at what the keypoints can decide, so a person with two
+  annotated joints is not asked for three claims).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
 
-MIN_CHARS = 20
-MAX_CHARS = 6000
+from pipeline.claims import parse_claims
+from pipeline.faithfulness import (
+    CONTRADICTED,
+    POSE_KINDS,
+    annotated_parts,
+    check_description,
+    decided,
+)
+from pipeline.geometry import PersonFacts, image_facts
+from pipeline.records import ImageAnnotation
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """The gate's thresholds (the describe CLI sets min_pose_claims and max_contradicted)."""
+
+    min_chars: int = 20
+    max_chars: int = 6000
+    min_pose_claims: int = 3  # decided pose claims a description needs (capped at what is decidable)
+    max_contradicted: float = 0.35  # share of decided claims that may contradict the keypoints
+    max_echo: float = 0.5  # share of the reply's word 5-grams that may come from the prompt
+    max_list_share: float = 0.5  # share of list items that may make no pose claim
+
+
 _REFUSAL = re.compile(
     r"^\W*(i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i can not|i'?m unable|i am unable|i won'?t|"
     r"as an ai\b|i'?m not able|i am not able)",
     re.IGNORECASE,
 )
-_NUMBERS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "no",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
-    )
-}
-_NUMBERS |= {"a single": 1, "a lone": 1, "single": 1, "a": 1, "an": 1}
-_COUNT = re.compile(
-    r"\b(\d+|no|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a single|a lone|single|an?)\s+"
-    r"(?:[a-z-]+\s+)?(people|persons|person|individuals|individual)\b",
-    re.IGNORECASE,
+_CODE = re.compile(r"```|\{\s*\"|\"\s*:\s*[\[{\d\"-]|\[\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\]")
+_PLACEHOLDER = re.compile(
+    r"<[a-z][^<>\n]{0,40}>|\b[a-z]+/[a-z]+/[a-z]+\b|\[(?:activity|category|number)[^\]]*\]", re.I
 )
-# A mention of an unknown limb is fine when the sentence says it cannot be seen.
-_NOT_SEEN = re.compile(
-    r"not (?:be )?(?:visible|shown|seen)|invisible|hidden|occluded|obscured|out of (?:the )?"
-    r"(?:frame|view|picture|image)|cut off|cannot be seen|can't be seen|unknown|not clear",
-    re.IGNORECASE,
+_META = re.compile(
+    r"\b(?:as an ai|i'?m an ai|i am an ai|an ai (?:language )?model|language model|"
+    r"i (?:was|am|have been) (?:designed|trained|programmed)|designed to (?:analy[sz]e|assist|help)|"
+    r"my (?:task|purpose|role|analysis)|(?:the|this|your) (?:task|template|prompt|instructions?)\b|"
+    r"(?:the|this) (?:given|provided|input|supplied) (?:json|data|input|information|annotations?)|json|"
+    r"here is (?:a|the|my) (?:description|analysis)|i (?:will|'ll) (?:now )?(?:describe|analy[sz]e|provide))",
+    re.I,
 )
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_COORDINATES = re.compile(
+    r"\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)|\b[xy]\s*[=:]\s*-?\d|"
+    r"\b(?:keypoints?|key points?|joint|kpt|point)\s*(?:#|no\.?\s*|number\s*)?\d+\b|\bkeypoints?\b|"
+    r"\bcoordinates?\b|\bpixels?\b|\b\d{3,}\b(?!\s*(?:degrees?|°))",
+    re.I,
+)
+_MEASUREMENT = re.compile(
+    r"\b\d+(?:\.\d+)?\s*-?\s*(?:inch(?:es)?|in\.|cm|centimet(?:er|re)s?|mm|millimet(?:er|re)s?|"
+    r"met(?:er|re)s?|m|feet|foot|ft|yards?|pounds?|lbs?|kg|kilo(?:gram)?s?|years?[- ]old)(?!\w)|"
+    r"\b\d+'\s*\d+\"",
+    re.I,
+)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)]|[a-z][.)])\s+(.*)$", re.I | re.M)
 
 
 def is_refusal(text: str) -> bool:
     return bool(_REFUSAL.match(text))
 
 
-def stated_count(first_sentence: str) -> int | None:
-    """The number of people the opening sentence claims, if it claims one."""
-    for m in _COUNT.finditer(first_sentence):
-        word = m.group(1).lower()
-        n = int(word) if word.isdigit() else _NUMBERS[word]
-        plural = m.group(2).lower() in ("people", "persons", "individuals")
-        if plural == (n != 1) or word.isdigit():
-            return n
+def _quote(m: re.Match) -> str:
+    """The match with a few words around it, cut at word boundaries."""
+    before = m.string[max(0, m.start() - 24) : m.start()]
+    after = m.string[m.end() : m.end() + 24]
+    before = before.split(" ", 1)[-1] if m.start() > 24 else before
+    after = after.rsplit(" ", 1)[0] if m.end() + 24 < len(m.string) else after
+    return repr((before + m.group(0) + after).strip())
+
+
+def _grams(text: str, n: int = 5) -> list[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def echo_share(text: str, prompt: str) -> float:
+    """Share of the reply's word 5-grams that also occur in the prompt."""
+    grams = _grams(text)
+    if not grams:
+        return 0.0
+    seen = set(_grams(prompt))
+    return sum(g in seen for g in grams) / len(grams)
+
+
+def _mask(text: str, ann: ImageAnnotation) -> str:
+    """The activity label may hold digits or slashes ("running, 100m"): blank it before the word checks."""
+    for phrase in sorted({p for p in (ann.activity, ann.category) if p}, key=len, reverse=True):
+        text = re.sub(re.escape(phrase), lambda m: " " * len(m.group(0)), text, flags=re.I)
+    return text
+
+
+def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> str | None:
+    """Why the text is not a pose description at all, or None."""
+    if prompt and (share := echo_share(text, prompt)) > gate.max_echo:
+        return f"echoes the prompt ({share:.0%} of its word 5-grams are in the prompt > {gate.max_echo:.0%})"
+    if m := _CODE.search(text):
+        return f"JSON or code in the reply: {_quote(m)}"
+    masked = _mask(text, ann)
+    if m := _PLACEHOLDER.search(masked):
+        return f"template placeholder: {_quote(m)}"
+    if m := _META.search(masked):
+        return f"meta talk about the task or itself: {_quote(m)}"
+    if m := _COORDINATES.search(masked):
+        return f"coordinates or keypoint numbers: {_quote(m)}"
+    if m := _MEASUREMENT.search(masked):
+        return f"a measurement the keypoints cannot give: {_quote(m)}"
+    items = _LIST_ITEM.findall(masked)
+    if len(items) >= 2:
+        empty = sum(not any(c.kind in POSE_KINDS for c in parse_claims(item).claims) for item in items)
+        if empty / len(items) > gate.max_list_share:
+            return f"a list restating the template ({empty} of {len(items)} items make no pose claim)"
     return None
 
 
-def unseen_limb_mentions(text: str, ctx: dict[str, Any]) -> list[str]:
-    """Limbs named in the text whose joints are unknown for every person of the image."""
-    people = [p for p in ctx["people"] if p["known_joints"] > 0]
-    if not people:
-        return []
-    out = []
-    for limb in ("left arm", "right arm", "left leg", "right leg"):
-        if any(p["limb_joints"][limb] > 0 for p in people):
-            continue
-        for sentence in _SENTENCE.split(text):
-            if re.search(rf"\b{limb}\b", sentence, re.IGNORECASE) and not _NOT_SEEN.search(sentence):
-                out.append(limb)
-                break
-    return out
+def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[PersonFacts] | None) -> str | None:
+    """Why the claims do not fit the keypoints, or None."""
+    if facts is None:
+        facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
+    checks = check_description(parse_claims(text, activity=ann.activity, category=ann.category), ann, facts)
+    n = len(ann.people)
+    for c in checks.checks:
+        if c.claim.kind == "count" and c.verdict == CONTRADICTED:
+            return f"says {c.claim.value} people, the annotations have {n}"
+        if c.claim.kind == "position" and c.verdict == CONTRADICTED:
+            return f"describes a person on the {c.claim.value} the image does not have ({c.evidence})"
+        if c.evidence == "no such person":
+            return f"describes a person the annotations do not have ({n} people): {c.claim.label}"
+    named = {c.claim.subject for c in checks.checks if c.claim.subject and c.claim.subject[0] != "unresolved"}
+    if len(named) > n:
+        return f"describes {len(named)} different people, the annotations have {n}"
+    if checks.missing_joint_mentions:
+        parts = ", ".join(dict.fromkeys(checks.missing_joint_mentions))
+        return f"describes the {parts}, whose keypoints are all unknown"
+    settled = decided(checks, POSE_KINDS + ("count", "position", "visible"))
+    wrong = [c for c in settled if c.verdict == CONTRADICTED]
+    if settled and len(wrong) / len(settled) > gate.max_contradicted:
+        said = "; ".join(f"{c.claim.label} ({c.evidence})" for c in wrong[:4]) + (
+            "; ..." if wrong[4:] else ""
+        )
+        return (
+            f"{len(wrong)} of {len(settled)} checked claims contradict the keypoints "
+            f"(> {gate.max_contradicted:.0%}): {said}"
+        )
+    decidable = len(annotated_parts(facts)) + any(f.state != "unknown" for f in facts)
+    need = min(gate.min_pose_claims, decidable)
+    have = len(decided(checks))
+    if have < need:
+        return f"too few checkable pose claims ({have} < {need})"
+    return None
 
 
-def judge(text: str | None, finish_reason: str | None, ctx: dict[str, Any]) -> tuple[str, str | None]:
-    """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream)."""
+def judge(
+    text: str | None,
+    finish_reason: str | None,
+    ann: ImageAnnotation,
+    gate: Gate = Gate(),
+    *,
+    prompt: str | None = None,
+    facts: list[PersonFacts] | None = None,
+) -> tuple[str, str | None]:
+    """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream).
+    `prompt`: the request's messages as one text, for the echo check (None for the rules describer);
+    `facts`: the image's pipeline.geometry.image_facts when already computed (else computed here)."""
     if finish_reason == "content_filter":
         return "refused", "finish_reason content_filter"
     if text is None or not text.strip():
@@ -92,14 +195,9 @@ def judge(text: str | None, finish_reason: str | None, ctx: dict[str, Any]) -> t
         return "refused", f"refusal: {text[:80]!r}"
     if finish_reason == "length":
         return "truncated", "finish_reason length: the reply hit max_tokens"
-    if len(text) < MIN_CHARS:
-        return "invalid", f"too short ({len(text)} chars < {MIN_CHARS})"
-    if len(text) > MAX_CHARS:
-        return "invalid", f"too long ({len(text)} chars > {MAX_CHARS})"
-    said = stated_count(_SENTENCE.split(text, maxsplit=1)[0])
-    if said is not None and said != ctx["num_people"]:
-        return "invalid", f"says {said} people, the annotations have {ctx['num_people']}"
-    unseen = unseen_limb_mentions(text, ctx)
-    if unseen:
-        return "invalid", f"describes the {', '.join(unseen)}, whose keypoints are all unknown"
-    return "ok", None
+    if len(text) < gate.min_chars:
+        return "invalid", f"too short ({len(text)} chars < {gate.min_chars})"
+    if len(text) > gate.max_chars:
+        return "invalid", f"too long ({len(text)} chars > {gate.max_chars})"
+    reason = _shape(text, ann, gate, prompt) or _claims(text, ann, gate, facts)
+    return ("invalid", reason) if reason else ("ok", None)

@@ -3,6 +3,9 @@
     checks = check_description(parse_claims(text, activity=ann.activity), ann, image_facts(...))
     summary = faithfulness_summary([checks, ...])     # agreement rate and per-kind counts of one source
 
+The one checker of the project: analyze reports it per source, describe's gate (pipeline.describe.validate)
+applies it to every row.
+
 A claim is *confirmed* when the keypoints say the same, *contradicted* when they say otherwise, and
 *unverifiable* when geometry has no fact for it (a joint it needs is unannotated, the posture is not
 resolved, the person it is about cannot be told). Agreement = confirmed / (confirmed + contradicted).
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.analyze.claims import Claim, ParsedDescription, Subject
+from pipeline.claims import Claim, ParsedDescription, Subject
 from pipeline.geometry import (
     BENT_MIN,
     LYING_TORSO_MIN,
@@ -47,6 +50,12 @@ BEND_RANGES = {  # degrees at the elbow / knee, 180 = straight
 # output is checked by the same, wider range.
 TORSO_RANGES = {"upright": (0.0, UPRIGHT_TORSO_MAX), "leaning": (UPRIGHT_TORSO_MAX, LYING_TORSO_MIN),
                 "horizontal": (LYING_TORSO_MIN, 180.0)}  # fmt: skip
+
+
+# The body parts coverage is counted over (the paper's template describes each of them for each person).
+PARTS = ("left arm", "right arm", "left leg", "right leg", "torso", "head")
+# Claims about the pose itself; count, position and visibility claims say nothing about a posture.
+POSE_KINDS = ("state", "raised", "above_head", "bend", "torso", "head", "arms_crossed", "feet_apart")
 
 
 @dataclass(slots=True)
@@ -178,6 +187,54 @@ def check_description(
         if who and all((ann.people[i].keypoints[list(m.joints), 2] == MISSING).all() for i in who):
             out.missing_joint_mentions.append(m.part)
     return out
+
+
+def annotated_parts(facts: list[PersonFacts]) -> set[str]:
+    """The PARTS geometry has a fact about for some person that a description would state: what it could
+    cover. A leg known only to be not lifted does not count (a planted leg goes unsaid, by the rules
+    describer too)."""
+    out = set()
+    for f in facts:
+        out |= {
+            n
+            for n, limb in f.limbs.items()
+            if limb.angle is not None
+            or limb.raised is True
+            or (n.endswith("arm") and limb.raised is not None)
+        }
+        out |= {"torso"} if f.torso_tilt is not None else set()
+        out |= {"head"} if f.head is not None else set()
+    return out
+
+
+def decided(checks: DescriptionChecks, kinds: tuple[str, ...] = POSE_KINDS) -> list[Check]:
+    """The confirmed or contradicted checks of the given claim kinds."""
+    return [c for c in checks.checks if c.verdict != UNVERIFIABLE and c.claim.kind in kinds]
+
+
+def covered_parts(checks: DescriptionChecks) -> set[str]:
+    """The PARTS with at least one decided claim ("both arms" claims cover each arm)."""
+    return {c.claim.part for c in decided(checks) if c.claim.part in PARTS}
+
+
+def coverage_summary(rows: list[tuple[DescriptionChecks | None, set[str]]], agreement: float | None) -> dict:
+    """How much of the annotated poses a source's descriptions speak to, and the headline score.
+
+    rows: per description of an annotated image (every status), its checks (None when it was not usable)
+    and the annotated_parts of its image. A description with no decided pose claim covers nothing, so a set
+    of empty or off-topic replies scores 0 whatever its agreement: score = agreement x part coverage.
+    """
+    n = len(rows)
+    with_claim = sum(bool(c and decided(c)) for c, _ in rows)
+    annotated = sum(len(parts) for _, parts in rows)
+    covered = sum(len(covered_parts(c) & parts) for c, parts in rows if c)
+    part_coverage = covered / annotated if annotated else None
+    return {
+        "descriptions": n,
+        "with_checked_claim": with_claim / n if n else None,
+        "part_coverage": part_coverage,
+        "score": (agreement or 0.0) * part_coverage if part_coverage is not None else None,
+    }
 
 
 def faithfulness_summary(results: list[DescriptionChecks]) -> dict:
