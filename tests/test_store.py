@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -93,20 +94,75 @@ def test_concurrent_second_writer_gets_a_clear_error(store, tmp_path):
     assert store.meta("annotations", "busy")["stage"] == "holder"
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(store, caplog):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock = store.staging_dir("annotations", "s").with_name("s.lock")
-    lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+def test_lock_of_a_writer_killed_with_sigkill_is_taken_over(store, tmp_path, caplog):
+    ready, release = tmp_path / "ready", tmp_path / "never"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.root), str(ready), str(release)], cwd=ROOT
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "holder process did not start"
+        time.sleep(0.02)
+    with pytest.raises(ArtifactBusyError, match=f"pid {proc.pid} on"):
+        _write(store, "busy")
+    proc.kill()
+    proc.wait()
+    lock = store.staging_dir("annotations", "busy").with_name("busy.lock")
+    assert lock.exists()  # the dead writer's file stays, but the kernel released its lock
     with caplog.at_level("WARNING"):
-        _write(store, "s")
-    assert store.exists("annotations", "s") and not lock.exists()
-    assert "stale lock" in caplog.text
-    # A lock held by a live process on another host is never stolen.
-    lock.write_text(json.dumps({"host": "elsewhere", "pid": os.getpid()}))
-    with pytest.raises(ArtifactBusyError, match="pid .* on elsewhere"):
-        _write(store, "s", overwrite=True)
+        _write(store, "busy")
+    assert store.exists("annotations", "busy") and not lock.exists()
+    assert f"previous writer (pid {proc.pid} on" in caplog.text
+
+
+def _contend(store_root: str, marks: str, start) -> None:
+    """One contender of the race: take the lock, prove nobody else holds it, release."""
+    start.wait()
+    try:
+        with Store(store_root).create("descriptions", "race", stage="t", config={}, resumable=True):
+            # O_EXCL on a marker: a second simultaneous holder fails to create it.
+            fd = os.open(Path(marks) / "holder", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            time.sleep(0.02)
+            os.close(fd)
+            os.unlink(Path(marks) / "holder")
+            raise KeyboardInterrupt  # leave without publishing, like an interrupted describe
+    except KeyboardInterrupt:
+        os._exit(0)
+    except ArtifactBusyError:
+        os._exit(3)
+    except FileExistsError:
+        os._exit(9)  # two holders at once
+
+
+def _die_holding(store_root: str) -> None:
+    writing = Store(store_root).create("descriptions", "race", stage="t", config={}, resumable=True)
+    writing.__enter__()  # kept referenced: a collected generator would run its cleanup and release
+    os.kill(os.getpid(), 9)
+
+
+def test_stale_lock_race_never_has_two_holders(store, tmp_path):
+    """The issue's case: a writer died holding the lock and 3 processes start at once (60 trials).
+
+    With the old read-pid / delete / create lock, 13 of 180 contenders here held it alongside another."""
+    ctx = mp.get_context("fork")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    outcomes = Counter()
+    for _ in range(60):
+        dead = ctx.Process(target=_die_holding, args=(str(store.root),))
+        dead.start()
+        dead.join()
+        assert dead.exitcode == -9
+        start = ctx.Event()
+        procs = [ctx.Process(target=_contend, args=(str(store.root), str(marks), start)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        start.set()
+        for p in procs:
+            p.join(30)
+            outcomes[p.exitcode] += 1
+    assert outcomes[9] == 0, f"two holders at once in {outcomes[9]} contenders: {dict(outcomes)}"
+    assert outcomes[0] >= 60 and set(outcomes) <= {0, 3}, dict(outcomes)
 
 
 def test_meta_lineage(store):
@@ -150,6 +206,9 @@ def test_secrets_are_redacted(store):
 def test_names_and_kinds_are_checked(store):
     with pytest.raises(PipelineError, match="invalid artifact name"):
         store.url("annotations", "../escape")
+    for bad in ("name\n", "na\tme", "a\x00b", "", ".hidden"):
+        with pytest.raises(PipelineError, match="invalid artifact name"):
+            store.url("annotations", bad)
     with pytest.raises(PipelineError, match="unknown artifact kind"):
         store.url("weights", "x")
     with pytest.raises(PipelineError, match="no artifact annotations/none"):
