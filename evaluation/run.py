@@ -63,6 +63,9 @@ class EvalConfig:
     limit: int | None = None
     seed: int = 0
     overwrite: bool = False
+    allow_empty: bool = (
+        False  # publish even when no task scored a sample (otherwise: an error, nothing written)
+    )
 
     def resolved_tasks(self) -> list[Task]:
         out = []
@@ -314,6 +317,13 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     roots = dataset_roots(cfg, tasks)
     cache_dir = store.cache_dir("eval-frames")
     results = [evaluate_task(task, m, cfg, roots, cache_dir) for task in tasks]
+    if not cfg.allow_empty and not any(r["status"] == "ok" for r in results):
+        why = "; ".join(f"{r['task']}: {r['status']}, {r.get('message', '')}" for r in results[:3])
+        more = f" (and {len(results) - 3} more)" if len(results) > 3 else ""
+        raise PipelineError(
+            f"no task scored anything ({why}{more}); check --data-root {cfg.data_root} / --path; "
+            f"nothing was published (--allow-empty publishes such an eval)"
+        )
     inputs = [store.ref("runs", cfg.run)] if cfg.run else []
     with store.create(
         "evals", name, stage="eval", config=cfg.to_meta(), inputs=inputs, overwrite=cfg.overwrite

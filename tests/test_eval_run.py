@@ -251,6 +251,23 @@ def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
     assert not store.exists("evals", "no-such-arch-random")
 
 
+def test_cli_eval_that_scores_nothing_fails_and_publishes_nothing(cli, store, checkpoint, tmp_path):
+    """Before: `eval --data-root /nonexistent` exited 0 and published an eval with nothing scored."""
+    common = ["--arch", "focus-tiny", "--checkpoint", checkpoint, "--workers", "0", "--name", "none"]
+    res = cli(
+        "eval", *common, "--data-root", tmp_path / "nonexistent", "--tasks", "utkface-age", "fer2013-emotion"
+    )
+    assert res.exit_code == 2, res.output
+    line = res.output.strip().splitlines()[-1]
+    assert line.startswith("error: no task scored anything (utkface-age: skipped, dataset folder")
+    assert "nothing was published" in line and not store.exists("evals", "none")
+    res = cli(
+        "eval", *common, "--data-root", tmp_path / "nonexistent", "--tasks", "utkface-age", "--allow-empty"
+    )
+    assert res.exit_code == 0, res.output
+    assert store.meta("evals", "none")["counts"]["scored"] == 0
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_on_gpu_matches_cpu(store, checkpoint, data_root):

@@ -93,6 +93,9 @@ def _evaluate(
         str | None, typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")] = False,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Publish the eval even when no task scored a sample.")
+    ] = False,
     compare: Annotated[
         bool, typer.Option("--compare", help="Compare the evals given as arguments (Table 2 layout).")
     ] = False,
@@ -141,6 +144,7 @@ def _evaluate(
         name=name,
         limit=limit,
         overwrite=overwrite,
+        allow_empty=allow_empty,
     )
     results = evaluate(cfg, state.store)
     for r in results:
