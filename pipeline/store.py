@@ -78,6 +78,26 @@ def fingerprint_dir(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None, *, remedy: str) -> None:
+    """One-line error naming the file when its content is not what was recorded when it was written."""
+    if expected is None:
+        raise PipelineError(f"{path}: no checksum was recorded for it, so it cannot be trusted; {remedy}")
+    got = file_sha256(path)
+    if got != expected:
+        raise PipelineError(
+            f"{path}: corrupt (sha256 {got[:12]}... differs from the {expected[:12]}... recorded when it "
+            f"was written); {remedy}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
     kind: str
