@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -195,6 +196,13 @@ def _fmt_float(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
 
+def _inside(path: str, folders: list[str]) -> bool:
+    """Lexically inside one of the folders: '..' and absolute names from a label file cannot leave them, while
+    links the user put in a dataset folder (a symlinked image folder) still work."""
+    p = os.path.normpath(os.path.abspath(path))
+    return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
 def evaluate_task(
     task: Task, m: Model, cfg: EvalConfig, roots: dict[str, Path], cache_dir: Path
 ) -> dict[str, Any]:
@@ -240,8 +248,12 @@ def evaluate_task(
         return result | {"status": "error", "message": "neither the task nor the dataset lists the classes"}
     index = {c: i for i, c in enumerate(classes)}
     skipped: Counter[str] = Counter(read.skipped)
+    folders = [os.path.normpath(os.path.abspath(r)) for r in roots.values()]
     samples, labels, unknown = [], [], Counter()
     for sample in read.samples:
+        if isinstance(sample.source, str) and not _inside(sample.source, folders):
+            skipped["path outside the dataset folders"] += 1
+            continue
         label = sample.labels.get(task.label)
         if label is None or label not in index:
             unknown[str(label)] += 1
