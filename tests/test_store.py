@@ -215,6 +215,16 @@ def test_names_and_kinds_are_checked(store):
         store.meta("annotations", "none")
 
 
+def test_cli_refuses_names_with_control_characters(cli, store, tmp_path):
+    """Before: a name with a trailing newline passed the check (`$` matches before a final newline)."""
+    src = tmp_path / "a.json"
+    src.write_text("[]")
+    for bad in ("mpii\n", "mp\x1bii", "mpii\r"):
+        res = cli("convert", src, "--name", bad)
+        assert res.exit_code == 2 and f"invalid artifact name {bad!r}" in res.output, res.output
+    assert store.list() == [] and not (store.root / "annotations").exists()
+
+
 def test_fsspec_memory_root_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("FOCUS_CACHE", str(tmp_path / "cache"))
     store = Store(f"memory://focus-test-{uuid.uuid4().hex[:8]}")
