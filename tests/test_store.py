@@ -99,14 +99,16 @@ def test_lock_of_a_writer_killed_with_sigkill_is_taken_over(store, tmp_path, cap
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(store.root), str(ready), str(release)], cwd=ROOT
     )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "holder process did not start"
-        time.sleep(0.02)
-    with pytest.raises(ArtifactBusyError, match=f"pid {proc.pid} on"):
-        _write(store, "busy")
-    proc.kill()
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "holder process did not start"
+            time.sleep(0.02)
+        with pytest.raises(ArtifactBusyError, match=f"pid {proc.pid} on"):
+            _write(store, "busy")
+    finally:
+        proc.kill()
+        proc.wait()
     lock = store.staging_dir("annotations", "busy").with_name("busy.lock")
     assert lock.exists()  # the dead writer's file stays, but the kernel released its lock
     with caplog.at_level("WARNING"):

@@ -103,7 +103,7 @@ def test_resume_verifies_the_checkpoint_and_applies_a_lower_lr(store, monkeypatc
         assert r["lr"] == pytest.approx(expected, rel=1e-6), r
     meta = store.meta("runs", "r")
     assert meta["config"]["lr"] == 5e-4
-    assert meta["summary"]["resumed"] == {"step": 2, "changed": {"lr": {"from": 2e-3, "to": 5e-4}}}
+    assert meta["summary"]["resumes"] == [{"step": 2, "changed": {"lr": {"from": 2e-3, "to": 5e-4}}}]
 
     # The published model.pt is verified against the checksum in meta.json when it is loaded.
     run = store.path("runs", "r")

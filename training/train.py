@@ -11,11 +11,14 @@ force_context_length=, force_image_size=)` loads it), checkpoints/last.pt (+ las
 line per optimizer step), loss_curve.png, meta.json (config with arch, model_type, context_length,
 image_size; counts; summary). The run is staged aside and published when training ends; an interrupted or
 failed run keeps its staging folder, so `--resume` continues from its last checkpoint, mid-epoch, with the
-very same batches (data order and augmentation are functions of seed and step).
+very same batches (data order and augmentation are functions of seed and step). A changed --lr (or other
+RESUME_APPLIES setting) takes effect from the resume step and is recorded in the summary's `resumes`; a
+changed batch size, seed or model (RESUME_REFUSES) is refused.
 
 The step never waits on the device: metrics stay on the device and are fetched every `log_every` steps
-in one transfer (which is also when a NaN/inf loss is noticed; a checkpoint is only written after such a
-check, so the last checkpoint is always a finite one).
+in one transfer (which is also when a NaN/inf loss is noticed). A checkpoint is written only when the
+weights it saves are finite, and last.json records its sha256, which --resume checks; meta.json records
+model.pt's, which load_model checks.
 """
 
 from __future__ import annotations
@@ -227,7 +230,7 @@ class Trainer:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.focus = cfg.model_type == "focusclip"
         self.terms = TERMS[cfg.model_type]
-        self.resume_changes: dict[str, dict[str, Any]] = {}
+        self.resumes: list[dict[str, Any]] = []  # {step, changed} per --resume, kept in the checkpoints
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _barrier(self) -> None:
@@ -328,6 +331,7 @@ class Trainer:
             "rng": _rng_state(),
             "config": self.cfg.to_dict(),
             "world": self.info.world,
+            "resumes": self.resumes,
         }
 
     def _weights_finite(self) -> bool:
@@ -395,11 +399,12 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         _set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
-        self.resume_changes = _changes(ckpt["config"], new, RESUME_APPLIES)
+        changed = _changes(ckpt["config"], new, RESUME_APPLIES)
+        self.resumes = [*ckpt.get("resumes", []), {"step": step, "changed": changed}]
         self._apply_optimizer_settings()
         if self.info.main:
             log.info("resumed from %s at step %d (epoch %d)", path, step, step // self.spe)
-            for k, v in self.resume_changes.items():
+            for k, v in changed.items():
                 log.warning(
                     "--resume: %s changed from %s to %s, applied from step %d on", k, v["from"], v["to"], step
                 )
@@ -641,8 +646,8 @@ class Trainer:
             "sentences_kept": stats["sentences_kept"] / max(stats["sentences_total"], 1),
             "wall_s": wall,
         }
-        if start:
-            summary["resumed"] = {"step": start, "changed": self.resume_changes}
+        if self.resumes:
+            summary["resumes"] = self.resumes
         if self.info.main:
             torch.save(
                 {
