@@ -143,6 +143,9 @@ class _Lock:
                     f"{self.path.parent.parent.name}/{self.path.stem} is being written by another process "
                     f"({holder}); wait for it to finish"
                 ) from None
+            except OSError as err:  # e.g. a FUSE mount without flock support
+                os.close(fd)
+                raise PipelineError(f"{self.path}: cannot be locked here ({err.strerror or err})") from None
             # A releasing holder unlinks the file while it still holds it: if that happened between our
             # open and flock, we hold a lock on a deleted file, which excludes nobody; open it again.
             try:
