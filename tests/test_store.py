@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -117,16 +114,26 @@ def test_lock_of_a_writer_killed_with_sigkill_is_taken_over(store, tmp_path, cap
     assert f"previous writer (pid {proc.pid} on" in caplog.text
 
 
-def _contend(store_root: str, marks: str, start) -> None:
-    """One contender of the race: take the lock, prove nobody else holds it, release."""
+# Run in a fresh interpreter that imports only the store: forking a pytest process that has torch loaded
+# costs ~20 s for these 240 forks instead of ~4.
+RACE = """
+import json, multiprocessing as mp, os, sys, time
+from collections import Counter
+from pathlib import Path
+from pipeline.errors import ArtifactBusyError
+from pipeline.store import Store
+
+root, marks, trials = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+
+def contend(start):
     start.wait()
     try:
-        with Store(store_root).create("descriptions", "race", stage="t", config={}, resumable=True):
+        with Store(root).create("descriptions", "race", stage="t", config={}, resumable=True):
             # O_EXCL on a marker: a second simultaneous holder fails to create it.
-            fd = os.open(Path(marks) / "holder", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(marks / "holder", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             time.sleep(0.02)
             os.close(fd)
-            os.unlink(Path(marks) / "holder")
+            os.unlink(marks / "holder")
             raise KeyboardInterrupt  # leave without publishing, like an interrupted describe
     except KeyboardInterrupt:
         os._exit(0)
@@ -135,37 +142,48 @@ def _contend(store_root: str, marks: str, start) -> None:
     except FileExistsError:
         os._exit(9)  # two holders at once
 
-
-def _die_holding(store_root: str) -> None:
-    writing = Store(store_root).create("descriptions", "race", stage="t", config={}, resumable=True)
+def die_holding():
+    writing = Store(root).create("descriptions", "race", stage="t", config={}, resumable=True)
     writing.__enter__()  # kept referenced: a collected generator would run its cleanup and release
     os.kill(os.getpid(), 9)
+
+ctx = mp.get_context("fork")
+outcomes = Counter()
+for _ in range(trials):
+    dead = ctx.Process(target=die_holding)
+    dead.start()
+    dead.join()
+    assert dead.exitcode == -9
+    start = ctx.Event()
+    procs = [ctx.Process(target=contend, args=(start,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(30)
+        outcomes[p.exitcode] += 1
+print(json.dumps(outcomes))
+"""
 
 
 def test_stale_lock_race_never_has_two_holders(store, tmp_path):
     """The issue's case: a writer died holding the lock and 3 processes start at once (60 trials).
 
-    With the old read-pid / delete / create lock, 13 to 49 of the 180 contenders held it alongside another
-    (4 runs); with flock, none."""
-    ctx = mp.get_context("fork")
+    With the old read-pid / delete / create lock, 13 to 81 of the 180 contenders held it alongside another
+    (5 runs); with flock, none."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    outcomes = Counter()
-    for _ in range(60):
-        dead = ctx.Process(target=_die_holding, args=(str(store.root),))
-        dead.start()
-        dead.join()
-        assert dead.exitcode == -9
-        start = ctx.Event()
-        procs = [ctx.Process(target=_contend, args=(str(store.root), str(marks), start)) for _ in range(3)]
-        for p in procs:
-            p.start()
-        start.set()
-        for p in procs:
-            p.join(30)
-            outcomes[p.exitcode] += 1
-    assert outcomes[9] == 0, f"two holders at once in {outcomes[9]} contenders: {dict(outcomes)}"
-    assert outcomes[0] >= 60 and set(outcomes) <= {0, 3}, dict(outcomes)
+    race = subprocess.run(
+        [sys.executable, "-c", RACE, str(store.root), str(marks), "60"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert race.returncode == 0, race.stderr[-2000:]
+    outcomes = {int(k): v for k, v in json.loads(race.stdout).items()}
+    assert outcomes.get(9, 0) == 0, f"two holders at once in {outcomes[9]} contenders: {outcomes}"
+    assert outcomes[0] >= 60 and set(outcomes) <= {0, 3}, outcomes
 
 
 def test_meta_lineage(store):
