@@ -32,7 +32,7 @@ from pipeline.convert import ConvertConfig, convert
 from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
-from pipeline.records import ImageAnnotation, Person, read_annotations, write_annotations
+from pipeline.records import ImageAnnotation, Person, image_file, read_annotations, write_annotations
 
 DESCRIPTIONS_SCHEMA = pa.schema([
     ("image", pa.string()), ("source", pa.string()), ("sample", pa.int32()),
@@ -540,6 +540,23 @@ def test_image_names_that_escape_images_are_skipped_and_named(cli, store, tmp_pa
     assert sorted(r["image"] for r in skipped if r["reason"] == "path_outside_images") == sorted(escapes)
     for shard in (store.path("datasets", "d") / "data").glob("*.parquet"):
         assert b"SECRET-TRAILER" not in shard.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "inside"),
+    [
+        ("015601864.jpg", True),
+        ("sub/dir/a.jpg", True),
+        ("a..b.jpg", True),
+        ("", False),
+        ("/etc/passwd", False),
+        ("../a.jpg", False),
+        ("sub/../../a.jpg", False),
+        ("a\0.jpg", False),
+    ],
+)
+def test_image_file_keeps_annotation_names_inside_the_folder(tmp_path, name, inside):
+    assert (image_file(tmp_path, name) == tmp_path / name) if inside else image_file(tmp_path, name) is None
 
 
 def _children(pid: int) -> list[int]:
