@@ -66,7 +66,7 @@ TERMS = {
 # schedule are set anew (so "lower --lr and --resume" does what it says), and every change is recorded.
 RESUME_APPLIES = (
     "lr", "momentum", "weight_decay", "betas", "eps", "grad_clip", "schedule", "warmup", "epochs",
-    "max_steps",
+    "max_steps", "precision",
 )  # fmt: skip
 # What it refuses to change: the data order (batch size, seed), the model and the optimizer's state layout.
 RESUME_REFUSES = (
@@ -396,7 +396,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # empty unless the run was fp16: resuming with --precision fp16 starts a scaler
+            self.scaler.load_state_dict(ckpt["scaler"])
         _set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
         changed = _changes(ckpt["config"], new, RESUME_APPLIES)
