@@ -64,9 +64,8 @@ class EvalConfig:
     limit: int | None = None
     seed: int = 0
     overwrite: bool = False
-    allow_empty: bool = (
-        False  # publish even when no task scored a sample (otherwise: an error, nothing written)
-    )
+    # Publish even when no task scored a sample; otherwise that is an error and nothing is written.
+    allow_empty: bool = False
 
     def resolved_tasks(self) -> list[Task]:
         out = []
