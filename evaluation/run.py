@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -65,6 +66,8 @@ class EvalConfig:
     limit: int | None = None
     seed: int = 0
     overwrite: bool = False
+    # Publish even when no task scored a sample; otherwise that is an error and nothing is written.
+    allow_empty: bool = False
 
     def resolved_tasks(self) -> list[Task]:
         out = []
@@ -203,6 +206,13 @@ def _fmt_float(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
 
+def _inside(path: str, folders: list[str]) -> bool:
+    """Lexically inside one of the folders: '..' and absolute names from a label file cannot leave them, while
+    links the user put in a dataset folder (a symlinked image folder) still work."""
+    p = os.path.normpath(os.path.abspath(path))
+    return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
 def evaluate_task(
     task: Task, m: Model, cfg: EvalConfig, roots: dict[str, Path], cache_dir: Path
 ) -> dict[str, Any]:
@@ -250,8 +260,12 @@ def evaluate_task(
         return result | {"status": "error", "message": "neither the task nor the dataset lists the classes"}
     index = {c: i for i, c in enumerate(classes)}
     skipped: Counter[str] = Counter(read.skipped)
+    folders = [os.path.normpath(os.path.abspath(r)) for r in roots.values()]
     samples, labels, unknown = [], [], Counter()
     for sample in read.samples:
+        if isinstance(sample.source, str) and not _inside(sample.source, folders):
+            skipped["path outside the dataset folders"] += 1
+            continue
         label = sample.labels.get(task.label)
         if label is None or label not in index:
             unknown[str(label)] += 1
@@ -329,6 +343,13 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     roots = dataset_roots(cfg, tasks)
     cache_dir = store.cache_dir("eval-frames")
     results = [evaluate_task(task, m, cfg, roots, cache_dir) for task in tasks]
+    if not cfg.allow_empty and not any(r["status"] == "ok" for r in results):
+        why = "; ".join(f"{r['task']}: {r['status']}, {r.get('message', '')}" for r in results[:3])
+        more = f" (and {len(results) - 3} more)" if len(results) > 3 else ""
+        raise PipelineError(
+            f"no task scored anything ({why}{more}); check --data-root {cfg.data_root} / --path; "
+            f"nothing was published (--allow-empty publishes such an eval)"
+        )
     inputs = [store.ref("runs", cfg.run)] if cfg.run else []
     with store.create(
         "evals", name, stage="eval", config=cfg.to_meta(), inputs=inputs, overwrite=cfg.overwrite

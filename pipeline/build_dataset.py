@@ -23,12 +23,15 @@ split, flushed every row group and rolled over at a size bound; nothing holds mo
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import logging
 import multiprocessing as mp
 import os
+import signal
 import struct
+import sys
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -55,7 +58,7 @@ from pipeline.dataset_card import (
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, read_annotations
+from pipeline.records import ImageAnnotation, image_file, read_annotations
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +379,24 @@ def single_threaded_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_worker(parent: int) -> None:
+    """Pool worker setup: die with the parent, one BLAS thread.
+
+    A process pool's workers outlive a parent killed with -9 (each holds ~500 MB: torch, the tokenizer),
+    blocked forever on their task queue. Linux sends PDEATHSIG to a child when the thread that forked it
+    exits, which for a pool forked from this (main) thread means the process. The getppid check covers a
+    parent that died before prctl ran.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    single_threaded_blas()
+
+
 def ordered_map(
     fn: Callable[[Any], Any], items: Iterable[tuple[Any, Any]], *, workers: int, executor: str, window: int
 ) -> Iterator[tuple[Any, Any]]:
@@ -392,7 +413,9 @@ def ordered_map(
     if executor == "process":
         # fork: workers inherit the imported modules and the loaded tokenizer instead of re-importing torch.
         fork = mp.get_context("fork")
-        pool = ProcessPoolExecutor(workers, mp_context=fork, initializer=single_threaded_blas)
+        pool = ProcessPoolExecutor(
+            workers, mp_context=fork, initializer=_init_worker, initargs=(os.getpid(),)
+        )
     else:
         pool = ThreadPoolExecutor(workers)
     with pool:
@@ -571,7 +594,11 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
                 if not descs:
                     skip_image(ann, "no_description")
                     continue
-                job = ImageJob(str(cfg.images / ann.image), ann.keypoints, [d.text for d in descs])
+                path = image_file(cfg.images, ann.image)
+                if path is None:
+                    skip_image(ann, "path_outside_images", f"{ann.image!r} is not a name inside --images")
+                    continue
+                job = ImageJob(str(path), ann.keypoints, [d.text for d in descs])
                 yield (ann, descs), (job, opts)
 
         data_dir = w.dir / "data"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
@@ -80,6 +80,19 @@ class ImageAnnotation:
         if not self.people:
             return np.zeros((0, NUM_KEYPOINTS, 3), dtype=np.float32)
         return np.stack([p.keypoints for p in self.people]).astype(np.float32)
+
+
+def image_file(images: Path, name: str) -> Path | None:
+    """images/name, or None when the name could point outside `images` (absolute, '..', NUL, empty).
+
+    Image names come from annotation and description files, which may be anyone's: build-dataset embeds the
+    file it opens and analyze's gallery shows it, so a name like ../../home/me/.ssh/id_rsa must not be read.
+    Links already inside `images` are the user's own and are followed.
+    """
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if not parts or name.startswith("/") or ".." in parts or "\0" in name:
+        return None
+    return images / name
 
 
 _F32_LIST = pa.list_(pa.float32())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
@@ -60,7 +61,7 @@ def redact(config: Any) -> Any:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):  # fullmatch: `$` would let "x\n" through
         raise PipelineError(f"invalid artifact name {name!r}: use letters, digits, '.', '_' or '-'")
     return name
 
@@ -75,6 +76,26 @@ def fingerprint_dir(path: Path) -> str:
                 h.update(chunk)
         h.update(b"\0")
     return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None, *, remedy: str) -> None:
+    """One-line error naming the file when its content is not what was recorded when it was written."""
+    if expected is None:
+        raise PipelineError(f"{path}: no checksum was recorded for it, so it cannot be trusted; {remedy}")
+    got = file_sha256(path)
+    if got != expected:
+        raise PipelineError(
+            f"{path}: corrupt (sha256 {got[:12]}... differs from the {expected[:12]}... recorded when it "
+            f"was written); {remedy}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,54 +118,66 @@ class ArtifactWriter:
 
 
 class _Lock:
-    """An O_EXCL lock file holding host and pid; a lock left by a dead process on this host is taken over."""
+    """An exclusive flock on a lock file; the kernel releases it when the holder exits, however it dies.
+
+    The file holds the holder's host and pid, only for the busy message: whether a lock is held is the
+    kernel's answer, so a writer killed with -9 never leaves a lock that two waiting processes could both
+    take over. flock works across hosts on NFS (Linux emulates it with fcntl locks there); for fsspec roots
+    the lock lives in the local staging area, so it keeps writers on one machine apart, not on several.
+    """
 
     def __init__(self, path: Path):
         self.path = path
+        self._fd: int | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale():
-                    log.warning("taking over stale lock %s", self.path)
-                    self.path.unlink(missing_ok=True)
-                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._holder(fd)
+                os.close(fd)
                 raise ArtifactBusyError(
                     f"{self.path.parent.parent.name}/{self.path.stem} is being written by another process "
-                    f"({self._holder()}); wait for it or remove {self.path} if that process is gone"
+                    f"({holder}); wait for it to finish"
                 ) from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, fh)
-            return
-        raise ArtifactBusyError(f"could not take lock {self.path}")
+            except OSError as err:  # e.g. a FUSE mount without flock support
+                os.close(fd)
+                raise PipelineError(f"{self.path}: cannot be locked here ({err.strerror or err})") from None
+            # A releasing holder unlinks the file while it still holds it: if that happened between our
+            # open and flock, we hold a lock on a deleted file, which excludes nobody; open it again.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        previous = self._holder(fd)
+        if previous != "unknown holder":
+            log.warning(
+                "taking over %s: its previous writer (%s) ended without releasing it", self.path, previous
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode(), 0)
+        self._fd = fd
 
-    def _holder(self) -> str:
+    @staticmethod
+    def _holder(fd: int) -> str:
         try:
-            info = json.loads(self.path.read_text())
+            info = json.loads(os.pread(fd, 4096, 0))
             return f"pid {info['pid']} on {info['host']}"
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return "unknown holder"
 
-    def _stale(self) -> bool:
-        try:
-            info = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return False  # being written right now, or unreadable: do not steal
-        if info.get("host") != socket.gethostname():
-            return False
-        try:
-            os.kill(int(info["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError, KeyError):
-            return False
-        return False
-
     def release(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held: see acquire
+        os.close(self._fd)
+        self._fd = None
 
 
 class Store:

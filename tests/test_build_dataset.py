@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from pipeline.convert import ConvertConfig, convert
 from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
-from pipeline.records import ImageAnnotation, Person, read_annotations, write_annotations
+from pipeline.records import ImageAnnotation, Person, image_file, read_annotations, write_annotations
 
 DESCRIPTIONS_SCHEMA = pa.schema([
     ("image", pa.string()), ("source", pa.string()), ("sample", pa.int32()),
@@ -512,6 +517,96 @@ def test_workers_and_executors_write_identical_rows(store, tmp_path):
     # repr: NaN keypoints (v = 0) compare equal as text, not as floats.
     assert repr(tables["serial"].to_pylist()) == repr(tables["threads"].to_pylist())
     assert repr(tables["serial"].to_pylist()) == repr(tables["procs"].to_pylist())
+
+
+def test_image_names_that_escape_images_are_skipped_and_named(cli, store, tmp_path):
+    """Before: an absolute name or one with '..' made build-dataset embed that file in the dataset."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    rows = synthetic_rows(folder, 3, np.random.default_rng(1))
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((folder / "syn1.jpg").read_bytes() + b"SECRET-TRAILER")  # decodes as a JPEG
+    (tmp_path / "sub").mkdir()
+    escapes = [str(secret), "../secret.jpg", "syn0.jpg/../../secret.jpg"]
+    people = rows[1].people
+    publish_annotations(
+        store, "ann", rows + [ImageAnnotation(n, split="train", people=people) for n in escapes]
+    )
+    publish_descriptions(store, "d", [desc(r, 0, text_for(r)) for r in [r.image for r in rows] + escapes])
+    res = cli(
+        "build-dataset", "--annotations", "ann", "--descriptions", "d", "--images", folder, "--workers", "0",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    counts = store.meta("datasets", "d")["counts"]
+    assert counts["images"] == 3 and counts["skipped_images"] == {"path_outside_images": 3}
+    skipped = [json.loads(line) for line in (store.path("datasets", "d") / "skipped.jsonl").open()]
+    assert sorted(r["image"] for r in skipped if r["reason"] == "path_outside_images") == sorted(escapes)
+    for shard in (store.path("datasets", "d") / "data").glob("*.parquet"):
+        assert b"SECRET-TRAILER" not in shard.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "inside"),
+    [
+        ("015601864.jpg", True),
+        ("sub/dir/a.jpg", True),
+        ("a..b.jpg", True),
+        ("", False),
+        ("/etc/passwd", False),
+        ("../a.jpg", False),
+        ("sub/../../a.jpg", False),
+        ("a\0.jpg", False),
+    ],
+)
+def test_image_file_keeps_annotation_names_inside_the_folder(tmp_path, name, inside):
+    assert (image_file(tmp_path, name) == tmp_path / name) if inside else image_file(tmp_path, name) is None
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_pool_workers_die_with_a_killed_build_dataset(store, tmp_path):
+    """Before: after kill -9 of build-dataset its pool workers (~500 MB each) stayed alive forever."""
+    folder = _small_inputs(store, tmp_path)
+    (folder / "syn2.jpg").unlink()
+    os.mkfifo(folder / "syn2.jpg")  # opening it blocks: the workers are busy when the parent dies
+    exe = Path(sys.executable).with_name("focus-pipeline")
+    args = ["--store", str(store.root), "build-dataset", "--annotations", "ann", "--descriptions", "d"]
+    proc = subprocess.Popen(
+        [str(exe), *args, "--images", str(folder), "--workers", "2", "--executor", "process"],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "FOCUS_PROGRESS": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "build-dataset did not start its pool"
+            time.sleep(0.1)
+            workers = _children(proc.pid)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while (alive := [w for w in workers if Path(f"/proc/{w}").exists()]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive, f"pool workers {alive} outlived their killed parent"
+    finally:
+        for w in workers:
+            if Path(f"/proc/{w}").exists():
+                os.kill(w, signal.SIGKILL)
+        proc.kill()
 
 
 def test_parse_size():

@@ -232,6 +232,14 @@ def test_overwrite_and_existing(store, paths):
             r"bad\.csv: row 2, column 'r ankle_X': 'oops' is not a number",
         ),
         (lambda d, m: _write(d / "empty.h5", ""), r"empty\.h5: empty file"),
+        (
+            lambda d, m: _write(d / "null.json", json.dumps([{"image": None, "joints": [[1, 2]] * 16}])),
+            r"null\.json: record 0: image is null, not a file name",
+        ),
+        (
+            lambda d, m: _write(d / "num.json", json.dumps([{"image": 12345, "joints": [[1, 2]] * 16}])),
+            r"num\.json: record 0: image is 12345, not a file name",
+        ),
         (lambda d, m: d / "missing.mat", r"missing\.mat: no such file"),
     ],
     ids=[
@@ -246,6 +254,8 @@ def test_overwrite_and_existing(store, paths):
         "plain-text",
         "non-numeric",
         "empty",
+        "null-image-name",
+        "number-image-name",
         "missing",
     ],
 )
@@ -286,6 +296,31 @@ def test_cli_convert(cli, store, paths, mpii):
     assert "groups_v12.mat" in wrong.output and not store.exists("annotations", "mpii")
     bad = cli("convert", paths["json"], "--join", "inner")
     assert bad.exit_code == 2 and "--join must be one of left, outer" in bad.output
+
+
+def test_cli_implausible_coordinates_become_missing_and_are_counted(cli, store, tmp_path):
+    """NaN, inf and 1e40 used to be stored as visible joints (the heatmap went blank)."""
+    joints = [[100.0 + 10 * j, 200.0] for j in range(16)]
+    joints[0], joints[1], joints[2] = [float("nan"), 5.0], [float("inf"), 5.0], [1e40, 5.0]
+    joints[3] = [50_000.0, 5.0]
+    people = [
+        {"image": "a.jpg", "joints": joints, "joints_vis": [1] * 16, "center": [1e40, 3.0], "scale": 1.5},
+        {"image": "b.jpg", "joints": [[-30.0, 1921.0]] * 16, "joints_vis": [1] * 16, "scale": float("inf")},
+    ]
+    src = tmp_path / "odd.json"
+    src.write_text(json.dumps(people))  # Python writes NaN / Infinity, which JSON readers accept
+    result = cli("convert", src, "--name", "odd", "--json")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert counts["dropped"]["odd.json:point_out_of_range"] == 4
+    assert counts["dropped"]["odd.json:point_center_out_of_range"] == 1
+    assert counts["dropped"]["odd.json:point_scale_out_of_range"] == 1
+    (a, b), _ = _published(store, "odd")
+    kps = a.people[0].keypoints
+    assert (kps[:4, 2] == MISSING).all() and np.isnan(kps[:4, :2]).all()
+    assert (kps[4:, 2] == VISIBLE).all() and np.isfinite(kps[4:, :2]).all()
+    assert a.people[0].center is None and a.people[0].scale == 1.5
+    assert (b.people[0].keypoints[:, 2] == VISIBLE).all() and b.people[0].scale is None  # real-range extremes
 
 
 def test_cli_subprocess(tmp_path, paths):

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.describe.prompting import PROMPTS_DIR, image_context, load_template
 from pipeline.describe.stage import DESCRIPTIONS_SCHEMA
+from pipeline.errors import PipelineError
 from pipeline.geometry import image_facts
 from pipeline.records import ImageAnnotation, Person, empty_keypoints, write_annotations
 
@@ -176,6 +177,33 @@ def test_user_template_hash_and_strict_undefined(cli, mpii_store, store_root, tm
     assert bad.exit_code == 2
     assert "description.j2" in bad.output and "no_such_variable" in bad.output
     assert not (store_root / "descriptions" / "b").exists()
+
+
+def test_template_links_out_of_the_folder_are_refused(cli, mpii_store, store_root, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("API_KEY=sk-not-for-prompts")
+    mine = tmp_path / "linked"
+    shutil.copytree(PROMPTS_DIR / "rules", mine)
+    (mine / "description.j2").write_text('{% include "notes.j2" %}')
+    (mine / "notes.j2").symlink_to(secret)
+    args = ["describe", "--annotations", "mpii", "--backend", "rules", "--limit", "2", "--name", "ln"]
+    bad = cli(*args, "--template", str(mine))
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1
+    assert "notes.j2 links outside the folder" in bad.output and "sk-not" not in bad.output
+    assert not (store_root / "descriptions" / "ln").exists()
+    # A link made after loading is refused by the loader itself.
+    (mine / "notes.j2").unlink()
+    (mine / "notes.j2").write_text("inside")
+    tpl = load_template(mine)
+    (mine / "notes.j2").unlink()
+    (mine / "notes.j2").symlink_to(secret)
+    with pytest.raises(PipelineError, match="notes.j2 .links outside"):
+        tpl.description({"image": "x"})
+    # A link that stays inside the folder is fine.
+    (mine / "notes.j2").unlink()
+    (mine / "real.j2").write_text("inside")
+    (mine / "notes.j2").symlink_to(mine / "real.j2")
+    assert load_template(mine).description({"image": "x"}) == "inside"
 
 
 def test_bad_input_is_one_line(cli, store):

@@ -275,6 +275,42 @@ def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
     assert not store.exists("evals", "no-such-arch-random")
 
 
+def test_cli_eval_that_scores_nothing_fails_and_publishes_nothing(cli, store, checkpoint, tmp_path):
+    """Before: `eval --data-root /nonexistent` exited 0 and published an eval with nothing scored."""
+    common = ["--arch", "focus-tiny", "--checkpoint", checkpoint, "--workers", "0", "--name", "none"]
+    res = cli(
+        "eval", *common, "--data-root", tmp_path / "nonexistent", "--tasks", "utkface-age", "fer2013-emotion"
+    )
+    assert res.exit_code == 2, res.output
+    line = res.output.strip().splitlines()[-1]
+    assert line.startswith("error: no task scored anything (utkface-age: skipped, dataset folder")
+    assert "nothing was published" in line and not store.exists("evals", "none")
+    res = cli(
+        "eval", *common, "--data-root", tmp_path / "nonexistent", "--tasks", "utkface-age", "--allow-empty"
+    )
+    assert res.exit_code == 0, res.output
+    assert store.meta("evals", "none")["counts"]["scored"] == 0
+
+
+def test_cli_eval_label_file_paths_stay_inside_the_dataset_folder(cli, store, checkpoint, tmp_path):
+    """A label CSV naming '../x.jpg' or an absolute path must not make eval open files elsewhere."""
+    from PIL import Image
+
+    root = tmp_path / "fairface"
+    (root / "val").mkdir(parents=True)
+    for path in (root / "val" / "1.jpg", tmp_path / "outside.jpg"):
+        Image.new("RGB", (40, 40), (120, 80, 60)).save(path)
+    rows = ["val/1.jpg", "../outside.jpg", str(tmp_path / "outside.jpg"), "val/../../outside.jpg"]
+    (root / "fairface_label_val.csv").write_text(
+        "file,age,gender,race,service_test\n" + "".join(f"{r},20-29,Male,White,True\n" for r in rows)
+    )
+    args = ["--arch", "focus-tiny", "--checkpoint", checkpoint, "--workers", "0", "--name", "ff"]
+    res = cli("eval", *args, "--tasks", "fairface-race", "--path", f"fairface={root}")
+    assert res.exit_code == 0, res.output
+    (result,) = json.loads((store.path("evals", "ff") / "results.json").read_text())
+    assert result["n_samples"] == 1 and result["skipped"] == {"path outside the dataset folders": 3}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_on_gpu_matches_cpu(store, checkpoint, data_root):

@@ -17,6 +17,7 @@ import open_clip
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.store import verify_sha256
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 _registered = False
@@ -47,6 +48,8 @@ def load_model(
         context_length = cfg.get("context_length")
         image_size = cfg.get("image_size")
         checkpoint = Path(run_dir) / "model.pt"
+        if "model.pt" in meta.get("checksums", {}):  # runs published before checksums have none
+            verify_sha256(checkpoint, meta["checksums"]["model.pt"], remedy="train the run again")
     if arch is None:
         raise PipelineError("give a run, or an architecture (--arch) and a checkpoint")
     if arch not in open_clip.list_models():

@@ -11,11 +11,14 @@ force_context_length=, force_image_size=)` loads it), checkpoints/last.pt (+ las
 line per optimizer step), loss_curve.png, meta.json (config with arch, model_type, context_length,
 image_size; counts; summary). The run is staged aside and published when training ends; an interrupted or
 failed run keeps its staging folder, so `--resume` continues from its last checkpoint, mid-epoch, with the
-very same batches (data order and augmentation are functions of seed and step).
+very same batches (data order and augmentation are functions of seed and step). A changed --lr (or other
+RESUME_APPLIES setting) takes effect from the resume step and is recorded in the summary's `resumes`; a
+changed batch size, seed or model (RESUME_REFUSES) is refused.
 
 The step never waits on the device: metrics stay on the device and are fetched every `log_every` steps
-in one transfer (which is also when a NaN/inf loss is noticed; a checkpoint is only written after such a
-check, so the last checkpoint is always a finite one).
+in one transfer (which is also when a NaN/inf loss is noticed). A checkpoint is written only when the
+weights it saves are finite, and last.json records its sha256, which --resume checks; meta.json records
+model.pt's, which load_model checks.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.store import Store
+from pipeline.store import Store, file_sha256, verify_sha256
 from training.config import RECIPES, TrainConfig
 from training.data import BatchLoader, load_train_data
 from training.inference import register_model_configs
@@ -57,6 +60,29 @@ TERMS = {
     "clip": ["loss_image_text"],
     "focusclip": ["loss_masked_image", "loss_masked_text", "loss_image_text"],
 }
+
+
+# What --resume takes from the command line from the resume step on: the optimizer's hyperparameters and the
+# schedule are set anew (so "lower --lr and --resume" does what it says), and every change is recorded.
+RESUME_APPLIES = (
+    "lr", "momentum", "weight_decay", "betas", "eps", "grad_clip", "schedule", "warmup", "epochs",
+    "max_steps", "precision",
+)  # fmt: skip
+# What it refuses to change: the data order (batch size, seed), the model and the optimizer's state layout.
+RESUME_REFUSES = (
+    "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
+    "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    return {
+        k: {"from": old.get(k), "to": new.get(k)} for k in keys if _plain(old.get(k)) != _plain(new.get(k))
+    }
 
 
 @dataclass(slots=True)
@@ -204,6 +230,7 @@ class Trainer:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.focus = cfg.model_type == "focusclip"
         self.terms = TERMS[cfg.model_type]
+        self.resumes: list[dict[str, Any]] = []  # {step, changed} per --resume, kept in the checkpoints
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _barrier(self) -> None:
@@ -304,9 +331,28 @@ class Trainer:
             "rng": _rng_state(),
             "config": self.cfg.to_dict(),
             "world": self.info.world,
+            "resumes": self.resumes,
         }
 
+    def _weights_finite(self) -> bool:
+        floats = [v for v in self.model.state_dict().values() if v.is_floating_point()]
+        return bool(torch.stack([v.isfinite().all() for v in floats]).all())  # one sync
+
+    def last_good(self) -> str:
+        """Where the run can be resumed from, for error messages."""
+        try:
+            step = json.loads((self.ckpt_dir / "last.json").read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return "no checkpoint was saved yet"
+        return f"the last good checkpoint is {self.ckpt_dir / 'last.pt'} (step {step})"
+
     def save_checkpoint(self, step: int, last_loss: float | None) -> None:
+        # Checked here, on the weights being saved: the loss seen last was computed before this update.
+        if not self._weights_finite():
+            raise PipelineError(
+                f"weights are not finite after step {step}: training stopped; {self.last_good()} "
+                f"(lower --lr, or use --precision fp32, then --resume)"
+            )
         if not self.info.main:
             return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -316,6 +362,7 @@ class Trainer:
             "epoch": step // self.spe,
             "loss": last_loss,
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "sha256": file_sha256(self.ckpt_dir / "last.pt"),  # verified by --resume
         }
         tmp = self.ckpt_dir / "last.json.tmp"
         tmp.write_text(json.dumps(info) + "\n")
@@ -327,21 +374,58 @@ class Trainer:
             if self.info.main:
                 log.warning("--resume: no checkpoint at %s, starting from step 0", path)
             return 0
+        try:
+            recorded = json.loads((self.ckpt_dir / "last.json").read_text()).get("sha256")
+        except (OSError, ValueError):
+            recorded = None
+        verify_sha256(path, recorded, remedy="start the run again with --overwrite instead of --resume")
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt.get("world", 1) != self.info.world:
             raise PipelineError(
                 f"{path} was written by a run with {ckpt.get('world')} processes; resume with the "
                 f"same number (this one has {self.info.world}) so the data order stays the same"
             )
+        new = self.cfg.to_dict()
+        refused = _changes(ckpt["config"], new, RESUME_REFUSES)
+        if refused:
+            what = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in refused.items())
+            raise PipelineError(
+                f"--resume cannot change {what} (the data order, the model or the optimizer state depend "
+                f"on it); resume with the run's values, or start a new run (--name, or --overwrite)"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # empty unless the run was fp16: resuming with --precision fp16 starts a scaler
+            self.scaler.load_state_dict(ckpt["scaler"])
         _set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
+        changed = _changes(ckpt["config"], new, RESUME_APPLIES)
+        self.resumes = [*ckpt.get("resumes", []), {"step": step, "changed": changed}]
+        self._apply_optimizer_settings()
         if self.info.main:
             log.info("resumed from %s at step %d (epoch %d)", path, step, step // self.spe)
+            for k, v in changed.items():
+                log.warning(
+                    "--resume: %s changed from %s to %s, applied from step %d on", k, v["from"], v["to"], step
+                )
         return step
+
+    def _apply_optimizer_settings(self) -> None:
+        """Put this config's hyperparameters into the loaded optimizer and schedule (the state dicts carry the
+        old run's); the schedule's lambda is already built from this config's steps and warmup."""
+        cfg = self.cfg
+        no_decay, decay = self.optimizer.param_groups  # build_optimizer's order
+        decay["weight_decay"] = cfg.weight_decay
+        for group in (no_decay, decay):
+            group["initial_lr"] = cfg.lr
+            if cfg.optimizer == "sgd":
+                group["momentum"] = cfg.momentum
+            else:
+                group["betas"], group["eps"] = tuple(cfg.betas), cfg.eps
+        self.scheduler.base_lrs = [cfg.lr] * 2
+        for group, fn in zip((no_decay, decay), self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = cfg.lr * fn(self.scheduler.last_epoch)
 
     def _trim_metrics(self, step: int) -> None:
         """Keep metrics.jsonl lines up to the checkpoint's step, so the resumed curve continues it exactly."""
@@ -465,8 +549,8 @@ class Trainer:
                 if not math.isfinite(loss):
                     pending.clear()
                     raise PipelineError(
-                        f"loss is {loss} at step {s}: training stopped; the last good checkpoint is "
-                        f"{self.ckpt_dir / 'last.pt'} (lower --lr, or use --precision fp32, then --resume)"
+                        f"loss is {loss} at step {s}: training stopped; {self.last_good()} "
+                        f"(lower --lr, or use --precision fp32, then --resume)"
                     )
                 rec = {"step": s, "epoch": (s - 1) // self.spe, "loss": loss}
                 rec.update({t: vals[1 + i] for i, t in enumerate(self.terms)})
@@ -563,6 +647,8 @@ class Trainer:
             "sentences_kept": stats["sentences_kept"] / max(stats["sentences_total"], 1),
             "wall_s": wall,
         }
+        if self.resumes:
+            summary["resumes"] = self.resumes
         if self.info.main:
             torch.save(
                 {
@@ -620,6 +706,11 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
     info = _init_distributed(device)
     try:
+        if cfg.batch_size * info.world < 2:
+            raise PipelineError(
+                f"--batch-size {cfg.batch_size} x {info.world} process(es): a contrastive loss needs at "
+                f"least 2 pairs per step (each pair's negatives are the others); 1 learns nothing (loss nan)"
+            )
         if info.main:
             dataset_ref = store.ref("datasets", cfg.dataset)
             with store.create(
@@ -632,6 +723,7 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 resumable=True,
             ) as w:
                 summary = Trainer(cfg, store, info, device, w.dir).run()
+                w.extra["checksums"] = {"model.pt": file_sha256(w.dir / "model.pt")}  # load_model verifies it
                 w.counts.update({"steps": summary["steps"], "images": summary["images"]})
                 w.extra["summary"] = summary
             summary["run_dir"] = str(store.path("runs", cfg.name))

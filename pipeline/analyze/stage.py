@@ -48,7 +48,7 @@ from pipeline.faithfulness import (
 )
 from pipeline.geometry import PersonFacts, image_facts
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation
+from pipeline.records import ImageAnnotation, image_file
 
 log = logging.getLogger(__name__)
 CHECKS_SCHEMA = pa.schema([
@@ -133,8 +133,8 @@ def _per_row_mean(values: pd.Series) -> float | None:
 
 
 def _find_image(images: Path, name: str) -> Path | None:
-    path = images / name
-    return path if path.is_file() else None
+    path = image_file(images, name)  # names come from the descriptions: never outside --images
+    return path if path is not None and path.is_file() else None
 
 
 def _open_rgb(path: Path):

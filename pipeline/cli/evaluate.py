@@ -102,6 +102,9 @@ def _evaluate(
         str | None, typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")] = False,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Publish the eval even when no task scored a sample.")
+    ] = False,
     compare: Annotated[
         bool,
         typer.Option(
@@ -165,6 +168,7 @@ def _evaluate(
         name=name,
         limit=limit,
         overwrite=overwrite,
+        allow_empty=allow_empty,
     )
     if check_data:
         _check_data(cfg)

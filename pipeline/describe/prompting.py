@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,29 @@ def template_hash(folder: Path) -> str:
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f.relative_to(folder).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _check_contained(folder: Path) -> None:
+    """Refuse a family folder holding a link that resolves outside it (it would render or hash that file)."""
+    root = folder.resolve()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for entry in (*dirnames, *filenames):
+            path = Path(dirpath, entry)
+            if not path.resolve().is_relative_to(root):
+                raise PipelineError(
+                    f"--template {folder}: {path.relative_to(folder)} links outside the folder "
+                    f"(to {path.resolve()}); copy the file in instead"
+                )
+
+
+class _ContainedLoader(jinja2.FileSystemLoader):
+    """FileSystemLoader that also refuses a file resolving outside its folder (a link made after loading)."""
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        if not Path(filename).resolve().is_relative_to(Path(self.searchpath[0]).resolve()):
+            raise jinja2.TemplateNotFound(f"{template} (links outside {self.searchpath[0]})")
+        return source, filename, uptodate
 
 
 @dataclass(slots=True)
@@ -92,8 +116,9 @@ def load_template(spec: str | Path) -> TemplateSet:
         raise PipelineError(f"--template {spec}: no such folder (and no family {spec!r} in {PROMPTS_DIR})")
     if not (folder / "description.j2").is_file() and not (folder / "user.j2").is_file():
         raise PipelineError(f"--template {folder}: needs user.j2 (+ optional system.j2) or description.j2")
+    _check_contained(folder)
     env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(folder)),
+        loader=_ContainedLoader(str(folder)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

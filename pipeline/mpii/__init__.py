@@ -18,17 +18,24 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.errors import PipelineError
-from pipeline.records import ImageAnnotation
+from pipeline.records import MISSING, ImageAnnotation
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("mat", "json", "h5", "csv")
 _READERS = {"mat": "mat", "json": "mmpose_json", "h5": "hourglass_h5", "csv": "csv_table"}
+
+# No MPII image is wider than 1920 px (the real CSV's joints span -36 .. 1921): a coordinate beyond this is
+# an encoding error (1e40, a unit mix-up), and a "visible" joint there would blank the person's heatmap.
+MAX_COORD = 10_000.0
 
 _MAT5 = b"MATLAB 5.0 MAT-file"
 _MAT73 = b"MATLAB 7.3 MAT-file"
@@ -113,6 +120,7 @@ def read_source(path: str | Path, *, split: str | None = None) -> SourceData:
     fmt = sniff_format(path)
     module = importlib.import_module(f"pipeline.mpii.{_READERS[fmt]}")
     src = module.read(path, split=split)
+    drop_implausible(src)
     log.info(
         "read %s: %d images, %d people",
         src.label,
@@ -120,6 +128,32 @@ def read_source(path: str | Path, *, split: str | None = None) -> SourceData:
         sum(len(a.people) for a in src.images.values()),
     )
     return src
+
+
+def _plausible(values: tuple[float, ...] | None, limit: float) -> bool:
+    return values is None or all(math.isfinite(v) and abs(v) <= limit for v in values)
+
+
+def drop_implausible(src: SourceData) -> None:
+    """Annotated joints with a non-finite or out-of-range coordinate become missing (v=0), counted in
+    src.counts as dropped_point:out_of_range; such a center or scale becomes unknown, counted likewise."""
+    for ann in src.images.values():
+        for person in ann.people:
+            kps = person.keypoints
+            xy_ok = np.isfinite(kps[:, :2]).all(1) & (np.abs(kps[:, :2]) <= MAX_COORD).all(1)
+            bad = (kps[:, 2] > MISSING) & ~xy_ok
+            if bad.any():
+                kps[bad, :2] = np.nan
+                kps[bad, 2] = MISSING
+                src.counts["dropped_point:out_of_range"] += int(bad.sum())
+            if not _plausible(person.center, MAX_COORD):
+                person.center = None
+                src.counts["dropped_point:center_out_of_range"] += 1
+            if person.scale is not None and not (
+                _plausible((person.scale,), MAX_COORD / 200) and person.scale > 0
+            ):
+                person.scale = None
+                src.counts["dropped_point:scale_out_of_range"] += 1
 
 
 # The names the split files carry in mmpose (mpii_val.json), HRNet (valid.json) and pose-hg-train (valid.h5).

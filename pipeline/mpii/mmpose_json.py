@@ -58,6 +58,10 @@ def _check_record(path: Path, i: int, rec: object) -> None:
             f"{path}: record {i} has no {' or '.join(missing)} (keys: {', '.join(rec)}); "
             f"not the mmpose/HRNet MPII format"
         )
+    if not isinstance(rec["image"], str):
+        raise PipelineError(
+            f"{path}: record {i}: image is {json.dumps(rec['image'])}, not a file name (a JSON string)"
+        )
 
 
 def _array(path: Path, i: int, key: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
@@ -79,13 +83,14 @@ def read(path: Path, *, split: str | None = None) -> SourceData:
     images: dict[str, ImageAnnotation] = {}
     for i, rec in enumerate(records):
         _check_record(path, i, rec)
-        name = str(rec["image"]).strip()
+        name = rec["image"].strip()
         if not name:
             counts["dropped_person:no_image_name"] += 1
             continue
         joints = _array(path, i, "joints", rec["joints"], (NUM_KEYPOINTS, 2))
         vis = rec.get("joints_vis")
-        annotated = np.isfinite(joints).all(1) & ~(joints == -1).all(1)
+        # NaN / inf stay annotated here so that read_source counts them (dropped_point:out_of_range).
+        annotated = ~(joints == -1).all(1)
         if vis is not None:
             annotated &= _array(path, i, "joints_vis", vis, (NUM_KEYPOINTS,)).reshape(-1) > 0
         kps = np.full((NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
