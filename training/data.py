@@ -8,7 +8,9 @@ The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fin
 the side) holds every image squashed to a square of side round(image_size * cache_scale). Squashing rather
 than centre-cropping keeps every person in frame: the descriptions talk about all of them and about who is
 left or right. No JPEG is decoded in the training loop. Per step, on the device: one gather of the batch,
-a random square crop (and optional flip) applied to the image by one affine grid_sample, and the SAME
+then, unless crops are off (crop_scale (1, 1), no flip, cache side = image_size: the paper recipe, whose
+pixels are then exactly eval's), a random square crop (and optional flip) applied to the image by one
+affine grid_sample, and the SAME
 crop applied to the keypoints, from which the ROI heatmap is rendered at the output size
 (pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and
 cropped together with the image instead.
@@ -99,8 +101,9 @@ def _decode(data: bytes, side: int, mode: str, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert(mode)
+            # RGB: exactly eval's squash (training/preprocess.py, torchvision's Resize on a PIL image)
             resample = Image.Resampling.BICUBIC if mode == "RGB" else Image.Resampling.BILINEAR
-            return np.asarray(im.resize((side, side), resample, reducing_gap=3.0))
+            return np.asarray(im.resize((side, side), resample))
     except (OSError, ValueError) as err:
         raise PipelineError(f"{where}: cannot decode image ({err})") from None
 
@@ -228,7 +231,7 @@ def load_train_data(
 
     side = int(round(image_size * cache_scale))
     with_heat = heatmap_source == "dataset"
-    key = f"{meta['fingerprint'][:16]}-{split}-{side}px" + ("-hm" if with_heat else "")
+    key = f"{meta['fingerprint'][:16]}-{split}-{side}px-squash" + ("-hm" if with_heat else "")
     cache = store.cache_dir("train-cache", dataset) / key
     if not (cache / "done.json").is_file():
         if not build_cache:
@@ -338,6 +341,7 @@ class BatchLoader:
         self.batch_size, self.image_size = batch_size, image_size
         self.device, self.seed, self.rank, self.world = device, seed, rank, world
         self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
+        self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or data.side != image_size
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
         self.channels_last = channels_last
         n = len(data)
@@ -421,19 +425,17 @@ class BatchLoader:
         x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
         if heat_u8 is not None and self.focus:
             x = torch.cat([x, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
-        x = crop_images(x, params, self.image_size)
+        if self.crop:
+            x = crop_images(x, params, self.image_size)
         heat = None
         if self.focus:
             if heat_u8 is not None:
                 heat = x[:, 3].clamp(0, 1)
                 x = x[:, :3]
             else:
-                kps = crop_keypoints(
-                    self.keypoints.index_select(0, idx.to(self.device, non_blocking=True)),
-                    params,
-                    self.data.side,
-                    self.image_size,
-                )
+                kps = self.keypoints.index_select(0, idx.to(self.device, non_blocking=True))
+                if self.crop:
+                    kps = crop_keypoints(kps, params, self.data.side, self.image_size)
                 sizes = torch.full((len(idx), 2), float(self.image_size), device=self.device)
                 heat = roi_heatmap_torch(kps, sizes, (self.image_size, self.image_size), parts=self.parts)
         x = x.clamp_(0, 1)
