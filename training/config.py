@@ -42,6 +42,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "crop_scale": (1.0, 1.0),  # no augmentation
         "cache_scale": 1.0,
         "normalize": "none",
+        "interpolation": "bilinear",  # the reference's transforms.Resize((224, 224)) default
         "precision": "fp32",
     },
     "modern": {
@@ -62,6 +63,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "crop_scale": (0.8, 1.0),  # random crop area fraction, image and heatmap together
         "cache_scale": 1.125,  # decoded cache side = image_size * this, so crops have pixels to spare
         "normalize": "arch",
+        "interpolation": "bicubic",  # open_clip's
         "precision": "auto",  # bf16 autocast on CUDA, fp32 on CPU
     },
 }
@@ -92,6 +94,7 @@ class TrainConfig:
     crop_scale: tuple[float, float] | None = None  # random crop area fraction; (1, 1): no crop
     cache_scale: float | None = None
     normalize: Literal["arch", "none"] | None = None  # pixel mean/std: the architecture's, or none ([0, 1])
+    interpolation: Literal["bicubic", "bilinear"] | None = None  # of the squash resize
     precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
     # ---- not recipe-dependent ---------------------------------------------------------------------
     max_steps: int | None = None  # stop after this many optimizer steps (the schedule is sized to it)
@@ -175,6 +178,8 @@ class TrainConfig:
             raise bad("cache_scale must be >= 1")
         if self.normalize not in ("arch", "none"):
             raise bad(f"normalize must be arch or none, not {self.normalize!r}")
+        if self.interpolation not in ("bicubic", "bilinear"):
+            raise bad(f"interpolation must be bicubic or bilinear, not {self.interpolation!r}")
         if self.heatmap_source not in ("keypoints", "dataset"):
             raise bad("heatmap_source must be keypoints or dataset")
 

@@ -42,6 +42,7 @@ from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from pipeline.log import progress
 from pipeline.store import Store
+from training.preprocess import RESAMPLE
 from training.text import BatchStats, TextBank
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,12 @@ def _image_bytes(cell, where: str) -> bytes:
     return data
 
 
-def _decode(data: bytes, side: int, mode: str, where: str) -> np.ndarray:
+def _decode(data: bytes, side: int, mode: str, where: str, interpolation: str = "bilinear") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert(mode)
-            # RGB: exactly eval's squash (training/preprocess.py, torchvision's Resize on a PIL image)
-            resample = Image.Resampling.BICUBIC if mode == "RGB" else Image.Resampling.BILINEAR
+            # exactly eval's squash (training/preprocess.py: torchvision's Resize on a PIL image)
+            resample = RESAMPLE[interpolation]
             return np.asarray(im.resize((side, side), resample))
     except (OSError, ValueError) as err:
         raise PipelineError(f"{where}: cannot decode image ({err})") from None
@@ -128,7 +129,12 @@ def _keypoints(row: dict, where: str) -> np.ndarray:
 
 
 def _build_cache(
-    shards: list[Path], keep: list[tuple[int, int]], cache: Path, side: int, with_heatmaps: bool
+    shards: list[Path],
+    keep: list[tuple[int, int]],
+    cache: Path,
+    side: int,
+    with_heatmaps: bool,
+    interpolation: str,
 ) -> None:
     """Decode the kept rows' images (and heatmaps) into .npy arrays, written aside and renamed into place."""
     n = len(keep)
@@ -154,7 +160,9 @@ def _build_cache(
             def work(item, table=table, s=s):
                 r, out_row = item
                 where = f"{shards[s].name} row {r}"
-                images[out_row] = _decode(_image_bytes(table["image"][r], where), side, "RGB", where)
+                images[out_row] = _decode(
+                    _image_bytes(table["image"][r], where), side, "RGB", where, interpolation
+                )
                 if heat is not None:
                     heat[out_row] = _decode(
                         _image_bytes(table["heatmap"][r], where + " heatmap"), side, "L", where
@@ -183,6 +191,7 @@ def load_train_data(
     tokenizer,
     context_length: int,
     heatmap_source: str = "keypoints",
+    interpolation: str = "bicubic",
     build_cache: bool = True,
 ) -> TrainData:
     """Read the split's metadata, build (or reuse) the decoded cache, and tokenise the descriptions.
@@ -231,13 +240,13 @@ def load_train_data(
 
     side = int(round(image_size * cache_scale))
     with_heat = heatmap_source == "dataset"
-    key = f"{meta['fingerprint'][:16]}-{split}-{side}px-squash" + ("-hm" if with_heat else "")
+    key = f"{meta['fingerprint'][:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
     cache = store.cache_dir("train-cache", dataset) / key
     if not (cache / "done.json").is_file():
         if not build_cache:
             raise PipelineError(f"decoded cache {cache} is missing (rank 0 should have built it)")
         try:
-            _build_cache(shards, keep, cache, side, with_heat)
+            _build_cache(shards, keep, cache, side, with_heat, interpolation)
         except BaseException:  # a bad image or Ctrl-C: leave no half-written cache behind
             shutil.rmtree(cache.with_name(cache.name + f".tmp-{os.getpid()}"), ignore_errors=True)
             raise

@@ -7,7 +7,7 @@
 
 Training squashes every image to a square (no crop at load time: the descriptions talk about every
 person and who is left or right) and normalises on the device (training/model.py); eval applies the
-same squash with the same PIL call (torchvision's Resize on a PIL image is `image.resize(size, BICUBIC)`),
+same squash with the same PIL call (torchvision's Resize on a PIL image is `image.resize(size, resample)`),
 so the pixels a model is scored on are the pixels it was trained on, bit for bit. `normalize="none"` is
 the reference code's ToTensor-only input in [0, 1].
 """
@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline.errors import PipelineError
 
 NO_NORMALIZATION = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,9 @@ class Preprocess:
     interpolation: str = "bicubic"
 
     @classmethod
-    def for_run(cls, *, size: int, context_length: int, normalize: str, clip) -> Preprocess:
+    def for_run(
+        cls, *, size: int, context_length: int, normalize: str, clip, interpolation: str = "bicubic"
+    ) -> Preprocess:
         """normalize: "arch" (the model's own mean/std, open_clip's preprocess_cfg) or "none" ([0, 1])."""
         if normalize == "none":
             mean, std = NO_NORMALIZATION
@@ -51,6 +53,7 @@ class Preprocess:
             context_length=int(context_length),
             mean=tuple(float(m) for m in mean),
             std=tuple(float(s) for s in std),
+            interpolation=interpolation,
         )
 
     @classmethod
@@ -63,7 +66,7 @@ class Preprocess:
     def resize(self, image: Image.Image) -> Image.Image:
         if self.resize_mode != "squash":
             raise PipelineError(f"training supports resize_mode squash only, not {self.resize_mode!r}")
-        return image.resize((self.size, self.size), _RESAMPLE[self.interpolation])
+        return image.resize((self.size, self.size), RESAMPLE[self.interpolation])
 
     def open_clip_cfg(self) -> dict[str, Any]:
         """open_clip's preprocess_cfg (set on the loaded model, so exports carry it)."""

@@ -226,7 +226,11 @@ class Trainer:
         if self.info.main:
             _warn_random_init(cfg, towers)
         self.preprocess = Preprocess.for_run(
-            size=cfg.image_size, context_length=cfg.context_length, normalize=cfg.normalize, clip=clip
+            size=cfg.image_size,
+            context_length=cfg.context_length,
+            normalize=cfg.normalize,
+            clip=clip,
+            interpolation=cfg.interpolation,
         )
         self.model = FocusCLIP(
             clip,
@@ -304,6 +308,7 @@ class Trainer:
             tokenizer=tokenizer,
             context_length=cfg.context_length,
             heatmap_source=cfg.heatmap_source,
+            interpolation=cfg.interpolation,
             build_cache=build,
         )
 
