@@ -283,3 +283,30 @@ def test_random_init_warns_loudly(towers, caplog):
     caplog.clear()
     _warn_random_init(TrainConfig(dataset="d", arch=TINY, recipe="paper"), Towers(text=str(towers["bert"])))
     assert caplog.text == ""
+
+
+def test_pretrained_local_dir_brings_its_architecture_and_weights(tmp_path):
+    """--pretrained local-dir:DIR (open_clip's folder layout): the id is the arch and its weights load; a
+    run's model.pt then loads over that architecture instead of the folder's weights."""
+    torch.manual_seed(1)
+    source = create_clip("focus-tiny", image_size=32)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    model_cfg = open_clip.get_model_config("focus-tiny")  # a copy
+    model_cfg["vision_cfg"]["image_size"] = 32
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    torch.save(source.state_dict(), folder / "open_clip_pytorch_model.bin")
+    arch = f"local-dir:{folder}"
+    loaded = create_clip(arch, pretrained=arch)
+    assert _same(source, loaded)
+
+    torch.manual_seed(2)
+    other = create_clip("focus-tiny", image_size=32)
+    torch.save(other.state_dict(), tmp_path / "model.pt")
+    again = create_clip(arch, pretrained=tmp_path / "model.pt")
+    assert _same(other, again) and not _same(source, again)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
