@@ -25,6 +25,7 @@ from training.data import load_train_data
 from training.inference import register_model_configs
 from training.preprocess import Preprocess
 from training.synthetic import write_synthetic_dataset
+from training.text import TextBank
 from training.towers import AllPositionsMeanPooler, Towers, create_clip, make_tokenizer
 
 timm = pytest.importorskip("timm")
@@ -119,6 +120,12 @@ def test_local_tower_weights_pooling_and_shapes(towers):
         assert not torch.allclose(text, clip.text.proj(real_only), atol=1e-3)
         assert clip.encode_image(torch.rand(3, 3, 32, 32)).shape == (3, 16) and text.shape == (2, 16)
 
+    # training's token batches are the tokenizer's own call: [CLS] ids [SEP] [PAD]...
+    text = "A person is standing.  The left arm is up. The head is tilted."
+    bank = TextBank.build([[text]], tokenizer, context_length=64)
+    batch, _ = bank.batch(np.array([0]), np.random.default_rng(0), sample_sentences=False)
+    assert torch.equal(batch, tokenizer([text]))
+
     random = create_clip(TINY, image_size=32, towers=Towers(text=str(towers["bert"])))
     assert not torch.equal(random.visual.trunk.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
 
@@ -130,6 +137,8 @@ def test_tower_and_pretrained_errors_are_one_line(towers, tmp_path, monkeypatch,
         create_clip(TINY, towers=Towers(image=str(wrong), text=str(towers["bert"])))
     with pytest.raises(PipelineError, match="not a Hugging Face model folder"):
         create_clip(TINY, towers=Towers(text=str(tmp_path)))
+    with pytest.raises(PipelineError, match="need a timm image or Hugging Face text"):
+        create_clip("focus-tiny", towers=Towers(hub=True))
     with pytest.raises(PipelineError, match="not a file, a local-dir:/hf-hub: id, or an open_clip tag"):
         create_clip("focus-tiny", pretrained="no-such-tag")
 

@@ -149,6 +149,15 @@ def create_clip(
     model_cfg = arch_config(arch)
     vision_cfg, text_cfg = model_cfg["vision_cfg"], model_cfg.get("text_cfg", {})
     timm_name, hf_name = foreign_towers(model_cfg)
+    if (
+        (towers.image and not timm_name)
+        or (towers.text and not hf_name)
+        or (towers.hub and not timm_name and not hf_name)
+    ):
+        raise PipelineError(
+            f"{arch}: --pretrained-towers / --image-tower / --text-tower need a timm image or Hugging Face "
+            "text tower in the architecture (e.g. FocusCLIP-ViT-B-16-BERT); for CLIP weights use --pretrained"
+        )
     if image_size is not None and not timm_name:
         vision_cfg["image_size"] = image_size
     if context_length is not None:
