@@ -195,8 +195,6 @@ def create_clip(
             vision_cfg=vision_cfg,
             text_cfg=text_cfg,
         )
-    except PipelineError:
-        raise
     except Exception as err:
         if not (from_hub or has_schema(arch) or tag):
             raise

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from open_clip.model import set_model_preprocess_cfg
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -232,6 +233,7 @@ class Trainer:
             clip=clip,
             interpolation=cfg.interpolation,
         )
+        set_model_preprocess_cfg(clip, self.preprocess.open_clip_cfg())
         self.model = FocusCLIP(
             clip,
             focus=self.focus,
