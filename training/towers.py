@@ -94,7 +94,10 @@ def arch_config(arch: str) -> dict[str, Any]:
         try:
             return _get_hf_config(arch.removeprefix("hf-hub:"))["model_cfg"]
         except Exception as err:  # offline, no such repo, or no open_clip config in it
-            raise PipelineError(f"{arch}: cannot read its open_clip config ({_first_line(err)})") from None
+            raise PipelineError(
+                f"{arch}: cannot read its open_clip config ({_first_line(err)}); offline, download the repo "
+                "where the hub is reachable and pass --pretrained local-dir:DIR"
+            ) from None
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
         raise PipelineError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
@@ -183,7 +186,10 @@ def create_clip(
         vision_cfg["timm_model_pretrained"] = base and towers.hub and towers.image is None
     if hf_name:
         text_cfg["hf_model_pretrained"] = base and (towers.hub or towers.text is not None)
-    from_hub = bool(timm_name and vision_cfg["timm_model_pretrained"] or hf_name and towers.text is None)
+    from_hub = [  # what open_clip is about to fetch: timm weights; a HF tower's config, tokenizer (, weights)
+        *([timm_name] if timm_name and vision_cfg["timm_model_pretrained"] else []),
+        *([hf_name] if hf_name and towers.text is None else []),
+    ]
     try:
         clip = open_clip.create_model(
             arch,
@@ -199,7 +205,7 @@ def create_clip(
         if not (from_hub or has_schema(arch) or tag):
             raise
         raise PipelineError(
-            f"{arch}: cannot fetch {' and '.join(n for n in (timm_name, hf_name) if n) or arch} from the "
+            f"{arch}: cannot fetch {' and '.join(from_hub) or arch} from the "
             f"hub ({_first_line(err)}); offline, pass --image-tower FILE and --text-tower DIR (a "
             "save_pretrained folder) or --pretrained FILE"
         ) from None
