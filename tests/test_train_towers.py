@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from evaluation.tasks import TASKS
 from pipeline.errors import PipelineError
 from training.data import load_train_data
-from training.inference import register_model_configs
+from training.inference import load_model, register_model_configs
 from training.preprocess import Preprocess
 from training.synthetic import write_synthetic_dataset
 from training.text import TextBank
@@ -319,3 +319,19 @@ def test_pretrained_local_dir_brings_its_architecture_and_weights(tmp_path):
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_runs_without_recorded_preprocessing_load_with_what_they_trained_on(store):
+    """Runs from before "preprocess" was recorded trained on squashed images with the arch's mean/std."""
+    torch.manual_seed(0)
+    clip = create_clip("focus-tiny", image_size=64)
+    config = {"arch": "focus-tiny", "model_type": "clip", "context_length": 77, "image_size": 64}
+    with store.create("runs", "old", stage="train", config=config) as w:
+        torch.save(clip.state_dict(), w.dir / "model.pt")
+    model, preprocess, _ = load_model(run_dir=store.path("runs", "old"))
+    assert model.visual.preprocess_cfg["resize_mode"] == "squash"
+    assert tuple(model.visual.preprocess_cfg["mean"]) == open_clip.OPENAI_DATASET_MEAN
+    image = Image.new("RGB", (120, 40), (200, 10, 10))
+    image.paste((10, 10, 200), (0, 0, 20, 40))  # a blue band on the left that a centre crop would cut
+    pixels = preprocess(image)
+    assert pixels.shape == (3, 64, 64) and pixels[2, 32, 0] > pixels[0, 32, 0]
