@@ -291,6 +291,10 @@ def test_random_init_warns_loudly(towers, caplog):
     assert "will NOT reproduce the paper" in caplog.text and "--pretrained-towers" in caplog.text
     caplog.clear()
     _warn_random_init(TrainConfig(dataset="d", arch=TINY, recipe="paper"), Towers(text=str(towers["bert"])))
+    assert "RANDOM INIT: vit_tiny_patch16_224 start(s)" in caplog.text  # the image tower is still random
+    caplog.clear()
+    _warn_random_init(TrainConfig(dataset="d", arch=TINY), Towers(image="vit.safetensors", text="bert/"))
+    _warn_random_init(TrainConfig(dataset="d", arch="focus-tiny", recipe="modern"), Towers())
     assert caplog.text == ""
 
 

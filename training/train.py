@@ -599,19 +599,23 @@ class Trainer:
 
 def _warn_random_init(cfg: TrainConfig, towers: Towers) -> None:
     """Loudly: the paper fine-tunes ImageNet/BERT weights; from random ones its recipe stays near chance."""
-    if cfg.pretrained or towers.any:
+    if cfg.pretrained:
         return
     timm_name, hf_name = foreign_towers(arch_config(cfg.arch))
-    if cfg.recipe != "paper" and not (timm_name or hf_name):
-        return
-    log.warning(
-        "\n%s\nRANDOM INIT: %s starts from random weights; this run will NOT reproduce the paper, which "
-        "fine-tunes pretrained towers. Pass --pretrained-towers (hub), --image-tower FILE / --text-tower "
-        "DIR (offline), or --pretrained CLIP weights.\n%s",
-        "!" * 100,
-        cfg.arch,
-        "!" * 100,
-    )
+    if timm_name or hf_name:
+        given = ((timm_name, towers.hub or towers.image), (hf_name, towers.hub or towers.text))
+        random = [name for name, weights in given if name and not weights]
+    else:  # open_clip's own towers: only CLIP weights (--pretrained) would do
+        random = [cfg.arch] if cfg.recipe == "paper" else []
+    if random:
+        log.warning(
+            "\n%s\nRANDOM INIT: %s start(s) from random weights; this run will NOT reproduce the paper, "
+            "which fine-tunes pretrained towers. Pass --pretrained-towers (hub), --image-tower FILE / "
+            "--text-tower DIR (offline), or --pretrained CLIP weights.\n%s",
+            "!" * 100,
+            " and ".join(random),
+            "!" * 100,
+        )
 
 
 def record_run(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
