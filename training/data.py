@@ -4,16 +4,15 @@
     loader = BatchLoader(data, batch_size=64, device=dev, seed=0, rank=0, world=1, ...)
     batch = loader.get(epoch, step_in_epoch)      # images (B,3,224,224) [0,1], heatmaps (B,224,224), tokens
 
-The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fingerprint, the split and
-the side) holds every image squashed to a square of side round(image_size * cache_scale). Squashing rather
-than centre-cropping keeps every person in frame: the descriptions talk about all of them and about who is
-left or right. No JPEG is decoded in the training loop. Per step, on the device: one gather of the batch,
-then, unless crops are off (crop_scale (1, 1), no flip, cache side = image_size: the paper recipe, whose
-pixels are then exactly eval's), a random square crop (and optional flip) applied to the image by one
-affine grid_sample, and the SAME
-crop applied to the keypoints, from which the ROI heatmap is rendered at the output size
-(pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and
-cropped together with the image instead.
+The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fingerprint, the split, the
+side and the resize's interpolation) holds every image squashed to a square of side
+round(image_size * cache_scale). Squashing rather than centre-cropping keeps every person in frame: the
+descriptions talk about all of them and about who is left or right. No JPEG is decoded in the training
+loop. Per step, on the device: one gather of the batch, then, unless crops are off (crop_scale (1, 1), no
+flip, cache side = image_size: the paper recipe, whose pixels are then exactly eval's), a random square crop
+(and optional flip) applied to the image by one affine grid_sample, and the SAME crop applied to the
+keypoints, from which the ROI heatmap is rendered at the output size (pipeline.heatmaps.roi_heatmap_torch);
+with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead.
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
