@@ -16,9 +16,13 @@ from pipeline.errors import PipelineError
 ModelType = Literal["clip", "focusclip"]
 
 # The paper's reference recipe (DESIGN.md: SGD 5e-4 momentum 0.9, batch 32, 64 epochs, NT-Xent at a fixed
-# temperature 0.5, grad clip 1.0, 224 px, text context 512) and a modern one for training from scratch at
-# small scale: AdamW, a cosine schedule whose warmup is a fraction of THIS run's steps (open_clip's
-# 10,000-step default is longer than a whole small run), weight decay, learnable temperature, bf16 on GPU.
+# temperature 0.5, plain alpha, grad clip 1.0, 224 px squashed, no augmentation, ToTensor pixels without
+# mean/std normalisation, text context 512) and a modern one for training from scratch at small scale:
+# AdamW, a cosine schedule whose warmup is a fraction of THIS run's steps (open_clip's 10,000-step default
+# is longer than a whole small run), weight decay, learnable temperature, CLIP's InfoNCE, a bounded alpha,
+# random square crops of 80-100% of the squashed image, the architecture's mean/std, bf16 on GPU.
+# Both squash (never centre-crop) at load time, and eval uses the run's recorded preprocessing
+# (training/preprocess.py).
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {
         "optimizer": "sgd",
@@ -35,6 +39,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "grad_clip": 1.0,
         "image_size": 224,
         "context_length": 512,
+        "crop_scale": (1.0, 1.0),  # no augmentation
+        "cache_scale": 1.0,
+        "normalize": "none",
+        "interpolation": "bilinear",  # the reference's transforms.Resize((224, 224)) default
         "precision": "fp32",
     },
     "modern": {
@@ -52,6 +60,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         "grad_clip": 1.0,
         "image_size": None,  # the architecture's own
         "context_length": None,
+        "crop_scale": (0.8, 1.0),  # random crop area fraction, image and heatmap together
+        "cache_scale": 1.125,  # decoded cache side = image_size * this, so crops have pixels to spare
+        "normalize": "arch",
+        "interpolation": "bicubic",  # open_clip's
         "precision": "auto",  # bf16 autocast on CUDA, fp32 on CPU
     },
 }
@@ -79,6 +91,10 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm; 0 disables
     image_size: int | None = None
     context_length: int | None = None
+    crop_scale: tuple[float, float] | None = None  # random crop area fraction; (1, 1): no crop
+    cache_scale: float | None = None
+    normalize: Literal["arch", "none"] | None = None  # pixel mean/std: the architecture's, or none ([0, 1])
+    interpolation: Literal["bicubic", "bilinear"] | None = None  # of the squash resize
     precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
     # ---- not recipe-dependent ---------------------------------------------------------------------
     max_steps: int | None = None  # stop after this many optimizer steps (the schedule is sized to it)
@@ -91,17 +107,18 @@ class TrainConfig:
     all_descriptions: bool = True  # each step picks one of the image's descriptions at random
     heatmap_source: Literal["keypoints", "dataset"] = "keypoints"
     heatmap_parts: bool = False  # one blob per body part instead of per person
-    crop_scale: tuple[float, float] = (0.8, 1.0)  # random crop area fraction, image and heatmap together
     # Horizontal flips are off by default: the descriptions name left/right arms and people, and a
     # mirrored image would contradict its text.
     hflip: bool = False
-    cache_scale: float = 1.125  # decoded cache side = image_size * this, so crops have pixels to spare
     split: str = "train"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: bool = False
     channels_last: bool | None = None  # default: on CUDA
-    pretrained: str | None = None  # a local open_clip checkpoint to start from
+    pretrained: str | None = None  # CLIP weights: a local file, an open_clip tag, local-dir:/hf-hub: ids
+    pretrained_towers: bool = False  # timm / Hugging Face towers' base weights from the hub
+    image_tower: str | None = None  # offline: a timm checkpoint file (or folder) for the image tower
+    text_tower: str | None = None  # offline: a Hugging Face model folder for the text tower
     resume: bool = False
     overwrite: bool = False
     log_every: int = 10  # steps between host syncs (metrics are still written for every step)
@@ -157,6 +174,12 @@ class TrainConfig:
             raise bad("crop_scale must satisfy 0 < min <= max <= 1")
         if self.log_every < 1:
             raise bad("log_every must be >= 1")
+        if self.cache_scale < 1.0:
+            raise bad("cache_scale must be >= 1")
+        if self.normalize not in ("arch", "none"):
+            raise bad(f"normalize must be arch or none, not {self.normalize!r}")
+        if self.interpolation not in ("bicubic", "bilinear"):
+            raise bad(f"interpolation must be bicubic or bilinear, not {self.interpolation!r}")
         if self.heatmap_source not in ("keypoints", "dataset"):
             raise bad("heatmap_source must be keypoints or dataset")
 

@@ -4,14 +4,15 @@
     loader = BatchLoader(data, batch_size=64, device=dev, seed=0, rank=0, world=1, ...)
     batch = loader.get(epoch, step_in_epoch)      # images (B,3,224,224) [0,1], heatmaps (B,224,224), tokens
 
-The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fingerprint, the split and
-the side) holds every image squashed to a square of side round(image_size * cache_scale). Squashing rather
-than centre-cropping keeps every person in frame: the descriptions talk about all of them and about who is
-left or right. No JPEG is decoded in the training loop. Per step, on the device: one gather of the batch,
-a random square crop (and optional flip) applied to the image by one affine grid_sample, and the SAME
-crop applied to the keypoints, from which the ROI heatmap is rendered at the output size
-(pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and
-cropped together with the image instead.
+The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fingerprint, the split, the
+side and the resize's interpolation) holds every image squashed to a square of side
+round(image_size * cache_scale). Squashing rather than centre-cropping keeps every person in frame: the
+descriptions talk about all of them and about who is left or right. No JPEG is decoded in the training
+loop. Per step, on the device: one gather of the batch, then, unless crops are off (crop_scale (1, 1), no
+flip, cache side = image_size: the paper recipe, whose pixels are then exactly eval's), a random square crop
+(and optional flip) applied to the image by one affine grid_sample, and the SAME crop applied to the
+keypoints, from which the ROI heatmap is rendered at the output size (pipeline.heatmaps.roi_heatmap_torch);
+with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead.
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
@@ -40,6 +41,7 @@ from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from pipeline.log import progress
 from pipeline.store import Store
+from training.preprocess import RESAMPLE
 from training.text import BatchStats, TextBank
 
 log = logging.getLogger(__name__)
@@ -95,12 +97,13 @@ def _image_bytes(cell, where: str) -> bytes:
     return data
 
 
-def _decode(data: bytes, side: int, mode: str, where: str) -> np.ndarray:
+def _decode(data: bytes, side: int, mode: str, where: str, interpolation: str = "bilinear") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert(mode)
-            resample = Image.Resampling.BICUBIC if mode == "RGB" else Image.Resampling.BILINEAR
-            return np.asarray(im.resize((side, side), resample, reducing_gap=3.0))
+            # exactly eval's squash (training/preprocess.py: torchvision's Resize on a PIL image)
+            resample = RESAMPLE[interpolation]
+            return np.asarray(im.resize((side, side), resample))
     except (OSError, ValueError) as err:
         raise PipelineError(f"{where}: cannot decode image ({err})") from None
 
@@ -125,7 +128,12 @@ def _keypoints(row: dict, where: str) -> np.ndarray:
 
 
 def _build_cache(
-    shards: list[Path], keep: list[tuple[int, int]], cache: Path, side: int, with_heatmaps: bool
+    shards: list[Path],
+    keep: list[tuple[int, int]],
+    cache: Path,
+    side: int,
+    with_heatmaps: bool,
+    interpolation: str,
 ) -> None:
     """Decode the kept rows' images (and heatmaps) into .npy arrays, written aside and renamed into place."""
     n = len(keep)
@@ -151,7 +159,9 @@ def _build_cache(
             def work(item, table=table, s=s):
                 r, out_row = item
                 where = f"{shards[s].name} row {r}"
-                images[out_row] = _decode(_image_bytes(table["image"][r], where), side, "RGB", where)
+                images[out_row] = _decode(
+                    _image_bytes(table["image"][r], where), side, "RGB", where, interpolation
+                )
                 if heat is not None:
                     heat[out_row] = _decode(
                         _image_bytes(table["heatmap"][r], where + " heatmap"), side, "L", where
@@ -180,6 +190,7 @@ def load_train_data(
     tokenizer,
     context_length: int,
     heatmap_source: str = "keypoints",
+    interpolation: str = "bicubic",
     build_cache: bool = True,
 ) -> TrainData:
     """Read the split's metadata, build (or reuse) the decoded cache, and tokenise the descriptions.
@@ -228,13 +239,13 @@ def load_train_data(
 
     side = int(round(image_size * cache_scale))
     with_heat = heatmap_source == "dataset"
-    key = f"{meta['fingerprint'][:16]}-{split}-{side}px" + ("-hm" if with_heat else "")
+    key = f"{meta['fingerprint'][:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
     cache = store.cache_dir("train-cache", dataset) / key
     if not (cache / "done.json").is_file():
         if not build_cache:
             raise PipelineError(f"decoded cache {cache} is missing (rank 0 should have built it)")
         try:
-            _build_cache(shards, keep, cache, side, with_heat)
+            _build_cache(shards, keep, cache, side, with_heat, interpolation)
         except BaseException:  # a bad image or Ctrl-C: leave no half-written cache behind
             shutil.rmtree(cache.with_name(cache.name + f".tmp-{os.getpid()}"), ignore_errors=True)
             raise
@@ -338,6 +349,7 @@ class BatchLoader:
         self.batch_size, self.image_size = batch_size, image_size
         self.device, self.seed, self.rank, self.world = device, seed, rank, world
         self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
+        self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or data.side != image_size
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
         self.channels_last = channels_last
         n = len(data)
@@ -421,19 +433,17 @@ class BatchLoader:
         x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
         if heat_u8 is not None and self.focus:
             x = torch.cat([x, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
-        x = crop_images(x, params, self.image_size)
+        if self.crop:
+            x = crop_images(x, params, self.image_size)
         heat = None
         if self.focus:
             if heat_u8 is not None:
                 heat = x[:, 3].clamp(0, 1)
                 x = x[:, :3]
             else:
-                kps = crop_keypoints(
-                    self.keypoints.index_select(0, idx.to(self.device, non_blocking=True)),
-                    params,
-                    self.data.side,
-                    self.image_size,
-                )
+                kps = self.keypoints.index_select(0, idx.to(self.device, non_blocking=True))
+                if self.crop:
+                    kps = crop_keypoints(kps, params, self.data.side, self.image_size)
                 sizes = torch.full((len(idx), 2), float(self.image_size), device=self.device)
                 heat = roi_heatmap_torch(kps, sizes, (self.image_size, self.image_size), parts=self.parts)
         x = x.clamp_(0, 1)

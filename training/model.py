@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -26,34 +27,11 @@ import open_clip
 import torch
 from torch import nn
 
-from pipeline.errors import PipelineError
-from training.inference import register_model_configs
+from training.towers import Towers, create_clip
 
 log = logging.getLogger(__name__)
 
 AlphaParam = Literal["sigmoid", "plain"]
-
-
-def create_clip(
-    arch: str,
-    *,
-    context_length: int | None = None,
-    image_size: int | None = None,
-    pretrained: str | Path | None = None,
-) -> nn.Module:
-    """open_clip.create_model with our configs registered; weights from a local file, never downloaded."""
-    register_model_configs()
-    if arch not in open_clip.list_models():
-        raise PipelineError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
-    if pretrained is not None and not Path(pretrained).is_file():
-        raise PipelineError(f"pretrained checkpoint not found: {pretrained} (only local files are used)")
-    return open_clip.create_model(
-        arch,
-        pretrained=None if pretrained is None else str(pretrained),
-        force_context_length=context_length,
-        force_image_size=image_size,
-        weights_only=True,
-    )
 
 
 class FocusCLIP(nn.Module):
@@ -67,7 +45,10 @@ class FocusCLIP(nn.Module):
         learn_alpha: bool = True,
         temperature: float | None = None,
         learn_temperature: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ):
+        """mean/std: the pixel normalisation (the run's recorded preprocessing); default the tower's own."""
         super().__init__()
         self.clip = clip
         self.focus = focus
@@ -84,8 +65,8 @@ class FocusCLIP(nn.Module):
                 self.clip.logit_scale.fill_(math.log(1.0 / temperature))
         self.clip.logit_scale.requires_grad_(learn_temperature)
         pp = getattr(clip.visual, "preprocess_cfg", {}) or {}
-        mean = pp.get("mean", open_clip.OPENAI_DATASET_MEAN)
-        std = pp.get("std", open_clip.OPENAI_DATASET_STD)
+        mean = pp.get("mean", open_clip.OPENAI_DATASET_MEAN) if mean is None else mean
+        std = pp.get("std", open_clip.OPENAI_DATASET_STD) if std is None else std
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -98,13 +79,18 @@ class FocusCLIP(nn.Module):
         context_length: int | None = None,
         image_size: int | None = None,
         pretrained: str | Path | None = None,
+        towers: Towers = Towers(),
         alpha_init: float = 0.5,
         alpha_param: AlphaParam = "sigmoid",
         learn_alpha: bool = True,
         temperature: float | None = None,
         learn_temperature: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> FocusCLIP:
-        clip = create_clip(arch, context_length=context_length, image_size=image_size, pretrained=pretrained)
+        clip = create_clip(
+            arch, context_length=context_length, image_size=image_size, pretrained=pretrained, towers=towers
+        )
         return cls(
             clip,
             focus=focus,
@@ -113,6 +99,8 @@ class FocusCLIP(nn.Module):
             learn_alpha=learn_alpha,
             temperature=temperature,
             learn_temperature=learn_temperature,
+            mean=mean,
+            std=std,
         )
 
     @property

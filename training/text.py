@@ -41,21 +41,23 @@ class BatchStats:
 class TextBank:
     """Every image's descriptions as lists of sentence token ids (BPE run once, not per step)."""
 
-    def __init__(self, sentences: list[list[list[list[int]]]], *, sot: int, eot: int, context_length: int):
+    def __init__(
+        self,
+        sentences: list[list[list[list[int]]]],
+        *,
+        sot: int,
+        eot: int,
+        context_length: int,
+        pad: int = 0,
+    ):
         # sentences[image][description][sentence] -> token ids (no SOT/EOT)
         self.sentences = sentences
-        self.sot, self.eot = sot, eot
+        self.sot, self.eot, self.pad = sot, eot, pad
         self.context_length = context_length
 
     @classmethod
     def build(cls, descriptions: list[list[str]], tokenizer, *, context_length: int) -> TextBank:
-        encode = getattr(tokenizer, "encode", None)
-        sot, eot = getattr(tokenizer, "sot_token_id", None), getattr(tokenizer, "eot_token_id", None)
-        if encode is None or sot is None or eot is None:
-            raise PipelineError(
-                f"the architecture's tokenizer ({type(tokenizer).__name__}) has no BPE encode(); "
-                "training supports open_clip's SimpleTokenizer architectures"
-            )
+        encode, sot, eot, pad = _token_ids(tokenizer)
         cache: dict[str, list[int]] = {}
 
         def enc(s: str) -> list[int]:
@@ -64,7 +66,7 @@ class TextBank:
             return cache[s]
 
         bank = [[[enc(s) for s in split_sentences(d)] or [[]] for d in descs] for descs in descriptions]
-        return cls(bank, sot=sot, eot=eot, context_length=context_length)
+        return cls(bank, sot=sot, eot=eot, context_length=context_length, pad=pad)
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -78,7 +80,7 @@ class TextBank:
         all_descriptions: bool = True,
     ) -> tuple[torch.Tensor, BatchStats]:
         room = self.context_length - 2  # SOT and EOT
-        out = torch.zeros(len(indices), self.context_length, dtype=torch.long)
+        out = torch.full((len(indices), self.context_length), self.pad, dtype=torch.long)
         stats = BatchStats()
         for row, i in enumerate(indices):
             descs = self.sentences[int(i)]
@@ -108,6 +110,29 @@ class TextBank:
                 total += 1
                 cut += (min(lens) if sample_sentences else sum(lens)) > room
         return cut / max(total, 1)
+
+
+def _token_ids(tokenizer):
+    """(encode without special tokens, start id, end id, pad id) of open_clip's BPE tokenizer or its
+    Hugging Face wrapper; the batch then reads [start] ids [end] [pad]..., as each tokenizer's own call does
+    (BERT: [CLS] ... [SEP] [PAD]...). Encoding sentences apart and joining them gives the whole text's
+    tokens for both: BPE and WordPiece split on whitespace first."""
+    hf = getattr(tokenizer, "tokenizer", None)
+    if hf is not None and hasattr(hf, "pad_token_id"):
+        clean = getattr(tokenizer, "clean_fn", lambda s: s)
+        sot = hf.cls_token_id if hf.cls_token_id is not None else hf.bos_token_id
+        eot = hf.sep_token_id if hf.sep_token_id is not None else hf.eos_token_id
+        if sot is None or eot is None or hf.pad_token_id is None:
+            raise PipelineError(f"the {type(hf).__name__} tokenizer lacks start/end/pad tokens")
+        return (lambda s: hf.encode(clean(s), add_special_tokens=False)), sot, eot, hf.pad_token_id
+    encode = getattr(tokenizer, "encode", None)
+    sot, eot = getattr(tokenizer, "sot_token_id", None), getattr(tokenizer, "eot_token_id", None)
+    if encode is None or sot is None or eot is None:
+        raise PipelineError(
+            f"the architecture's tokenizer ({type(tokenizer).__name__}) has no encode(); training supports "
+            "open_clip's SimpleTokenizer and Hugging Face tokenizers"
+        )
+    return encode, sot, eot, 0
 
 
 def _sample_fitting(lengths: list[int], room: int, rng: np.random.Generator) -> list[int]:

@@ -9,11 +9,13 @@
 runs/<name>/: model.pt (the open_clip state dict: `open_clip.create_model(arch, pretrained=model.pt,
 force_context_length=, force_image_size=)` loads it), checkpoints/last.pt (+ last.json), metrics.jsonl (one
 line per optimizer step), loss_curve.png, meta.json (config with arch, model_type, context_length,
-image_size; counts; summary). The run is staged aside and published when training ends; an interrupted or
-failed run keeps its staging folder, so `--resume` continues from its last checkpoint, mid-epoch, with the
-very same batches (data order and augmentation are functions of seed and step). A changed --lr (or other
-RESUME_APPLIES setting) takes effect from the resume step and is recorded in the summary's `resumes`; a
-changed batch size, seed or model (RESUME_REFUSES) is refused.
+image_size; "preprocess", the pipeline eval must use; counts; summary), text-tower/ (a Hugging Face text
+tower's config and tokenizer, so the run loads offline; training/inference.py load_model reads it all).
+The run is staged aside and published when training ends; an interrupted or failed run keeps its staging
+folder, so `--resume` continues from its last checkpoint, mid-epoch, with the very same batches (data order
+and augmentation are functions of seed and step). A changed --lr (or other RESUME_APPLIES setting) takes
+effect from the resume step and is recorded in the summary's `resumes`; a changed batch size, seed or model
+(RESUME_REFUSES) is refused.
 
 The step never waits on the device: metrics stay on the device and are fetched every `log_every` steps
 in one transfer (which is also when a NaN/inf loss is noticed). A checkpoint is written only when the
@@ -37,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import open_clip
 import torch
 import torch.distributed as dist
+from open_clip.model import set_model_preprocess_cfg
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -48,9 +50,10 @@ from pipeline.log import progress
 from pipeline.store import Store, file_sha256, verify_sha256
 from training.config import RECIPES, TrainConfig
 from training.data import BatchLoader, load_train_data
-from training.inference import register_model_configs
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
 from training.model import FocusCLIP
+from training.preprocess import Preprocess
+from training.towers import Towers, arch_config, create_clip, foreign_towers, has_schema, make_tokenizer
 
 __all__ = ["RECIPES", "TrainConfig", "train"]
 
@@ -72,6 +75,7 @@ RESUME_APPLIES = (
 RESUME_REFUSES = (
     "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
     "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
+    "normalize", "interpolation", "cache_scale",  # the pixels the model has learnt from
 )  # fmt: skip
 
 
@@ -124,11 +128,11 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 
 def _resolve_shapes(cfg: TrainConfig) -> None:
-    """Fill image_size and context_length from the architecture when the recipe leaves them open."""
-    register_model_configs()
-    arch_cfg = open_clip.get_model_config(cfg.arch)
-    if arch_cfg is None:
-        raise PipelineError(f"unknown open_clip architecture {cfg.arch!r} (see open_clip.list_models())")
+    """Fill image_size and context_length from the architecture when the recipe leaves them open.
+    --pretrained local-dir:/hf-hub: ids bring their own architecture, which the run records as its arch."""
+    if has_schema(cfg.pretrained):
+        cfg.arch = cfg.pretrained
+    arch_cfg = arch_config(cfg.arch)
     if cfg.image_size is None:
         size = arch_cfg["vision_cfg"].get("image_size", 224)
         cfg.image_size = int(size[0] if isinstance(size, list | tuple) else size)
@@ -240,22 +244,40 @@ class Trainer:
     def setup(self) -> None:
         cfg, dev = self.cfg, self.device
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP broadcasts them too)
-        self.model = FocusCLIP.create(
+        towers = Towers(hub=cfg.pretrained_towers, image=cfg.image_tower, text=cfg.text_tower)
+        clip = create_clip(
             cfg.arch,
-            focus=self.focus,
             context_length=cfg.context_length,
             image_size=cfg.image_size,
             pretrained=cfg.pretrained,
+            towers=towers,
+        )
+        if self.info.main:
+            _warn_random_init(cfg, towers)
+        self.preprocess = Preprocess.for_run(
+            size=cfg.image_size,
+            context_length=cfg.context_length,
+            normalize=cfg.normalize,
+            clip=clip,
+            interpolation=cfg.interpolation,
+        )
+        set_model_preprocess_cfg(clip, self.preprocess.open_clip_cfg())
+        self.model = FocusCLIP(
+            clip,
+            focus=self.focus,
             alpha_init=cfg.alpha_init,
             alpha_param=cfg.alpha_param,
             learn_alpha=cfg.learn_alpha,
             temperature=cfg.temperature,
             learn_temperature=cfg.learn_temperature,
+            mean=self.preprocess.mean,
+            std=self.preprocess.std,
         ).to(dev)
         self.channels_last = dev.type == "cuda" if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        tokenizer = open_clip.get_tokenizer(cfg.arch, context_length=cfg.context_length)
+        tokenizer = make_tokenizer(cfg.arch, context_length=cfg.context_length, text_tower=cfg.text_tower)
+        self.tokenizer = tokenizer
         if self.info.main:  # rank 0 decodes the cache; the others read it after the barrier
             data = self._load_data(tokenizer, build=True)
             self._barrier()
@@ -316,6 +338,7 @@ class Trainer:
             tokenizer=tokenizer,
             context_length=cfg.context_length,
             heatmap_source=cfg.heatmap_source,
+            interpolation=cfg.interpolation,
             build_cache=build,
         )
 
@@ -661,6 +684,38 @@ class Trainer:
         return summary
 
 
+def _warn_random_init(cfg: TrainConfig, towers: Towers) -> None:
+    """Loudly: the paper fine-tunes ImageNet/BERT weights; from random ones its recipe stays near chance."""
+    if cfg.pretrained:
+        return
+    timm_name, hf_name = foreign_towers(arch_config(cfg.arch))
+    if timm_name or hf_name:
+        given = ((timm_name, towers.hub or towers.image), (hf_name, towers.hub or towers.text))
+        random = [name for name, weights in given if name and not weights]
+    else:  # open_clip's own towers: only CLIP weights (--pretrained) would do
+        random = [cfg.arch] if cfg.recipe == "paper" else []
+    if random:
+        log.warning(
+            "\n%s\nRANDOM INIT: %s start(s) from random weights; this run will NOT reproduce the paper, "
+            "which fine-tunes pretrained towers. Pass --pretrained-towers (hub), --image-tower FILE / "
+            "--text-tower DIR (offline), or --pretrained CLIP weights.\n%s",
+            "!" * 100,
+            " and ".join(random),
+            "!" * 100,
+        )
+
+
+def record_run(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+    """What eval needs beside model.pt: the preprocessing (meta.json "preprocess") and, for a Hugging Face
+    text tower, its config and tokenizer in text-tower/ (no weights: model.pt has them), so the run loads
+    offline."""
+    text = trainer.model.clip.text if hasattr(trainer.model.clip, "text") else None
+    if text is not None and hasattr(text, "config") and hasattr(text, "transformer"):
+        text.config.save_pretrained(run_dir / "text-tower")
+        trainer.tokenizer.save_pretrained(run_dir / "text-tower")
+    return trainer.preprocess.to_dict()
+
+
 def plot_metrics(metrics_path: Path, out: Path, terms: list[str]) -> None:
     """Loss (and its terms) per step, with alpha and temperature below; matplotlib's Agg backend."""
     import matplotlib
@@ -722,7 +777,9 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 overwrite=cfg.overwrite,
                 resumable=True,
             ) as w:
-                summary = Trainer(cfg, store, info, device, w.dir).run()
+                trainer = Trainer(cfg, store, info, device, w.dir)
+                summary = trainer.run()
+                w.extra["preprocess"] = record_run(trainer, w.dir)
                 w.extra["checksums"] = {"model.pt": file_sha256(w.dir / "model.pt")}  # load_model verifies it
                 w.counts.update({"steps": summary["steps"], "images": summary["images"]})
                 w.extra["summary"] = summary

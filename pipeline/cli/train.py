@@ -3,6 +3,8 @@
     focus-pipeline train --dataset mpii --model-type focusclip --arch ViT-B-16 --recipe paper
     focus-pipeline train --dataset mpii --model-type clip --max-steps 2000 --batch-size 256 --compile
     focus-pipeline train --dataset mpii --model-type focusclip --resume          # continue an interrupted run
+    focus-pipeline train --dataset mpii --model-type focusclip --arch FocusCLIP-ViT-B-16-BERT --recipe paper \
+        --pretrained-towers                         # the paper's model: ImageNet ViT-B/16 + BERT from the hub
     torchrun --nproc_per_node 8 --no-python focus-pipeline train --dataset mpii --model-type focusclip
 
 Options left unset take the recipe's value (training/config.py RECIPES).
@@ -87,7 +89,30 @@ def _train(
         ),
     ] = "keypoints",
     pretrained: Annotated[
-        str | None, typer.Option("--pretrained", help="Local open_clip checkpoint to start from.")
+        str | None,
+        typer.Option(
+            "--pretrained",
+            help="CLIP weights to start from: a local file, an open_clip tag of --arch (e.g. openai), "
+            "local-dir:DIR or hf-hub:ORG/REPO (these bring their own architecture).",
+        ),
+    ] = None,
+    pretrained_towers: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained-towers",
+            help="Start timm / Hugging Face towers from their base weights on the hub (the paper's "
+            "ImageNet ViT-B/16 and bert-base-uncased).",
+        ),
+    ] = False,
+    image_tower: Annotated[
+        str | None,
+        typer.Option("--image-tower", help="Offline: timm weights (file or folder) for the image tower."),
+    ] = None,
+    text_tower: Annotated[
+        str | None,
+        typer.Option(
+            "--text-tower", help="Offline: a Hugging Face model folder (save_pretrained) for the text tower."
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     split: Annotated[str, typer.Option("--split", help="Dataset split to train on.")] = "train",
@@ -130,6 +155,9 @@ def _train(
         sentence_sampling=sentence_sampling,
         heatmap_source=heatmap_source,
         pretrained=pretrained,
+        pretrained_towers=pretrained_towers,
+        image_tower=image_tower,
+        text_tower=text_tower,
         device=device,
         split=split,
         log_every=log_every,

@@ -1,0 +1,135 @@
+"""One paper-recipe training step of the real FocusCLIP-ViT-B-16-BERT, measured, and the cost of the paper's
+whole run extrapolated from it.
+
+    .venv/bin/python benchmarks/paper_step.py --batch-size 4                       # CPU (random weights)
+    .venv/bin/python benchmarks/paper_step.py --device cuda --batch-size 32 --precision fp32 bf16 \
+        --peak-tflops 989                                                          # a GPU (H100/H200 bf16)
+
+The step is the paper recipe's: image + masked image (2B views) through the ViT-B/16 tower, B captions of
+512 tokens through BERT-base (mean over all positions), the three NT-Xent terms at T = 0.5, backward, grad
+clip 1.0 and an SGD step. Weights are random (the cost does not depend on them) and the text tower is
+built from BertConfig() (= bert-base-uncased's shape), so nothing is downloaded. FLOPs are counted once
+with torch's FlopCounterMode over a whole step; the run's cost = FLOPs/step x steps (17,367 images / 32
+per step x 64 epochs) / (peak x an assumed MFU), printed beside the measured step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import open_clip
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.losses import focusclip_loss  # noqa: E402
+from training.model import FocusCLIP  # noqa: E402
+from training.towers import arch_config  # noqa: E402
+
+ARCH = "FocusCLIP-ViT-B-16-BERT"
+PAPER_IMAGES, PAPER_BATCH, PAPER_EPOCHS = 17_367, 32, 64
+
+
+def build(device: torch.device) -> FocusCLIP:
+    from transformers import BertConfig
+
+    folder = Path(tempfile.mkdtemp())
+    BertConfig().save_pretrained(folder)  # bert-base-uncased's shape; config only, random weights
+    text_cfg = arch_config(ARCH)["text_cfg"] | {"hf_model_name": str(folder), "hf_model_pretrained": False}
+    clip = open_clip.create_model(ARCH, pretrained_text=False, text_cfg=text_cfg)
+    return FocusCLIP(
+        clip,
+        focus=True,
+        alpha_param="plain",
+        temperature=0.5,
+        learn_temperature=False,
+        mean=(0,) * 3,
+        std=(1,) * 3,
+    ).to(device)
+
+
+def step(model, opt, batch, dtype) -> None:
+    images, heatmaps, tokens = batch
+    with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = model(images, tokens, heatmaps)
+    feats = {k: v.float() for k, v in out.items()}
+    loss, _ = focusclip_loss(
+        feats["image"], feats["text"], feats["masked"], feats["logit_scale"], kind="ntxent"
+    )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    opt.step()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=PAPER_BATCH)
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    ap.add_argument("--assumed-mfu", type=float, default=0.3, help="for the whole-run extrapolation")
+    ap.add_argument("--extrapolate-peak-tflops", type=float, default=989.0, help="H100/H200 dense bf16")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as train()
+    torch.manual_seed(0)
+    model = build(device)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=5e-4, momentum=0.9)
+    b = args.batch_size
+    batch = (
+        torch.rand(b, 3, 224, 224, device=device),
+        torch.rand(b, 224, 224, device=device),
+        torch.randint(1000, 30000, (b, 512), device=device),  # full context: no padding id (0)
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    with FlopCounterMode(display=False) as counter:
+        step(model, opt, batch, None)
+    flops = counter.get_total_flops()
+    print(
+        f"{ARCH}: {n_params / 1e6:.1f}M parameters; {flops / 1e12:.3f} TFLOP per step at batch {b} (fwd+bwd)"
+    )
+    for precision in args.precision:
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step(model, opt, batch, dtype)  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step(model, opt, batch, dtype)
+        sync(device)
+        dt = (time.perf_counter() - t0) / args.steps
+        if device.type == "cuda":
+            mem = f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+        else:
+            mem = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"
+        mfu = f", MFU {flops / dt / (args.peak_tflops * 1e12):.1%}" if args.peak_tflops else ""
+        rate = f"{dt:.2f} s/step, {b / dt:.2f} samples/s, {flops / dt / 1e12:.2f} TFLOP/s"
+        print(f"{precision}: {rate}{mfu}; {mem}")
+    steps = PAPER_IMAGES // PAPER_BATCH * PAPER_EPOCHS
+    total = flops * PAPER_BATCH / b * steps
+    hours = total / (args.extrapolate_peak_tflops * 1e12 * args.assumed_mfu) / 3600
+    per_step = flops * PAPER_BATCH / b / 1e12
+    print(
+        f"paper run: {steps} steps x {per_step:.2f} TFLOP = {total / 1e18:.2f} EFLOP -> "
+        f"{hours:.2f} GPU hours at {args.assumed_mfu:.0%} MFU of {args.extrapolate_peak_tflops:.0f} TFLOP/s "
+        "(an estimate, not a measurement)"
+    )
+
+
+if __name__ == "__main__":
+    main()
