@@ -256,3 +256,32 @@ def test_bad_image_row_is_named_and_leaves_no_cache(store):
             store, "broken", split="train", image_size=32, cache_scale=1.0, tokenizer=tok, context_length=77
         )
     assert not any(store.cache_dir("train-cache", "broken").iterdir())
+
+
+def test_the_export_loads_in_plain_open_clip_with_the_runs_shapes_and_preprocessing(store):
+    # a context override: open_clip rebuilding the architecture's 77 positions would stretch the table
+    cfg = TrainConfig(
+        dataset="synth", model_type="clip", name="export", max_steps=2, context_length=32, **TINY
+    )
+    train(cfg, store)
+    run = store.path("runs", "export")
+    export = f"local-dir:{run / 'export'}"
+    model, _, preprocess = open_clip.create_model_and_transforms(export)
+    tokenizer = open_clip.get_tokenizer(export)
+    assert model.positional_embedding.shape[0] == 32 and tokenizer.context_length == 32
+    ours, our_preprocess, our_tokenizer = load_model(run_dir=run)
+    from PIL import Image
+
+    image = Image.fromarray(
+        torch.randint(
+            0, 255, (41, 57, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+        ).numpy()
+    )
+    texts = ["a person running", "a person sitting on a chair with the left arm raised"]
+    with torch.no_grad():
+        x, y = preprocess(image)[None], our_preprocess(image)[None]
+        torch.testing.assert_close(x, y, rtol=0, atol=0)  # the same pixels: eval --run's pipeline
+        theirs = model.encode_image(x, normalize=True) @ model.encode_text(tokenizer(texts), normalize=True).T
+        mine = ours.encode_image(y, normalize=True) @ ours.encode_text(our_tokenizer(texts), normalize=True).T
+    torch.testing.assert_close(theirs, mine)  # float32 noise at most (~1e-8): the same model
+    assert theirs.argmax(dim=1).tolist() == mine.argmax(dim=1).tolist()

@@ -50,6 +50,7 @@ from pipeline.log import progress
 from pipeline.store import Store, file_sha256, verify_sha256
 from training.config import RECIPES, TrainConfig
 from training.data import BatchLoader, load_train_data
+from training.export import export_model_cfg, write_export
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
 from training.model import FocusCLIP
 from training.preprocess import Preprocess
@@ -708,12 +709,15 @@ def _warn_random_init(cfg: TrainConfig, towers: Towers) -> None:
 def record_run(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
     """What eval needs beside model.pt: the preprocessing (meta.json "preprocess") and, for a Hugging Face
     text tower, its config and tokenizer in text-tower/ (no weights: model.pt has them), so the run loads
-    offline."""
-    text = trainer.model.clip.text if hasattr(trainer.model.clip, "text") else None
+    offline; and export/, the run as plain open_clip loads it (training/export.py)."""
+    clip, pp = trainer.model.clip, trainer.preprocess
+    text = clip.text if hasattr(clip, "text") else None
     if text is not None and hasattr(text, "config") and hasattr(text, "transformer"):
         text.config.save_pretrained(run_dir / "text-tower")
         trainer.tokenizer.save_pretrained(run_dir / "text-tower")
-    return trainer.preprocess.to_dict()
+    model_cfg = export_model_cfg(trainer.cfg.arch, context_length=pp.context_length, image_size=pp.size)
+    write_export(clip, model_cfg, pp, run_dir / "export")
+    return pp.to_dict()
 
 
 def plot_metrics(metrics_path: Path, out: Path, terms: list[str]) -> None:
