@@ -145,7 +145,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(store, monkeypatch):
         train(cfg, store)
     ckpt = torch.load(store.staging_dir("runs", "nan") / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 2
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     assert not store.exists("runs", "nan")
 
 
@@ -285,3 +285,48 @@ def test_the_export_loads_in_plain_open_clip_with_the_runs_shapes_and_preprocess
         mine = ours.encode_image(y, normalize=True) @ ours.encode_text(our_tokenizer(texts), normalize=True).T
     torch.testing.assert_close(theirs, mine)  # float32 noise at most (~1e-8): the same model
     assert theirs.argmax(dim=1).tolist() == mine.argmax(dim=1).tolist()
+
+
+def _open_clip_train_csv(store: Store, out: Path) -> Path:
+    """The synthetic dataset's images as JPEG files and a CSV (filepath, title): open_clip_train's input."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["filepath\ttitle"]
+    for shard in sorted((store.path("datasets", "synth") / "data").glob("train-*.parquet")):
+        for r in pq.read_table(shard, columns=["image", "image_id", "description"]).to_pylist():
+            path = out / f"{Path(r['image_id']).stem}.jpg"
+            Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB").save(path)
+            lines.append(f"{path}\t{r['description']}")
+    csv = out / "train.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+@pytest.mark.slow
+def test_open_clip_train_resumes_from_our_checkpoint_and_open_clip_loads_it(store, tmp_path):
+    cfg = TrainConfig(dataset="synth", model_type="clip", name="octrain", max_steps=4, **TINY)  # 1 epoch
+    train(cfg, store)
+    ckpt = store.path("runs", "octrain") / "checkpoints" / "last.pt"
+    register_model_configs()
+    loaded = open_clip.create_model("focus-tiny", pretrained=str(ckpt), force_image_size=32)  # its state_dict
+    ours, _, _ = load_model(run_dir=store.path("runs", "octrain"))
+    torch.testing.assert_close(loaded.state_dict(), ours.state_dict())
+    entry = (
+        "import sys; from training.inference import register_model_configs; register_model_configs(); "
+        "from open_clip_train.main import main; main(sys.argv[1:])"
+    )
+    csv = _open_clip_train_csv(store, tmp_path / "csv")
+    args = ["--train-data", csv, "--dataset-type", "csv", "--csv-separator", "\t", "--csv-img-key",
+            "filepath", "--csv-caption-key", "title", "--model", "focus-tiny", "--force-image-size", "32",
+            "--batch-size", "8", "--epochs", "2", "--workers", "0", "--precision", "fp32", "--lr", "1e-3",
+            "--logs", tmp_path / "logs", "--name", "resumed", "--resume", ckpt]  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", entry, *map(str, args)], capture_output=True, text=True, timeout=240
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"=> resuming checkpoint '{ckpt}' (epoch 1)" in res.stdout + res.stderr
+    assert (tmp_path / "logs" / "resumed" / "checkpoints" / "epoch_2.pt").is_file()  # it trained epoch 2

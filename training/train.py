@@ -151,19 +151,38 @@ def lr_factor(step: int, *, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_frac)))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """No weight decay on gains, biases, norms, the logit scale and alpha (open_clip's exclusion rule)."""
+def build_optimizer(model: FocusCLIP, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """open_clip_train's two groups over the open_clip model's parameters, in its order and with its rule (no
+    weight decay on gains, biases, norms and the logit scale), so that a checkpoint's optimizer state loads
+    in open_clip_train; FocusCLIP's alpha, which a plain CLIP has no place for, is a third group."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for name, p in model.clip.named_parameters():
         if not p.requires_grad:
             continue
-        skip = p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale", "alpha"))
+        skip = p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
         (no_decay if skip else decay).append(p)
     groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": cfg.weight_decay}]
+    own = [p for name, p in model.named_parameters() if not name.startswith("clip.") and p.requires_grad]
+    if own:
+        groups.append({"params": own, "weight_decay": 0.0})
     fused = {"fused": True} if device.type == "cuda" else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **fused)
+
+
+def split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the first two groups, as open_clip_train's optimizer over a plain CLIP holds them; the rest)."""
+    groups = state["param_groups"]
+    ids = {i for g in groups[:2] for i in g["params"]}
+    clip = {"state": {i: s for i, s in state["state"].items() if i in ids}, "param_groups": groups[:2]}
+    own = {"state": {i: s for i, s in state["state"].items() if i not in ids}, "param_groups": groups[2:]}
+    return clip, own
+
+
+def join_optimizer_state(clip: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    groups = clip["param_groups"] + own["param_groups"]
+    return {"state": {**clip["state"], **own["state"]}, "param_groups": groups}
 
 
 def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -345,13 +364,20 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------------------
     def _checkpoint_state(self, step: int) -> dict[str, Any]:
+        """open_clip_train's checkpoint keys (epoch, name, state_dict, optimizer[, scaler]: its --resume and
+        open_clip's --pretrained read them), plus what only FocusCLIP and an exact resume need."""
+        clip_opt, own_opt = split_optimizer_state(self.optimizer.state_dict())
+        scaler = self.scaler.state_dict()
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": step,
             "epoch": step // self.spe,
+            "name": self.cfg.name,
+            "state_dict": self.model.clip.state_dict(),
+            "optimizer": clip_opt,
+            **({"scaler": scaler} if scaler else {}),  # open_clip_train loads a non-empty one only
+            "focus_state": {k: v for k, v in self.model.state_dict().items() if not k.startswith("clip.")},
+            "focus_optimizer": own_opt,
+            "scheduler": self.scheduler.state_dict(),
+            "step": step,
             "rng": _rng_state(),
             "config": self.cfg.to_dict(),
             "world": self.info.world,
@@ -417,10 +443,11 @@ class Trainer:
                 f"--resume cannot change {what} (the data order, the model or the optimizer state depend "
                 f"on it); resume with the run's values, or start a new run (--name, or --overwrite)"
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        clip_state = {f"clip.{k}": v for k, v in ckpt["state_dict"].items()}
+        self.model.load_state_dict({**clip_state, **ckpt["focus_state"]})
+        self.optimizer.load_state_dict(join_optimizer_state(ckpt["optimizer"], ckpt["focus_optimizer"]))
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt["scaler"]:  # empty unless the run was fp16: resuming with --precision fp16 starts a scaler
+        if ckpt.get("scaler"):  # only an fp16 run has one: resuming with --precision fp16 starts a scaler
             self.scaler.load_state_dict(ckpt["scaler"])
         _set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
@@ -439,16 +466,16 @@ class Trainer:
         """Put this config's hyperparameters into the loaded optimizer and schedule (the state dicts carry the
         old run's); the schedule's lambda is already built from this config's steps and warmup."""
         cfg = self.cfg
-        no_decay, decay = self.optimizer.param_groups  # build_optimizer's order
-        decay["weight_decay"] = cfg.weight_decay
-        for group in (no_decay, decay):
+        groups = self.optimizer.param_groups  # build_optimizer's order: no decay, decay[, FocusCLIP's own]
+        groups[1]["weight_decay"] = cfg.weight_decay
+        for group in groups:
             group["initial_lr"] = cfg.lr
             if cfg.optimizer == "sgd":
                 group["momentum"] = cfg.momentum
             else:
                 group["betas"], group["eps"] = tuple(cfg.betas), cfg.eps
-        self.scheduler.base_lrs = [cfg.lr] * 2
-        for group, fn in zip((no_decay, decay), self.scheduler.lr_lambdas, strict=True):
+        self.scheduler.base_lrs = [cfg.lr] * len(groups)
+        for group, fn in zip(groups, self.scheduler.lr_lambdas, strict=True):
             group["lr"] = cfg.lr * fn(self.scheduler.last_epoch)
 
     def _trim_metrics(self, step: int) -> None:
