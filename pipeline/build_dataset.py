@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
+from pipeline import hub
 from pipeline.dataset_card import (
     SCHEMA,
     CardInputs,
@@ -539,7 +540,7 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
             f"artifact datasets/{name} already exists in {store.root} (pass --overwrite, "
             f"or choose another --name)"
         )
-    token = _hub_token(cfg.push_to_hub) if cfg.push_to_hub else None
+    token = hub.hub_token(cfg.push_to_hub, flag="--push-to-hub") if cfg.push_to_hub else None
     if not cfg.images.is_dir():
         raise PipelineError(f"--images {cfg.images}: not a folder")
     annotations = read_annotations(store.path("annotations", cfg.annotations) / "annotations.parquet")
@@ -720,56 +721,20 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
 # ---- publishing --------------------------------------------------------------------------------------------
 
 
-def _hub_token(repo_id: str) -> str:
-    """Check the repo id and find the token before an hour of building, not after."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise PipelineError(f"--push-to-hub {repo_id!r}: expected a repo id like 'user/dataset-name'")
-    from huggingface_hub import get_token
-
-    token = get_token()  # HF_TOKEN, or the token `hf auth login` stored
-    if not token:
-        raise PipelineError(f"--push-to-hub {repo_id}: no Hugging Face token; set HF_TOKEN (a write token)")
-    return token
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def push_to_hub(path: Path, repo_id: str, *, token: str, private: bool = False) -> str:
-    """Upload README.md and data/ of a built dataset to a Hub dataset repo; returns its URL.
-
-    Shards the repo holds from an earlier push that are not part of this build are deleted in the same
-    commit (a stale shard would make `load_dataset` fail its split-size check). Network failures are
-    huggingface_hub's own (it honours HTTPS_PROXY and HF_ENDPOINT); any of them leaves `path` untouched and
-    prints the exact command that resumes the push.
-    """
-    keep = (
-        f"the dataset is intact at {path}; push it later with "
+    """Upload README.md and data/ of a built dataset to a Hub dataset repo; returns its URL. Shards the repo
+    holds from an earlier push that are not part of this build are deleted in the same commit."""
+    hint = (
         f"`hf upload {repo_id} {path} . --repo-type dataset --exclude meta.json --exclude skipped.jsonl "
         f"--delete 'data/*.parquet'`"
     )
-    if _offline():
-        raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; {keep}")
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id,
-            repo_type="dataset",
-            folder_path=path,
-            allow_patterns=["README.md", "data/*.parquet"],
-            delete_patterns=["data/*.parquet"],  # only files not re-uploaded here are deleted
-            commit_message=f"focus-pipeline build-dataset {path.name}",
-        )
-    # huggingface_hub raises its HTTP errors, httpx transport errors or OSError; all mean "not pushed".
-    except Exception as err:  # noqa: BLE001
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise PipelineError(f"pushing to {repo_id} failed: {msg}; {keep}") from None
-    hub_url = f"{endpoint}/datasets/{repo_id}"
-    log.info("pushed %s -> %s", path, hub_url)
-    return hub_url
+    return hub.upload(
+        path,
+        repo_id,
+        kind="dataset",
+        token=token,
+        files=["README.md", "data/*.parquet"],
+        replace=["data/*.parquet"],
+        resume_hint=hint,
+        private=private,
+    )
