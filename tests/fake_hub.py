@@ -1,5 +1,6 @@
 """A small in-memory Hugging Face Hub on 127.0.0.1: enough of the HTTP API for huggingface_hub's
-create_repo + upload_folder (preupload, tree listing, NDJSON commits) to run unchanged against it.
+create_repo + upload_folder (preupload, tree listing, NDJSON commits) and hf_hub_download (resolve) to run
+unchanged against it.
 
     with FakeHub() as hub:                       # hub.endpoint -> "http://127.0.0.1:PORT"
         HfApi(endpoint=hub.endpoint, token="hf_x").upload_folder(...)
@@ -77,9 +78,46 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"commitUrl": commit_url, "commitOid": self.hub.head})
         self._send(404, {"error": f"fake hub: no POST {url.path}"})
 
+    def _resolve(self, path: str) -> tuple[str, bytes] | None:
+        """[datasets/]{ns}/{name}/resolve/{revision}/{file}: the file's bytes at the repo's head."""
+        parts = path.strip("/").split("/")
+        kind = "models"
+        if parts and parts[0] in ("datasets", "spaces"):
+            kind, parts = parts[0], parts[1:]
+        if len(parts) < 5 or parts[2] != "resolve":
+            return None
+        repo = self.hub.repos.get((kind, f"{parts[0]}/{parts[1]}"), {})
+        name = "/".join(parts[4:])
+        return (name, repo[name]) if name in repo else None
+
+    def _send_file(self, data: bytes, *, body: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        self.send_header("X-Repo-Commit", self.hub.head)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_HEAD(self) -> None:
+        url = urlparse(self.path)
+        self.hub.requests.append(("HEAD", url.path))
+        found = self._resolve(url.path)
+        if found is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.end_headers()
+            return
+        self._send_file(found[1], body=False)
+
     def do_GET(self) -> None:
         url = urlparse(self.path)
         self.hub.requests.append(("GET", url.path))
+        found = self._resolve(url.path)
+        if found is not None:
+            return self._send_file(found[1], body=True)
         parts = url.path.strip("/").split("/")
         # /api/{kind}/{ns}/{name}/tree/{revision}[/{path}]
         if len(parts) >= 6 and parts[0] == "api" and parts[4] == "tree":

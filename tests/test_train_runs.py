@@ -330,3 +330,35 @@ def test_open_clip_train_resumes_from_our_checkpoint_and_open_clip_loads_it(stor
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"=> resuming checkpoint '{ckpt}' (epoch 1)" in res.stdout + res.stderr
     assert (tmp_path / "logs" / "resumed" / "checkpoints" / "epoch_2.pt").is_file()  # it trained epoch 2
+
+
+def test_push_publishes_the_export_with_a_model_card_that_open_clip_loads_from_the_hub(
+    store, monkeypatch, tmp_path
+):
+    from fake_hub import FakeHub
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    train(TrainConfig(dataset="synth", model_type="clip", name="pushed", max_steps=2, **TINY), store)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_not_a_real_token")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(
+            "huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE",
+            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        )
+        args = ["--store", str(store.root), "push", "--run", "pushed", "--repo", "someone/tiny-clip"]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        files = hub.files("models", "someone/tiny-clip")
+        assert {"open_clip_config.json", "open_clip_model.safetensors", "README.md"} <= set(files)
+        card = files["README.md"].decode()
+        assert "library_name: open_clip" in card and "hf-hub:someone/tiny-clip" in card
+        assert "| loss | infonce |" in card and "datasets/synth" in card
+        model, _, preprocess = open_clip.create_model_and_transforms("hf-hub:someone/tiny-clip")
+    ours, our_preprocess, _ = load_model(run_dir=store.path("runs", "pushed"))
+    torch.testing.assert_close(model.state_dict(), ours.state_dict())
+    assert model.visual.preprocess_cfg["resize_mode"] == "squash"

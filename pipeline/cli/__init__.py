@@ -7,6 +7,7 @@ from pipeline.cli import (  # noqa: F401  (importing a module registers its comm
     demo,
     describe,
     evaluate,
+    push,
     store_cmd,
     train,
 )

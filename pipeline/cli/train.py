@@ -125,6 +125,13 @@ def _train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run of that name.")
     ] = False,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub", metavar="REPO_ID", help="Then publish the run to this Hub model repo (HF_TOKEN)."
+        ),
+    ] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
 ) -> None:
     """Train CLIP or FocusCLIP on a dataset artifact (writes runs/<name>)."""
     from training.train import TrainConfig, train
@@ -165,11 +172,21 @@ def _train(
         num_threads=threads,
         overwrite=overwrite,
     )
+    from pipeline import hub
+
+    token = hub.hub_token(push_to_hub, flag="--push-to-hub") if push_to_hub else None  # before training
     summary = train(cfg, state.store)
-    if "run_dir" in summary:
-        alpha = f", alpha {summary['alpha']:.3f}" if summary["alpha"] is not None else ""
+    if "run_dir" not in summary:  # not the main process of a torchrun job
+        return
+    alpha = f", alpha {summary['alpha']:.3f}" if summary["alpha"] is not None else ""
+    typer.echo(
+        f"runs/{summary['run']}: {summary['steps']} steps, loss {summary['first_loss']:.4f} -> "
+        f"{summary['final_loss']:.4f}{alpha}, {summary['samples_per_s']:.1f} samples/s "
+        f"-> {summary['run_dir']}"
+    )
+    if push_to_hub:
+        from training.publish import push_run
+
         typer.echo(
-            f"runs/{summary['run']}: {summary['steps']} steps, loss {summary['first_loss']:.4f} -> "
-            f"{summary['final_loss']:.4f}{alpha}, {summary['samples_per_s']:.1f} samples/s "
-            f"-> {summary['run_dir']}"
+            f"pushed to {push_run(state.store, summary['run'], push_to_hub, token=token, private=private)}"
         )

@@ -1,0 +1,98 @@
+"""Push a run to a Hugging Face Hub model repo, laid out as open_clip.push_to_hf_hub lays it out.
+
+    focus-pipeline push --run focusclip --repo user/focusclip-mpii       # an existing run
+    focus-pipeline train ... --push-to-hub user/focusclip-mpii            # when the run is published
+
+The repo gets the run's export/ (open_clip_config.json with the run's shapes and preprocessing,
+open_clip_model.safetensors), a Hugging Face text tower's config and tokenizer where the run has one, and a
+model card (README.md) with the data, the recipe and every eval of the run in the store, so that
+`open_clip.create_model_and_transforms("hf-hub:user/focusclip-mpii")` loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from pipeline import hub
+from pipeline.errors import PipelineError
+from pipeline.store import Store
+from training.export import CONFIG_NAME, WEIGHTS_NAME
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
+RECIPE_KEYS = ("model_type", "arch", "recipe", "loss", "optimizer", "lr", "batch_size", "epochs", "max_steps",
+               "schedule", "temperature", "alpha_param", "precision", "seed")  # fmt: skip
+
+
+def run_evals(store: Store, run: str) -> list[dict[str, Any]]:
+    """The scored tasks of every evals/ artifact built from runs/<run>."""
+    rows = []
+    for name in store.dependents("runs", run):
+        kind, eval_name = name.split("/", 1)
+        results = store.path(kind, eval_name) / "results.json"
+        if kind != "evals" or not results.is_file():
+            continue
+        for r in json.loads(results.read_text()):
+            if r.get("status") == "ok":
+                acc = r["metrics"][f"acc@{r['k']}"]
+                rows.append({"eval": eval_name, "task": r["task"], "split": r["split"], "k": r["k"],
+                             "acc": acc, "n": r["n_samples"]})  # fmt: skip
+    return rows
+
+
+def model_card(store: Store, run: str, repo_id: str) -> str:
+    meta = store.meta("runs", run)
+    config = meta["config"]
+    dataset = next((i for i in meta.get("inputs", []) if i["kind"] == "datasets"), {"name": "?"})
+    header = {
+        "library_name": "open_clip",
+        "license": "mit",
+        "pipeline_tag": "zero-shot-image-classification",
+        "tags": ["clip", "focusclip", "human-pose", "focus-pipeline"],
+    }
+    pooler = "all_positions_mean_pooler" in (store.path("runs", run) / "export" / CONFIG_NAME).read_text()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(TEMPLATE.read_text()).render(
+        header=yaml.safe_dump(header, sort_keys=False).strip(),
+        name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        config=config,
+        dataset=dataset,
+        recipe=[(k, config.get(k)) for k in RECIPE_KEYS if config.get(k) is not None],
+        preprocess=meta.get("preprocess") or {},
+        summary=meta.get("summary") or {},
+        evals=run_evals(store, run),
+        pooler_note=pooler,
+    )
+
+
+def push_run(store: Store, run: str, repo_id: str, *, token: str, private: bool = False) -> str:
+    """Upload runs/<run> as an open_clip model repo; returns the repo's URL."""
+    run_dir = store.path("runs", run)
+    export = run_dir / "export"
+    if not (export / CONFIG_NAME).is_file() or not (export / WEIGHTS_NAME).is_file():
+        raise PipelineError(f"runs/{run} has no export/ (trained before exports existed): train it again")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / run
+        shutil.copytree(export, folder)
+        if (run_dir / "text-tower").is_dir():  # a Hugging Face tower's tokenizer files, as save_for_hf writes
+            for f in (run_dir / "text-tower").iterdir():
+                if f.name != "config.json":
+                    shutil.copy2(f, folder / f.name)
+        (folder / "README.md").write_text(model_card(store, run, repo_id))
+        return hub.upload(
+            folder,
+            repo_id,
+            kind="model",
+            token=token,
+            files=["*"],
+            replace=[],
+            resume_hint=f"`focus-pipeline push --run {run} --repo {repo_id}`",
+            private=private,
+        )
