@@ -58,12 +58,19 @@ from pipeline.dataset_card import (
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, image_file, read_annotations
+from pipeline.records import (
+    ANNOTATIONS_FILE,
+    DESCRIPTIONS_FILE,
+    STATUSES,
+    ImageAnnotation,
+    image_file,
+    read_annotations,
+    read_descriptions,
+)
 
 log = logging.getLogger(__name__)
 
 EXIF_ORIENTATION = 0x0112
-STATUSES = ("ok", "truncated", "refused", "invalid", "error")
 DESCRIPTION_COLUMNS = [
     "image", "source", "sample", "description", "status", "model", "template", "template_hash",
     "prompt_tokens", "completion_tokens", "cost_usd",
@@ -229,17 +236,6 @@ def index_descriptions(
                 }
             )
     return DescriptionIndex(by_image, rows, fate, [s for s in sources.values()])
-
-
-def read_descriptions(path: Path) -> pa.Table:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as err:
-        raise PipelineError(f"{path}: not a readable Parquet file ({err})") from None
-    missing = [c for c in DESCRIPTION_COLUMNS if c not in table.column_names]
-    if missing:
-        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (is this a describe artifact?)")
-    return table.select(DESCRIPTION_COLUMNS)
 
 
 # ---- per-image work (runs in the worker pool) --------------------------------------------------------------
@@ -542,13 +538,11 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
     token = _hub_token(cfg.push_to_hub) if cfg.push_to_hub else None
     if not cfg.images.is_dir():
         raise PipelineError(f"--images {cfg.images}: not a folder")
-    annotations = read_annotations(store.path("annotations", cfg.annotations) / "annotations.parquet")
-    tables = []
-    for dname in cfg.descriptions:
-        path = store.path("descriptions", dname) / "descriptions.parquet"
-        if not path.is_file():
-            raise PipelineError(f"descriptions/{dname} has no descriptions.parquet ({path})")
-        tables.append((dname, read_descriptions(path)))
+    annotations = read_annotations(store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE)
+    tables = [
+        (d, read_descriptions(store.path("descriptions", d) / DESCRIPTIONS_FILE, DESCRIPTION_COLUMNS))
+        for d in cfg.descriptions
+    ]
     describe_meta = {d: store.meta("descriptions", d) for d in cfg.descriptions}
     inputs = [store.ref("annotations", cfg.annotations)] + [
         store.ref("descriptions", d) for d in cfg.descriptions

@@ -30,12 +30,11 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.mpii import SourceData, read_source, sniff_format
 from pipeline.mpii.merge import merge_sources
-from pipeline.records import OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
+from pipeline.records import ANNOTATIONS_FILE, OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
 from pipeline.store import Store, check_name
 
 log = logging.getLogger(__name__)
 
-ANNOTATIONS_FILE = "annotations.parquet"
 JOINS = ("left", "outer")
 
 

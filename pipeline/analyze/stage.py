@@ -27,10 +27,9 @@ from pipeline import __version__
 from pipeline.analyze.controls import contradict
 from pipeline.analyze.gallery import card_image, data_uri, marked_html, render_html
 from pipeline.analyze.inputs import (
-    STATUSES,
     annotations_name,
+    descriptions_frame,
     read_annotation_index,
-    read_descriptions,
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
@@ -48,7 +47,7 @@ from pipeline.faithfulness import (
 )
 from pipeline.geometry import PersonFacts, image_facts
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, image_file
+from pipeline.records import STATUSES, ImageAnnotation, image_file
 
 log = logging.getLogger(__name__)
 CHECKS_SCHEMA = pa.schema([
@@ -94,7 +93,7 @@ def _default_name(cfg: AnalyzeConfig) -> str:
 def _load(cfg: AnalyzeConfig, store) -> tuple[pd.DataFrame, dict[str, dict[str, ImageAnnotation]], dict]:
     frames, ann_for_artifact, indexes = [], {}, {}
     for name in cfg.descriptions:
-        frames.append(read_descriptions(store, name))
+        frames.append(descriptions_frame(store, name))
         ann = annotations_name(store, name, cfg.annotations)
         ann_for_artifact[name] = ann
         if ann and ann not in indexes:

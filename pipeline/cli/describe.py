@@ -16,8 +16,8 @@ import typer
 
 from pipeline.cli.app import app, state
 from pipeline.describe import DescribeConfig, Shard, describe
-from pipeline.describe.config import FAILED_STATUSES
 from pipeline.describe.validate import Gate
+from pipeline.records import FAILED_STATUSES
 
 
 @app.command("describe")

@@ -12,11 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
 from pipeline.geometry import PersonFacts
-from pipeline.records import ImageAnnotation
+from pipeline.records import STATUSES, ImageAnnotation
 
 BACKENDS = ("openai", "rules")
-STATUSES = ("ok", "truncated", "refused", "invalid", "error")
-FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what --retry-failed re-runs
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The DescribeConfig fields sent to the LLM as sampling parameters (and what a defaults.json may set).
 SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_penalty")

@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.describe.config import (
-    STATUSES,
     DescribeConfig,
     DescriptionRequest,
     DescriptionResult,
@@ -40,31 +39,17 @@ from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, read_annotations
+from pipeline.records import (
+    ANNOTATIONS_FILE,
+    DESCRIPTIONS_FILE,
+    DESCRIPTIONS_SCHEMA,
+    STATUSES,
+    ImageAnnotation,
+    read_annotations,
+)
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
-
-PARQUET = "descriptions.parquet"
-DESCRIPTIONS_SCHEMA = pa.schema([
-    ("image", pa.string()),
-    ("source", pa.string()),
-    ("sample", pa.int32()),
-    ("description", pa.string()),
-    ("status", pa.string()),
-    ("model", pa.string()),
-    ("template", pa.string()),
-    ("template_hash", pa.string()),
-    ("finish_reason", pa.string()),
-    ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),
-    ("latency_s", pa.float64()),
-    ("attempts", pa.int32()),
-    ("error", pa.string()),
-    ("response_id", pa.string()),
-    ("cache_key", pa.string()),
-])  # fmt: skip
 
 
 def cache_key(payload: dict[str, Any]) -> str:
@@ -181,11 +166,8 @@ def totals(results: list[DescriptionResult]) -> dict[str, Any]:
 
 
 def _load_rows(cfg: DescribeConfig, store: Store) -> list[ImageAnnotation]:
-    path = store.path("annotations", cfg.annotations) / "annotations.parquet"
-    try:
-        rows = read_annotations(path)
-    except (OSError, pa.ArrowException) as err:
-        raise PipelineError(f"{path}: cannot read annotations ({err})") from None
+    path = store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE
+    rows = read_annotations(path)
     if not rows:
         raise PipelineError(f"{path}: no images to describe")
     return rows
@@ -359,7 +341,7 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
         results = [recorded[r.cache_key] for r in requests]
         counts = totals(results)
         _refuse_failed_run(cfg, counts, results, writer.dir)
-        write_parquet(writer.dir / PARQUET, results)
+        write_parquet(writer.dir / DESCRIPTIONS_FILE, results)
         writer.counts.update(counts)
         summary = {
             "artifact": f"descriptions/{name}",
