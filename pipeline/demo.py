@@ -269,7 +269,7 @@ def _report(
 def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     """Run (or resume) the whole demo; returns the comparison and where it was written."""
     from evaluation.compare import compare
-    from evaluation.run import EvalConfig, evaluate
+    from evaluation.stage import EvalConfig, evaluate
     from pipeline.build_dataset import BuildConfig, build_dataset
     from pipeline.convert import ConvertConfig, convert
     from pipeline.describe import DescribeConfig, describe

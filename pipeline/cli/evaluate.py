@@ -147,7 +147,7 @@ def _evaluate(
             )
     if run and (arch or checkpoint):
         raise PipelineError("give either --run or --arch/--checkpoint, not both")
-    from evaluation.run import EvalConfig, evaluate
+    from evaluation.stage import EvalConfig, evaluate
 
     every_split, splits = _parse_splits(split or [])
     chosen = _task_ids([*(tasks or []), *(entries or [])]) or list(PAPER_TASKS)
@@ -187,7 +187,7 @@ def _evaluate(
 
 def _check_data(cfg) -> None:
     from evaluation.data_check import check_task, dataset_hint, format_checks
-    from evaluation.run import dataset_roots
+    from evaluation.stage import dataset_roots
 
     tasks = cfg.resolved_tasks()
     roots = dataset_roots(cfg, tasks)

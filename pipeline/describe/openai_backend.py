@@ -62,10 +62,6 @@ class MalformedResponse(Exception):
     """A 200 reply that is not a chat completion (bad JSON, no choices): retried like a transient error."""
 
 
-class BudgetReached(Exception):
-    pass
-
-
 class AIMDWindow:
     """How many requests may be in flight: additive increase on success, multiplicative decrease on
     congestion (TCP's rule, as the OpenAI cookbook recommends for 429s)."""

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from test_eval_readers import write_clip, write_stanford40  # tests/ is on sys.path under pytest
 
-from evaluation.run import EvalConfig, evaluate
+from evaluation.stage import EvalConfig, evaluate
 from evaluation.tasks import TASKS, Task
 
 

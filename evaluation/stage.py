@@ -4,7 +4,7 @@
     focus-pipeline eval --arch ViT-B-16 --checkpoint model.pt --tasks fer2013-emotion utkface-age \
         --path fer2013=~/data/fer2013_images --split test
 
-    from evaluation.run import EvalConfig, evaluate
+    from evaluation.stage import EvalConfig, evaluate
     results = evaluate(EvalConfig(run="demo-focusclip", data_root="eval-data"), store)
 
 The model is loaded once; per task the class text embeddings are computed once, then images stream through
