@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/describe_throughput.py --limit 3000 --concurrency 64 --latency 0.1
 
 The bound is concurrency / latency (64 / 0.1 s = 640 requests/s): a client that adds nothing reaches it.
-Prints the measured rate over the request phase, its ratio to the bound, the client's CPU per request,
-and the rate of the paper-style baseline (one request at a time, the whole output JSON rewritten after
-each reply) measured in the same run against the same server.
+Prints, for the openai client's own transport (the default) and for --lean-http, the measured rate over
+the request phase, its ratio to the bound and the client's CPU per request, and the rate of the
+paper-style baseline (one request at a time, the whole output JSON rewritten after each reply) measured
+in the same run against the same server.
 """
 
 from __future__ import annotations
@@ -113,42 +114,52 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "store")
             rows = put_annotations(store, CSV)[: args.limit]
-            cfg = DescribeConfig(
-                limit=args.limit,
-                annotations="mpii",
-                backend="openai",
-                base_url=url,
-                model="fake",
-                template=args.template,
-                concurrency=args.concurrency,
-                timeout=30,
-            )
-            summary = describe(cfg, store)
+            runs = {}
+            for transport, lean in (("openai client's own transport", False), ("--lean-http", True)):
+                cfg = DescribeConfig(
+                    limit=args.limit,
+                    annotations="mpii",
+                    backend="openai",
+                    base_url=url,
+                    model="fake",
+                    template=args.template,
+                    concurrency=args.concurrency,
+                    timeout=30,
+                    lean_http=lean,
+                    overwrite=True,  # each transport sends every request itself (no journal reuse)
+                )
+                runs[transport] = describe(cfg, store)
             baseline = paper_baseline(rows, url, args.baseline_requests, Path(tmp) / "baseline.json")
     finally:
         proc.terminate()
         proc.wait()
     bound = args.concurrency / args.latency
+    for transport, summary in runs.items():
+        report(transport, summary, len(rows), bound, args)
+    rate = runs["openai client's own transport"]["requests_per_s"]
+    print(
+        f"paper-style sequential baseline: {baseline:.1f} req/s ({args.baseline_requests} requests); "
+        f"speed-up {rate / baseline:.1f}x (default transport)"
+    )
+
+
+def report(transport: str, summary: dict, images: int, bound: float, args: argparse.Namespace) -> None:
     rate = summary["requests_per_s"]
     print(
-        f"images {len(rows)}, ok {summary['ok']}, errors {summary['error']}, requests sent "
+        f"[{transport}] images {images}, ok {summary['ok']}, errors {summary['error']}, requests sent "
         f"{summary['requests_sent']}, total stage time {summary['seconds']:.1f} s"
     )
     print(
-        f"request phase: {rate:.1f} req/s, bound {bound:.0f} req/s (concurrency {args.concurrency} / latency "
-        f"{args.latency} s), ratio {rate / bound:.3f}"
+        f"  request phase: {rate:.1f} req/s, bound {bound:.0f} req/s (concurrency {args.concurrency} / "
+        f"latency {args.latency} s), ratio {rate / bound:.3f}"
     )
     cpu_ms = summary["client_cpu_ms_per_request"]
     # What the client alone could sustain on one free core; the measured rate is lower when the machine is
     # shared (load average above its core count), since client and server then wait for CPU.
     print(
-        f"client CPU per request: {cpu_ms:.2f} ms (one free core would sustain {1000 / cpu_ms:.0f} req/s, "
+        f"  client CPU per request: {cpu_ms:.2f} ms (one free core would sustain {1000 / cpu_ms:.0f} req/s, "
         f"ratio {min(1.0, 1000 / cpu_ms / bound):.3f}); load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores"
-    )
-    print(
-        f"paper-style sequential baseline: {baseline:.1f} req/s ({args.baseline_requests} requests); "
-        f"speed-up {rate / baseline:.1f}x"
     )
 
 

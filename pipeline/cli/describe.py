@@ -76,6 +76,13 @@ def _describe(
     rpm: Annotated[float | None, typer.Option(help="Requests per minute limit.")] = None,
     tpm: Annotated[float | None, typer.Option(help="Tokens per minute limit (prompt + max_tokens).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request attempt.")] = 60.0,
+    lean_http: Annotated[
+        bool,
+        typer.Option(
+            help="A lean HTTP/1.1 transport for a plain-http local server (less client CPU above a few "
+            "hundred requests/s; ignores proxy settings). Default: the openai client's own transport."
+        ),
+    ] = False,
     max_retries: Annotated[int, typer.Option(help="Retries per request after the first attempt.")] = 5,
     backoff: Annotated[
         float,
@@ -140,7 +147,7 @@ def _describe(
     cfg = DescribeConfig(
         annotations=annotations, backend=backend, name=name, model=model, base_url=base_url, api_key=api_key,
         template=template, temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
-        frequency_penalty=frequency_penalty,
+        frequency_penalty=frequency_penalty, lean_http=lean_http,
         samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,
         backoff=backoff, max_cost=max_cost, price_input=price_input, price_output=price_output, prices=prices,
         limit=limit, shard=Shard.parse(shard) if shard else None, retry=statuses, dry_run=dry_run,
