@@ -102,11 +102,13 @@ def eval_tasks():
     from evaluation.tasks import Task, load_templates
 
     return (
-        Task(ACTION_TASK, SYNTHETIC_DATASETS[ACTION_TASK], "stanford40", "action", None,
-             load_templates("action"), 3, "test", "Action", "Synthetic actions"),
+        Task(id=ACTION_TASK, dataset=SYNTHETIC_DATASETS[ACTION_TASK], reader="stanford40", label="action",
+             classes=None, templates=load_templates("action"), k=3, split="test", group="Action",
+             title="Synthetic actions"),
         # "a photo of a person sitting": the word the rules describer uses for the body state.
-        Task(STATE_TASK, SYNTHETIC_DATASETS[STATE_TASK], "fer2013", "emotion", BODY_STATES,
-             ("a photo of a person {c}",), 1, "test", "Body state", "Synthetic body states"),
+        Task(id=STATE_TASK, dataset=SYNTHETIC_DATASETS[STATE_TASK], reader="fer2013", label="emotion",
+             classes=BODY_STATES, templates=("a photo of a person {c}",), k=1, split="test",
+             group="Body state", title="Synthetic body states"),
     )  # fmt: skip
 
 
