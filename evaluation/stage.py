@@ -337,8 +337,7 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     if cfg.utk_split_list and not Path(cfg.utk_split_list).expanduser().is_file():
         raise PipelineError(f"--utk-split-list {cfg.utk_split_list}: no such file (a list of image names)")
     name = default_name(cfg)
-    if store.exists("evals", name) and not cfg.overwrite:
-        raise PipelineError(f"evals/{name} already exists in {store.root} (pass --overwrite or a new --name)")
+    store.check_replace("evals", name, cfg.overwrite)
     m = load(cfg, store)
     roots = dataset_roots(cfg, tasks)
     cache_dir = store.cache_dir("eval-frames")

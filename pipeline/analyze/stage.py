@@ -304,11 +304,7 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
 
     cfg.validate()
     name = cfg.name or _default_name(cfg)
-    if store.exists("reports", name) and not cfg.overwrite:
-        raise PipelineError(
-            f"artifact reports/{name} already exists in {store.root} (pass --overwrite, or "
-            f"choose another --name)"
-        )
+    store.check_replace("reports", name, cfg.overwrite)
     if cfg.run and not store.exists("runs", cfg.run):
         raise PipelineError(
             f"no artifact runs/{cfg.run} in store {store.root} (see `focus-pipeline store ls`)"
