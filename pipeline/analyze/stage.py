@@ -73,7 +73,7 @@ class AnalyzeConfig:
     device: str = "cpu"
     sources: list[str] = field(default_factory=list)  # keep only these source labels (all when empty)
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not self.descriptions:
             raise PipelineError("give at least one --descriptions artifact")
         if self.sample < 0 or self.per_page < 1:
@@ -298,11 +298,57 @@ def _clean(obj):
     return obj
 
 
+def _source_summary(
+    rows: pd.DataFrame, checks: dict, parts: dict, clip: pd.Series | None, without_annotation: int
+) -> dict:
+    """One source's row counts, text statistics, cost, faithfulness, coverage and CLIP score."""
+    ok = rows[rows["usable"]]
+    idx = [i for i in ok.index if i in checks]
+    faithfulness = faithfulness_summary([checks[i] for i in idx]) if idx else None
+    annotated = [i for i in rows.index if i in parts]
+    coverage = (
+        coverage_summary(
+            [(checks.get(i), parts[i]) for i in annotated], faithfulness and faithfulness["agreement"]
+        )
+        if annotated
+        else None
+    )
+    return {
+        "rows": len(rows),
+        "images": int(rows["image"].nunique()),
+        "status": {s: int((rows["status"] == s).sum()) for s in STATUSES},
+        "models": sorted({str(m) for m in rows["model"].dropna()}),
+        "templates": sorted({str(t) for t in rows["template"].dropna()}),
+        "text": text_summary(list(ok["description"])),
+        "prompt_tokens_per_row": _per_row_mean(rows["prompt_tokens"]),
+        "completion_tokens_per_row": _per_row_mean(rows["completion_tokens"]),
+        "cost_per_row": _per_row_mean(rows["cost_usd"]),
+        "cost_total": float(rows["cost_usd"].fillna(0).sum()),
+        "faithfulness": faithfulness,
+        "coverage": coverage,
+        "without_annotation": without_annotation,
+        "clip_score": _stats(clip.loc[ok.index]) if clip is not None else None,
+    }
+
+
+def _notes(cfg: AnalyzeConfig, annotated: bool, no_annotation: dict[str, int]) -> list[str]:
+    notes = []
+    if not annotated:
+        notes.append("No annotations: pose faithfulness was not measured (give --annotations).")
+    for source, n in no_annotation.items():
+        notes.append(f"{source}: {n} description(s) of images missing from the annotations were not checked.")
+    if cfg.negative_control:
+        notes.append(
+            "Sources ending in '(flipped)' are a negative control: the same descriptions with left/right, "
+            "postures, raised/lowered and straight/bent swapped (pipeline/analyze/controls.py)."
+        )
+    return notes
+
+
 def analyze(cfg: AnalyzeConfig, store) -> dict:
     """Measure every description source and write reports/<name>/; returns what report.json holds."""
     import json
 
-    cfg.validate()
     name = cfg.name or _default_name(cfg)
     store.check_replace("reports", name, cfg.overwrite)
     if cfg.run and not store.exists("runs", cfg.run):
@@ -321,43 +367,11 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
     checks, parts, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {}, {})
     clip = _clip_scores(cfg, store, df) if cfg.run else None
 
-    per_source = {}
-    for source in sources:
-        rows = df[df["source"] == source]
-        ok = rows[rows["usable"]]
-        idx = [i for i in ok.index if i in checks]
-        faithfulness = faithfulness_summary([checks[i] for i in idx]) if idx else None
-        annotated = [i for i in rows.index if i in parts]
-        per_source[source] = {
-            "rows": len(rows),
-            "images": int(rows["image"].nunique()),
-            "status": {s: int((rows["status"] == s).sum()) for s in STATUSES},
-            "models": sorted({str(m) for m in rows["model"].dropna()}),
-            "templates": sorted({str(t) for t in rows["template"].dropna()}),
-            "text": text_summary(list(ok["description"])),
-            "prompt_tokens_per_row": _per_row_mean(rows["prompt_tokens"]),
-            "completion_tokens_per_row": _per_row_mean(rows["completion_tokens"]),
-            "cost_per_row": _per_row_mean(rows["cost_usd"]),
-            "cost_total": float(rows["cost_usd"].fillna(0).sum()),
-            "faithfulness": faithfulness,
-            "coverage": coverage_summary(
-                [(checks.get(i), parts[i]) for i in annotated], faithfulness and faithfulness["agreement"]
-            )
-            if annotated
-            else None,
-            "without_annotation": no_annotation.get(source, 0),
-            "clip_score": _stats(clip.loc[ok.index]) if clip is not None else None,
-        }
-    notes = []
-    if not indexes:
-        notes.append("No annotations: pose faithfulness was not measured (give --annotations).")
-    for source, n in no_annotation.items():
-        notes.append(f"{source}: {n} description(s) of images missing from the annotations were not checked.")
-    if cfg.negative_control:
-        notes.append(
-            "Sources ending in '(flipped)' are a negative control: the same descriptions with left/right, "
-            "postures, raised/lowered and straight/bent swapped (pipeline/analyze/controls.py)."
-        )
+    per_source = {
+        source: _source_summary(df[df["source"] == source], checks, parts, clip, no_annotation.get(source, 0))
+        for source in sources
+    }
+    notes = _notes(cfg, bool(indexes), no_annotation)
 
     summary = {
         "name": name,
