@@ -70,6 +70,16 @@ class EvalConfig:
     # Publish even when no task scored a sample; otherwise that is an error and nothing is written.
     allow_empty: bool = False
 
+    def __post_init__(self) -> None:
+        if self.templates not in ("paper", "ensemble"):
+            raise PipelineError(f"--templates must be paper or ensemble, not {self.templates!r}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
+        if self.utk_split_list and not Path(self.utk_split_list).expanduser().is_file():
+            raise PipelineError(
+                f"--utk-split-list {self.utk_split_list}: no such file (a list of image names)"
+            )
+
     def resolved_tasks(self) -> list[Task]:
         out = []
         for task in self.tasks:
@@ -350,13 +360,7 @@ def default_name(cfg: EvalConfig) -> str:
 
 def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     """Score the model on every task of cfg and publish evals/<name>; returns the per-task results."""
-    if cfg.templates not in ("paper", "ensemble"):
-        raise PipelineError(f"--templates must be paper or ensemble, not {cfg.templates!r}")
-    if cfg.batch_size < 1 or cfg.workers < 0:
-        raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
     tasks = cfg.resolved_tasks()
-    if cfg.utk_split_list and not Path(cfg.utk_split_list).expanduser().is_file():
-        raise PipelineError(f"--utk-split-list {cfg.utk_split_list}: no such file (a list of image names)")
     name = default_name(cfg)
     store.check_replace("evals", name, cfg.overwrite)
     m = load(cfg, store)
