@@ -21,53 +21,22 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.convert import ConvertConfig, convert  # noqa: E402
 from pipeline.describe import DescribeConfig, describe  # noqa: E402
 from pipeline.describe.prompting import image_context, load_template  # noqa: E402
-from pipeline.records import (  # noqa: E402
-    ImageAnnotation,
-    Person,
-    empty_keypoints,
-    read_annotations,
-    write_annotations,
-)
+from pipeline.records import ANNOTATIONS_FILE, ImageAnnotation, read_annotations  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "mpii" / "csv_activity" / "mpii_dataset.csv"
 
 
 def put_annotations(store: Store, path: Path) -> list[ImageAnnotation]:
-    """annotations/mpii from the real CSV through the convert stage (or read here, where it is missing)."""
-    try:
-        from pipeline.convert import ConvertConfig, convert
-    except ImportError:
-        df = pd.read_csv(path)
-        xy = df.iloc[:, 2:34].to_numpy(dtype=np.float32).reshape(-1, 16, 2)
-        rows = []
-        for i, rec in enumerate(df.itertuples(index=False)):
-            kps = empty_keypoints()
-            ok = (xy[i] >= 0).all(axis=1)
-            kps[ok, :2], kps[ok, 2] = xy[i][ok], 2
-            person = Person(keypoints=kps, scale=float(rec.Scale))
-            rows.append(
-                ImageAnnotation(
-                    image=rec.NAME,
-                    split="train",
-                    activity=rec.Activity,
-                    category=rec.Category,
-                    people=[person],
-                )
-            )
-        with store.create("annotations", "mpii", stage="convert", config={}) as w:
-            write_annotations(w.dir / "annotations.parquet", rows)
-    else:
-        convert(ConvertConfig(sources=[path], name="mpii"), store)
-    return read_annotations(store.path("annotations", "mpii") / "annotations.parquet")
+    """annotations/mpii from the real CSV through the convert stage."""
+    convert(ConvertConfig(sources=[path], name="mpii"), store)
+    return read_annotations(store.path("annotations", "mpii") / ANNOTATIONS_FILE)
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
