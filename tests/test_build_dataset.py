@@ -571,6 +571,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
 def test_pool_workers_die_with_a_killed_build_dataset(store, tmp_path):
     """Before: after kill -9 of build-dataset its pool workers (~500 MB each) stayed alive forever."""

@@ -90,6 +90,7 @@ def reference(checkpoint):
     return load_model(arch="focus-tiny", checkpoint=checkpoint)
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end(store, checkpoint, reference, data_root, tmp_path):
     cfg = EvalConfig(
         arch="focus-tiny",

@@ -80,6 +80,7 @@ def _rank_main(rank: int, world: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ntxent_ddp_gloo_matches_single_process():
     world = 2
     ctx = mp.get_context("spawn")

@@ -301,6 +301,7 @@ def test_store_rm_refuses_an_artifact_others_depend_on(cli, store):
     assert forced.exit_code == 0 and not store.exists("annotations", "src")
 
 
+@pytest.mark.slow
 def test_version_and_a_closed_pipe(store_root):
     exe = Path(sys.executable).with_name("focus-pipeline")
     if not exe.is_file():
