@@ -30,7 +30,9 @@ from pipeline.describe.prompting import image_context, load_template  # noqa: E4
 from pipeline.records import ANNOTATIONS_FILE, ImageAnnotation, read_annotations  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
-CSV = ROOT.parent / "shared" / "data" / "mpii" / "csv_activity" / "mpii_dataset.csv"
+# ../shared/data beside the checkout, or FOCUS_SHARED_DATA (as the tests read it)
+SHARED_DATA = Path(os.environ.get("FOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CSV = SHARED_DATA / "mpii" / "csv_activity" / "mpii_dataset.csv"
 
 
 def put_annotations(store: Store, path: Path) -> list[ImageAnnotation]:
