@@ -292,6 +292,9 @@ def read_annotations(path: str | Path) -> list[ImageAnnotation]:
     if not path.is_file():
         raise PipelineError(f"{path}: missing (annotations/{path.parent.name} has no {ANNOTATIONS_FILE})")
     try:
+        missing = [c for c in ANNOTATIONS_SCHEMA.names if c not in pq.read_schema(path).names]
+        if missing:
+            raise PipelineError(f"{path}: not an annotations table (missing column(s) {', '.join(missing)})")
         return table_to_annotations(pq.read_table(path, schema=ANNOTATIONS_SCHEMA))
     except (OSError, pa.ArrowException, KeyError, ValueError) as err:
         raise PipelineError(f"{path}: not an annotations table ({type(err).__name__}: {err})") from None
