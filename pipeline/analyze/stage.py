@@ -357,12 +357,8 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         )
     df, ann_for_artifact, indexes = _load(cfg, store)
     sources = list(dict.fromkeys(df["source"]))  # first-seen order: the order the user gave
-    log.info(
-        "analyze: %d rows, %d sources, %d annotated images",
-        len(df),
-        len(sources),
-        sum(len(i) for i in indexes.values()),
-    )
+    n_annotated = sum(len(i) for i in indexes.values())
+    log.info("analyze: %d rows, %d sources, %d annotated images", len(df), len(sources), n_annotated)
 
     checks, parts, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {}, {})
     clip = _clip_scores(cfg, store, df) if cfg.run else None
@@ -405,13 +401,12 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         (w.dir / "report.md").write_text(render_markdown(summary))
         (w.dir / "report.html").write_text(render_html(summary, cards, per_page=cfg.per_page))
         pq.write_table(_checks_table(df, checks), w.dir / "checks.parquet", compression="zstd")
+        claims = sum(len(c.checks) for c in checks.values())
         w.counts.update(
-            {
-                "rows": len(df),
-                "sources": len(sources),
-                "checked_descriptions": len(checks),
-                "claims": sum(len(c.checks) for c in checks.values()),
-                "gallery_cards": len(cards),
-            }
+            rows=len(df),
+            sources=len(sources),
+            checked_descriptions=len(checks),
+            claims=claims,
+            gallery_cards=len(cards),
         )
     return summary
