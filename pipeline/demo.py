@@ -12,8 +12,8 @@ Stages, each through its own entry function and artifact: generate the sample (M
 zero-shot sets in the Stanford 40 and FER2013 layouts) -> convert -> describe (rules backend) ->
 build-dataset -> train CLIP and FocusCLIP (same data, seed and steps) -> evaluate both on the synthetic
 tasks -> the Table-2-style comparison with the random baseline, written with the loss curves and the bar
-chart to evals/<name>. A stage whose artifact already exists with the same settings and the same inputs
-(the store's lineage fingerprints) is reused, so a re-run after a crash picks up where it stopped.
+chart to evals/<name>. A stage whose artifact is current (store.is_current: the same recorded config and
+the same input fingerprints) is reused, so a re-run after a crash picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -134,11 +134,19 @@ class _Stages:
         return out
 
     def make(
-        self, title: str, kind: str, name: str, config: dict[str, Any], fn: Callable[[], Any], **inputs: Any
+        self,
+        title: str,
+        kind: str,
+        name: str,
+        config: dict[str, Any],
+        fn: Callable[[], Any],
+        *,
+        inputs: list[dict[str, str]] = (),
+        files: list[Path] = (),
     ) -> Any:
-        """fn() unless kind/name is current for `config` and `inputs` (store.is_current's inputs/files);
+        """fn() unless kind/name is current for `config`, `inputs` and `files` (store.is_current);
         returns fn's result, or None when the artifact was reused."""
-        if self.store.is_current(kind, name, config=config, **inputs):
+        if self.store.is_current(kind, name, config=config, inputs=inputs, files=files):
             self.reused.append(f"{kind}/{name}")
             return self.run(f"{title} (reused)", lambda: None)
         return self.run(title, fn)

@@ -41,7 +41,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Config keys that say how a stage ran, not what it made: is_current ignores them.
 RUN_ONLY_KEYS = frozenset(
     {"overwrite", "resume", "workers", "executor", "num_threads", "device", "log_every", "checkpoint_every",
-     "push_to_hub", "private", "concurrency"}
+     "push_to_hub", "private", "concurrency", "lean_http"}
 )  # fmt: skip
 # Config keys whose values never reach meta.json or logs.
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
