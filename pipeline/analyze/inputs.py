@@ -5,8 +5,6 @@ frame = descriptions_frame(store, "rules-mpii"); index = read_annotation_index(s
 
 from __future__ import annotations
 
-import logging
-
 import pandas as pd
 
 from pipeline.records import (
@@ -18,8 +16,6 @@ from pipeline.records import (
     read_descriptions,
 )
 from pipeline.store import Store
-
-log = logging.getLogger(__name__)
 
 OPTIONAL_NUMERIC = ("prompt_tokens", "completion_tokens", "cost_usd", "latency_s")
 OPTIONAL_TEXT = ("model", "template")
