@@ -36,7 +36,7 @@ SPLITS = ("train", "val", "test", "unknown")
 ANNOTATIONS_FILE = "annotations.parquet"  # annotations/<name>/, written by convert
 DESCRIPTIONS_FILE = "descriptions.parquet"  # descriptions/<name>/, written by describe
 STATUSES = ("ok", "truncated", "refused", "invalid", "error")  # a description row's status
-FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what describe --retry-failed re-runs
+FAILED_STATUSES = tuple(s for s in STATUSES if s != "ok")  # what describe --retry-failed re-runs
 
 
 def empty_keypoints() -> np.ndarray:
