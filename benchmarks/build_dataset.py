@@ -34,8 +34,12 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.build_dataset import BuildConfig, build_dataset  # noqa: E402
-from pipeline.describe.stage import DESCRIPTIONS_SCHEMA  # noqa: E402
-from pipeline.records import ImageAnnotation, Person, write_annotations  # noqa: E402
+from pipeline.records import (  # noqa: E402
+    DESCRIPTIONS_SCHEMA,  # noqa: E402
+    ImageAnnotation,
+    Person,
+    write_annotations,
+)
 from pipeline.store import Store  # noqa: E402
 
 W, H = 640, 480

@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/describe_throughput.py --limit 3000 --concurrency 64 --latency 0.1
 
 The bound is concurrency / latency (64 / 0.1 s = 640 requests/s): a client that adds nothing reaches it.
-Prints the measured rate over the request phase, its ratio to the bound, the client's CPU per request,
-and the rate of the paper-style baseline (one request at a time, the whole output JSON rewritten after
-each reply) measured in the same run against the same server.
+Prints, for the openai client's own transport (the default) and for --lean-http, the measured rate over
+the request phase, its ratio to the bound and the client's CPU per request, and the rate of the
+paper-style baseline (one request at a time, the whole output JSON rewritten after each reply) measured
+in the same run against the same server.
 """
 
 from __future__ import annotations
@@ -20,53 +21,24 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.convert import ConvertConfig, convert  # noqa: E402
 from pipeline.describe import DescribeConfig, describe  # noqa: E402
 from pipeline.describe.prompting import image_context, load_template  # noqa: E402
-from pipeline.records import (  # noqa: E402
-    ImageAnnotation,
-    Person,
-    empty_keypoints,
-    read_annotations,
-    write_annotations,
-)
+from pipeline.records import ANNOTATIONS_FILE, ImageAnnotation, read_annotations  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
-CSV = ROOT.parent / "shared" / "data" / "mpii" / "csv_activity" / "mpii_dataset.csv"
+# ../shared/data beside the checkout, or FOCUS_SHARED_DATA (as the tests read it)
+SHARED_DATA = Path(os.environ.get("FOCUS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CSV = SHARED_DATA / "mpii" / "csv_activity" / "mpii_dataset.csv"
 
 
 def put_annotations(store: Store, path: Path) -> list[ImageAnnotation]:
-    """annotations/mpii from the real CSV through the convert stage (or read here, where it is missing)."""
-    try:
-        from pipeline.convert import ConvertConfig, convert
-    except ImportError:
-        df = pd.read_csv(path)
-        xy = df.iloc[:, 2:34].to_numpy(dtype=np.float32).reshape(-1, 16, 2)
-        rows = []
-        for i, rec in enumerate(df.itertuples(index=False)):
-            kps = empty_keypoints()
-            ok = (xy[i] >= 0).all(axis=1)
-            kps[ok, :2], kps[ok, 2] = xy[i][ok], 2
-            person = Person(keypoints=kps, scale=float(rec.Scale))
-            rows.append(
-                ImageAnnotation(
-                    image=rec.NAME,
-                    split="train",
-                    activity=rec.Activity,
-                    category=rec.Category,
-                    people=[person],
-                )
-            )
-        with store.create("annotations", "mpii", stage="convert", config={}) as w:
-            write_annotations(w.dir / "annotations.parquet", rows)
-    else:
-        convert(ConvertConfig(sources=[path], name="mpii"), store)
-    return read_annotations(store.path("annotations", "mpii") / "annotations.parquet")
+    """annotations/mpii from the real CSV through the convert stage."""
+    convert(ConvertConfig(sources=[path], name="mpii"), store)
+    return read_annotations(store.path("annotations", "mpii") / ANNOTATIONS_FILE)
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
@@ -113,42 +85,52 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "store")
             rows = put_annotations(store, CSV)[: args.limit]
-            cfg = DescribeConfig(
-                limit=args.limit,
-                annotations="mpii",
-                backend="openai",
-                base_url=url,
-                model="fake",
-                template=args.template,
-                concurrency=args.concurrency,
-                timeout=30,
-            )
-            summary = describe(cfg, store)
+            runs = {}
+            for transport, lean in (("openai client's own transport", False), ("--lean-http", True)):
+                cfg = DescribeConfig(
+                    limit=args.limit,
+                    annotations="mpii",
+                    backend="openai",
+                    base_url=url,
+                    model="fake",
+                    template=args.template,
+                    concurrency=args.concurrency,
+                    timeout=30,
+                    lean_http=lean,
+                    overwrite=True,  # each transport sends every request itself (no journal reuse)
+                )
+                runs[transport] = describe(cfg, store)
             baseline = paper_baseline(rows, url, args.baseline_requests, Path(tmp) / "baseline.json")
     finally:
         proc.terminate()
         proc.wait()
     bound = args.concurrency / args.latency
+    for transport, summary in runs.items():
+        report(transport, summary, len(rows), bound, args)
+    rate = runs["openai client's own transport"]["requests_per_s"]
+    print(
+        f"paper-style sequential baseline: {baseline:.1f} req/s ({args.baseline_requests} requests); "
+        f"speed-up {rate / baseline:.1f}x (default transport)"
+    )
+
+
+def report(transport: str, summary: dict, images: int, bound: float, args: argparse.Namespace) -> None:
     rate = summary["requests_per_s"]
     print(
-        f"images {len(rows)}, ok {summary['ok']}, errors {summary['error']}, requests sent "
+        f"[{transport}] images {images}, ok {summary['ok']}, errors {summary['error']}, requests sent "
         f"{summary['requests_sent']}, total stage time {summary['seconds']:.1f} s"
     )
     print(
-        f"request phase: {rate:.1f} req/s, bound {bound:.0f} req/s (concurrency {args.concurrency} / latency "
-        f"{args.latency} s), ratio {rate / bound:.3f}"
+        f"  request phase: {rate:.1f} req/s, bound {bound:.0f} req/s (concurrency {args.concurrency} / "
+        f"latency {args.latency} s), ratio {rate / bound:.3f}"
     )
     cpu_ms = summary["client_cpu_ms_per_request"]
     # What the client alone could sustain on one free core; the measured rate is lower when the machine is
     # shared (load average above its core count), since client and server then wait for CPU.
     print(
-        f"client CPU per request: {cpu_ms:.2f} ms (one free core would sustain {1000 / cpu_ms:.0f} req/s, "
+        f"  client CPU per request: {cpu_ms:.2f} ms (one free core would sustain {1000 / cpu_ms:.0f} req/s, "
         f"ratio {min(1.0, 1000 / cpu_ms / bound):.3f}); load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores"
-    )
-    print(
-        f"paper-style sequential baseline: {baseline:.1f} req/s ({args.baseline_requests} requests); "
-        f"speed-up {rate / baseline:.1f}x"
     )
 
 

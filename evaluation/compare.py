@@ -235,3 +235,19 @@ def compare(
         plot(table, out_dir / "comparison.png")
         table.files = [out_dir / n for n in ("comparison.md", "comparison.json", "comparison.png")]
     return table
+
+
+def compare_stage(
+    entries: list[str], store: Store, name: str | None = None, *, paper: bool = True
+) -> Comparison:
+    """The compare step: publish reports/<name> (default "compare") with the comparison's files.
+
+    A comparison is derived from the evals it names and cheap to redo, so it replaces an older one."""
+    report = name or "compare"
+    with store.create(
+        "reports", report, stage="eval-compare", config={"evals": entries, "paper": paper}, overwrite=True
+    ) as w:
+        table = compare(entries, store, out_dir=w.dir, paper=paper)
+        w.counts.update(evals=len(table.rows), tasks=len(table.columns))
+    table.files = [store.path("reports", report) / f.name for f in table.files]
+    return table

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from evaluation.readers import READERS, Reader
+from evaluation.readers.emotic import CATEGORIES as EMOTIC_EMOTIONS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 GROUPS = ("Action", "Age", "Emotion", "Race")
@@ -30,7 +31,7 @@ def load_templates(family: str) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """One zero-shot classification task.
 
@@ -98,167 +99,46 @@ FER2013_EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surp
 FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 
 
-def _registry() -> dict[str, Task]:
-    from evaluation.readers.emotic import CATEGORIES
+FER2013_NAMES = {"angry": "angry", "disgust": "disgusted", "fear": "fearful", "happy": "happy",
+                 "neutral": "neutral", "sad": "sad", "surprise": "surprised"}  # fmt: skip
+FERPLUS_NAMES = {"neutral": "neutral", "happiness": "happy", "surprise": "surprised", "sadness": "sad",
+                 "anger": "angry", "disgust": "disgusted", "fear": "afraid",
+                 "contempt": "contemptuous"}  # fmt: skip
+UTK_RACE = ("white", "black", "asian", "indian", "others")
+_ACTION, _AGE, _RACE = load_templates("action"), load_templates("age"), load_templates("race")
+_FACE, _PERSON = load_templates("emotion_face"), load_templates("emotion_person")
 
-    action, age = load_templates("action"), load_templates("age")
-    face, person, race = (
-        load_templates("emotion_face"),
-        load_templates("emotion_person"),
-        load_templates("race"),
-    )
-    tasks = [
-        Task(
-            "kinetics400-action",
-            "kinetics400",
-            "kinetics400",
-            "action",
-            None,
-            action,
-            3,
-            "test",
-            "Action",
-            "Kinetics-400",
-        ),
-        Task(
-            "stanford40-action",
-            "stanford40",
-            "stanford40",
-            "action",
-            None,
-            action,
-            3,
-            "test",
-            "Action",
-            "Stanford 40",
-        ),
-        Task("emotic-age", "emotic", "emotic", "age", EMOTIC_AGE, age, 1, "train", "Age", "EMOTIC"),
-        Task(
-            "lagenda-body-age",
-            "lagenda",
-            "lagenda",
-            "age_group",
-            LAGENDA_AGE,
-            age,
-            1,
-            "all",
-            "Age",
-            "LAGENDA-Body",
-            options={"crop": "body"},
-        ),
-        Task(
-            "lagenda-face-age",
-            "lagenda",
-            "lagenda",
-            "age_group",
-            LAGENDA_AGE,
-            age,
-            1,
-            "all",
-            "Age",
-            "LAGENDA-Face",
-            options={"crop": "face"},
-        ),
-        Task("utkface-age", "utkface", "utkface", "age_group", UTK_AGE, age, 1, "all", "Age", "UTKFace"),
-        Task(
-            "emotic-emotion",
-            "emotic",
-            "emotic",
-            "emotion",
-            CATEGORIES,
-            person,
-            3,
-            "train",
-            "Emotion",
-            "EMOTIC",
-        ),
-        Task(
-            "fer2013-emotion",
-            "fer2013",
-            "fer2013",
-            "emotion",
-            FER2013_EMOTIONS,
-            face,
-            3,
-            "train",
-            "Emotion",
-            "FER2013",
-            prompt_names={
-                "angry": "angry",
-                "disgust": "disgusted",
-                "fear": "fearful",
-                "happy": "happy",
-                "neutral": "neutral",
-                "sad": "sad",
-                "surprise": "surprised",
-            },
-        ),
-        Task(
-            "ferplus-emotion",
-            "ferplus",
-            "ferplus",
-            "emotion",
-            FERPLUS_EMOTIONS,
-            face,
-            3,
-            "test",
-            "Emotion",
-            "FER+",
-            prompt_names={
-                "neutral": "neutral",
-                "happiness": "happy",
-                "surprise": "surprised",
-                "sadness": "sad",
-                "anger": "angry",
-                "disgust": "disgusted",
-                "fear": "afraid",
-                "contempt": "contemptuous",
-            },
-        ),
-        Task(
-            "fairface-race",
-            "fairface",
-            "fairface",
-            "race",
-            FAIRFACE_RACE,
-            race,
-            1,
-            "val",
-            "Race",
-            "FairFace",
-            prompt_names={"Latino_Hispanic": "latino hispanic"},
-        ),
-        Task(
-            "utkface-race",
-            "utkface",
-            "utkface",
-            "race",
-            ("white", "black", "asian", "indian", "others"),
-            race,
-            1,
-            "all",
-            "Race",
-            "UTKFace",
-            prompt_names={"others": "other race"},
-        ),
-        Task(
-            "fairface-age",
-            "fairface",
-            "fairface",
-            "age",
-            FAIRFACE_AGE,
-            age,
-            1,
-            "val",
-            "Age",
-            "FairFace",
-            prompt_names={a: f"{a} years old" for a in FAIRFACE_AGE},
-        ),
-    ]
-    return {t.id: t for t in tasks}
-
-
-TASKS: dict[str, Task] = _registry()
+# fmt: off
+TASKS: dict[str, Task] = {t.id: t for t in (
+    Task(id="kinetics400-action", dataset="kinetics400", reader="kinetics400", label="action", classes=None,
+         templates=_ACTION, k=3, split="test", group="Action", title="Kinetics-400"),
+    Task(id="stanford40-action", dataset="stanford40", reader="stanford40", label="action", classes=None,
+         templates=_ACTION, k=3, split="test", group="Action", title="Stanford 40"),
+    Task(id="emotic-age", dataset="emotic", reader="emotic", label="age", classes=EMOTIC_AGE,
+         templates=_AGE, k=1, split="train", group="Age", title="EMOTIC"),
+    Task(id="lagenda-body-age", dataset="lagenda", reader="lagenda", label="age_group", classes=LAGENDA_AGE,
+         templates=_AGE, k=1, split="all", group="Age", title="LAGENDA-Body", options={"crop": "body"}),
+    Task(id="lagenda-face-age", dataset="lagenda", reader="lagenda", label="age_group", classes=LAGENDA_AGE,
+         templates=_AGE, k=1, split="all", group="Age", title="LAGENDA-Face", options={"crop": "face"}),
+    Task(id="utkface-age", dataset="utkface", reader="utkface", label="age_group", classes=UTK_AGE,
+         templates=_AGE, k=1, split="all", group="Age", title="UTKFace"),
+    Task(id="emotic-emotion", dataset="emotic", reader="emotic", label="emotion", classes=EMOTIC_EMOTIONS,
+         templates=_PERSON, k=3, split="train", group="Emotion", title="EMOTIC"),
+    Task(id="fer2013-emotion", dataset="fer2013", reader="fer2013", label="emotion", classes=FER2013_EMOTIONS,
+         templates=_FACE, k=3, split="train", group="Emotion", title="FER2013", prompt_names=FER2013_NAMES),
+    Task(id="ferplus-emotion", dataset="ferplus", reader="ferplus", label="emotion", classes=FERPLUS_EMOTIONS,
+         templates=_FACE, k=3, split="test", group="Emotion", title="FER+", prompt_names=FERPLUS_NAMES),
+    Task(id="fairface-race", dataset="fairface", reader="fairface", label="race", classes=FAIRFACE_RACE,
+         templates=_RACE, k=1, split="val", group="Race", title="FairFace",
+         prompt_names={"Latino_Hispanic": "latino hispanic"}),
+    Task(id="utkface-race", dataset="utkface", reader="utkface", label="race", classes=UTK_RACE,
+         templates=_RACE, k=1, split="all", group="Race", title="UTKFace",
+         prompt_names={"others": "other race"}),
+    Task(id="fairface-age", dataset="fairface", reader="fairface", label="age", classes=FAIRFACE_AGE,
+         templates=_AGE, k=1, split="val", group="Age", title="FairFace",
+         prompt_names={a: f"{a} years old" for a in FAIRFACE_AGE}),
+)}
+# fmt: on
 # The ten of the paper's Table 2, in its column order.
 PAPER_TASKS: tuple[str, ...] = (
     "kinetics400-action",

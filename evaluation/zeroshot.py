@@ -1,9 +1,9 @@
 """The zero-shot classifier, as pure functions on tensors (after open_clip's zero_shot_classifier.py):
-prompts per class, one embedding per class averaged over templates, logits, top-k predictions.
+prompts per class, one embedding per class averaged over templates, logits (metrics.py scores them).
 
     prompts = class_prompts(["happy", "sad"], ["a photo of {article} {c} looking face"])
     weights = class_embeddings(encode_text(tokenize(flat(prompts))).view(C, T, -1))   # (C, D)
-    top = topk(logits(image_features, weights), k=3)
+    scores = logits(image_features, weights)  # (N, C)
 """
 
 from __future__ import annotations
@@ -43,8 +43,3 @@ def class_embeddings(text_features: torch.Tensor) -> torch.Tensor:
 def logits(image_features: torch.Tensor, class_weights: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     """(N, D) image features x (C, D) unit class embeddings -> (N, C) scaled cosine similarities."""
     return scale * F.normalize(image_features.float(), dim=-1) @ class_weights.float().T
-
-
-def topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, C) -> (N, min(k, C)) class indices, best first."""
-    return scores.topk(min(k, scores.shape[1]), dim=1).indices

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -59,12 +59,19 @@ from pipeline.dataset_card import (
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, image_file, read_annotations
+from pipeline.records import (
+    ANNOTATIONS_FILE,
+    DESCRIPTIONS_FILE,
+    STATUSES,
+    ImageAnnotation,
+    image_file,
+    read_annotations,
+    read_descriptions,
+)
 
 log = logging.getLogger(__name__)
 
 EXIF_ORIENTATION = 0x0112
-STATUSES = ("ok", "truncated", "refused", "invalid", "error")
 DESCRIPTION_COLUMNS = [
     "image", "source", "sample", "description", "status", "model", "template", "template_hash",
     "prompt_tokens", "completion_tokens", "cost_usd",
@@ -121,6 +128,10 @@ class BuildConfig:
     @property
     def dataset_name(self) -> str:
         return self.name or self.descriptions[0]
+
+    def to_meta(self) -> dict[str, Any]:
+        """The config as meta.json records it (the images folder resolved, the name filled in)."""
+        return {**asdict(self), "images": str(self.images.resolve()), "name": self.dataset_name}
 
 
 # ---- descriptions ------------------------------------------------------------------------------------------
@@ -230,17 +241,6 @@ def index_descriptions(
                 }
             )
     return DescriptionIndex(by_image, rows, fate, [s for s in sources.values()])
-
-
-def read_descriptions(path: Path) -> pa.Table:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as err:
-        raise PipelineError(f"{path}: not a readable Parquet file ({err})") from None
-    missing = [c for c in DESCRIPTION_COLUMNS if c not in table.column_names]
-    if missing:
-        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (is this a describe artifact?)")
-    return table.select(DESCRIPTION_COLUMNS)
 
 
 # ---- per-image work (runs in the worker pool) --------------------------------------------------------------
@@ -531,30 +531,154 @@ def dataset_row(ann: ImageAnnotation, descs: list[Description], res: ImageResult
 SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}
 
 
+@dataclass(slots=True)
+class _Tally:
+    """What build-dataset counts while it writes: skipped images (each also a line of skipped.jsonl, like
+    every skipped description row) and the kept images' text, people and activity statistics."""
+
+    skipped_file: IO[str]
+    skipped_images: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> up to 3 image names
+    primary: TextStats = field(default_factory=TextStats)
+    by_source: dict[str, TextStats] = field(default_factory=dict)
+    people: Counter = field(default_factory=Counter)
+    activities: Counter = field(default_factory=Counter)
+    categories: Counter = field(default_factory=Counter)
+
+    def skip(self, record: dict) -> None:
+        self.skipped_file.write(json.dumps(record) + "\n")
+
+    def skip_image(self, ann: ImageAnnotation, reason: str, detail: str = "") -> None:
+        self.skipped_images[reason] += 1
+        names = self.examples.setdefault(reason, [])
+        if len(names) < 3:
+            names.append(ann.image)
+        self.skip(
+            {"kind": "image", "reason": reason, "image": ann.image, "split": ann.split, "detail": detail}
+        )
+
+    def add(self, ann: ImageAnnotation, descs: list[Description], res: ImageResult) -> None:
+        self.primary.add(res.words[0], res.tokens[0])
+        for d, nw, nt in zip(descs, res.words, res.tokens, strict=True):
+            self.by_source.setdefault(d.source, TextStats()).add(nw, nt)
+        self.people[len(ann.people)] += 1
+        self.activities[ann.activity or "(none)"] += 1
+        self.categories[ann.category or "(none)"] += 1
+
+    def statistics(self, kept: int) -> dict[str, Any]:
+        return {
+            "description": self.primary.summary(),
+            "descriptions_by_source": {s: t.summary() for s, t in sorted(self.by_source.items())},
+            "people_per_image": {str(k): v for k, v in sorted(self.people.items())},
+            "people_mean": round(sum(k * v for k, v in self.people.items()) / kept, 3),
+            "distinct_activities": len(self.activities),
+            "categories": dict(self.categories.most_common()),
+            "top_activities": dict(self.activities.most_common(20)),
+            "activities": dict(self.activities.most_common()),
+        }
+
+
+def _jobs(
+    annotations: list[ImageAnnotation], index: DescriptionIndex, cfg: BuildConfig, tally: _Tally
+) -> Iterator[tuple[tuple[ImageAnnotation, list[Description]], tuple[ImageJob, ImageOptions]]]:
+    """One job per annotated image with descriptions and a file name inside --images (others skipped)."""
+    opts = ImageOptions(cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level)
+    seen: set[str] = set()
+    for ann in annotations:
+        if ann.image in seen:
+            tally.skip_image(ann, "duplicate_annotation")
+            continue
+        seen.add(ann.image)
+        descs = index.by_image.get(ann.image)
+        if not descs:
+            tally.skip_image(ann, "no_description")
+            continue
+        path = image_file(cfg.images, ann.image)
+        if path is None:
+            tally.skip_image(ann, "path_outside_images", f"{ann.image!r} is not a name inside --images")
+            continue
+        yield (ann, descs), (ImageJob(str(path), ann.keypoints, [d.text for d in descs]), opts)
+
+
+def _write_shards(
+    annotations: list[ImageAnnotation],
+    index: DescriptionIndex,
+    cfg: BuildConfig,
+    tally: _Tally,
+    data_dir: Path,
+) -> dict[str, SplitWriter]:
+    """Render every image in the worker pool and write its row to its split's shards, in annotation order."""
+    data_dir.mkdir()
+    writers: dict[str, SplitWriter] = {}
+    token_counter()  # load the tokenizer once, before the pool forks
+    single_threaded_blas()  # this process renders too (workers=0, thread pool)
+    jobs = _jobs(annotations, index, cfg, tally)
+    results = ordered_map(
+        _run_job, jobs, workers=cfg.workers, executor=cfg.executor, window=max(4, 4 * cfg.workers)
+    )
+    for (ann, descs), res in progress(results, total=len(index.by_image), desc="build-dataset", unit="img"):
+        if res.reason is not None:
+            tally.skip_image(ann, res.reason, res.detail)
+            index.fate["used"] -= len(descs)
+            index.fate["skipped:image_skipped"] += len(descs)
+            continue
+        writer = writers.get(ann.split)
+        if writer is None:
+            writer = writers[ann.split] = SplitWriter(
+                data_dir, ann.split, max_bytes=cfg.max_shard_bytes, max_rows=cfg.max_shard_rows,
+                group_rows=cfg.row_group_rows,
+            )  # fmt: skip
+        writer.add(
+            dataset_row(ann, descs, res), len(res.image) + len(res.heatmap) + sum(len(d.text) for d in descs)
+        )
+        tally.add(ann, descs, res)
+    return writers
+
+
+def _finish_splits(writers: dict[str, SplitWriter]) -> list[SplitInfo]:
+    splits = []
+    for split in sorted(writers, key=lambda s: (SPLIT_ORDER.get(s, 9), s)):
+        files = writers[split].finish()
+        size = sum(f.stat().st_size for f in files)
+        wr = writers[split]
+        splits.append(SplitInfo(split, wr.rows, wr.num_bytes, [f"data/{f.name}" for f in files], size))
+    return splits
+
+
+def _counts(
+    annotations: list[ImageAnnotation], index: DescriptionIndex, splits: list[SplitInfo], tally: _Tally
+) -> dict[str, Any]:
+    fate = index.fate
+    return {
+        "annotated_images": len(annotations),
+        "images": sum(s.rows for s in splits),
+        "splits": {s.name: s.rows for s in splits},
+        "skipped_images": dict(tally.skipped_images),
+        "description_rows": index.rows,
+        "descriptions_used": fate["used"],
+        "skipped_descriptions": {
+            k.removeprefix("skipped:"): v for k, v in sorted(fate.items()) if k.startswith("skipped:") and v
+        },
+        "shards": sum(len(s.files) for s in splits),
+    }
+
+
 def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
     """Build datasets/<name> from annotations, descriptions and images; returns a summary like meta.json."""
-    name = cfg.dataset_name
-    store.url("datasets", name)  # validates the name
-    if store.exists("datasets", name) and not cfg.overwrite:
-        raise PipelineError(
-            f"artifact datasets/{name} already exists in {store.root} (pass --overwrite, "
-            f"or choose another --name)"
-        )
+    name, config = cfg.dataset_name, cfg.to_meta()
+    store.check_replace("datasets", name, cfg.overwrite)
     token = hub.hub_token(cfg.push_to_hub, flag="--push-to-hub") if cfg.push_to_hub else None
     if not cfg.images.is_dir():
         raise PipelineError(f"--images {cfg.images}: not a folder")
-    annotations = read_annotations(store.path("annotations", cfg.annotations) / "annotations.parquet")
-    tables = []
-    for dname in cfg.descriptions:
-        path = store.path("descriptions", dname) / "descriptions.parquet"
-        if not path.is_file():
-            raise PipelineError(f"descriptions/{dname} has no descriptions.parquet ({path})")
-        tables.append((dname, read_descriptions(path)))
+    annotations = read_annotations(store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE)
+    tables = [
+        (d, read_descriptions(store.path("descriptions", d) / DESCRIPTIONS_FILE, DESCRIPTION_COLUMNS))
+        for d in cfg.descriptions
+    ]
     describe_meta = {d: store.meta("descriptions", d) for d in cfg.descriptions}
     inputs = [store.ref("annotations", cfg.annotations)] + [
         store.ref("descriptions", d) for d in cfg.descriptions
     ]
-    config = {**asdict(cfg), "images": str(cfg.images.resolve()), "name": name}
 
     with (
         store.create(
@@ -562,156 +686,32 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
         ) as w,
         open(w.dir / "skipped.jsonl", "w") as skipped_file,
     ):
-        skipped_images: Counter = Counter()
-        examples: dict[str, list[str]] = {}
-
-        def skip(record: dict) -> None:
-            skipped_file.write(json.dumps(record) + "\n")
-
-        def skip_image(ann: ImageAnnotation, reason: str, detail: str = "") -> None:
-            skipped_images[reason] += 1
-            examples.setdefault(reason, [])
-            if len(examples[reason]) < 3:
-                examples[reason].append(ann.image)
-            skip(
-                {"kind": "image", "reason": reason, "image": ann.image, "split": ann.split, "detail": detail}
-            )
-
-        index = index_descriptions(tables, {a.image for a in annotations}, cfg.include_status, skip)
-        desc_fate = index.fate
-        opts = ImageOptions(cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level)
-        token_counter()  # load the tokenizer once, before the pool forks
-
-        def jobs() -> Iterator[
-            tuple[tuple[ImageAnnotation, list[Description]], tuple[ImageJob, ImageOptions]]
-        ]:
-            seen: set[str] = set()
-            for ann in annotations:
-                if ann.image in seen:
-                    skip_image(ann, "duplicate_annotation")
-                    continue
-                seen.add(ann.image)
-                descs = index.by_image.get(ann.image)
-                if not descs:
-                    skip_image(ann, "no_description")
-                    continue
-                path = image_file(cfg.images, ann.image)
-                if path is None:
-                    skip_image(ann, "path_outside_images", f"{ann.image!r} is not a name inside --images")
-                    continue
-                job = ImageJob(str(path), ann.keypoints, [d.text for d in descs])
-                yield (ann, descs), (job, opts)
-
-        data_dir = w.dir / "data"
-        data_dir.mkdir()
-        writers: dict[str, SplitWriter] = {}
-        primary, by_source = TextStats(), {}
-        people: Counter = Counter()
-        activities: Counter = Counter()
-        categories: Counter = Counter()
-        single_threaded_blas()  # this process renders too (workers=0, thread pool)
-        results = ordered_map(
-            _run_job, jobs(), workers=cfg.workers, executor=cfg.executor, window=max(4, 4 * cfg.workers)
-        )
-        for (ann, descs), res in progress(
-            results, total=len(index.by_image), desc="build-dataset", unit="img"
-        ):
-            if res.reason is not None:
-                skip_image(ann, res.reason, res.detail)
-                desc_fate["used"] -= len(descs)
-                desc_fate["skipped:image_skipped"] += len(descs)
-                continue
-            row = dataset_row(ann, descs, res)
-            writer = writers.get(ann.split)
-            if writer is None:
-                writer = writers[ann.split] = SplitWriter(
-                    data_dir,
-                    ann.split,
-                    max_bytes=cfg.max_shard_bytes,
-                    max_rows=cfg.max_shard_rows,
-                    group_rows=cfg.row_group_rows,
-                )
-            writer.add(row, len(res.image) + len(res.heatmap) + sum(len(d.text) for d in descs))
-            primary.add(res.words[0], res.tokens[0])
-            for d, nw, nt in zip(descs, res.words, res.tokens, strict=True):
-                by_source.setdefault(d.source, TextStats()).add(nw, nt)
-            people[len(ann.people)] += 1
-            activities[ann.activity or "(none)"] += 1
-            categories[ann.category or "(none)"] += 1
-
+        tally = _Tally(skipped_file)
+        index = index_descriptions(tables, {a.image for a in annotations}, cfg.include_status, tally.skip)
+        writers = _write_shards(annotations, index, cfg, tally, w.dir / "data")
         kept = sum(wr.rows for wr in writers.values())
-        for reason, n in sorted(skipped_images.items()):
-            log.warning("skipped %d image(s): %s (e.g. %s)", n, reason, ", ".join(examples[reason]))
+        for reason, n in sorted(tally.skipped_images.items()):
+            log.warning("skipped %d image(s): %s (e.g. %s)", n, reason, ", ".join(tally.examples[reason]))
         if kept == 0:
             raise PipelineError(
                 f"no image has both a usable description and a readable image file under {cfg.images} "
-                f"(skipped: {dict(skipped_images) or 'none'}; description rows: {dict(desc_fate)}); "
+                f"(skipped: {dict(tally.skipped_images) or 'none'}; description rows: {dict(index.fate)}); "
                 f"nothing was written"
             )
-        splits = []
-        for split in sorted(writers, key=lambda s: (SPLIT_ORDER.get(s, 9), s)):
-            files = writers[split].finish()
-            splits.append(
-                SplitInfo(
-                    split,
-                    writers[split].rows,
-                    writers[split].num_bytes,
-                    [f"data/{f.name}" for f in files],
-                    sum(f.stat().st_size for f in files),
-                )
-            )
-
-        statistics = {
-            "description": primary.summary(),
-            "descriptions_by_source": {s: t.summary() for s, t in sorted(by_source.items())},
-            "people_per_image": {str(k): v for k, v in sorted(people.items())},
-            "people_mean": round(sum(k * v for k, v in people.items()) / kept, 3),
-            "distinct_activities": len(activities),
-            "categories": dict(categories.most_common()),
-            "top_activities": dict(activities.most_common(20)),
-            "activities": dict(activities.most_common()),
-        }
-        counts = {
-            "annotated_images": len(annotations),
-            "images": kept,
-            "splits": {s.name: s.rows for s in splits},
-            "skipped_images": dict(skipped_images),
-            "description_rows": index.rows,
-            "descriptions_used": desc_fate["used"],
-            "skipped_descriptions": {
-                k.removeprefix("skipped:"): v
-                for k, v in sorted(desc_fate.items())
-                if k.startswith("skipped:") and v
-            },
-            "shards": sum(len(s.files) for s in splits),
-        }
+        splits = _finish_splits(writers)
+        statistics, counts = tally.statistics(kept), _counts(annotations, index, splits, tally)
+        sources = [s.as_dict() for s in index.sources]
         w.counts.update(counts)
-        w.extra["statistics"] = statistics
-        w.extra["sources"] = [s.as_dict() for s in index.sources]
-        (w.dir / "README.md").write_text(
-            render_card(
-                CardInputs(
-                    name=name,
-                    splits=splits,
-                    statistics=statistics,
-                    sources=[s.as_dict() for s in index.sources],
-                    describe_meta=describe_meta,
-                    annotations=cfg.annotations,
-                    counts=counts,
-                    config=config,
-                    origin=cfg.origin,
-                )
-            )
-        )
+        w.extra["statistics"], w.extra["sources"] = statistics, sources
+        card = CardInputs(
+            name=name, splits=splits, statistics=statistics, sources=sources, describe_meta=describe_meta,
+            annotations=cfg.annotations, counts=counts, config=config, origin=cfg.origin,
+        )  # fmt: skip
+        (w.dir / "README.md").write_text(render_card(card))
 
     path = store.path("datasets", name)
-    log.info(
-        "datasets/%s: %d images (%s), skipped %s",
-        name,
-        kept,
-        counts["splits"],
-        dict(skipped_images) or "none",
-    )
+    skipped = dict(tally.skipped_images) or "none"
+    log.info("datasets/%s: %d images (%s), skipped %s", name, kept, counts["splits"], skipped)
     summary = {"name": name, "path": str(path), **counts, "statistics": statistics}
     if cfg.push_to_hub:
         summary["hub_url"] = push_to_hub(path, cfg.push_to_hub, token=token, private=cfg.private)

@@ -17,7 +17,6 @@ written.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -30,12 +29,11 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.mpii import SourceData, read_source, sniff_format
 from pipeline.mpii.merge import merge_sources
-from pipeline.records import OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
-from pipeline.store import Store, check_name
+from pipeline.records import ANNOTATIONS_FILE, OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
+from pipeline.store import Store, check_name, file_sha256
 
 log = logging.getLogger(__name__)
 
-ANNOTATIONS_FILE = "annotations.parquet"
 JOINS = ("left", "outer")
 
 
@@ -64,13 +62,10 @@ class ConvertConfig:
             seen.add(s.resolve())
         check_name(self.name)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    def to_meta(self) -> dict[str, Any]:
+        """The config as meta.json records it (paths as text)."""
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        return config | {"sources": [str(s) for s in self.sources]}
 
 
 def _unique_people(ann: ImageAnnotation, dropped: Counter) -> list:
@@ -146,11 +141,7 @@ def _by_prefix(counts: Counter, prefix: str) -> dict[str, int]:
 
 def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
     """Read, join, filter and publish annotations/<cfg.name>; returns the counts written to meta.json."""
-    if store.exists("annotations", cfg.name) and not cfg.overwrite:
-        raise PipelineError(
-            f"artifact annotations/{cfg.name} already exists in {store.root} (pass --overwrite, "
-            f"or choose another --name)"
-        )
+    store.check_replace("annotations", cfg.name, cfg.overwrite)
     started = time.perf_counter()
     formats = [sniff_format(path) for path in cfg.sources]  # every file checked before any is read
     if cfg.split and "mat" in formats:
@@ -186,9 +177,9 @@ def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
             f"(dropped: {dict(dropped) or 'none'}); see --keep-images-without-people"
         )
 
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
-    config["sources"] = [str(s) for s in cfg.sources]
-    with store.create("annotations", cfg.name, stage="convert", config=config, overwrite=cfg.overwrite) as w:
+    with store.create(
+        "annotations", cfg.name, stage="convert", config=cfg.to_meta(), overwrite=cfg.overwrite
+    ) as w:
         write_annotations(w.dir / ANNOTATIONS_FILE, images)
         w.counts.update(counts)
         w.extra["source_files"] = [
@@ -196,7 +187,7 @@ def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
                 "path": str(s.path),
                 "format": s.format,
                 "bytes": s.path.stat().st_size,
-                "sha256": _sha256(s.path),
+                "sha256": file_sha256(s.path),
             }
             for s in sources
         ]

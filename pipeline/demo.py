@@ -12,8 +12,8 @@ Stages, each through its own entry function and artifact: generate the sample (M
 zero-shot sets in the Stanford 40 and FER2013 layouts) -> convert -> describe (rules backend) ->
 build-dataset -> train CLIP and FocusCLIP (same data, seed and steps) -> evaluate both on the synthetic
 tasks -> the Table-2-style comparison with the random baseline, written with the loss curves and the bar
-chart to evals/<name>. A stage whose artifact already exists with the same settings and the same inputs
-(the store's lineage fingerprints) is reused, so a re-run after a crash picks up where it stopped.
+chart to evals/<name>. A stage whose artifact is current (store.is_current: the same recorded config and
+the same input fingerprints) is reused, so a re-run after a crash picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -102,11 +102,13 @@ def eval_tasks():
     from evaluation.tasks import Task, load_templates
 
     return (
-        Task(ACTION_TASK, SYNTHETIC_DATASETS[ACTION_TASK], "stanford40", "action", None,
-             load_templates("action"), 3, "test", "Action", "Synthetic actions"),
+        Task(id=ACTION_TASK, dataset=SYNTHETIC_DATASETS[ACTION_TASK], reader="stanford40", label="action",
+             classes=None, templates=load_templates("action"), k=3, split="test", group="Action",
+             title="Synthetic actions"),
         # "a photo of a person sitting": the word the rules describer uses for the body state.
-        Task(STATE_TASK, SYNTHETIC_DATASETS[STATE_TASK], "fer2013", "emotion", BODY_STATES,
-             ("a photo of a person {c}",), 1, "test", "Body state", "Synthetic body states"),
+        Task(id=STATE_TASK, dataset=SYNTHETIC_DATASETS[STATE_TASK], reader="fer2013", label="emotion",
+             classes=BODY_STATES, templates=("a photo of a person {c}",), k=1, split="test",
+             group="Body state", title="Synthetic body states"),
     )  # fmt: skip
 
 
@@ -114,32 +116,12 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _reusable(
-    store: Store, kind: str, name: str, config: dict[str, Any], inputs: list[dict[str, str]]
-) -> bool:
-    """True when kind/name exists, was made with these settings (each key of `config` as recorded in its
-    meta.json) and from exactly these inputs (fingerprints)."""
-    if not store.exists(kind, name):
-        return False
-    meta = store.meta(kind, name)
-    recorded = meta.get("config", {})
-    for key, value in config.items():
-        if key not in recorded or recorded[key] != _normal(value):
-            log.info("%s/%s: %s changed (%r -> %r), re-running", kind, name, key, recorded.get(key), value)
-            return False
-    have = {(i["kind"], i["name"]): i.get("fingerprint") for i in meta.get("inputs", [])}
-    want = {(i["kind"], i["name"]): i["fingerprint"] for i in inputs}
-    if have != want:
-        log.info("%s/%s: its inputs changed, re-running", kind, name)
-        return False
-    return True
-
-
 class _Stages:
-    """Runs the numbered stages with a visible header and a timer each."""
+    """Runs the numbered stages with a visible header and a timer each; a stage whose artifact is current
+    (the store's answer: same recorded config, same input fingerprints) is reused instead."""
 
-    def __init__(self, total: int):
-        self.total, self.done = total, 0
+    def __init__(self, store: Store, total: int):
+        self.store, self.total, self.done = store, total, 0
         self.seconds: dict[str, float] = {}
         self.reused: list[str] = []
 
@@ -150,6 +132,24 @@ class _Stages:
         out = fn()
         self.seconds[title] = round(time.perf_counter() - started, 1)
         return out
+
+    def make(
+        self,
+        title: str,
+        kind: str,
+        name: str,
+        config: dict[str, Any],
+        fn: Callable[[], Any],
+        *,
+        inputs: list[dict[str, str]] = (),
+        files: list[Path] = (),
+    ) -> Any:
+        """fn() unless kind/name is current for `config`, `inputs` and `files` (store.is_current);
+        returns fn's result, or None when the artifact was reused."""
+        if self.store.is_current(kind, name, config=config, inputs=inputs, files=files):
+            self.reused.append(f"{kind}/{name}")
+            return self.run(f"{title} (reused)", lambda: None)
+        return self.run(title, fn)
 
 
 def _sample_dir(store: Store, cfg: DemoConfig) -> Path:
@@ -266,132 +266,97 @@ def _report(
     return "\n".join(lines)
 
 
+def _saved_results(store: Store, run: str) -> list[dict[str, Any]]:
+    return json.loads((store.path("evals", run) / "results.json").read_text())
+
+
+def _publish(
+    cfg: DemoConfig,
+    store: Store,
+    results: dict[str, list[dict[str, Any]]],
+    train: dict[str, dict[str, Any]],
+    stages: _Stages,
+    counts: dict[str, int],
+) -> tuple[str, Path]:
+    """evals/<name>: the comparison table, loss curves, merged results and the report."""
+    from evaluation.compare import compare
+
+    runs = [f"{cfg.name}-{m}" for m in MODEL_TYPES]
+    inputs = [store.ref("runs", r) for r in runs] + [store.ref("evals", r) for r in runs]
+    with store.create(
+        "evals", cfg.name, stage="demo", config=asdict(cfg), inputs=inputs, overwrite=True
+    ) as w:
+        # Row labels: the run names the comparison reads from the folders.
+        table = compare([store.path("evals", r) for r in runs], store, out_dir=w.dir)
+        curves = {m: store.path("runs", r) for m, r in zip(MODEL_TYPES, runs, strict=True)}
+        plot_loss_curves(curves, w.dir / "loss_curves.png")
+        merged = [r for m in MODEL_TYPES for r in results[m]]
+        (w.dir / "results.json").write_text(json.dumps(merged, indent=2) + "\n")
+        beats = _action_verdict(results)
+        report = _report(cfg, table.markdown, results, beats, train, stages.seconds, counts)
+        (w.dir / "results.md").write_text(report)
+        w.counts.update(models=len(MODEL_TYPES), tasks=len(eval_tasks()), reused=len(stages.reused))
+        w.extra["beats_random"] = beats
+    return table.markdown, store.path("evals", cfg.name) / "results.md"
+
+
 def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     """Run (or resume) the whole demo; returns the comparison and where it was written."""
-    from evaluation.compare import compare
-    from evaluation.run import EvalConfig, evaluate
+    from evaluation.stage import EvalConfig, evaluate
     from pipeline.build_dataset import BuildConfig, build_dataset
     from pipeline.convert import ConvertConfig, convert
     from pipeline.describe import DescribeConfig, describe
+    from pipeline.describe.stage import meta_config
     from training.config import TrainConfig
     from training.train import train
 
     if cfg.fresh:
         _forget(store, cfg)
-    stages = _Stages(total=4 + 2 * len(MODEL_TYPES) + 1)
-    sample_dir = _sample_dir(store, cfg)
-    layout = stages.run("generate the synthetic sample", lambda: generate_sample(cfg.sample, sample_dir))
-
-    # convert: the .mat is the root of the lineage; its content hash is recorded by convert itself.
-    name = cfg.name
-    conv = ConvertConfig(sources=[layout.mat], name=name, overwrite=True)
-    conv_meta = store.meta("annotations", name) if store.exists("annotations", name) else {}
-    mat_sha = hashlib.sha256(layout.mat.read_bytes()).hexdigest()
-    if conv_meta and [f.get("sha256") for f in conv_meta.get("source_files", [])] == [mat_sha]:
-        stages.reused.append(f"annotations/{name}")
-        stages.run("convert (reused)", lambda: None)
-    else:
-        stages.run("convert the MPII .mat", lambda: convert(conv, store))
-
-    desc = DescribeConfig(annotations=name, backend="rules", name=name, overwrite=True)
-    if _reusable(store, "descriptions", name, {"backend": "rules"}, [store.ref("annotations", name)]):
-        stages.reused.append(f"descriptions/{name}")
-        stages.run("describe (reused)", lambda: None)
-    else:
-        stages.run("describe with the rules backend", lambda: describe(desc, store))
-
-    build = BuildConfig(
-        annotations=name,
-        descriptions=[name],
-        images=layout.images,
-        name=name,
-        overwrite=True,
-        workers=2,
-        origin="synthetic",
+    stages, name = _Stages(store, total=4 + 2 * len(MODEL_TYPES) + 1), cfg.name
+    layout = stages.run(
+        "generate the synthetic sample", lambda: generate_sample(cfg.sample, _sample_dir(store, cfg))
     )
-    build_inputs = [store.ref("annotations", name), store.ref("descriptions", name)]
-    if _reusable(store, "datasets", name, {"images": str(layout.images.resolve())}, build_inputs):
-        stages.reused.append(f"datasets/{name}")
-        stages.run("build-dataset (reused)", lambda: None)
-    else:
-        stages.run("build the dataset", lambda: build_dataset(build, store))
+    ref = store.ref
+
+    conv = ConvertConfig(sources=[layout.mat], name=name, overwrite=True)
+    stages.make("convert the MPII .mat", "annotations", name, conv.to_meta(), lambda: convert(conv, store),
+                files=[layout.mat])  # fmt: skip
+    desc = DescribeConfig(annotations=name, backend="rules", name=name, overwrite=True)
+    stages.make("describe with the rules backend", "descriptions", name, meta_config(desc),
+                lambda: describe(desc, store), inputs=[ref("annotations", name)])  # fmt: skip
+    build = BuildConfig(annotations=name, descriptions=[name], images=layout.images, name=name,
+                        overwrite=True, workers=2, origin="synthetic")  # fmt: skip
+    stages.make("build the dataset", "datasets", name, build.to_meta(), lambda: build_dataset(build, store),
+                inputs=[ref("annotations", name), ref("descriptions", name)])  # fmt: skip
 
     train_summaries: dict[str, dict[str, Any]] = {}
-    for model_type in MODEL_TYPES:
-        run = f"{name}-{model_type}"
+    for model_type, run in ((m, f"{name}-{m}") for m in MODEL_TYPES):
         tcfg = TrainConfig(
             dataset=name, model_type=model_type, arch=cfg.arch, name=run, max_steps=cfg.steps,
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, num_threads=cfg.threads,
             image_size=cfg.image_size, context_length=cfg.context_length, overwrite=True,
         )  # fmt: skip
-        resolved = tcfg.resolved()
-        keys = (
-            "arch",
-            "model_type",
-            "max_steps",
-            "batch_size",
-            "lr",
-            "seed",
-            "recipe",
-            "image_size",
-            "context_length",
-        )
-        if _reusable(
-            store, "runs", run, {k: getattr(resolved, k) for k in keys}, [store.ref("datasets", name)]
-        ):
-            stages.reused.append(f"runs/{run}")
-            stages.run(f"train {model_type} (reused)", lambda: None)
-            train_summaries[model_type] = store.meta("runs", run).get("summary", {})
-        else:
-            train_summaries[model_type] = stages.run(f"train {model_type}", lambda t=tcfg: train(t, store))
+        made = stages.make(f"train {model_type}", "runs", run, tcfg.resolved().to_dict(),
+                           lambda t=tcfg: train(t, store), inputs=[ref("datasets", name)])  # fmt: skip
+        train_summaries[model_type] = made if made is not None else store.meta("runs", run).get("summary", {})
 
-    tasks = eval_tasks()
     results: dict[str, list[dict[str, Any]]] = {}
     paths = {SYNTHETIC_DATASETS[t]: str(layout.eval_root / folder) for t, folder in SYNTHETIC_FOLDERS.items()}
-    for model_type in MODEL_TYPES:
-        run = f"{name}-{model_type}"
-        ecfg = EvalConfig(run=run, tasks=tasks, data_root=str(layout.eval_root), paths=paths, name=run,
+    for model_type, run in ((m, f"{name}-{m}") for m in MODEL_TYPES):
+        ecfg = EvalConfig(run=run, tasks=eval_tasks(), data_root=str(layout.eval_root), paths=paths, name=run,
                           workers=0, seed=cfg.seed, overwrite=True)  # fmt: skip
-        meta_cfg = ecfg.to_meta()
-        keys = ("tasks", "data_root", "paths", "templates", "custom_tasks")
-        if _reusable(store, "evals", run, {k: meta_cfg.get(k) for k in keys}, [store.ref("runs", run)]):
-            stages.reused.append(f"evals/{run}")
-            stages.run(f"evaluate {model_type} (reused)", lambda: None)
-            results[model_type] = json.loads((store.path("evals", run) / "results.json").read_text())
-        else:
-            results[model_type] = stages.run(f"evaluate {model_type}", lambda e=ecfg: evaluate(e, store))
+        made = stages.make(f"evaluate {model_type}", "evals", run, ecfg.to_meta(),
+                           lambda e=ecfg: evaluate(e, store), inputs=[ref("runs", run)])  # fmt: skip
+        results[model_type] = made if made is not None else _saved_results(store, run)
 
-    def publish() -> tuple[str, Path]:
-        inputs = [store.ref("runs", f"{name}-{m}") for m in MODEL_TYPES]
-        inputs += [store.ref("evals", f"{name}-{m}") for m in MODEL_TYPES]
-        with store.create(
-            "evals", name, stage="demo", config=asdict(cfg), inputs=inputs, overwrite=True
-        ) as w:
-            table = compare([store.path("evals", f"{name}-{m}") for m in MODEL_TYPES], store, out_dir=w.dir)
-            # Row labels: the run names the comparison reads from the folders.
-            plot_loss_curves(
-                {m: store.path("runs", f"{name}-{m}") for m in MODEL_TYPES}, w.dir / "loss_curves.png"
-            )
-            merged = [r for m in MODEL_TYPES for r in results[m]]
-            (w.dir / "results.json").write_text(json.dumps(merged, indent=2) + "\n")
-            beats = _action_verdict(results)
-            report = _report(
-                cfg, table.markdown, results, beats, train_summaries, stages.seconds, layout.counts
-            )
-            (w.dir / "results.md").write_text(report)
-            w.counts.update(models=len(MODEL_TYPES), tasks=len(tasks), reused=len(stages.reused))
-            w.extra["beats_random"] = beats
-        return table.markdown, store.path("evals", name) / "results.md"
-
-    table, report = stages.run("compare", publish)
+    table, report = stages.run(
+        "compare", lambda: _publish(cfg, store, results, train_summaries, stages, layout.counts)
+    )
     if stages.reused:
         log.info("reused from an earlier run: %s (pass --fresh to start over)", ", ".join(stages.reused))
     beats = _action_verdict(results)
-    for model_type, ok in beats.items():
-        if not ok:
-            log.warning(
-                "%s is not significantly above random on %s (try more --steps)", model_type, ACTION_TASK
-            )
+    for model_type in (m for m, ok in beats.items() if not ok):
+        log.warning("%s is not significantly above random on %s (try more --steps)", model_type, ACTION_TASK)
     log.info("demo finished in %.0f s; report: %s", sum(stages.seconds.values()), report)
     return DemoResult(table=table, results=results, beats_random=beats, report=report, seconds=stages.seconds,
                       reused=stages.reused)  # fmt: skip

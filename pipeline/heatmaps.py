@@ -34,6 +34,7 @@ from pipeline.geometry import (
     R_WRIST,
     THORAX,
 )
+from pipeline.records import keypoint_boxes, known
 
 # A blob never gets narrower than this fraction of the output's larger side (a lone keypoint, or a limb
 # seen end-on, would otherwise give a zero-width Gaussian).
@@ -59,24 +60,12 @@ for _i, _joints in enumerate(BODY_PARTS.values()):
 def _boxes_np(kps: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (N, 4) of known joints per person (or per person and part) and a validity mask (N,)."""
     kps = np.asarray(kps, dtype=np.float32).reshape(-1, 16, 3)
-    ok = (kps[..., 2] > 0) & np.isfinite(kps[..., 0]) & np.isfinite(kps[..., 1])  # (P, 16)
+    ok = known(kps)  # (P, 16)
     if groups is not None:
         ok = ok[:, None, :] & groups[None, :, :]  # (P, G, 16)
         kps = np.broadcast_to(kps[:, None], (kps.shape[0], groups.shape[0], 16, 3))
         ok, kps = ok.reshape(-1, 16), kps.reshape(-1, 16, 3)
-    valid = ok.any(axis=1)
-    # Unknown joints become +/-inf so min/max skip them without NaN warnings (people with none are masked).
-    x, y = kps[..., 0], kps[..., 1]
-    boxes = np.stack(
-        [
-            np.where(ok, x, np.inf).min(1, initial=np.inf),
-            np.where(ok, y, np.inf).min(1, initial=np.inf),
-            np.where(ok, x, -np.inf).max(1, initial=-np.inf),
-            np.where(ok, y, -np.inf).max(1, initial=-np.inf),
-        ],
-        axis=1,
-    )
-    return np.where(valid[:, None], boxes, 0.0), valid
+    return keypoint_boxes(kps, ok)
 
 
 def _render_np(

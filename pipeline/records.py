@@ -1,4 +1,8 @@
-"""The records that flow between stages, and the annotations table they are stored in.
+"""The contract between stages: the records that flow, the artifacts' file names, schemas and statuses,
+and one checked reader per artifact kind (each raises a one-line PipelineError naming the file and row).
+
+    rows = read_annotations(store.path("annotations", "mpii") / ANNOTATIONS_FILE)
+    table = read_descriptions(store.path("descriptions", "rules") / DESCRIPTIONS_FILE)
 
 Keypoints are a float32 array of shape (16, 3) in MPII order (KEYPOINT_NAMES): x, y in source image
 pixels and a flag v (the COCO convention):
@@ -15,7 +19,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from pipeline.errors import PipelineError
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "right ankle", "right knee", "right hip", "left hip", "left knee", "left ankle",
@@ -25,6 +32,11 @@ KEYPOINT_NAMES: tuple[str, ...] = (
 NUM_KEYPOINTS = 16
 MISSING, OCCLUDED, VISIBLE = 0, 1, 2
 SPLITS = ("train", "val", "test", "unknown")
+
+ANNOTATIONS_FILE = "annotations.parquet"  # annotations/<name>/, written by convert
+DESCRIPTIONS_FILE = "descriptions.parquet"  # descriptions/<name>/, written by describe
+STATUSES = ("ok", "truncated", "refused", "invalid", "error")  # a description row's status
+FAILED_STATUSES = tuple(s for s in STATUSES if s != "ok")  # what describe --retry-failed re-runs
 
 
 def empty_keypoints() -> np.ndarray:
@@ -38,15 +50,29 @@ def known(kps: np.ndarray) -> np.ndarray:
     return (kps[..., 2] > 0) & np.isfinite(kps[..., 0]) & np.isfinite(kps[..., 1])
 
 
+def keypoint_boxes(kps: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (N, 4) x1, y1, x2, y2 of the joints in `mask` (default: the known ones) of (N, 16, 3) keypoints,
+    and whether each has one (N,); rows without any joint get a zero box."""
+    mask = known(kps) if mask is None else mask
+    valid = mask.any(axis=1)
+    # Other joints become +/-inf so min/max skip them without NaN warnings (rows with none are zeroed).
+    x, y = kps[..., 0], kps[..., 1]
+    boxes = np.stack(
+        [
+            np.where(mask, x, np.inf).min(1, initial=np.inf),
+            np.where(mask, y, np.inf).min(1, initial=np.inf),
+            np.where(mask, x, -np.inf).max(1, initial=-np.inf),
+            np.where(mask, y, -np.inf).max(1, initial=-np.inf),
+        ],
+        axis=1,
+    )
+    return np.where(valid[:, None], boxes, 0.0), valid
+
+
 def keypoint_box(kps: np.ndarray) -> tuple[float, float, float, float] | None:
-    """(x1, y1, x2, y2) of the known keypoints, or None when none is known."""
-    mask = known(kps)
-    if not mask.any():
-        return None
-    xy = kps[mask, :2]
-    x1, y1 = xy.min(axis=0)
-    x2, y2 = xy.max(axis=0)
-    return float(x1), float(y1), float(x2), float(y2)
+    """(x1, y1, x2, y2) of the known keypoints of one person, or None when none is known."""
+    boxes, valid = keypoint_boxes(kps[None])
+    return tuple(float(c) for c in boxes[0]) if valid[0] else None
 
 
 @dataclass(slots=True)
@@ -147,18 +173,7 @@ def annotations_to_table(rows: Iterable[ImageAnnotation]) -> pa.Table:
         else np.zeros((0, NUM_KEYPOINTS, 3), dtype=np.float32)
     )
     mask = known(kps)
-    has_box = mask.any(axis=1)
-    x, y = kps[..., 0], kps[..., 1]
-    box = np.stack(
-        [
-            np.where(mask, x, np.inf).min(1, initial=np.inf),
-            np.where(mask, y, np.inf).min(1, initial=np.inf),
-            np.where(mask, x, -np.inf).max(1, initial=-np.inf),
-            np.where(mask, y, -np.inf).max(1, initial=-np.inf),
-        ],
-        axis=1,
-    )
-    box = np.where(has_box[:, None], box, 0.0)
+    box, has_box = keypoint_boxes(kps, mask)
     has_center = np.array([p.center is not None for p in people], dtype=bool)
     center = np.array(
         [p.center if p.center is not None else (0.0, 0.0) for p in people], dtype=np.float64
@@ -272,4 +287,69 @@ def write_annotations(path: str | Path, rows: Iterable[ImageAnnotation]) -> int:
 
 
 def read_annotations(path: str | Path) -> list[ImageAnnotation]:
-    return table_to_annotations(pq.read_table(path, schema=ANNOTATIONS_SCHEMA))
+    """The rows of an annotations.parquet; PipelineError when it is missing or not an annotations table."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: missing (annotations/{path.parent.name} has no {ANNOTATIONS_FILE})")
+    try:
+        missing = [c for c in ANNOTATIONS_SCHEMA.names if c not in pq.read_schema(path).names]
+        if missing:
+            raise PipelineError(f"{path}: not an annotations table (missing column(s) {', '.join(missing)})")
+        return table_to_annotations(pq.read_table(path, schema=ANNOTATIONS_SCHEMA))
+    except (OSError, pa.ArrowException, KeyError, ValueError) as err:
+        raise PipelineError(f"{path}: not an annotations table ({type(err).__name__}: {err})") from None
+
+
+DESCRIPTIONS_SCHEMA = pa.schema([
+    ("image", pa.string()),
+    ("source", pa.string()),
+    ("sample", pa.int32()),
+    ("description", pa.string()),
+    ("status", pa.string()),
+    ("model", pa.string()),
+    ("template", pa.string()),
+    ("template_hash", pa.string()),
+    ("finish_reason", pa.string()),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("cost_usd", pa.float64()),
+    ("latency_s", pa.float64()),
+    ("attempts", pa.int32()),
+    ("error", pa.string()),
+    ("response_id", pa.string()),
+    ("cache_key", pa.string()),
+])  # fmt: skip
+DESCRIPTIONS_REQUIRED = ("image", "source", "sample", "description", "status")  # what every reader needs
+
+
+def read_descriptions(path: str | Path, columns: Sequence[str] = DESCRIPTIONS_REQUIRED) -> pa.Table:
+    """`columns` of a descriptions.parquet, checked: the required columns are there, image, source and
+    status are never null and every status is one of STATUSES. Absent optional columns come back null."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: missing (descriptions/{path.parent.name} has no {DESCRIPTIONS_FILE})")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise PipelineError(f"{path}: not a readable Parquet file ({err})") from None
+    missing = [c for c in DESCRIPTIONS_REQUIRED if c not in table.column_names]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (see the describe schema)")
+    for col in ("image", "source", "status"):
+        nulls = table.column(col).is_null().to_numpy(zero_copy_only=False)
+        if nulls.any():
+            raise PipelineError(f"{path}: row {int(nulls.argmax())}: {col} is null")
+    unknown = pc.invert(pc.is_in(table.column("status"), value_set=pa.array(STATUSES)))
+    if pc.any(unknown).as_py():
+        row = int(np.argmax(unknown.to_numpy(zero_copy_only=False)))
+        raise PipelineError(
+            f"{path}: row {row}: status {table.column('status')[row].as_py()!r} is not one of "
+            f"{', '.join(STATUSES)}"
+        )
+    for col in columns:
+        if col not in table.column_names:
+            table = table.append_column(
+                DESCRIPTIONS_SCHEMA.field(col),
+                pa.nulls(table.num_rows, type=DESCRIPTIONS_SCHEMA.field(col).type),
+            )
+    return table.select(list(columns))

@@ -25,7 +25,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 KINDS = ("annotations", "descriptions", "datasets", "runs", "evals", "reports")
 DEFAULT_ROOT = "./artifacts"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Config keys that say how a stage ran, not what it made: is_current ignores them.
+RUN_ONLY_KEYS = frozenset(
+    {"overwrite", "resume", "workers", "executor", "num_threads", "device", "log_every", "checkpoint_every",
+     "push_to_hub", "private", "concurrency", "lean_http"}
+)  # fmt: skip
 # Config keys whose values never reach meta.json or logs.
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
 
@@ -58,6 +63,11 @@ def redact(config: Any) -> Any:
     if isinstance(config, Path):
         return str(config)
     return config
+
+
+def _plain(value: Any) -> Any:
+    """A value as it reads back from meta.json (tuples as lists, paths and other objects as strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def check_name(name: str) -> str:
@@ -254,6 +264,49 @@ class Store:
             tmp.rename(local)
         return local
 
+    def check_replace(self, kind: str, name: str, overwrite: bool) -> None:
+        """Raise unless kind/name may be written: it does not exist yet, or --overwrite was given."""
+        self._check(kind, name)
+        if not overwrite and self.exists(kind, name):
+            raise PipelineError(
+                f"artifact {kind}/{name} already exists in {self.root} (pass --overwrite, or "
+                f"choose another --name)"
+            )
+
+    def is_current(
+        self,
+        kind: str,
+        name: str,
+        *,
+        config: Mapping[str, Any],
+        inputs: Sequence[Mapping[str, str]] = (),
+        files: Sequence[Path] = (),
+    ) -> bool:
+        """Whether kind/name exists and is what its stage would make now: its recorded config equals
+        `config` (RUN_ONLY_KEYS aside), it was made from exactly `inputs` (store.ref fingerprints) and, for
+        an artifact read from outside files (convert's sources), those files still have the recorded sha256.
+
+            if not store.is_current("datasets", "mpii", config=cfg.to_meta(), inputs=refs): build_dataset(...)
+        """
+        if not self.exists(kind, name):
+            return False
+        meta = self.meta(kind, name)
+        recorded = {k: v for k, v in meta.get("config", {}).items() if k not in RUN_ONLY_KEYS}
+        wanted = {k: v for k, v in _plain(redact(dict(config))).items() if k not in RUN_ONLY_KEYS}
+        changed = sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))
+        if changed:
+            log.info("%s/%s: config changed (%s), not current", kind, name, ", ".join(changed))
+            return False
+        have = {(i["kind"], i["name"]): i.get("fingerprint") for i in meta.get("inputs", [])}
+        if have != {(i["kind"], i["name"]): i["fingerprint"] for i in inputs}:
+            log.info("%s/%s: its inputs changed, not current", kind, name)
+            return False
+        recorded_files = [f.get("sha256") for f in meta.get("source_files", [])]
+        if files and recorded_files != [file_sha256(f) for f in files]:
+            log.info("%s/%s: its source files changed, not current", kind, name)
+            return False
+        return True
+
     def ref(self, kind: str, name: str) -> dict[str, str]:
         """How a later artifact records this one as an input: kind, name and content fingerprint."""
         return {"kind": kind, "name": name, "fingerprint": self.meta(kind, name)["fingerprint"]}
@@ -312,12 +365,7 @@ class Store:
         seed_from_existing: start the staging folder from the published artifact's files (describe re-runs
             with a changed parameter keep their journal).
         """
-        self._check(kind, name)
-        if self.exists(kind, name) and not (overwrite or seed_from_existing):
-            raise PipelineError(
-                f"artifact {kind}/{name} already exists in {self.root} (pass --overwrite, or "
-                f"choose another --name)"
-            )
+        self.check_replace(kind, name, overwrite or seed_from_existing)
         staging = self.staging_dir(kind, name)
         lock = _Lock(staging.with_name(name + ".lock"))
         lock.acquire()

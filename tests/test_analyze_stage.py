@@ -18,30 +18,14 @@ import pytest
 
 from pipeline.analyze import AnalyzeConfig, analyze
 from pipeline.analyze.controls import contradict
-from pipeline.records import ImageAnnotation, Person, empty_keypoints, read_annotations, write_annotations
-
-DESCRIPTIONS_SCHEMA = pa.schema(
-    [
-        ("image", pa.string()),
-        ("source", pa.string()),
-        ("sample", pa.int32()),
-        ("description", pa.string()),
-        ("status", pa.string()),
-        ("model", pa.string()),
-        ("template", pa.string()),
-        ("template_hash", pa.string()),
-        ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("cost_usd", pa.float64()),
-        ("latency_s", pa.float64()),
-        ("attempts", pa.int32()),
-        ("error", pa.string()),
-        ("response_id", pa.string()),
-        ("cache_key", pa.string()),
-    ]
-)  # fmt: skip  (the interface in the brief, written out so that this test pins it)
-
+from pipeline.records import (
+    DESCRIPTIONS_SCHEMA,
+    ImageAnnotation,
+    Person,
+    empty_keypoints,
+    read_annotations,
+    write_annotations,
+)
 
 # ---- real MPII annotations ---------------------------------------------------------------------------
 

@@ -32,17 +32,14 @@ from pipeline.convert import ConvertConfig, convert
 from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
-from pipeline.records import ImageAnnotation, Person, image_file, read_annotations, write_annotations
-
-DESCRIPTIONS_SCHEMA = pa.schema([
-    ("image", pa.string()), ("source", pa.string()), ("sample", pa.int32()),
-    ("description", pa.string()), ("status", pa.string()), ("model", pa.string()), ("template", pa.string()),
-    ("template_hash", pa.string()), ("finish_reason", pa.string()), ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
-    ("attempts", pa.int32()), ("error", pa.string()), ("response_id", pa.string()),
-    ("cache_key", pa.string()),
-])  # fmt: skip
-
+from pipeline.records import (
+    DESCRIPTIONS_SCHEMA,
+    ImageAnnotation,
+    Person,
+    image_file,
+    read_annotations,
+    write_annotations,
+)
 
 # ---- inputs, published the way convert and describe publish them ----------------------------------------
 
@@ -574,6 +571,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
 def test_pool_workers_die_with_a_killed_build_dataset(store, tmp_path):
     """Before: after kill -9 of build-dataset its pool workers (~500 MB each) stayed alive forever."""

@@ -10,7 +10,7 @@ import scipy.io
 
 from pipeline.errors import PipelineError
 from pipeline.mpii import read_source, sniff_format
-from pipeline.mpii_mat import MatQuirks, write_release_mat
+from pipeline.mpii.mat_writer import MatQuirks, write_release_mat
 from pipeline.records import MISSING, OCCLUDED, VISIBLE, ImageAnnotation, Person, empty_keypoints
 
 LONG_NAME = (

@@ -23,6 +23,7 @@ def _fingerprints(store) -> dict[str, str]:
     return {s: store.meta(*s.split("/"))["fingerprint"] for s in STAGES}
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_then_reuse(cli, store):
     result = cli("demo", *CLI_ARGS)
     assert result.exit_code == 0, result.output

@@ -235,6 +235,18 @@ def test_429_storm_backs_off_the_window(server, mpii, tagged):
     assert summary["ok"] == N and summary["window_decreases"] >= 1 and summary["retries"] == 6
 
 
+def test_lean_transport_is_opt_in():
+    from pipeline.describe.openai_backend import make_clients
+    from pipeline.describe.transport import LeanTransport
+
+    plain = make_clients(DescribeConfig(annotations="x", base_url="http://127.0.0.1:9/v1", concurrency=16))
+    assert len(plain) == 2 and not any(isinstance(c._client._transport, LeanTransport) for c in plain)
+    (lean,) = make_clients(DescribeConfig(annotations="x", base_url="http://127.0.0.1:9/v1", lean_http=True))
+    assert isinstance(lean._client._transport, LeanTransport)
+    with pytest.raises(PipelineError, match="--lean-http: only for a plain-http"):
+        DescribeConfig(annotations="x", base_url="https://api.example.com/v1", lean_http=True)
+
+
 def test_lean_transport_reads_chunked_and_closing_replies():
     """The plain-http transport against a server that answers chunked, then closes the connection."""
     body = json.dumps(
@@ -266,7 +278,9 @@ def test_lean_transport_reads_chunked_and_closing_replies():
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        (client,) = make_clients(DescribeConfig(annotations="x", base_url=f"http://127.0.0.1:{port}/v1"))
+        (client,) = make_clients(
+            DescribeConfig(annotations="x", base_url=f"http://127.0.0.1:{port}/v1", lean_http=True)
+        )
         replies = [await client.post("/chat/completions", content=b"{}", cast_to=object) for _ in range(2)]
         await client.close()
         server.close()

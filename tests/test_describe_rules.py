@@ -14,10 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.describe.prompting import PROMPTS_DIR, image_context, load_template
-from pipeline.describe.stage import DESCRIPTIONS_SCHEMA
 from pipeline.errors import PipelineError
 from pipeline.geometry import image_facts
-from pipeline.records import ImageAnnotation, Person, empty_keypoints, write_annotations
+from pipeline.records import DESCRIPTIONS_SCHEMA, ImageAnnotation, Person, empty_keypoints, write_annotations
 
 
 def csv_annotations(shared_data: Path, limit: int) -> list[ImageAnnotation]:
@@ -86,6 +85,13 @@ def test_rules_describe_end_to_end(cli, mpii_store, store_root):
     folder = store_root / "descriptions" / "mpii"
     table = pq.read_table(folder / "descriptions.parquet")
     assert table.schema.equals(DESCRIPTIONS_SCHEMA)
+    # The interface as the brief gives it, pinned here independently of pipeline.records
+    assert " ".join(f"{f.name}:{f.type}" for f in table.schema) == (
+        "image:string source:string sample:int32 description:string status:string model:string "
+        "template:string template_hash:string finish_reason:string prompt_tokens:int64 "
+        "completion_tokens:int64 cost_usd:double latency_s:double attempts:int32 error:string "
+        "response_id:string cache_key:string"
+    )
     df = table.to_pandas()
     assert len(df) == 210 and df.image.is_unique
     assert set(df.status) == {"ok"} and df.description.str.len().min() > 20

@@ -87,6 +87,7 @@ def _rank_main(rank: int, world: int, port: int, queue) -> None:
     os._exit(0)
 
 
+@pytest.mark.slow
 def test_ntxent_ddp_gloo_matches_single_process():
     world = 2
     ctx = mp.get_context("spawn")

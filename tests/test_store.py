@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ArtifactBusyError, PipelineError
-from pipeline.store import Store, fingerprint_dir, redact
+from pipeline.store import Store, file_sha256, fingerprint_dir, redact
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,6 +301,7 @@ def test_store_rm_refuses_an_artifact_others_depend_on(cli, store):
     assert forced.exit_code == 0 and not store.exists("annotations", "src")
 
 
+@pytest.mark.slow
 def test_version_and_a_closed_pipe(store_root):
     exe = Path(sys.executable).with_name("focus-pipeline")
     if not exe.is_file():
@@ -314,3 +315,35 @@ def test_version_and_a_closed_pipe(store_root):
     shell = f"{exe} --store {store_root} store ls | head -1"
     res = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
     assert res.stdout.startswith("ARTIFACT") and res.stderr == ""
+
+
+def test_is_current_compares_recorded_config_inputs_and_source_files(store, tmp_path):
+    source = tmp_path / "src.mat"
+    source.write_bytes(b"one")
+    _write(store, "a")
+    config = {"sources": (Path("x.json"),), "seed": 0, "overwrite": False, "api_key": "sk-secret"}
+    with store.create("datasets", "d", stage="t", config=config, inputs=[store.ref("annotations", "a")]) as w:
+        (w.dir / "f.txt").write_text("d")
+        w.extra["source_files"] = [{"path": str(source), "sha256": file_sha256(source)}]
+    inputs = [store.ref("annotations", "a")]
+    # Tuples, paths and redacted secrets compare as meta.json records them; run-only keys do not count.
+    rerun = config | {"overwrite": True}
+    assert store.is_current("datasets", "d", config=rerun, inputs=inputs, files=[source])
+    assert not store.is_current("datasets", "d", config=config | {"seed": 1}, inputs=inputs)
+    assert not store.is_current("datasets", "d", config={**config, "new_key": 1}, inputs=inputs)
+    assert not store.is_current("datasets", "d", config=config, inputs=[])
+    assert not store.is_current("datasets", "nope", config=config, inputs=inputs)
+    source.write_bytes(b"two")
+    assert not store.is_current("datasets", "d", config=config, inputs=inputs, files=[source])
+    _write(store, "a", "changed", overwrite=True)
+    assert not store.is_current("datasets", "d", config=config, inputs=[store.ref("annotations", "a")])
+
+
+def test_check_replace(store):
+    store.check_replace("annotations", "a", overwrite=False)
+    _write(store, "a")
+    with pytest.raises(PipelineError, match=r"annotations/a already exists .*--overwrite"):
+        store.check_replace("annotations", "a", overwrite=False)
+    store.check_replace("annotations", "a", overwrite=True)
+    with pytest.raises(PipelineError, match="invalid artifact name"):
+        store.check_replace("annotations", "../x", overwrite=True)

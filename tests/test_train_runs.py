@@ -49,6 +49,7 @@ def _losses(store: Store, name: str) -> list[float]:
     return [r["loss"] for r in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", ["clip", "focusclip"])
 def test_training_decreases_loss_and_exports_an_open_clip_model(store, model_type):
     cfg = TrainConfig(
@@ -89,6 +90,7 @@ def test_training_decreases_loss_and_exports_an_open_clip_model(store, model_typ
         assert loaded.encode_text(tokenizer(["a person running"])).shape == (1, 64)
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_loss_curve(store, monkeypatch):
     base = {
         "dataset": "synth",
@@ -154,6 +156,7 @@ def test_cli_rejects_a_missing_dataset(cli):
     assert result.exit_code == 2 and "no artifact datasets/nope" in result.output
 
 
+@pytest.mark.slow
 def test_torchrun_two_process_gloo_run(store):
     torchrun = Path(sys.executable).with_name("torchrun")
     cli = Path(sys.executable).with_name("focus-pipeline")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.analyze.inputs import STATUSES
+from pipeline.records import STATUSES
 
 
 def _num(v, digits: int = 2) -> str:

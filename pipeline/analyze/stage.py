@@ -27,10 +27,9 @@ from pipeline import __version__
 from pipeline.analyze.controls import contradict
 from pipeline.analyze.gallery import card_image, data_uri, marked_html, render_html
 from pipeline.analyze.inputs import (
-    STATUSES,
     annotations_name,
+    descriptions_frame,
     read_annotation_index,
-    read_descriptions,
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
@@ -48,7 +47,7 @@ from pipeline.faithfulness import (
 )
 from pipeline.geometry import PersonFacts, image_facts
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, image_file
+from pipeline.records import STATUSES, ImageAnnotation, image_file
 
 log = logging.getLogger(__name__)
 CHECKS_SCHEMA = pa.schema([
@@ -74,7 +73,7 @@ class AnalyzeConfig:
     device: str = "cpu"
     sources: list[str] = field(default_factory=list)  # keep only these source labels (all when empty)
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not self.descriptions:
             raise PipelineError("give at least one --descriptions artifact")
         if self.sample < 0 or self.per_page < 1:
@@ -94,7 +93,7 @@ def _default_name(cfg: AnalyzeConfig) -> str:
 def _load(cfg: AnalyzeConfig, store) -> tuple[pd.DataFrame, dict[str, dict[str, ImageAnnotation]], dict]:
     frames, ann_for_artifact, indexes = [], {}, {}
     for name in cfg.descriptions:
-        frames.append(read_descriptions(store, name))
+        frames.append(descriptions_frame(store, name))
         ann = annotations_name(store, name, cfg.annotations)
         ann_for_artifact[name] = ann
         if ann and ann not in indexes:
@@ -299,62 +298,42 @@ def _clean(obj):
     return obj
 
 
-def analyze(cfg: AnalyzeConfig, store) -> dict:
-    """Measure every description source and write reports/<name>/; returns what report.json holds."""
-    import json
-
-    cfg.validate()
-    name = cfg.name or _default_name(cfg)
-    if store.exists("reports", name) and not cfg.overwrite:
-        raise PipelineError(
-            f"artifact reports/{name} already exists in {store.root} (pass --overwrite, or "
-            f"choose another --name)"
+def _source_summary(
+    rows: pd.DataFrame, checks: dict, parts: dict, clip: pd.Series | None, without_annotation: int
+) -> dict:
+    """One source's row counts, text statistics, cost, faithfulness, coverage and CLIP score."""
+    ok = rows[rows["usable"]]
+    idx = [i for i in ok.index if i in checks]
+    faithfulness = faithfulness_summary([checks[i] for i in idx]) if idx else None
+    annotated = [i for i in rows.index if i in parts]
+    coverage = (
+        coverage_summary(
+            [(checks.get(i), parts[i]) for i in annotated], faithfulness and faithfulness["agreement"]
         )
-    if cfg.run and not store.exists("runs", cfg.run):
-        raise PipelineError(
-            f"no artifact runs/{cfg.run} in store {store.root} (see `focus-pipeline store ls`)"
-        )
-    df, ann_for_artifact, indexes = _load(cfg, store)
-    sources = list(dict.fromkeys(df["source"]))  # first-seen order: the order the user gave
-    log.info(
-        "analyze: %d rows, %d sources, %d annotated images",
-        len(df),
-        len(sources),
-        sum(len(i) for i in indexes.values()),
+        if annotated
+        else None
     )
+    return {
+        "rows": len(rows),
+        "images": int(rows["image"].nunique()),
+        "status": {s: int((rows["status"] == s).sum()) for s in STATUSES},
+        "models": sorted({str(m) for m in rows["model"].dropna()}),
+        "templates": sorted({str(t) for t in rows["template"].dropna()}),
+        "text": text_summary(list(ok["description"])),
+        "prompt_tokens_per_row": _per_row_mean(rows["prompt_tokens"]),
+        "completion_tokens_per_row": _per_row_mean(rows["completion_tokens"]),
+        "cost_per_row": _per_row_mean(rows["cost_usd"]),
+        "cost_total": float(rows["cost_usd"].fillna(0).sum()),
+        "faithfulness": faithfulness,
+        "coverage": coverage,
+        "without_annotation": without_annotation,
+        "clip_score": _stats(clip.loc[ok.index]) if clip is not None else None,
+    }
 
-    checks, parts, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {}, {})
-    clip = _clip_scores(cfg, store, df) if cfg.run else None
 
-    per_source = {}
-    for source in sources:
-        rows = df[df["source"] == source]
-        ok = rows[rows["usable"]]
-        idx = [i for i in ok.index if i in checks]
-        faithfulness = faithfulness_summary([checks[i] for i in idx]) if idx else None
-        annotated = [i for i in rows.index if i in parts]
-        per_source[source] = {
-            "rows": len(rows),
-            "images": int(rows["image"].nunique()),
-            "status": {s: int((rows["status"] == s).sum()) for s in STATUSES},
-            "models": sorted({str(m) for m in rows["model"].dropna()}),
-            "templates": sorted({str(t) for t in rows["template"].dropna()}),
-            "text": text_summary(list(ok["description"])),
-            "prompt_tokens_per_row": _per_row_mean(rows["prompt_tokens"]),
-            "completion_tokens_per_row": _per_row_mean(rows["completion_tokens"]),
-            "cost_per_row": _per_row_mean(rows["cost_usd"]),
-            "cost_total": float(rows["cost_usd"].fillna(0).sum()),
-            "faithfulness": faithfulness,
-            "coverage": coverage_summary(
-                [(checks.get(i), parts[i]) for i in annotated], faithfulness and faithfulness["agreement"]
-            )
-            if annotated
-            else None,
-            "without_annotation": no_annotation.get(source, 0),
-            "clip_score": _stats(clip.loc[ok.index]) if clip is not None else None,
-        }
+def _notes(cfg: AnalyzeConfig, annotated: bool, no_annotation: dict[str, int]) -> list[str]:
     notes = []
-    if not indexes:
+    if not annotated:
         notes.append("No annotations: pose faithfulness was not measured (give --annotations).")
     for source, n in no_annotation.items():
         notes.append(f"{source}: {n} description(s) of images missing from the annotations were not checked.")
@@ -363,6 +342,32 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
             "Sources ending in '(flipped)' are a negative control: the same descriptions with left/right, "
             "postures, raised/lowered and straight/bent swapped (pipeline/analyze/controls.py)."
         )
+    return notes
+
+
+def analyze(cfg: AnalyzeConfig, store) -> dict:
+    """Measure every description source and write reports/<name>/; returns what report.json holds."""
+    import json
+
+    name = cfg.name or _default_name(cfg)
+    store.check_replace("reports", name, cfg.overwrite)
+    if cfg.run and not store.exists("runs", cfg.run):
+        raise PipelineError(
+            f"no artifact runs/{cfg.run} in store {store.root} (see `focus-pipeline store ls`)"
+        )
+    df, ann_for_artifact, indexes = _load(cfg, store)
+    sources = list(dict.fromkeys(df["source"]))  # first-seen order: the order the user gave
+    n_annotated = sum(len(i) for i in indexes.values())
+    log.info("analyze: %d rows, %d sources, %d annotated images", len(df), len(sources), n_annotated)
+
+    checks, parts, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {}, {})
+    clip = _clip_scores(cfg, store, df) if cfg.run else None
+
+    per_source = {
+        source: _source_summary(df[df["source"] == source], checks, parts, clip, no_annotation.get(source, 0))
+        for source in sources
+    }
+    notes = _notes(cfg, bool(indexes), no_annotation)
 
     summary = {
         "name": name,
@@ -396,13 +401,12 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         (w.dir / "report.md").write_text(render_markdown(summary))
         (w.dir / "report.html").write_text(render_html(summary, cards, per_page=cfg.per_page))
         pq.write_table(_checks_table(df, checks), w.dir / "checks.parquet", compression="zstd")
+        claims = sum(len(c.checks) for c in checks.values())
         w.counts.update(
-            {
-                "rows": len(df),
-                "sources": len(sources),
-                "checked_descriptions": len(checks),
-                "claims": sum(len(c.checks) for c in checks.values()),
-                "gallery_cards": len(cards),
-            }
+            rows=len(df),
+            sources=len(sources),
+            checked_descriptions=len(checks),
+            claims=claims,
+            gallery_cards=len(cards),
         )
     return summary

@@ -13,51 +13,59 @@ import typer
 
 from pipeline.cli.app import app, state
 
+# The command's options, one alias each, so the command itself reads as option -> config -> call.
+Descriptions = Annotated[
+    list[str],
+    typer.Option(
+        "--descriptions",
+        metavar="NAME",
+        help="descriptions artifact(s); several may follow one flag",
+        show_default=False,
+    ),
+]
+Annotations = Annotated[
+    str | None,
+    typer.Option(help="annotations artifact (default: the one each descriptions artifact was made from)"),
+]
+Name = Annotated[str | None, typer.Option(help="report name (default: the descriptions names joined by '+')")]
+Images = Annotated[
+    Path | None,
+    typer.Option(metavar="DIR", help="folder of the source images: photos in the gallery, needed by --run"),
+]
+Run = Annotated[
+    str | None, typer.Option(help="runs artifact: CLIP score of each description against its image")
+]
+Sample = Annotated[int, typer.Option(help="images in the gallery (seeded sample)")]
+Seed = Annotated[int, typer.Option(help="seed of the gallery sample")]
+PerPage = Annotated[int, typer.Option(help="gallery cards per page")]
+Source = Annotated[
+    list[str] | None,
+    typer.Option(metavar="SOURCE", help="keep only this description source (repeatable)"),
+]
+NegativeControl = Annotated[
+    bool,
+    typer.Option(help="also score each source with its pose words flipped: the faithfulness checker's floor"),
+]
+Device = Annotated[str, typer.Option(help="torch device for --run")]
+Overwrite = Annotated[bool, typer.Option(help="replace an existing report of that name")]
+
 
 @app.command("analyze", context_settings={"allow_extra_args": True})
 def _analyze(
     ctx: typer.Context,
     *,
-    descriptions: Annotated[
-        list[str],
-        typer.Option(
-            "--descriptions",
-            metavar="NAME",
-            help="descriptions artifact(s); several may follow one flag",
-            show_default=False,
-        ),
-    ],
-    annotations: Annotated[
-        str | None,
-        typer.Option(help="annotations artifact (default: the one each descriptions artifact was made from)"),
-    ] = None,
-    name: Annotated[
-        str | None, typer.Option(help="report name (default: the descriptions names joined by '+')")
-    ] = None,
-    images: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="DIR", help="folder of the source images: photos in the gallery, needed by --run"
-        ),
-    ] = None,
-    run: Annotated[
-        str | None, typer.Option(help="runs artifact: CLIP score of each description against its image")
-    ] = None,
-    sample: Annotated[int, typer.Option(help="images in the gallery (seeded sample)")] = 48,
-    seed: Annotated[int, typer.Option(help="seed of the gallery sample")] = 0,
-    per_page: Annotated[int, typer.Option(help="gallery cards per page")] = 12,
-    source: Annotated[
-        list[str] | None,
-        typer.Option(metavar="SOURCE", help="keep only this description source (repeatable)"),
-    ] = None,
-    negative_control: Annotated[
-        bool,
-        typer.Option(
-            help="also score each source with its pose words flipped: the faithfulness checker's floor"
-        ),
-    ] = False,
-    device: Annotated[str, typer.Option(help="torch device for --run")] = "cpu",
-    overwrite: Annotated[bool, typer.Option(help="replace an existing report of that name")] = False,
+    descriptions: Descriptions,
+    annotations: Annotations = None,
+    name: Name = None,
+    images: Images = None,
+    run: Run = None,
+    sample: Sample = 48,
+    seed: Seed = 0,
+    per_page: PerPage = 12,
+    source: Source = None,
+    negative_control: NegativeControl = False,
+    device: Device = "cpu",
+    overwrite: Overwrite = False,
 ) -> None:
     """Measure description sources (length, readability, style, diversity, cost, pose faithfulness) and
     write report.json, report.md and a self-contained report.html gallery."""

@@ -27,54 +27,68 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
+# The command's options, one alias each, so the command itself reads as option -> config -> call.
+Annotations = Annotated[str, typer.Option(metavar="NAME", help="Annotations artifact (from `convert`).")]
+Descriptions = Annotated[
+    list[str],
+    typer.Option(
+        metavar="NAME", help="Descriptions artifact (from `describe`); repeat to combine, in order."
+    ),
+]
+Images = Annotated[Path, typer.Option(metavar="DIR", help="Folder holding the images, as DIR/<image name>.")]
+Name = Annotated[
+    str | None, typer.Option(metavar="NAME", help="Dataset name [default: first --descriptions].")
+]
+MaxSide = Annotated[
+    int | None,
+    typer.Option(metavar="PX", help="Shrink images whose longer side exceeds PX (keypoints follow)."),
+]
+ShardSize = Annotated[
+    str, typer.Option(metavar="SIZE", help="Maximum payload per Parquet shard, e.g. 500MB.")
+]
+MaxShardRows = Annotated[int | None, typer.Option(metavar="N", help="Maximum rows per Parquet shard.")]
+Workers = Annotated[
+    int | None,
+    typer.Option(metavar="N", help="Parallel image workers (0: in-process) [default: CPU count, max 8]."),
+]
+Executor = Annotated[str, typer.Option(metavar="process|thread", help="Worker pool kind.")]
+IncludeStatus = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="STATUS", help="Description status to use (repeatable) [default: ok], e.g. truncated."
+    ),
+]
+HeatmapParts = Annotated[bool, typer.Option(help="One heatmap blob per body part.")]
+PushToHub = Annotated[
+    str | None,
+    typer.Option(metavar="REPO_ID", help="Also publish to this Hub dataset repo (token from HF_TOKEN)."),
+]
+Private = Annotated[bool, typer.Option(help="Create the Hub repo as private.")]
+Origin = Annotated[
+    str,
+    typer.Option(metavar="mpii|synthetic", help="Origin of the images (sets the card's licence)."),
+]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing dataset.")]
+
+
 @app.command("build-dataset")
 def build_dataset_cmd(
     *,
-    annotations: Annotated[str, typer.Option(metavar="NAME", help="Annotations artifact (from `convert`).")],
-    descriptions: Annotated[
-        list[str],
-        typer.Option(
-            metavar="NAME", help="Descriptions artifact (from `describe`); repeat to combine, in order."
-        ),
-    ],
-    images: Annotated[
-        Path, typer.Option(metavar="DIR", help="Folder holding the images, as DIR/<image name>.")
-    ],
-    name: Annotated[
-        str | None, typer.Option(metavar="NAME", help="Dataset name [default: first --descriptions].")
-    ] = None,
-    max_side: Annotated[
-        int | None,
-        typer.Option(metavar="PX", help="Shrink images whose longer side exceeds PX (keypoints follow)."),
-    ] = None,
-    shard_size: Annotated[
-        str, typer.Option(metavar="SIZE", help="Maximum payload per Parquet shard, e.g. 500MB.")
-    ] = "500MB",
-    max_shard_rows: Annotated[
-        int | None, typer.Option(metavar="N", help="Maximum rows per Parquet shard.")
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(metavar="N", help="Parallel image workers (0: in-process) [default: CPU count, max 8]."),
-    ] = None,
-    executor: Annotated[str, typer.Option(metavar="process|thread", help="Worker pool kind.")] = "process",
-    include_status: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="STATUS", help="Description status to use (repeatable) [default: ok], e.g. truncated."
-        ),
-    ] = None,
-    heatmap_parts: Annotated[bool, typer.Option(help="One heatmap blob per body part.")] = False,
-    push_to_hub: Annotated[
-        str | None,
-        typer.Option(metavar="REPO_ID", help="Also publish to this Hub dataset repo (token from HF_TOKEN)."),
-    ] = None,
-    private: Annotated[bool, typer.Option(help="Create the Hub repo as private.")] = False,
-    origin: Annotated[
-        str,
-        typer.Option(metavar="mpii|synthetic", help="Origin of the images (sets the card's licence)."),
-    ] = "mpii",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
+    annotations: Annotations,
+    descriptions: Descriptions,
+    images: Images,
+    name: Name = None,
+    max_side: MaxSide = None,
+    shard_size: ShardSize = "500MB",
+    max_shard_rows: MaxShardRows = None,
+    workers: Workers = None,
+    executor: Executor = "process",
+    include_status: IncludeStatus = None,
+    heatmap_parts: HeatmapParts = False,
+    push_to_hub: PushToHub = None,
+    private: Private = False,
+    origin: Origin = "mpii",
+    overwrite: Overwrite = False,
 ) -> None:
     """Join annotations, descriptions and images into a Hugging Face dataset with a dataset card."""
     from pipeline.build_dataset import BuildConfig, build_dataset

@@ -16,51 +16,59 @@ from pipeline.cli.app import app, state
 from pipeline.convert import JOINS, ConvertConfig, convert
 from pipeline.records import SPLITS
 
+# The command's options, one alias each, so the command itself reads as option -> config -> call.
+Sources = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Annotation files, format detected from content: the official .mat, mmpose/HRNet "
+        ".json, stacked-hourglass .h5, mpii_dataset.csv. Several are joined on the image name; "
+        "the first one named wins disagreements.",
+        show_default=False,
+    ),
+]
+Name = Annotated[str, typer.Option("--name", help="Name of the annotations artifact to write.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing artifact of that name.")]
+Join = Annotated[
+    str,
+    typer.Option(
+        "--join",
+        help=f"Which images to keep when joining sources ({' | '.join(JOINS)}): left = "
+        "the first source's images, outer = every image of every source.",
+    ),
+]
+Split = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help=f"Split ({' | '.join(SPLITS)}) for sources that record none per image "
+        "(all but the .mat). Default: from the file name (mpii_val.json, valid.h5 -> val), "
+        "train for the CSV, else unknown.",
+    ),
+]
+KeepPeopleWithoutKeypoints = Annotated[
+    bool,
+    typer.Option(
+        "--keep-people-without-keypoints",
+        help="Keep people that have only a position and scale (test-set rectangles).",
+    ),
+]
+KeepImagesWithoutPeople = Annotated[
+    bool, typer.Option("--keep-images-without-people", help="Keep images that end up with no person.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
+
 
 @app.command("convert")
 def _convert(
-    sources: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Annotation files, format detected from content: the official .mat, mmpose/HRNet "
-            ".json, stacked-hourglass .h5, mpii_dataset.csv. Several are joined on the image name; "
-            "the first one named wins disagreements.",
-            show_default=False,
-        ),
-    ],
+    sources: Sources,
     *,
-    name: Annotated[str, typer.Option("--name", help="Name of the annotations artifact to write.")] = "mpii",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing artifact of that name.")
-    ] = False,
-    join: Annotated[
-        str,
-        typer.Option(
-            "--join",
-            help=f"Which images to keep when joining sources ({' | '.join(JOINS)}): left = "
-            "the first source's images, outer = every image of every source.",
-        ),
-    ] = "left",
-    split: Annotated[
-        str | None,
-        typer.Option(
-            "--split",
-            help=f"Split ({' | '.join(SPLITS)}) for sources that record none per image "
-            "(all but the .mat). Default: from the file name (mpii_val.json, valid.h5 -> val), "
-            "train for the CSV, else unknown.",
-        ),
-    ] = None,
-    keep_people_without_keypoints: Annotated[
-        bool,
-        typer.Option(
-            "--keep-people-without-keypoints",
-            help="Keep people that have only a position and scale (test-set rectangles).",
-        ),
-    ] = False,
-    keep_images_without_people: Annotated[
-        bool, typer.Option("--keep-images-without-people", help="Keep images that end up with no person.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+    name: Name = "mpii",
+    overwrite: Overwrite = False,
+    join: Join = "left",
+    split: Split = None,
+    keep_people_without_keypoints: KeepPeopleWithoutKeypoints = False,
+    keep_images_without_people: KeepImagesWithoutPeople = False,
+    as_json: AsJson = False,
 ) -> None:
     """Convert MPII Human Pose annotations into the store (annotations/<name>), counting what was dropped."""
     cfg = ConvertConfig(

@@ -47,134 +47,141 @@ def _task_ids(values: list[str]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
+# The command's options, one alias each, so the command itself reads as option -> config -> call.
+Entries = Annotated[
+    list[str] | None,
+    typer.Argument(help="With --compare: evals to compare (folders or evals names); else more task ids."),
+]
+Run = Annotated[str | None, typer.Option("--run", help="A runs/<name> artifact of the store.")]
+Arch = Annotated[str | None, typer.Option("--arch", help="An open_clip architecture (with --checkpoint).")]
+Checkpoint = Annotated[
+    Path | None, typer.Option("--checkpoint", help="A state dict open_clip loads for --arch.")
+]
+Tasks = Annotated[
+    list[str] | None,
+    typer.Option("--tasks", help="Task ids (repeat, comma-separate or list them); default: the paper's ten."),
+]
+DataRoot = Annotated[
+    str, typer.Option("--data-root", envvar="FOCUS_EVAL_DATA", help="Folder holding one folder per dataset.")
+]
+Paths = Annotated[
+    list[str] | None, typer.Option("--path", help="DATASET=DIR: where one dataset lives (repeatable).")
+]
+Splits = Annotated[
+    list[str] | None,
+    typer.Option("--split", help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable)."),
+]
+UtkSplitList = Annotated[
+    Path | None,
+    typer.Option(
+        "--utk-split-list",
+        help="UTKFace: score only the images named in this file (one per line, or a CSV with img_name; "
+        "the reference scores its val list).",
+    ),
+]
+Templates = Annotated[
+    str, typer.Option("--templates", help="paper: the paper's single prompt; ensemble: average several.")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Limit = Annotated[
+    int | None, typer.Option("--limit", help="Score at most N samples per task (seeded subset, recorded).")
+]
+Name = Annotated[str | None, typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")]
+AllowEmpty = Annotated[
+    bool, typer.Option("--allow-empty", help="Publish the eval even when no task scored a sample.")
+]
+Compare = Annotated[
+    bool,
+    typer.Option(
+        "--compare",
+        help="Compare the evals given as arguments (Table 2 layout), beside the paper's published rows.",
+    ),
+]
+Paper = Annotated[
+    bool, typer.Option("--paper/--no-paper", help="With --compare: show the paper's Table 2 rows.")
+]
+ListTasks = Annotated[bool, typer.Option("--list-tasks", help="Print the task registry and exit.")]
+CheckData = Annotated[
+    bool,
+    typer.Option(
+        "--check-data",
+        help="For each task: is its dataset found, what is in it, the layout expected, where to get it.",
+    ),
+]
+
+
 @app.command("eval")
 def _evaluate(
-    entries: Annotated[
-        list[str] | None,
-        typer.Argument(help="With --compare: evals to compare (folders or evals names); else more task ids."),
-    ] = None,
+    entries: Entries = None,
     *,
-    run: Annotated[str | None, typer.Option("--run", help="A runs/<name> artifact of the store.")] = None,
-    arch: Annotated[
-        str | None, typer.Option("--arch", help="An open_clip architecture (with --checkpoint).")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="A state dict open_clip loads for --arch.")
-    ] = None,
-    tasks: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--tasks", help="Task ids (repeat, comma-separate or list them); default: the paper's ten."
-        ),
-    ] = None,
-    data_root: Annotated[
-        str,
-        typer.Option("--data-root", envvar="FOCUS_EVAL_DATA", help="Folder holding one folder per dataset."),
-    ] = "eval-data",
-    path: Annotated[
-        list[str] | None, typer.Option("--path", help="DATASET=DIR: where one dataset lives (repeatable).")
-    ] = None,
-    split: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--split", help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable)."
-        ),
-    ] = None,
-    utk_split_list: Annotated[
-        Path | None,
-        typer.Option(
-            "--utk-split-list",
-            help="UTKFace: score only the images named in this file (one per line, or a CSV with img_name; "
-            "the reference scores its val list).",
-        ),
-    ] = None,
-    templates: Annotated[
-        str, typer.Option("--templates", help="paper: the paper's single prompt; ensemble: average several.")
-    ] = "paper",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 2,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    limit: Annotated[
-        int | None,
-        typer.Option("--limit", help="Score at most N samples per task (seeded subset, recorded)."),
-    ] = None,
-    name: Annotated[
-        str | None, typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")] = False,
-    allow_empty: Annotated[
-        bool, typer.Option("--allow-empty", help="Publish the eval even when no task scored a sample.")
-    ] = False,
-    compare: Annotated[
-        bool,
-        typer.Option(
-            "--compare",
-            help="Compare the evals given as arguments (Table 2 layout), beside the paper's published rows.",
-        ),
-    ] = False,
-    paper: Annotated[
-        bool, typer.Option("--paper/--no-paper", help="With --compare: show the paper's Table 2 rows.")
-    ] = True,
-    list_tasks: Annotated[
-        bool, typer.Option("--list-tasks", help="Print the task registry and exit.")
-    ] = False,
-    check_data: Annotated[
-        bool,
-        typer.Option(
-            "--check-data",
-            help="For each task: is its dataset found, what is in it, the layout expected, where to get it.",
-        ),
-    ] = False,
+    run: Run = None,
+    arch: Arch = None,
+    checkpoint: Checkpoint = None,
+    tasks: Tasks = None,
+    data_root: DataRoot = "eval-data",
+    path: Paths = None,
+    split: Splits = None,
+    utk_split_list: UtkSplitList = None,
+    templates: Templates = "paper",
+    batch_size: BatchSize = 64,
+    workers: Workers = 2,
+    device: Device = "auto",
+    limit: Limit = None,
+    name: Name = None,
+    overwrite: Overwrite = False,
+    allow_empty: AllowEmpty = False,
+    compare: Compare = False,
+    paper: Paper = True,
+    list_tasks: ListTasks = False,
+    check_data: CheckData = False,
 ) -> None:
     """Score a model zero-shot on human-centric tasks (or compare finished evals)."""
+    if list_tasks:
+        return _list_tasks()
+    if compare:
+        return _compare(entries or [], name, paper)
+    from evaluation.stage import EvalConfig
     from evaluation.tasks import PAPER_TASKS, TASKS
 
-    if list_tasks:
-        for t in TASKS.values():
-            mark = "*" if t.id in PAPER_TASKS else " "
-            typer.echo(f"{mark} {t.id:20s} {t.group:8s} acc@{t.k}  dataset={t.dataset}  split={t.split}")
-        typer.echo("(* = the paper's ten, the default)")
-        return
-    if compare:
-        _compare(entries or [], name, paper)
-        return
-    if entries:
-        unknown = [e for e in entries if e not in TASKS]
-        if unknown:
-            raise PipelineError(
-                f"unexpected argument(s) {' '.join(unknown)} (task ids go after --tasks; "
-                "eval folders need --compare)"
-            )
+    unknown = [e for e in entries or [] if e not in TASKS]
+    if unknown:
+        raise PipelineError(
+            f"unexpected argument(s) {' '.join(unknown)} (task ids go after --tasks; "
+            "eval folders need --compare)"
+        )
     if run and (arch or checkpoint):
         raise PipelineError("give either --run or --arch/--checkpoint, not both")
-    from evaluation.run import EvalConfig, evaluate
-
     every_split, splits = _parse_splits(split or [])
-    chosen = _task_ids([*(tasks or []), *(entries or [])]) or list(PAPER_TASKS)
     cfg = EvalConfig(
-        run=run if not check_data else None,
-        arch=arch,
-        checkpoint=str(checkpoint) if checkpoint else None,
-        tasks=tuple(chosen),
-        data_root=data_root,
-        paths=_parse_paths(path or []),
-        split=every_split,
-        splits=splits,
-        utk_split_list=str(utk_split_list) if utk_split_list else None,
-        templates=templates,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        name=name,
-        limit=limit,
-        overwrite=overwrite,
+        run=run if not check_data else None, arch=arch, checkpoint=str(checkpoint) if checkpoint else None,
+        tasks=tuple(_task_ids([*(tasks or []), *(entries or [])]) or PAPER_TASKS), data_root=data_root,
+        paths=_parse_paths(path or []), split=every_split, splits=splits,
+        utk_split_list=str(utk_split_list) if utk_split_list else None, templates=templates,
+        batch_size=batch_size, workers=workers, device=device, name=name, limit=limit, overwrite=overwrite,
         allow_empty=allow_empty,
-    )
+    )  # fmt: skip
     if check_data:
         _check_data(cfg)
-        return
-    results = evaluate(cfg, state.store)
-    for r in results:
+    else:
+        _score(cfg)
+
+
+def _list_tasks() -> None:
+    from evaluation.tasks import PAPER_TASKS, TASKS
+
+    for t in TASKS.values():
+        mark = "*" if t.id in PAPER_TASKS else " "
+        typer.echo(f"{mark} {t.id:20s} {t.group:8s} acc@{t.k}  dataset={t.dataset}  split={t.split}")
+    typer.echo("(* = the paper's ten, the default)")
+
+
+def _score(cfg) -> None:
+    from evaluation.stage import evaluate
+
+    for r in evaluate(cfg, state.store):
         if r["status"] == "ok":
             acc = r["metrics"][f"acc@{r['k']}"]
             typer.echo(
@@ -187,7 +194,7 @@ def _evaluate(
 
 def _check_data(cfg) -> None:
     from evaluation.data_check import check_task, dataset_hint, format_checks
-    from evaluation.run import dataset_roots
+    from evaluation.stage import dataset_roots
 
     tasks = cfg.resolved_tasks()
     roots = dataset_roots(cfg, tasks)
@@ -196,15 +203,8 @@ def _check_data(cfg) -> None:
 
 
 def _compare(entries: list[str], name: str | None, paper: bool) -> None:
-    from evaluation.compare import compare
+    from evaluation.compare import compare_stage
 
-    store = state.store
-    report = name or "compare"
-    # A comparison is derived from the evals it names and cheap to redo, so it replaces an older one.
-    with store.create(
-        "reports", report, stage="eval-compare", config={"evals": entries, "paper": paper}, overwrite=True
-    ) as w:
-        table = compare(entries, store, out_dir=w.dir, paper=paper)
-        w.counts.update(evals=len(table.rows), tasks=len(table.columns))
+    table = compare_stage(entries, state.store, name, paper=paper)
     typer.echo(table.markdown)
-    typer.echo(f"wrote reports/{report} (comparison.md, comparison.png)", err=True)
+    typer.echo(f"wrote reports/{name or 'compare'} (comparison.md, comparison.png)", err=True)

@@ -12,11 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
 from pipeline.geometry import PersonFacts
-from pipeline.records import ImageAnnotation
+from pipeline.records import STATUSES, ImageAnnotation
 
 BACKENDS = ("openai", "rules")
-STATUSES = ("ok", "truncated", "refused", "invalid", "error")
-FAILED_STATUSES = ("truncated", "refused", "invalid", "error")  # what --retry-failed re-runs
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The DescribeConfig fields sent to the LLM as sampling parameters (and what a defaults.json may set).
 SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_penalty")
@@ -105,6 +103,7 @@ class DescribeConfig:
     rpm: float | None = None  # requests per minute
     tpm: float | None = None  # tokens per minute (prompt estimate + max_tokens per request)
     timeout: float = 60.0  # seconds per request
+    lean_http: bool = False  # pipeline.describe.transport for a plain-http endpoint instead of httpx's own
     max_retries: int = 5  # retries after the first attempt
     backoff: float = 0.5  # seconds before the first retry; doubles per attempt, jittered, Retry-After wins
     max_cost: float | None = None  # USD for the artifact, all runs together (the journal records spending)
@@ -135,6 +134,8 @@ class DescribeConfig:
                 raise PipelineError(f"--retry {status!r}: choose among {', '.join(STATUSES)}")
         if self.samples < 1:
             raise PipelineError("--samples must be at least 1")
+        if self.lean_http and not public_base_url(self.base_url).startswith("http://"):
+            raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
         if self.concurrency < 1:
             raise PipelineError("--concurrency must be at least 1")
         if self.max_retries < 0:

@@ -62,10 +62,6 @@ class MalformedResponse(Exception):
     """A 200 reply that is not a chat completion (bad JSON, no choices): retried like a transient error."""
 
 
-class BudgetReached(Exception):
-    pass
-
-
 class AIMDWindow:
     """How many requests may be in flight: additive increase on success, multiplicative decrease on
     congestion (TCP's rule, as the OpenAI cookbook recommends for 429s)."""
@@ -258,10 +254,11 @@ class RunStats:
 
 
 def make_clients(cfg: DescribeConfig) -> list[openai.AsyncOpenAI]:
-    """Plain-http (local) endpoints: one client on the lean transport. https: one client per _POOL_SIZE
-    workers, because httpcore scans its whole pool on every request and response (one pool of 64
-    connections costs more CPU than the HTTP exchange itself)."""
-    lean = public_base_url(cfg.base_url).startswith("http://")
+    """One client per _POOL_SIZE workers on the openai client's own transport, because httpcore scans its
+    whole pool on every request and response (one pool of 64 connections costs more CPU than the HTTP
+    exchange itself). With --lean-http (plain-http endpoints only): one client on the lean transport,
+    which saves client CPU only above a few hundred requests/s and ignores proxy settings."""
+    lean = cfg.lean_http
     return [
         openai.AsyncOpenAI(
             api_key=cfg.api_key or "not-needed",  # local servers take any key

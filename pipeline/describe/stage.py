@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.describe.config import (
-    STATUSES,
     DescribeConfig,
     DescriptionRequest,
     DescriptionResult,
@@ -40,31 +39,17 @@ from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.records import ImageAnnotation, read_annotations
+from pipeline.records import (
+    ANNOTATIONS_FILE,
+    DESCRIPTIONS_FILE,
+    DESCRIPTIONS_SCHEMA,
+    STATUSES,
+    ImageAnnotation,
+    read_annotations,
+)
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
-
-PARQUET = "descriptions.parquet"
-DESCRIPTIONS_SCHEMA = pa.schema([
-    ("image", pa.string()),
-    ("source", pa.string()),
-    ("sample", pa.int32()),
-    ("description", pa.string()),
-    ("status", pa.string()),
-    ("model", pa.string()),
-    ("template", pa.string()),
-    ("template_hash", pa.string()),
-    ("finish_reason", pa.string()),
-    ("prompt_tokens", pa.int64()),
-    ("completion_tokens", pa.int64()),
-    ("cost_usd", pa.float64()),
-    ("latency_s", pa.float64()),
-    ("attempts", pa.int32()),
-    ("error", pa.string()),
-    ("response_id", pa.string()),
-    ("cache_key", pa.string()),
-])  # fmt: skip
 
 
 def cache_key(payload: dict[str, Any]) -> str:
@@ -181,11 +166,8 @@ def totals(results: list[DescriptionResult]) -> dict[str, Any]:
 
 
 def _load_rows(cfg: DescribeConfig, store: Store) -> list[ImageAnnotation]:
-    path = store.path("annotations", cfg.annotations) / "annotations.parquet"
-    try:
-        rows = read_annotations(path)
-    except (OSError, pa.ArrowException) as err:
-        raise PipelineError(f"{path}: cannot read annotations ({err})") from None
+    path = store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE
+    rows = read_annotations(path)
     if not rows:
         raise PipelineError(f"{path}: no images to describe")
     return rows
@@ -266,6 +248,87 @@ def plan(
     }
 
 
+def _price(cfg: DescribeConfig) -> Price:
+    if cfg.backend == "rules":
+        return Price(0.0, 0.0)
+    price = price_for(
+        cfg.model, price_input=cfg.price_input, price_output=cfg.price_output, prices_file=cfg.prices
+    )
+    if cfg.max_cost is not None and not price.known:
+        raise PipelineError(
+            f"--max-cost {cfg.max_cost}: no price known for model {cfg.model!r}, so spending cannot be "
+            f"counted; pass --price-input and --price-output (USD per 1M tokens, 0 for a free server) "
+            f"or --prices"
+        )
+    return price
+
+
+def _check_unique(rows: list[ImageAnnotation], cfg: DescribeConfig) -> None:
+    seen: set[str] = set()
+    for i, ann in enumerate(rows):
+        if ann.image in seen:
+            raise PipelineError(
+                f"annotations/{cfg.annotations} row {i}: image {ann.image!r} appears twice "
+                f"(each image must be one row)"
+            )
+        seen.add(ann.image)
+
+
+def _settled(cfg: DescribeConfig) -> tuple[DescribeConfig, TemplateSet, Price]:
+    """The config with the template family's defaults filled in, its template and its price."""
+    tpl = _template(cfg)
+    cfg = cfg.with_defaults(tpl.defaults)
+    return cfg, tpl, _price(cfg)
+
+
+def _meta_config(cfg: DescribeConfig, tpl: TemplateSet, price: Price) -> dict[str, Any]:
+    return cfg.to_meta() | {
+        "template_name": tpl.name,
+        "template_hash": tpl.hash,
+        "sampling": cfg.sampling(),
+        "base_url": None if cfg.backend == "rules" else public_base_url(cfg.base_url),
+        "price_per_1m": {"input": price.input, "output": price.output},
+    }
+
+
+def meta_config(cfg: DescribeConfig) -> dict[str, Any]:
+    """The config a run of `cfg` records in meta.json (what store.is_current compares)."""
+    return _meta_config(*_settled(cfg))
+
+
+def _send(todo: list[DescriptionRequest], cfg: DescribeConfig, price: Price, journal: Journal) -> dict:
+    """Describe the rows still to do into the journal, with the configured backend; returns its stats."""
+    if cfg.backend == "rules":
+        journal.record_many([rules_result(r, cfg) for r in todo])
+        return {"requests_sent": 0}
+    if cfg.batch:
+        from pipeline.describe.batch import run_batch
+
+        return run_batch(todo, cfg, price, journal)
+    from pipeline.describe.openai_backend import run_requests
+
+    return run_requests(todo, cfg, price, journal)
+
+
+def _run(
+    requests: list[DescriptionRequest], cfg: DescribeConfig, price: Price, journal: Journal, name: str
+) -> tuple[dict[str, DescriptionResult], int, dict]:
+    """Send what the journal lacks, re-judge the rest under this run's gate; (rows by key, todo, stats)."""
+    done = journal.load()
+    todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
+    log.info(
+        "describe %s -> descriptions/%s: %d rows, %d from the journal, %d to do (%s backend)",
+        cfg.annotations, name, len(requests), len(requests) - len(todo), len(todo), cfg.backend,
+    )  # fmt: skip
+    run_stats = _send(todo, cfg, price, journal)
+    recorded = journal.load()
+    fresh = {r.cache_key for r in todo}
+    rejudged = rejudge([r for r in requests if r.cache_key not in fresh], recorded, cfg)
+    journal.record_many(rejudged)
+    journal.checkpoint()
+    return recorded | {r.cache_key: r for r in rejudged}, len(todo), run_stats
+
+
 def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     """Run the stage; returns a summary (the plan under --dry-run)."""
     rows = select(_load_rows(cfg, store), cfg)
@@ -276,94 +339,38 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             f"--model {cfg.model} at {public_base_url(cfg.base_url)} needs OPENAI_API_KEY (a local "
             f"--base-url needs none); --backend rules describes offline"
         )
-    tpl = _template(cfg)
-    cfg = cfg.with_defaults(tpl.defaults)
-    price = (
-        Price(0.0, 0.0)
-        if cfg.backend == "rules"
-        else price_for(
-            cfg.model, price_input=cfg.price_input, price_output=cfg.price_output, prices_file=cfg.prices
-        )
-    )
-    if cfg.max_cost is not None and not price.known:
-        raise PipelineError(
-            f"--max-cost {cfg.max_cost}: no price known for model {cfg.model!r}, so spending cannot be "
-            f"counted; pass --price-input and --price-output (USD per 1M tokens, 0 for a free server) "
-            f"or --prices"
-        )
-    seen: set[str] = set()
-    for i, ann in enumerate(rows):
-        if ann.image in seen:
-            raise PipelineError(
-                f"annotations/{cfg.annotations} row {i}: image {ann.image!r} appears twice "
-                f"(each image must be one row)"
-            )
-        seen.add(ann.image)
+    cfg, tpl, price = _settled(cfg)
+    _check_unique(rows, cfg)
     requests = build_requests(rows, tpl, cfg)
     name = cfg.artifact_name
     if cfg.dry_run:
         done, spent = ({}, 0.0) if cfg.overwrite else _existing_journal(store, name)
         return plan(cfg, requests, done, spent, price)
 
-    config = cfg.to_meta() | {
-        "template_name": tpl.name,
-        "template_hash": tpl.hash,
-        "sampling": cfg.sampling(),
-        "base_url": None if cfg.backend == "rules" else public_base_url(cfg.base_url),
-        "price_per_1m": {"input": price.input, "output": price.output},
-    }
     with store.create(
         "descriptions",
         name,
         stage="describe",
-        config=config,
+        config=_meta_config(cfg, tpl, price),
         overwrite=cfg.overwrite,
         inputs=[store.ref("annotations", cfg.annotations)],
         resumable=True,
         seed_from_existing=not cfg.overwrite,
     ) as writer:
-        journal_path = writer.dir / JOURNAL_FILE
         if cfg.overwrite:
             for stale in writer.dir.glob(JOURNAL_FILE + "*"):
                 stale.unlink()
         started = time.monotonic()
-        with Journal(journal_path) as journal:
-            done = journal.load()
-            todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
-            log.info(
-                "describe %s -> descriptions/%s: %d rows, %d from the journal, %d to do (%s backend)",
-                cfg.annotations,
-                name,
-                len(requests),
-                len(requests) - len(todo),
-                len(todo),
-                cfg.backend,
-            )
-            if cfg.backend == "rules":
-                journal.record_many([rules_result(r, cfg) for r in todo])
-                run_stats: dict[str, Any] = {"requests_sent": 0}
-            elif cfg.batch:
-                from pipeline.describe.batch import run_batch
-
-                run_stats = run_batch(todo, cfg, price, journal)
-            else:
-                from pipeline.describe.openai_backend import run_requests
-
-                run_stats = run_requests(todo, cfg, price, journal)
-            recorded = journal.load()
-            fresh = {r.cache_key for r in todo}
-            rejudged = rejudge([r for r in requests if r.cache_key not in fresh], recorded, cfg)
-            journal.record_many(rejudged)
-            recorded |= {r.cache_key: r for r in rejudged}
-            journal.checkpoint()
+        with Journal(writer.dir / JOURNAL_FILE) as journal:
+            recorded, todo, run_stats = _run(requests, cfg, price, journal, name)
         results = [recorded[r.cache_key] for r in requests]
         counts = totals(results)
         _refuse_failed_run(cfg, counts, results, writer.dir)
-        write_parquet(writer.dir / PARQUET, results)
+        write_parquet(writer.dir / DESCRIPTIONS_FILE, results)
         writer.counts.update(counts)
         summary = {
             "artifact": f"descriptions/{name}",
-            "cache_hits": len(requests) - len(todo),
+            "cache_hits": len(requests) - todo,
             "seconds": round(time.monotonic() - started, 3),
             **run_stats,
             **counts,

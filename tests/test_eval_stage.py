@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from test_eval_readers import write_clip, write_stanford40  # tests/ is on sys.path under pytest
 
-from evaluation.run import EvalConfig, evaluate
+from evaluation.stage import EvalConfig, evaluate
 from evaluation.tasks import TASKS, Task
 
 
@@ -90,6 +90,7 @@ def reference(checkpoint):
     return load_model(arch="focus-tiny", checkpoint=checkpoint)
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end(store, checkpoint, reference, data_root, tmp_path):
     cfg = EvalConfig(
         arch="focus-tiny",

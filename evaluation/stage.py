@@ -4,7 +4,7 @@
     focus-pipeline eval --arch ViT-B-16 --checkpoint model.pt --tasks fer2013-emotion utkface-age \
         --path fer2013=~/data/fer2013_images --split test
 
-    from evaluation.run import EvalConfig, evaluate
+    from evaluation.stage import EvalConfig, evaluate
     results = evaluate(EvalConfig(run="demo-focusclip", data_root="eval-data"), store)
 
 The model is loaded once; per task the class text embeddings are computed once, then images stream through
@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 from evaluation import metrics, zeroshot
 from evaluation.data import EvalDataset, collate
 from evaluation.data_check import dataset_hint
-from evaluation.readers.base import DataAbsent, ReaderInput
+from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 from evaluation.tasks import GROUPS, PAPER_TASKS, TASKS, Task
 from pipeline.errors import PipelineError
 from pipeline.log import progress
@@ -68,6 +69,16 @@ class EvalConfig:
     overwrite: bool = False
     # Publish even when no task scored a sample; otherwise that is an error and nothing is written.
     allow_empty: bool = False
+
+    def __post_init__(self) -> None:
+        if self.templates not in ("paper", "ensemble"):
+            raise PipelineError(f"--templates must be paper or ensemble, not {self.templates!r}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
+        if self.utk_split_list and not Path(self.utk_split_list).expanduser().is_file():
+            raise PipelineError(
+                f"--utk-split-list {self.utk_split_list}: no such file (a list of image names)"
+            )
 
     def resolved_tasks(self) -> list[Task]:
         out = []
@@ -213,12 +224,8 @@ def _inside(path: str, folders: list[str]) -> bool:
     return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
-def evaluate_task(
-    task: Task, m: Model, cfg: EvalConfig, roots: dict[str, Path], cache_dir: Path
-) -> dict[str, Any]:
-    split = cfg.split_for(task)
-    root = roots[task.dataset]
-    result: dict[str, Any] = {
+def _blank_result(task: Task, m: Model, cfg: EvalConfig, split: str, root: Path) -> dict[str, Any]:
+    return {
         "task": task.id,
         "dataset": task.dataset,
         "model": m.name,
@@ -234,12 +241,17 @@ def evaluate_task(
         "templates": cfg.templates,
         "data_path": str(root),
     }
-    options = cfg.options_for(task)
-    started = time.perf_counter()
+
+
+def _read(task: Task, cfg: EvalConfig, roots: dict[str, Path], result: dict[str, Any]) -> ReadResult | dict:
+    """The reader's samples, or the task's result when its data is absent or unreadable."""
+    root = roots[task.dataset]
     try:
         if not root.exists():
             raise DataAbsent(f"dataset folder {root} does not exist", [root])
-        read = task.read(ReaderInput(root=root, split=split, options=options, paths=roots))
+        return task.read(
+            ReaderInput(root=root, split=result["split"], options=cfg.options_for(task), paths=roots)
+        )
     except DataAbsent as err:
         hint = dataset_hint(task)
         log.warning("%s: skipped, %s (looked for %s); %s", task.id, err, ", ".join(err.looked_for), hint)
@@ -252,14 +264,14 @@ def evaluate_task(
             "status": "error",
             "message": f"cannot read the annotations: {type(err).__name__}: {err}",
         }
-    result["split"] = read.split or split
-    if read.notes:
-        result["notes"] = read.notes
-    classes = task.classes or read.classes
-    if not classes:
-        return result | {"status": "error", "message": "neither the task nor the dataset lists the classes"}
+
+
+def _labelled(
+    read: ReadResult, task: Task, classes: Sequence[str], roots: dict[str, Path], skipped: Counter[str]
+) -> tuple[list[Sample], list[int], Counter[str]]:
+    """Samples inside the dataset folders whose label is one of the classes, their class indices, and the
+    labels that were not (counted in `skipped` with the other drops)."""
     index = {c: i for i, c in enumerate(classes)}
-    skipped: Counter[str] = Counter(read.skipped)
     folders = [os.path.normpath(os.path.abspath(r)) for r in roots.values()]
     samples, labels, unknown = [], [], Counter()
     for sample in read.samples:
@@ -274,9 +286,28 @@ def evaluate_task(
         labels.append(index[label])
     if unknown:
         skipped["unknown label"] += sum(unknown.values())
+    return samples, labels, unknown
+
+
+def evaluate_task(
+    task: Task, m: Model, cfg: EvalConfig, roots: dict[str, Path], cache_dir: Path
+) -> dict[str, Any]:
+    result = _blank_result(task, m, cfg, cfg.split_for(task), roots[task.dataset])
+    started = time.perf_counter()
+    read = _read(task, cfg, roots, result)
+    if isinstance(read, dict):
+        return read
+    result["split"] = read.split or result["split"]
+    if read.notes:
+        result["notes"] = read.notes
+    classes = task.classes or read.classes
+    if not classes:
+        return result | {"status": "error", "message": "neither the task nor the dataset lists the classes"}
+    skipped: Counter[str] = Counter(read.skipped)
+    samples, labels, unknown = _labelled(read, task, classes, roots, skipped)
+    if unknown:
         result["unknown_labels"] = dict(unknown.most_common(10))  # what to add to the classes, if anything
-    result["n_classes"] = len(classes)
-    result["n_available"] = len(samples)
+    result["n_classes"], result["n_available"] = len(classes), len(samples)
     if cfg.limit is not None and len(samples) > cfg.limit:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(samples), cfg.limit, replace=False))
         samples, labels = [samples[i] for i in keep], [labels[i] for i in keep]
@@ -299,8 +330,7 @@ def evaluate_task(
         log.error("%s: scoring failed: %s", task.id, err)
         return result | {"status": "error", "skipped": dict(skipped), "message": f"scoring failed: {err}"}
     skipped.update(failures)
-    y = np.asarray(labels)[loaded]
-    s = scores[loaded]
+    y, s = np.asarray(labels)[loaded], scores[loaded]
     seconds = time.perf_counter() - started
     result.update(skipped=dict(skipped), n_samples=int(loaded.sum()), seconds=round(seconds, 3))
     if not loaded.any():
@@ -309,11 +339,12 @@ def evaluate_task(
     result["random"] = {
         k: _fmt_float(v) for k, v in metrics.random_baseline(y, len(classes), task.k, cfg.seed).items()
     }
+    acc = 100 * result["metrics"][f"acc@{task.k}"]
     log.info(
         "%s: acc@%d %.2f%% on %d samples (%s skipped)",
         task.id,
         task.k,
-        100 * result["metrics"][f"acc@{task.k}"],
+        acc,
         result["n_samples"],
         sum(skipped.values()),
     )
@@ -329,16 +360,9 @@ def default_name(cfg: EvalConfig) -> str:
 
 def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     """Score the model on every task of cfg and publish evals/<name>; returns the per-task results."""
-    if cfg.templates not in ("paper", "ensemble"):
-        raise PipelineError(f"--templates must be paper or ensemble, not {cfg.templates!r}")
-    if cfg.batch_size < 1 or cfg.workers < 0:
-        raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
     tasks = cfg.resolved_tasks()
-    if cfg.utk_split_list and not Path(cfg.utk_split_list).expanduser().is_file():
-        raise PipelineError(f"--utk-split-list {cfg.utk_split_list}: no such file (a list of image names)")
     name = default_name(cfg)
-    if store.exists("evals", name) and not cfg.overwrite:
-        raise PipelineError(f"evals/{name} already exists in {store.root} (pass --overwrite or a new --name)")
+    store.check_replace("evals", name, cfg.overwrite)
     m = load(cfg, store)
     roots = dataset_roots(cfg, tasks)
     cache_dir = store.cache_dir("eval-frames")
