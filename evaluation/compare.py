@@ -135,7 +135,7 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None 
         [analytic.get(c.task) for c in ordered],
         splits=splits,
     )
-    if paper is not None:
+    if paper is not None and any(c.task in PAPER_TASKS for c in ordered):  # none: the rows would be empty
         table.published = [(label, [acc.get(c.task) for c in ordered]) for label, acc in paper.acc.items()]
         table.notes = {c.task: paper.notes[c.task] for c in ordered if c.task in paper.notes}
     return table

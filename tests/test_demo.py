@@ -42,6 +42,7 @@ def test_demo_end_to_end_then_reuse(cli, store):
         for task, n in ((ACTION_TASK, 2 * 10), (STATE_TASK, 2 * 3)):
             r = scored[(f"runs/demo-{model_type}", task)]
             assert r["status"] == "ok" and r["n_samples"] == n and not r["skipped"]
+            assert r["dataset"].startswith("synthetic-")  # never filed as the real Stanford 40 / FER2013
     meta = store.meta("evals", "demo")
     assert {f"{i['kind']}/{i['name']}" for i in meta["inputs"]} == set(STAGES[3:])
     for model_type in ("clip", "focusclip"):
@@ -51,6 +52,7 @@ def test_demo_end_to_end_then_reuse(cli, store):
     assert store.meta("runs", "demo-focusclip")["summary"]["alpha"] is not None
     report = (folder / "results.md").read_text()
     assert "## Wall time per stage" in report and "random (k/C)" in report
+    assert "(paper)" not in report  # the paper's Table 2 has none of the synthetic tasks: no empty rows
 
     # Same settings again: every stage is reused, nothing is rewritten.
     before = _fingerprints(store)
