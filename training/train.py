@@ -33,7 +33,6 @@ import math
 import os
 import random
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from training.config import RECIPES, TrainConfig
 from training.data import BatchLoader, load_train_data
 from training.export import export_model_cfg, write_export
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
+from training.metrics_log import MetricsLog
 from training.model import FocusCLIP
 from training.preprocess import Preprocess
 from training.towers import Towers, arch_config, create_clip, foreign_towers, has_schema, make_tokenizer
@@ -545,12 +545,35 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        cfg = self.cfg
         self.setup()
-        start = 0
-        if cfg.resume:
-            start = self.load_checkpoint()
-        elif self.info.main and self.ckpt_dir.exists():
+        start = self._start_step()
+        net = self._wrapped()
+        metrics = MetricsLog.open(
+            self.metrics_path if self.info.main else None,
+            terms=self.terms,
+            focus=self.focus,
+            steps_per_epoch=self.spe,
+            global_batch=self.cfg.batch_size * self.info.world,
+            bar=progress(total=self.total, initial=start, desc=f"train {self.cfg.name}", unit="step")
+            if self.info.main
+            else tqdm(disable=True),
+        )
+        try:
+            step = self._loop(net, start, metrics)
+        finally:
+            metrics.close()
+        if step % self.ckpt_every:
+            self.save_checkpoint(step, metrics.last_loss)
+        summary = self._summary(step, metrics.summary(step - start))
+        if self.info.main:
+            self._write_model()
+            plot_metrics(self.metrics_path, self.run_dir / "loss_curve.png", self.terms)
+        return summary
+
+    def _start_step(self) -> int:
+        """0 for a new run (old checkpoints and metrics cleared), the checkpoint's step with --resume."""
+        start = self.load_checkpoint() if self.cfg.resume else 0
+        if self.info.main and not self.cfg.resume and self.ckpt_dir.exists():
             for f in self.ckpt_dir.glob("*"):
                 f.unlink()
         if self.info.main:
@@ -559,157 +582,79 @@ class Trainer:
             else:
                 self._trim_metrics(start)
         self._barrier()
+        return start
+
+    def _wrapped(self) -> torch.nn.Module:
+        """The module the loop calls: DDP around the model with several processes, compiled on request."""
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         net: torch.nn.Module = self.model
         if self.info.world > 1:
             net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        if cfg.compile:
-            net = torch.compile(net)
-        gbatch = cfg.batch_size * self.info.world
-        pending: list[tuple[int, torch.Tensor, float, Any]] = []
-        stats = {"captions": 0, "truncated": 0, "sentences_total": 0, "sentences_kept": 0}
-        history: list[float] = []
-        steady = {"steps": 0, "time": 0.0}
-        first_loss = last_loss = None
-        t_window = t0 = time.perf_counter()
-        step = start
-        bar = (
-            progress(total=self.total, initial=start, desc=f"train {cfg.name}", unit="step")
-            if self.info.main
-            else tqdm(disable=True)
-        )
-        metrics_fh = open(self.metrics_path, "a") if self.info.main else None  # noqa: SIM115 (closed below)
-        flushes = 0
+        return torch.compile(net) if self.cfg.compile else net
 
-        def flush() -> None:
-            nonlocal t_window, first_loss, last_loss, flushes
-            if not pending:
-                return
-            values = torch.stack([v for _, v, _, _ in pending]).cpu().tolist()  # the one sync per window
-            now = time.perf_counter()
-            elapsed = now - t_window
-            rate = len(pending) * gbatch / max(elapsed, 1e-9)
-            if flushes > 0:  # the first window holds compilation and allocator warm-up
-                steady["steps"] += len(pending)
-                steady["time"] += elapsed
-            flushes += 1
-            for (s, _, lr, st), vals in zip(pending, values, strict=True):
-                loss = vals[0]
-                if not math.isfinite(loss):
-                    pending.clear()
-                    raise PipelineError(
-                        f"loss is {loss} at step {s}: training stopped; {self.last_good()} "
-                        f"(lower --lr, or use --precision fp32, then --resume)"
-                    )
-                rec = {"step": s, "epoch": (s - 1) // self.spe, "loss": loss}
-                rec.update({t: vals[1 + i] for i, t in enumerate(self.terms)})
-                k = 1 + len(self.terms)
-                rec.update(
-                    {
-                        "alpha": vals[k] if self.focus else None,
-                        "logit_scale": vals[k + 1],
-                        "temperature": 1.0 / vals[k + 1],
-                        "grad_norm": vals[k + 2],
-                        "lr": lr,
-                        "samples_per_s": rate,
-                        "truncated": st.truncated / max(st.captions, 1),
-                        "sentences_kept": st.sentences_kept / max(st.sentences_total, 1),
-                        "time_s": now - t0,
-                    }
-                )
-                if metrics_fh is not None:
-                    metrics_fh.write(json.dumps(rec) + "\n")
-                history.append(loss)
-                first_loss = loss if first_loss is None else first_loss
-                last_loss = loss
-            if metrics_fh is not None:
-                metrics_fh.flush()
-            bar.update(len(pending))
-            bar.set_postfix(
-                loss=f"{last_loss:.4f}",
-                **({"alpha": f"{values[-1][1 + len(self.terms)]:.3f}"} if self.focus else {}),
-            )
-            pending.clear()
-            t_window = time.perf_counter()
+    def _loop(self, net: torch.nn.Module, step: int, metrics: MetricsLog) -> int:
+        """Step to the end of the run (Ctrl-C: save a checkpoint at this step and stop); returns the step."""
+        cfg = self.cfg
+        with _StopFlag() as flag:
+            while step < self.total:
+                epoch, i = divmod(step, self.spe)
+                batch = self.loader.get(epoch, i)
+                lr = self.optimizer.param_groups[0]["lr"]  # this step's lr, a host float
+                values = self._step(net, batch)
+                step += 1
+                metrics.add(step, values, lr, batch.text_stats)
+                stop = self._stop_requested(flag, step)
+                if step % cfg.log_every == 0 or step == self.total or stop:
+                    metrics.flush(self.last_good)
+                if step % self.ckpt_every == 0 or stop:
+                    metrics.flush(self.last_good)
+                    self.save_checkpoint(step, metrics.last_loss)
+                    metrics.restart_window()  # saving is not training time
+                if stop:
+                    raise KeyboardInterrupt
+        metrics.flush(self.last_good)
+        return step
 
-        def stop_requested(flag: _StopFlag) -> bool:
-            if self.info.world == 1:
-                return flag.set
-            # every rank must agree, or the next collective hangs: decided at log boundaries only
-            if step % cfg.log_every:
-                return False
-            t = torch.tensor([1.0 if flag.set else 0.0], device=self.device)
-            dist.all_reduce(t)
-            return bool(t.item() > 0)
+    def _stop_requested(self, flag: _StopFlag, step: int) -> bool:
+        if self.info.world == 1:
+            return flag.set
+        # every rank must agree, or the next collective hangs: decided at log boundaries only
+        if step % self.cfg.log_every:
+            return False
+        t = torch.tensor([1.0 if flag.set else 0.0], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
 
-        status = "done"
-        try:
-            with _StopFlag() as flag:
-                while step < self.total:
-                    epoch, i = divmod(step, self.spe)
-                    batch = self.loader.get(epoch, i)
-                    lr = self.optimizer.param_groups[0]["lr"]  # this step's lr, a host float
-                    values = self._step(net, batch)
-                    step += 1
-                    st = batch.text_stats
-                    for key in stats:
-                        stats[key] += getattr(st, key)
-                    pending.append((step, values, lr, st))
-                    stop = stop_requested(flag)
-                    if step % cfg.log_every == 0 or step == self.total or stop:
-                        flush()
-                    if step % self.ckpt_every == 0 or stop:
-                        flush()
-                        self.save_checkpoint(step, last_loss)
-                        t_window = time.perf_counter()  # saving is not training time
-                    if stop:
-                        status = "interrupted"
-                        raise KeyboardInterrupt
-                flush()
-        finally:
-            bar.close()
-            if metrics_fh is not None:
-                metrics_fh.close()
-        if step % self.ckpt_every:
-            self.save_checkpoint(step, last_loss)
-        wall = time.perf_counter() - t0
-        sps = (
-            steady["steps"] * gbatch / steady["time"]
-            if steady["time"] > 0
-            else (step - start) * gbatch / wall
-        )
+    def _summary(self, step: int, loop: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.cfg
         summary = {
             "run": cfg.name,
             "model_type": cfg.model_type,
             "arch": cfg.arch,
-            "status": status,
             "steps": step,
             "epochs": step / self.spe,
             "images": len(self.data),
-            "global_batch": gbatch,
-            "first_loss": first_loss,
-            "final_loss": float(np.mean(history[-max(1, len(history) // 10) :])) if history else None,
+            "global_batch": cfg.batch_size * self.info.world,
+            **loop,
             "alpha": float(self.model.alpha().detach()) if self.focus else None,
             "temperature": float(1.0 / self.model.clip.logit_scale.detach().exp()),
-            "samples_per_s": sps,
-            "truncation_rate": stats["truncated"] / max(stats["captions"], 1),
-            "sentences_kept": stats["sentences_kept"] / max(stats["sentences_total"], 1),
-            "wall_s": wall,
         }
         if self.resumes:
             summary["resumes"] = self.resumes
-        if self.info.main:
-            torch.save(
-                {
-                    k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
-                    for k, v in self.model.clip.state_dict().items()
-                },
-                self.run_dir / "model.pt",
-            )
-            plot_metrics(self.metrics_path, self.run_dir / "loss_curve.png", self.terms)
         return summary
+
+    def _write_model(self) -> None:
+        """model.pt: the plain open_clip state dict in fp32 (inference needs no heatmap)."""
+        state = self.model.clip.state_dict()
+        torch.save(
+            {
+                k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+                for k, v in state.items()
+            },
+            self.run_dir / "model.pt",
+        )
 
 
 def _warn_random_init(cfg: TrainConfig, towers: Towers) -> None:
