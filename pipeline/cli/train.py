@@ -16,122 +16,147 @@ from typing import Annotated
 
 import typer
 
+from pipeline import hub
 from pipeline.cli.app import app, state
+
+# The command's options, one alias each, so the command itself reads as option -> config -> call.
+Dataset = Annotated[str, typer.Option("--dataset", help="datasets/<name> artifact to train on.")]
+ModelType = Annotated[str, typer.Option("--model-type", help="clip (baseline) or focusclip.")]
+Arch = Annotated[str, typer.Option("--arch", help="open_clip architecture, or focus-tiny / focus-small.")]
+Name = Annotated[str | None, typer.Option("--name", help="Run name (default <dataset>-<model-type>).")]
+Recipe = Annotated[str, typer.Option("--recipe", help="paper (SGD, T=0.5) or modern (AdamW, cosine).")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe default).")]
+MaxSteps = Annotated[
+    int | None,
+    typer.Option("--max-steps", help="Stop after this many steps; the schedule is sized to it."),
+]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Per-process batch size.")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
+WeightDecay = Annotated[float | None, typer.Option("--weight-decay", help="Weight decay.")]
+Warmup = Annotated[
+    float | None, typer.Option("--warmup", help="Warmup: < 1 a fraction of the steps, >= 1 a step count.")
+]
+Temperature = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature", help="Fixed softmax temperature (default: the recipe's; modern learns it)."
+    ),
+]
+Loss = Annotated[
+    str | None,
+    typer.Option("--loss", help="infonce (CLIP's) or ntxent (the reference code's); recipe default."),
+]
+AlphaParam = Annotated[
+    str | None,
+    typer.Option("--alpha-param", help="FocusCLIP alpha: sigmoid (bounded) or plain (the reference's)."),
+]
+AlphaInit = Annotated[float, typer.Option("--alpha-init", help="FocusCLIP alpha's initial value.")]
+LearnAlpha = Annotated[
+    bool, typer.Option("--learn-alpha/--fixed-alpha", help="Learn FocusCLIP's alpha or keep its init.")
+]
+Precision = Annotated[str | None, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run's last checkpoint.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of init, data order and augmentation.")]
+ContextLength = Annotated[int | None, typer.Option("--context-length", help="Text context in tokens.")]
+ImageSize = Annotated[int | None, typer.Option("--image-size", help="Training resolution in pixels.")]
+SentenceSampling = Annotated[
+    bool,
+    typer.Option(
+        "--sentence-sampling/--no-sentence-sampling",
+        help="Fit long descriptions by sampling whole sentences.",
+    ),
+]
+HeatmapSource = Annotated[
+    str,
+    typer.Option(
+        "--heatmap-source",
+        help="keypoints (render on the device) or dataset (the stored heatmap images).",
+    ),
+]
+Pretrained = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        help="CLIP weights to start from: a local file, an open_clip tag of --arch (e.g. openai), "
+        "local-dir:DIR or hf-hub:ORG/REPO (these bring their own architecture).",
+    ),
+]
+PretrainedTowers = Annotated[
+    bool,
+    typer.Option(
+        "--pretrained-towers",
+        help="Start timm / Hugging Face towers from their base weights on the hub (the paper's "
+        "ImageNet ViT-B/16 and bert-base-uncased).",
+    ),
+]
+ImageTower = Annotated[
+    str | None,
+    typer.Option("--image-tower", help="Offline: timm weights (file or folder) for the image tower."),
+]
+TextTower = Annotated[
+    str | None,
+    typer.Option(
+        "--text-tower", help="Offline: a Hugging Face model folder (save_pretrained) for the text tower."
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Split = Annotated[str, typer.Option("--split", help="Dataset split to train on.")]
+LogEvery = Annotated[int, typer.Option("--log-every", help="Steps between metric fetches.")]
+CheckpointEvery = Annotated[
+    int | None,
+    typer.Option("--checkpoint-every", help="Steps between checkpoints (default: each epoch)."),
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run of that name.")]
+PushToHub = Annotated[
+    str | None,
+    typer.Option(
+        "--push-to-hub", metavar="REPO_ID", help="Then publish the run to this Hub model repo (HF_TOKEN)."
+    ),
+]
+Private = Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")]
 
 
 @app.command("train")
 def _train(
     *,
-    dataset: Annotated[str, typer.Option("--dataset", help="datasets/<name> artifact to train on.")],
-    model_type: Annotated[str, typer.Option("--model-type", help="clip (baseline) or focusclip.")],
-    arch: Annotated[
-        str, typer.Option("--arch", help="open_clip architecture, or focus-tiny / focus-small.")
-    ] = ("ViT-B-16"),
-    name: Annotated[
-        str | None, typer.Option("--name", help="Run name (default <dataset>-<model-type>).")
-    ] = None,
-    recipe: Annotated[str, typer.Option("--recipe", help="paper (SGD, T=0.5) or modern (AdamW, cosine).")] = (
-        "modern"
-    ),
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe default).")] = None,
-    max_steps: Annotated[
-        int | None,
-        typer.Option("--max-steps", help="Stop after this many steps; the schedule is sized to it."),
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Per-process batch size.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Weight decay.")] = None,
-    warmup: Annotated[
-        float | None, typer.Option("--warmup", help="Warmup: < 1 a fraction of the steps, >= 1 a step count.")
-    ] = None,
-    temperature: Annotated[
-        float | None,
-        typer.Option(
-            "--temperature", help="Fixed softmax temperature (default: the recipe's; modern learns it)."
-        ),
-    ] = None,
-    loss: Annotated[
-        str | None,
-        typer.Option("--loss", help="infonce (CLIP's) or ntxent (the reference code's); recipe default."),
-    ] = None,
-    alpha_param: Annotated[
-        str | None,
-        typer.Option("--alpha-param", help="FocusCLIP alpha: sigmoid (bounded) or plain (the reference's)."),
-    ] = None,
-    alpha_init: Annotated[float, typer.Option("--alpha-init", help="FocusCLIP alpha's initial value.")] = 0.5,
-    learn_alpha: Annotated[
-        bool, typer.Option("--learn-alpha/--fixed-alpha", help="Learn FocusCLIP's alpha or keep its init.")
-    ] = True,
-    precision: Annotated[str | None, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")] = None,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the interrupted run's last checkpoint.")
-    ] = (False),
-    seed: Annotated[int, typer.Option("--seed", help="Seed of init, data order and augmentation.")] = 0,
-    context_length: Annotated[
-        int | None, typer.Option("--context-length", help="Text context in tokens.")
-    ] = None,
-    image_size: Annotated[
-        int | None, typer.Option("--image-size", help="Training resolution in pixels.")
-    ] = None,
-    sentence_sampling: Annotated[
-        bool,
-        typer.Option(
-            "--sentence-sampling/--no-sentence-sampling",
-            help="Fit long descriptions by sampling whole sentences.",
-        ),
-    ] = True,
-    heatmap_source: Annotated[
-        str,
-        typer.Option(
-            "--heatmap-source",
-            help="keypoints (render on the device) or dataset (the stored heatmap images).",
-        ),
-    ] = "keypoints",
-    pretrained: Annotated[
-        str | None,
-        typer.Option(
-            "--pretrained",
-            help="CLIP weights to start from: a local file, an open_clip tag of --arch (e.g. openai), "
-            "local-dir:DIR or hf-hub:ORG/REPO (these bring their own architecture).",
-        ),
-    ] = None,
-    pretrained_towers: Annotated[
-        bool,
-        typer.Option(
-            "--pretrained-towers",
-            help="Start timm / Hugging Face towers from their base weights on the hub (the paper's "
-            "ImageNet ViT-B/16 and bert-base-uncased).",
-        ),
-    ] = False,
-    image_tower: Annotated[
-        str | None,
-        typer.Option("--image-tower", help="Offline: timm weights (file or folder) for the image tower."),
-    ] = None,
-    text_tower: Annotated[
-        str | None,
-        typer.Option(
-            "--text-tower", help="Offline: a Hugging Face model folder (save_pretrained) for the text tower."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    split: Annotated[str, typer.Option("--split", help="Dataset split to train on.")] = "train",
-    log_every: Annotated[int, typer.Option("--log-every", help="Steps between metric fetches.")] = 10,
-    checkpoint_every: Annotated[
-        int | None,
-        typer.Option("--checkpoint-every", help="Steps between checkpoints (default: each epoch)."),
-    ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run of that name.")
-    ] = False,
-    push_to_hub: Annotated[
-        str | None,
-        typer.Option(
-            "--push-to-hub", metavar="REPO_ID", help="Then publish the run to this Hub model repo (HF_TOKEN)."
-        ),
-    ] = None,
-    private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
+    dataset: Dataset,
+    model_type: ModelType,
+    arch: Arch = "ViT-B-16",
+    name: Name = None,
+    recipe: Recipe = "modern",
+    epochs: Epochs = None,
+    max_steps: MaxSteps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    weight_decay: WeightDecay = None,
+    warmup: Warmup = None,
+    temperature: Temperature = None,
+    loss: Loss = None,
+    alpha_param: AlphaParam = None,
+    alpha_init: AlphaInit = 0.5,
+    learn_alpha: LearnAlpha = True,
+    precision: Precision = None,
+    compile: CompileOpt = False,
+    resume: Resume = False,
+    seed: Seed = 0,
+    context_length: ContextLength = None,
+    image_size: ImageSize = None,
+    sentence_sampling: SentenceSampling = True,
+    heatmap_source: HeatmapSource = "keypoints",
+    pretrained: Pretrained = None,
+    pretrained_towers: PretrainedTowers = False,
+    image_tower: ImageTower = None,
+    text_tower: TextTower = None,
+    device: Device = "auto",
+    split: Split = "train",
+    log_every: LogEvery = 10,
+    checkpoint_every: CheckpointEvery = None,
+    threads: Threads = None,
+    overwrite: Overwrite = False,
+    push_to_hub: PushToHub = None,
+    private: Private = False,
 ) -> None:
     """Train CLIP or FocusCLIP on a dataset artifact (writes runs/<name>)."""
     from training.train import TrainConfig, train
@@ -172,21 +197,21 @@ def _train(
         num_threads=threads,
         overwrite=overwrite,
     )
-    from pipeline import hub
-
     token = hub.hub_token(push_to_hub, flag="--push-to-hub") if push_to_hub else None  # before training
     summary = train(cfg, state.store)
-    if "run_dir" not in summary:  # not the main process of a torchrun job
-        return
+    if "run_dir" in summary:  # the main process (of a torchrun job) reports and publishes
+        _report(summary)
+        if push_to_hub:
+            from training.publish import push_run
+
+            url = push_run(state.store, summary["run"], push_to_hub, token=token, private=private)
+            typer.echo(f"pushed to {url}")
+
+
+def _report(summary: dict) -> None:
     alpha = f", alpha {summary['alpha']:.3f}" if summary["alpha"] is not None else ""
     typer.echo(
         f"runs/{summary['run']}: {summary['steps']} steps, loss {summary['first_loss']:.4f} -> "
         f"{summary['final_loss']:.4f}{alpha}, {summary['samples_per_s']:.1f} samples/s "
         f"-> {summary['run_dir']}"
     )
-    if push_to_hub:
-        from training.publish import push_run
-
-        typer.echo(
-            f"pushed to {push_run(state.store, summary['run'], push_to_hub, token=token, private=private)}"
-        )
