@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -198,18 +198,45 @@ def load_train_data(
     build_cache=False waits for nothing and fails if the cache is missing (non-zero DDP ranks call it
     after rank 0 built it).
     """
-    meta = store.meta("datasets", dataset)
-    root = store.path("datasets", dataset)
-    shards = shard_paths(root, split)
-    keep: list[tuple[int, int]] = []
-    texts: list[list[str]] = []
-    kps: list[np.ndarray] = []
-    ids: list[str] = []
-    skipped: dict[str, int] = {}
+    shards = shard_paths(store.path("datasets", dataset), split)
+    with_heat = heatmap_source == "dataset"
+    rows = _read_rows(shards, with_heat=with_heat)
+    if not rows.keep:
+        raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
+    if rows.skipped:
+        log.info("datasets/%s %s: kept %d rows, skipped %s", dataset, split, len(rows.keep), rows.skipped)
+    side = int(round(image_size * cache_scale))
+    fingerprint = store.meta("datasets", dataset)["fingerprint"]
+    key = f"{fingerprint[:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
+    cache = store.cache_dir("train-cache", dataset) / key
+    images, heatmaps = _decoded(cache, shards, rows.keep, side, with_heat, interpolation, build=build_cache)
+    return TrainData(
+        images=images,
+        heatmaps=heatmaps,
+        keypoints=torch.from_numpy(_padded_keypoints(rows.keypoints, side)),
+        texts=TextBank.build(rows.texts, tokenizer, context_length=context_length),
+        image_ids=rows.ids,
+        skipped=rows.skipped,
+    )
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The rows training uses: where each sits (shard, row), its descriptions, keypoints in [0, 1], id."""
+
+    keep: list[tuple[int, int]] = field(default_factory=list)
+    texts: list[list[str]] = field(default_factory=list)
+    keypoints: list[np.ndarray] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def _read_rows(shards: list[Path], *, with_heat: bool) -> _Rows:
+    rows = _Rows()
     for s, path in enumerate(shards):
         schema_names = set(pq.read_schema(path).names)
         missing = {"image", "width", "height", "people"} - schema_names
-        if heatmap_source == "dataset":
+        if with_heat:
             missing |= {"heatmap"} - schema_names
         if "description" not in schema_names and "descriptions" not in schema_names:
             missing.add("description")
@@ -220,29 +247,34 @@ def load_train_data(
             where = f"{path.name} row {r}"
             descs = _descriptions(row)
             if not descs:
-                skipped["no description"] = skipped.get("no description", 0) + 1
+                rows.skipped["no description"] = rows.skipped.get("no description", 0) + 1
                 continue
             w, h = row.get("width"), row.get("height")
             if not w or not h or w <= 0 or h <= 0:
                 raise PipelineError(f"{where}: invalid width/height {w}x{h}")
             k = _keypoints(row, where)
-            k[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels below
+            k[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels later
             k[..., 1] *= 1.0 / h
-            keep.append((s, r))
-            texts.append(descs)
-            kps.append(k)
-            ids.append(str(row.get("image_id", f"{s}:{r}")))
-    if not keep:
-        raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
-    if skipped:
-        log.info("datasets/%s %s: kept %d rows, skipped %s", dataset, split, len(keep), skipped)
+            rows.keep.append((s, r))
+            rows.texts.append(descs)
+            rows.keypoints.append(k)
+            rows.ids.append(str(row.get("image_id", f"{s}:{r}")))
+    return rows
 
-    side = int(round(image_size * cache_scale))
-    with_heat = heatmap_source == "dataset"
-    key = f"{meta['fingerprint'][:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
-    cache = store.cache_dir("train-cache", dataset) / key
+
+def _decoded(
+    cache: Path,
+    shards: list[Path],
+    keep: list[tuple[int, int]],
+    side: int,
+    with_heat: bool,
+    interpolation: str,
+    *,
+    build: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The decoded (images, heatmaps) of the kept rows, from the cache (built first when missing)."""
     if not (cache / "done.json").is_file():
-        if not build_cache:
+        if not build:
             raise PipelineError(f"decoded cache {cache} is missing (rank 0 should have built it)")
         try:
             _build_cache(shards, keep, cache, side, with_heat, interpolation)
@@ -255,22 +287,18 @@ def load_train_data(
         raise PipelineError(
             f"decoded cache {cache} has {images.shape[0]} images, expected {len(keep)}: delete it"
         )
+    return images, heatmaps
 
+
+def _padded_keypoints(kps: list[np.ndarray], side: int) -> np.ndarray:
+    """(N, P, 16, 3) in cache pixels, P the most people of any image; padding people have NaN coordinates."""
     p = max((k.shape[0] for k in kps), default=0) or 1
     keypoints = np.zeros((len(kps), p, 16, 3), dtype=np.float32)
     keypoints[..., :2] = np.nan
     for i, k in enumerate(kps):
         keypoints[i, : k.shape[0]] = k
     keypoints[..., :2] *= side
-    bank = TextBank.build(texts, tokenizer, context_length=context_length)
-    return TrainData(
-        images=images,
-        heatmaps=heatmaps,
-        keypoints=torch.from_numpy(keypoints),
-        texts=bank,
-        image_ids=ids,
-        skipped=skipped,
-    )
+    return keypoints
 
 
 @functools.lru_cache(maxsize=2)  # one permutation per epoch, not one per step
