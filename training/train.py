@@ -262,6 +262,25 @@ class Trainer:
             dist.barrier()
 
     def setup(self) -> None:
+        self._build_model()
+        self._build_data()
+        self._build_optimizer()
+        if self.info.main:
+            cfg, rate = self.cfg, self.data.texts.truncation_rate(sample_sentences=False)
+            log.info(
+                "%d training images, %d steps/epoch, %d steps (warmup %d); %.1f%% of captions exceed "
+                "the %d-token context%s",
+                len(self.data),
+                self.spe,
+                self.total,
+                self.warmup,
+                100 * rate,
+                cfg.context_length,
+                " (sentence sampling on)" if cfg.sentence_sampling else " and are truncated",
+            )
+
+    def _build_model(self) -> None:
+        """The open_clip model with its base weights, the run's preprocessing, FocusCLIP around it."""
         cfg, dev = self.cfg, self.device
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP broadcasts them too)
         towers = Towers(hub=cfg.pretrained_towers, image=cfg.image_tower, text=cfg.text_tower)
@@ -296,20 +315,24 @@ class Trainer:
         self.channels_last = dev.type == "cuda" if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        tokenizer = make_tokenizer(cfg.arch, context_length=cfg.context_length, text_tower=cfg.text_tower)
-        self.tokenizer = tokenizer
-        if self.info.main:  # rank 0 decodes the cache; the others read it after the barrier
-            data = self._load_data(tokenizer, build=True)
+        self.tokenizer = make_tokenizer(
+            cfg.arch, context_length=cfg.context_length, text_tower=cfg.text_tower
+        )
+
+    def _build_data(self) -> None:
+        """The decoded data (rank 0 decodes the cache, the others read it after the barrier), its loader."""
+        cfg = self.cfg
+        if self.info.main:
+            self.data = self._load_data(self.tokenizer, build=True)
             self._barrier()
         else:
             self._barrier()
-            data = self._load_data(tokenizer, build=False)
-        self.data = data
+            self.data = self._load_data(self.tokenizer, build=False)
         self.loader = BatchLoader(
-            data,
+            self.data,
             batch_size=cfg.batch_size,
             image_size=cfg.image_size,
-            device=dev,
+            device=self.device,
             seed=cfg.seed,
             rank=self.info.rank,
             world=self.info.world,
@@ -323,8 +346,12 @@ class Trainer:
         )
         self.spe = self.loader.steps_per_epoch
         self.total = cfg.max_steps or self.spe * cfg.epochs
-        warmup = cfg.warmup if cfg.warmup >= 1 else cfg.warmup * self.total
-        self.warmup = int(round(warmup))
+        self.ckpt_every = cfg.checkpoint_every or self.spe
+
+    def _build_optimizer(self) -> None:
+        """Optimizer, the schedule sized to this run's steps, and the precision's autocast and scaler."""
+        cfg, dev = self.cfg, self.device
+        self.warmup = int(round(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * self.total))
         self.optimizer = build_optimizer(self.model, cfg, dev)
         total, wu, sched = self.total, self.warmup, cfg.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -332,20 +359,6 @@ class Trainer:
         )
         self.amp_dtype = _autocast_dtype(cfg, dev)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
-        self.ckpt_every = cfg.checkpoint_every or self.spe
-        if self.info.main:
-            rate = data.texts.truncation_rate(sample_sentences=False)
-            log.info(
-                "%d training images, %d steps/epoch, %d steps (warmup %d); %.1f%% of captions exceed "
-                "the %d-token context%s",
-                len(data),
-                self.spe,
-                self.total,
-                self.warmup,
-                100 * rate,
-                cfg.context_length,
-                " (sentence sampling on)" if cfg.sentence_sampling else " and are truncated",
-            )
 
     def _load_data(self, tokenizer, *, build: bool):
         cfg = self.cfg
