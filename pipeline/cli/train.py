@@ -153,50 +153,17 @@ def _train(
     split: Split = "train",
     log_every: LogEvery = 10,
     checkpoint_every: CheckpointEvery = None,
-    threads: Threads = None,
+    num_threads: Threads = None,
     overwrite: Overwrite = False,
     push_to_hub: PushToHub = None,
     private: Private = False,
 ) -> None:
     """Train CLIP or FocusCLIP on a dataset artifact (writes runs/<name>)."""
+    options = dict(locals())  # every option but the two push ones is the TrainConfig field of its name
+    push_to_hub, private = options.pop("push_to_hub"), options.pop("private")
     from training.train import TrainConfig, train
 
-    cfg = TrainConfig(
-        dataset=dataset,
-        model_type=model_type,
-        arch=arch,
-        name=name,
-        recipe=recipe,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup=warmup,
-        temperature=temperature,
-        loss=loss,
-        alpha_param=alpha_param,
-        alpha_init=alpha_init,
-        learn_alpha=learn_alpha,
-        precision=precision,
-        compile=compile,
-        resume=resume,
-        seed=seed,
-        context_length=context_length,
-        image_size=image_size,
-        sentence_sampling=sentence_sampling,
-        heatmap_source=heatmap_source,
-        pretrained=pretrained,
-        pretrained_towers=pretrained_towers,
-        image_tower=image_tower,
-        text_tower=text_tower,
-        device=device,
-        split=split,
-        log_every=log_every,
-        checkpoint_every=checkpoint_every,
-        num_threads=threads,
-        overwrite=overwrite,
-    )
+    cfg = TrainConfig(**options)
     token = hub.hub_token(push_to_hub, flag="--push-to-hub") if push_to_hub else None  # before training
     summary = train(cfg, state.store)
     if "run_dir" in summary:  # the main process (of a torchrun job) reports and publishes
