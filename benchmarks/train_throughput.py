@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/train_throughput.py --device cuda --arch ViT-B-16 --precision bf16 \
         --batch-size 256 --steps 60 --images 4096 --workers 8 --compile               # a GPU (H100)
 
-One synthetic dataset (training.synthetic) is written once as a datasets/ artifact for our trainer and as
-JPEG files + a CSV for `python -m open_clip_train.main --dataset-type csv` (the anchor, measured in the same
-run). Both report the mean step time over the steps after the first `--warmup-steps` (compilation,
+One synthetic dataset (pipeline.synthetic.dataset) is written once as a datasets/ artifact for our trainer
+and as JPEG files + a CSV for `python -m open_clip_train.main --dataset-type csv` (the anchor, measured in
+the same run). Both report the mean step time over the steps after the first `--warmup-steps` (compilation,
 allocator and worker start-up excluded): ours from train()'s summary, open_clip_train's from its
 "Batch (t)" window averages (logged every `--warmup-steps` steps). Prints samples/s, the ratios
 ours-CLIP / open_clip_train and FocusCLIP-step / CLIP-step, and on CUDA the model-FLOPs utilisation
@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.store import Store  # noqa: E402
+from pipeline.synthetic.dataset import write_synthetic_dataset  # noqa: E402
 from training.inference import register_model_configs  # noqa: E402
-from training.synthetic import write_synthetic_dataset  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
 # Per-image forward GFLOPs given by the issue for ViT-B/16 (image at 224 px, text at 77 tokens).

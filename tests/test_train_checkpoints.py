@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.store import Store
+from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
 from training.inference import load_model
-from training.synthetic import write_synthetic_dataset
 from training.train import lr_factor
 
 torch.set_num_threads(2)

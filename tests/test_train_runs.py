@@ -17,10 +17,10 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.store import Store
+from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
 from training import train as train_mod
 from training.inference import load_model, register_model_configs
-from training.synthetic import write_synthetic_dataset
 from training.train import TrainConfig, train
 
 torch.set_num_threads(2)
@@ -244,7 +244,7 @@ def test_bad_image_row_is_named_and_leaves_no_cache(store):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from training.synthetic import SCHEMA, synthetic_rows
+    from pipeline.synthetic.dataset import SCHEMA, synthetic_rows
 
     rows = synthetic_rows(4, size=(40, 40), seed=1, split="train")
     rows[2]["image"] = {"bytes": b"not an image", "path": None}

@@ -21,10 +21,10 @@ from safetensors.torch import load_file, save_file
 
 from evaluation.tasks import TASKS
 from pipeline.errors import PipelineError
+from pipeline.synthetic.dataset import write_synthetic_dataset
 from training.data import load_train_data
 from training.inference import load_model, register_model_configs
 from training.preprocess import Preprocess
-from training.synthetic import write_synthetic_dataset
 from training.text import TextBank
 from training.towers import AllPositionsMeanPooler, Towers, create_clip, make_tokenizer
 

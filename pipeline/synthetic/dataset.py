@@ -1,6 +1,9 @@
-"""A small synthetic datasets/<name> artifact in the published layout, for tests and benchmarks.
+"""A small synthetic datasets/<name> artifact written directly in the published layout (build-dataset's
+SCHEMA), for training tests and benchmarks that need a dataset in a second, not a pipeline run.
 
     write_synthetic_dataset(store, "synth", n_train=64, size=(96, 80), seed=0)
+
+(The demo's sample, pipeline/synthetic/sample.py, goes through convert, describe and build-dataset instead.)
 
 Each image shows one or two "people" (a bright stick figure whose colour and pose depend on the activity)
 on a noisy background; the description names the activity and the figure's side, then adds limb
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+from pipeline.dataset_card import SCHEMA
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.store import Store
 
@@ -48,37 +52,6 @@ _BONES = [
     (12, 7),
     (13, 7),
 ]
-
-SCHEMA = pa.schema(
-    [
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("heatmap", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("image_id", pa.string()),
-        ("split", pa.string()),
-        ("activity", pa.string()),
-        ("category", pa.string()),
-        ("activity_id", pa.int32()),
-        ("description", pa.string()),
-        (
-            "descriptions",
-            pa.list_(pa.struct([("source", pa.string()), ("model", pa.string()), ("text", pa.string())])),
-        ),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        (
-            "people",
-            pa.list_(
-                pa.struct(
-                    [
-                        ("keypoints", pa.list_(pa.float32())),
-                        ("center", pa.list_(pa.float32())),
-                        ("scale", pa.float32()),
-                    ]
-                )
-            ),
-        ),
-    ]
-)
 
 
 def _figure(rng: np.random.Generator, cx: float, cy: float, h: float, act: int) -> np.ndarray:
