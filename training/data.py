@@ -11,7 +11,8 @@ left or right. No JPEG is decoded in the training loop. Per step, on the device:
 a random square crop (and optional flip) applied to the image by one affine grid_sample, and the SAME
 crop applied to the keypoints, from which the ROI heatmap is rendered at the output size
 (pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and
-cropped together with the image instead.
+cropped together with the image instead; with heatmap_source="uniform" every heatmap is all ones (the
+no-information control: masked = image).
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
@@ -329,6 +330,7 @@ class BatchLoader:
         hflip: bool = False,
         focus: bool = True,
         heatmap_parts: bool = False,
+        uniform_heatmap: bool = False,
         sample_sentences: bool = True,
         all_descriptions: bool = True,
         channels_last: bool = False,
@@ -338,6 +340,7 @@ class BatchLoader:
         self.batch_size, self.image_size = batch_size, image_size
         self.device, self.seed, self.rank, self.world = device, seed, rank, world
         self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
+        self.uniform = uniform_heatmap
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
         self.channels_last = channels_last
         n = len(data)
@@ -424,7 +427,9 @@ class BatchLoader:
         x = crop_images(x, params, self.image_size)
         heat = None
         if self.focus:
-            if heat_u8 is not None:
+            if self.uniform:
+                heat = torch.ones((len(idx), self.image_size, self.image_size), device=self.device)
+            elif heat_u8 is not None:
                 heat = x[:, 3].clamp(0, 1)
                 x = x[:, :3]
             else:

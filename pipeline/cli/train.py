@@ -83,7 +83,8 @@ def _train(
         str,
         typer.Option(
             "--heatmap-source",
-            help="keypoints (render on the device) or dataset (the stored heatmap images).",
+            help="keypoints (render on the device), dataset (the stored heatmap images) or uniform "
+            "(all ones: masked = image, a no-information control).",
         ),
     ] = "keypoints",
     pretrained: Annotated[
