@@ -107,13 +107,19 @@ class EffectConfig:
     def train_config(self, dataset: str, model_type: str, seed: int):
         from training.config import TrainConfig
 
-        return TrainConfig(
+        cfg = TrainConfig(
             dataset=dataset, model_type=model_type, arch=self.arch, recipe=self.recipe, max_steps=self.steps,
             batch_size=self.batch_size, lr=self.lr, loss=self.loss, temperature=self.temperature,
-            alpha_init=self.alpha_init, learn_alpha=self.learn_alpha, heatmap_source=self.heatmap,
             image_size=self.image_size, context_length=self.context_length, seed=seed, device=self.device,
             num_threads=self.threads, overwrite=True,
         )  # fmt: skip
+        if model_type == "focusclip":  # CLIP keeps the defaults, so a FocusCLIP-only ablation reuses its runs
+            cfg.alpha_init, cfg.learn_alpha, cfg.heatmap_source = (
+                self.alpha_init,
+                self.learn_alpha,
+                self.heatmap,
+            )
+        return cfg
 
 
 def _key(obj: Any) -> str:
