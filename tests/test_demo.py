@@ -50,6 +50,7 @@ def test_demo_end_to_end_then_reuse(cli, store):
     assert store.meta("runs", "demo-focusclip")["summary"]["alpha"] is not None
     report = (folder / "results.md").read_text()
     assert "## Wall time per stage" in report and "random (k/C)" in report
+    assert "not whether FocusCLIP beats CLIP" in report  # one draw: no effect claimed
 
     # Same settings again: every stage is reused, nothing is rewritten.
     before = _fingerprints(store)
