@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/focus_effect.py --heatmap uniform        # ablation: all-ones "heatmap"
     .venv/bin/python benchmarks/focus_effect.py --loss ntxent --temperature 0.5   # the paper's loss
     .venv/bin/python benchmarks/focus_effect.py --fixed-alpha --alpha-init 0.5    # alpha not learnt
-    .venv/bin/python benchmarks/focus_effect.py --clutter 18 30 --person-height 0.3 0.5   # harder scenes
+    .venv/bin/python benchmarks/focus_effect.py --clutter 20 32 --person-height 0.25 0.4   # harder scenes
+    .venv/bin/python benchmarks/focus_effect.py --compare focus-effect fe-uniform   # a table of finished runs
     .venv/bin/python benchmarks/focus_effect.py --device cuda --arch ViT-B-16 --image-size 224 \
         --context-length 77 --steps 2000 --batch-size 128                # a GPU, a real architecture
 
@@ -400,6 +401,35 @@ def plot(cfg: EffectConfig, stats: dict[str, Any], runs: dict[str, list[dict]], 
     plt.close(fig)
 
 
+_NOT_A_SETTING = ("seeds", "name", "threads", "device", "bootstrap")
+
+
+def compare_table(store: Store, names: list[str]) -> str:
+    """One row per finished evals/<name> of this script: the settings that differ from the defaults, the
+    per-task means and paired difference with its t-CI, and FocusCLIP's end-of-run L(masked,image), its
+    floor at the final temperature, alpha and the temperature."""
+    defaults = json.loads(json.dumps(asdict(EffectConfig())))
+    lines = []
+    for name in names:
+        config = store.meta("evals", name)["config"]
+        result = json.loads((store.path("evals", name) / "results.json").read_text())
+        changed = [f"{k}={v}" for k, v in config.items() if k not in _NOT_A_SETTING and v != defaults.get(k)]
+        stats = result["stats"]
+        if not lines:
+            head = " | ".join(f"{t['title']} CLIP / FocusCLIP, diff [95% CI]" for t in stats.values())
+            lines += [f"| Setting | Seeds | {head} | L(m,i) end (floor) | alpha | T |",
+                      "|" + "---|" * (5 + len(stats))]  # fmt: skip
+        cells = [", ".join(changed) or "default", str(config["seeds"])]
+        for t in stats.values():
+            clip, focus = np.mean(t["acc"]["clip"]), np.mean(t["acc"]["focusclip"])
+            cells.append(f"{clip:.1f} / {focus:.1f}, {t['mean']:+.2f} {_fmt_ci(t['ci'])}")
+        f = next(r for r in result["training"] if r["model"] == "focusclip")
+        cells += [f"{f['final_loss_masked_image']:.3f} ({f['floor_final_T']:.3f})", f"{f['final_alpha']:.3f}",
+                  f"{f['final_temperature']:.3f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def ci_line(t: dict[str, Any], task_id: str) -> str:
     lo, hi = t["ci"]
     return f"FocusCLIP - CLIP: {task_id} mean {t['mean']:+.2f} pts, 95% CI [{lo:+.2f}, {hi:+.2f}]"
@@ -444,7 +474,7 @@ def focus_effect(cfg: EffectConfig, store: Store) -> dict[str, Any]:
     return result
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[EffectConfig, Store]:
+def parse_args(argv: list[str] | None = None) -> tuple[EffectConfig, Store, list[str] | None]:
     d = EffectConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=d.seeds, help="seeds 0..N-1, each trains both models")
@@ -470,6 +500,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EffectConfig, Store]:
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--name", default=d.name, help="evals/<name> in the store")
     p.add_argument("--store", default=None, help="artifact store (default: $FOCUS_STORE or ./artifacts)")
+    p.add_argument("--compare", nargs="+", metavar="NAME", help="only print the table of finished evals/NAME")
     a = p.parse_args(argv)
     cfg = EffectConfig(
         seeds=a.seeds, steps=a.steps, images=a.images, batch_size=a.batch_size, arch=a.arch, recipe=a.recipe,
@@ -479,7 +510,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EffectConfig, Store]:
         action_test_per_class=a.action_per_class, state_test_per_class=a.state_per_class,
         bootstrap=a.bootstrap, device=a.device, threads=a.threads, name=a.name,
     )  # fmt: skip
-    return cfg, Store.from_env(a.store)
+    return cfg, Store.from_env(a.store), a.compare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -487,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(verbose=False)
     try:
-        cfg, store = parse_args(argv)
-        focus_effect(cfg, store)
+        cfg, store, compare = parse_args(argv)
+        if compare:
+            print(compare_table(store, compare))
+        else:
+            focus_effect(cfg, store)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

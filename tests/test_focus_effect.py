@@ -111,3 +111,9 @@ def test_reduced_run_then_an_ablation_reuses_clip(tmp_path, capsys):
     run_cfg = store.meta("runs", uniform["runs"]["focusclip"][0])["config"]
     assert run_cfg["heatmap_source"] == "uniform" and run_cfg["seed"] == 0
     assert not math.isnan(uniform["stats"]["synthetic-action"]["mean"])
+
+    capsys.readouterr()
+    assert fe.main(["--store", str(store.root), "--compare", "focus-effect", "fe-uniform"]) == 0
+    head, _, first, second = capsys.readouterr().out.strip().splitlines()
+    assert head.startswith("| Setting | Seeds | Synthetic actions CLIP / FocusCLIP")
+    assert "heatmap=uniform" in second and "heatmap" not in first and "| 2 |" in first
