@@ -28,8 +28,17 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Small settings for the scripts whose defaults are a real experiment: focus_effect.py's registered protocol
+# (6 seeds x 300 steps) and paper_step.py's paper batch of 32 (about 42 GB, a GPU's job).
 bench: install
-	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
+	for f in benchmarks/*.py; do \
+	  case $$f in \
+	    *focus_effect.py) args="--seeds 2 --steps 30" ;; \
+	    *paper_step.py) args="--batch-size 2 --steps 1" ;; \
+	    *) args="" ;; \
+	  esac; \
+	  $(PY) $$f $$args || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache

@@ -53,6 +53,7 @@ def test_demo_end_to_end_then_reuse(cli, store):
     report = (folder / "results.md").read_text()
     assert "## Wall time per stage" in report and "random (k/C)" in report
     assert "(paper)" not in report  # the paper's Table 2 has none of the synthetic tasks: no empty rows
+    assert "not whether FocusCLIP beats CLIP" in report  # one draw: no effect claimed
 
     # Same settings again: every stage is reused, nothing is rewritten.
     before = _fingerprints(store)

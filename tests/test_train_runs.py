@@ -240,6 +240,26 @@ def test_stored_and_rendered_heatmaps_agree_after_the_same_crop(store):
     assert a.heatmaps.amax().item() > 0.9
 
 
+def test_uniform_heatmap_control_masks_nothing(store):
+    """heatmap_source="uniform": same batches as the keypoint source but all-ones heatmaps, so FocusCLIP's
+    masked view is the image itself."""
+    tok = open_clip.get_tokenizer("focus-tiny")
+    data = train_data.load_train_data(
+        store, "synth", split="train", image_size=32, cache_scale=1.125, tokenizer=tok, context_length=77
+    )
+    common = {"batch_size": 8, "image_size": 32, "device": torch.device("cpu"), "seed": 0}
+    real = train_data.BatchLoader(data, **common).get(epoch=0, step=1)
+    uniform = train_data.BatchLoader(data, uniform_heatmap=True, **common).get(epoch=0, step=1)
+    torch.testing.assert_close(real.images, uniform.images)
+    assert real.heatmaps.amin().item() < 0.1
+    assert torch.equal(uniform.heatmaps, torch.ones(8, 32, 32))
+    torch.manual_seed(0)
+    model = train_mod.FocusCLIP.create("focus-tiny", focus=True, image_size=32).eval()
+    with torch.no_grad():
+        out = model(uniform.images, uniform.tokens, uniform.heatmaps)
+    torch.testing.assert_close(out["masked"], out["image"])
+
+
 def test_bad_image_row_is_named_and_leaves_no_cache(store):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -12,7 +12,8 @@ loop. Per step, on the device: one gather of the batch, then, unless crops are o
 flip, cache side = image_size: the paper recipe, whose pixels are then exactly eval's), a random square crop
 (and optional flip) applied to the image by one affine grid_sample, and the SAME crop applied to the
 keypoints, from which the ROI heatmap is rendered at the output size (pipeline.heatmaps.roi_heatmap_torch);
-with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead.
+with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead;
+with heatmap_source="uniform" every heatmap is all ones (the no-information control: masked = image).
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
@@ -368,6 +369,7 @@ class BatchLoader:
         hflip: bool = False,
         focus: bool = True,
         heatmap_parts: bool = False,
+        uniform_heatmap: bool = False,
         sample_sentences: bool = True,
         all_descriptions: bool = True,
         channels_last: bool = False,
@@ -378,6 +380,7 @@ class BatchLoader:
         self.device, self.seed, self.rank, self.world = device, seed, rank, world
         self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
         self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or data.side != image_size
+        self.uniform = uniform_heatmap
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
         self.channels_last = channels_last
         n = len(data)
@@ -465,7 +468,9 @@ class BatchLoader:
             x = crop_images(x, params, self.image_size)
         heat = None
         if self.focus:
-            if heat_u8 is not None:
+            if self.uniform:
+                heat = torch.ones((len(idx), self.image_size, self.image_size), device=self.device)
+            elif heat_u8 is not None:
                 heat = x[:, 3].clamp(0, 1)
                 x = x[:, :3]
             else:

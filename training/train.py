@@ -340,6 +340,7 @@ class Trainer:
             hflip=cfg.hflip,
             focus=self.focus,
             heatmap_parts=cfg.heatmap_parts,
+            uniform_heatmap=cfg.heatmap_source == "uniform",
             sample_sentences=cfg.sentence_sampling,
             all_descriptions=cfg.all_descriptions,
             channels_last=self.channels_last,

@@ -71,7 +71,8 @@ HeatmapSource = Annotated[
     str,
     typer.Option(
         "--heatmap-source",
-        help="keypoints (render on the device) or dataset (the stored heatmap images).",
+        help="keypoints (render on the device), dataset (the stored heatmap images) or uniform "
+        "(all ones: masked = image, a no-information control).",
     ),
 ]
 Pretrained = Annotated[
