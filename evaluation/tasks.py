@@ -152,4 +152,3 @@ PAPER_TASKS: tuple[str, ...] = (
     "ferplus-emotion",
     "fairface-race",
 )
-DATASETS: tuple[str, ...] = tuple(dict.fromkeys(t.dataset for t in TASKS.values()))

@@ -117,10 +117,6 @@ def eval_tasks():
     )  # fmt: skip
 
 
-def _normal(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 class _Stages:
     """Runs the numbered stages with a visible header and a timer each; a stage whose artifact is current
     (the store's answer: same recorded config, same input fingerprints) is reused instead."""

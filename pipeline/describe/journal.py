@@ -109,13 +109,6 @@ class Journal:
         except sqlite3.OperationalError:
             return 0.0
 
-    def asks(self, cache_key: str) -> list[tuple[int, str, str | None]]:
-        """(ask, status, error) of every ask of one row, in order."""
-        rows = self.db.execute(
-            "SELECT ask, status, error FROM asks WHERE cache_key = ? ORDER BY recorded_at", (cache_key,)
-        )
-        return rows.fetchall()
-
     def record_many(self, results: list[DescriptionResult]) -> None:
         """Many rows in one transaction (the rules describer produces them all at once)."""
         now = time.time()
