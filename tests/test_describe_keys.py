@@ -1,0 +1,54 @@
+"""Text-only cache keys are a contract: a journal written by an earlier version must answer the same rows.
+
+The keys below were computed on main (742f099) before image input existed; any change to how a text-only
+row is keyed re-asks (and re-pays) every row of every existing journal, so it must be deliberate.
+"""
+
+from __future__ import annotations
+
+from pipeline.describe.config import DescribeConfig
+from pipeline.describe.prompting import load_template
+from pipeline.describe.stage import build_requests
+from pipeline.records import ImageAnnotation, Person, empty_keypoints
+
+# The first row of the real activity CSV (015601864.jpg, curling), right ankle marked occluded.
+JOINTS = [(620, 394), (616, 269), (573, 185), (647, 188), (661, 221), (656, 231), (610, 187), (647, 176),
+          (637.0201, 189.8183), (695.9799, 108.1817), (606, 217), (553, 161), (601, 167), (692, 185),
+          (693, 240), (688, 313)]  # fmt: skip
+
+
+def _annotation() -> ImageAnnotation:
+    kps = empty_keypoints()
+    for j, (x, y) in enumerate(JOINTS):
+        kps[j] = (x, y, 2)
+    kps[0, 2] = 1
+    person = Person(keypoints=kps, center=(594.0, 257.0), scale=3.021046)
+    return ImageAnnotation(
+        image="015601864.jpg", split="train", activity="curling", category="sports", people=[person]
+    )
+
+
+def _keys(template, **kw) -> list[str]:
+    tpl = load_template(template)
+    cfg = DescribeConfig(
+        annotations="a", backend="openai", model="gpt-4o-mini", base_url="http://127.0.0.1:9/v1",
+        template=str(template), **kw,
+    ).with_defaults(tpl.defaults)  # fmt: skip
+    return [r.cache_key for r in build_requests([_annotation()], tpl, cfg)]
+
+
+def test_text_only_keys_are_the_ones_main_computed(tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "system.j2").write_text("You describe poses.\n")
+    (folder / "user.j2").write_text("Image {{ image }}\n{{ input_json }}\n")
+    assert _keys(folder, samples=2) == [
+        "03ab0bc877c0a5436b3cd2bada55d8bb905d1bc0c512cdaf5ffd859088937614",
+        "a8425c3bf8dbd4cd5a62545d8e5102824b030c3e0a1c785f2370cb5a2790af0d",
+    ]
+
+
+def test_shipped_paper_and_grounded_keys_are_the_ones_main_computed():
+    # These also pin the shipped templates: editing prompts/paper or prompts/grounded re-asks every row.
+    assert _keys("paper") == ["db5ee7b95a1a7a04832e38a4fa8ba422977d28368a680d224322ac3ef9ae25ef"]
+    assert _keys("grounded") == ["91740a656dd041dac3b76b920f53b57257a14070a14576f59a91a89e9e527572"]
