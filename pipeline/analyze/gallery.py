@@ -24,28 +24,11 @@ from PIL import Image, ImageDraw
 from pipeline.analyze.report import QUALITY_ROWS, faith_rows, table
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.heatmaps import roi_heatmap
+from pipeline.marks import MPII_EDGES as SKELETON
 from pipeline.records import ImageAnnotation, known
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_SIDE = 320
-# MPII skeleton: (joint, joint, side) with side l / r / c for the colour.
-SKELETON = [
-    (0, 1, "r"),
-    (1, 2, "r"),
-    (2, 6, "r"),
-    (6, 3, "l"),
-    (3, 4, "l"),
-    (4, 5, "l"),
-    (6, 7, "c"),
-    (7, 8, "c"),
-    (8, 9, "c"),
-    (10, 11, "r"),
-    (11, 12, "r"),
-    (12, 7, "r"),
-    (7, 13, "l"),
-    (13, 14, "l"),
-    (14, 15, "l"),
-]
 SIDE_COLOURS = {"l": (40, 110, 230), "r": (235, 120, 20), "c": (30, 160, 80)}
 JOINT_SIDE = {
     0: "r",
