@@ -5,7 +5,7 @@
     image_tokens(1280, 720, "low", "gpt-4o")                   # 85
 
 The numbers live in image_token_families.json beside this file (one entry per model family, with where each
-number comes from); `--image-token-families FILE` merges more over them. Four methods:
+number comes from); `describe --image-families FILE` merges more over them. Four methods:
 
 - tiles (GPT-4o class): detail low -> `low`; high -> fit in fit_px x fit_px, scale the short side down to
   short_side_px (never up), count tile_px squares: base + tiles * tile.
@@ -61,7 +61,7 @@ def load_families(extra: str | None = None) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise PipelineError(f"--image-token-families {path}: not readable JSON ({err})") from None
+            raise PipelineError(f"--image-families {path}: not readable JSON ({err})") from None
         if not isinstance(data, dict):
             raise PipelineError(f"{path}: expected an object {{family: {{method, match, ...}}}}")
         table |= {name: _check(name, spec, path) for name, spec in data.items() if not name.startswith("_")}
