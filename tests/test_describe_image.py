@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from fake_openai import FakeOpenAI
 from PIL import Image
@@ -311,3 +312,30 @@ def test_cli_dry_run_and_option_errors(cli, store, five, shared_data):
         args = args if args[0] in ("--model", "--backend") else (*vision, *args)
         res = cli("describe", "--annotations", "mpii", *args)
         assert res.exit_code != 0 and message in res.output, (args, res.output)
+
+
+def test_text_only_rows_send_and_record_what_they_did_before(server, store, five):
+    put_annotations(store, "mpii", five)
+    plain = DescribeConfig(annotations="mpii", backend="openai", base_url=server.url, model="gpt-4o")
+    summary = describe(plain, store)
+    assert summary["ok"] == 5 and all(r["images"] == [] for r in server.requests)  # string content only
+    config = store.meta("descriptions", "mpii")["config"]
+    assert not {"with_image", "images", "image_size", "image_mark", "image"} & set(config)
+    assert (
+        "image_input" not in pq.read_schema(store.path("descriptions", "mpii") / "descriptions.parquet").names
+    )
+    assert journal_images(store) == {}
+
+
+def test_local_vision_models_are_counted_by_their_family(server, store, five, images):
+    put_annotations(store, "mpii", five)
+    unknown = describe(cfg(server, images, model="my-vlm", dry_run=True), store)["image_input"]
+    assert unknown["family"].startswith("gpt-4o (assumed: no family matches model 'my-vlm'")
+    qwen = describe(cfg(server, images, model="Qwen/Qwen2-VL-7B-Instruct", dry_run=True), store)[
+        "image_input"
+    ]
+    assert qwen["family"] == "qwen2-vl" and qwen["image_tokens"] == 5 * 27 * 15  # 768x432 -> 756x420
+    llava = describe(cfg(server, images, model="x", image_family="llava-1.5", dry_run=True), store)[
+        "image_input"
+    ]
+    assert llava["family"] == "llava-1.5" and llava["image_tokens"] == 5 * 576

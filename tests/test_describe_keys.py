@@ -52,3 +52,31 @@ def test_shipped_paper_and_grounded_keys_are_the_ones_main_computed():
     # These also pin the shipped templates: editing prompts/paper or prompts/grounded re-asks every row.
     assert _keys("paper") == ["db5ee7b95a1a7a04832e38a4fa8ba422977d28368a680d224322ac3ef9ae25ef"]
     assert _keys("grounded") == ["91740a656dd041dac3b76b920f53b57257a14070a14576f59a91a89e9e527572"]
+
+
+def test_a_journal_from_before_image_input_still_answers(tmp_path):
+    """A journal written before results had an image_input column: read as it is (dry-run), and extended
+    when a run opens it for writing."""
+    import dataclasses
+    import sqlite3
+
+    from pipeline.describe.config import DescriptionResult
+    from pipeline.describe.journal import Journal
+
+    old = [f.name for f in dataclasses.fields(DescriptionResult) if f.name != "image_input"]
+    path = tmp_path / "journal.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE results ({', '.join(old)}, recorded_at REAL)")
+        row = {"cache_key": "k1", "image": "a.jpg", "source": "m/paper", "sample": 0, "description": "d",
+               "status": "ok", "model": "m", "template": "paper", "template_hash": "h"}  # fmt: skip
+        db.execute(
+            f"INSERT INTO results ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+        )
+    with Journal(path, readonly=True) as journal:
+        (got,) = journal.load().values()
+    assert got.cache_key == "k1" and got.status == "ok" and got.image_input is None
+    with Journal(path) as journal:
+        new = dataclasses.replace(got, cache_key="k2", image_input='{"sha256":"x"}')
+        journal.record(new)
+        rows = journal.load()
+    assert rows["k1"].image_input is None and rows["k2"].image_input == '{"sha256":"x"}'
