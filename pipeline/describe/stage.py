@@ -6,6 +6,8 @@
 Every (image, sample) becomes a request with a content cache key; the journal in the artifact's staging
 folder answers every key it already holds, the backend answers the rest, and the parquet is exported
 from the journal, so a crashed or stopped run resumes where it stopped and a re-run pays nothing twice.
+With --with-image each row also carries its image (pipeline.describe.image_input), whose bytes and sending
+settings are part of the key.
 Every reply is judged by the quality gate (pipeline.describe.validate); a run whose rows all failed, or more
 than --max-error-share of them, is not published (the journal stays for the re-run).
 """
