@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.animals import AnimalFacts, animal_facts
-from pipeline.geometry import PersonFacts, person_center_x, person_facts, positions
+from pipeline.geometry import PersonFacts, image_facts, person_center_x, positions
 from pipeline.records import ImageAnnotation, Person
 from pipeline.skeletons import MPII, Skeleton
 
@@ -75,13 +75,6 @@ def claim_nouns(ann: ImageAnnotation) -> tuple[str, ...]:
     return tuple(dict.fromkeys(w for w in words if w != MPII.subject))
 
 
-def instance_positions(ann: ImageAnnotation) -> list[str | None]:
-    """left / center / right of each instance among the others (pipeline.geometry.positions), from all of
-    its known joints in the skeleton's own order, else its center. Not from the source box: the prompts
-    give the keypoints and centers, so a description model places instances as this does."""
-    return positions([person_center_x(p.keypoints, p.center) for p in instances(ann)])
-
-
 def body_keypoints(ann: ImageAnnotation) -> list[np.ndarray] | None:
     """Each instance's (16, 3) MPII view for pipeline.geometry, or None when the skeleton is not human."""
     if not ann.skeleton.human:
@@ -89,14 +82,22 @@ def body_keypoints(ann: ImageAnnotation) -> list[np.ndarray] | None:
     return [ann.skeleton.to_mpii(p.keypoints) for p in instances(ann)]
 
 
+def instance_positions(ann: ImageAnnotation) -> list[str | None]:
+    """left / center / right of each instance among the others (pipeline.geometry.positions), from the
+    joints its facts come from (a person's MPII view, an animal's own joints), else its center. Not from
+    the source box: the prompts give keypoints and centers, so a description model places instances so."""
+    people = instances(ann)
+    kps = body_keypoints(ann) or [p.keypoints for p in people]
+    return positions([person_center_x(k, p.center) for k, p in zip(kps, people, strict=True)])
+
+
 def annotation_facts(ann: ImageAnnotation) -> list[PersonFacts] | list[AnimalFacts]:
-    """The facts of every instance, with its position among the others (for MPII exactly
-    pipeline.geometry.image_facts of the people's keypoints and centers)."""
-    where = instance_positions(ann)
+    """The facts of every instance, with its position among the others as instance_positions gives it."""
+    people = instances(ann)
     body = body_keypoints(ann)
     if body is not None:
-        return [person_facts(k, pos) for k, pos in zip(body, where, strict=True)]
-    people = instances(ann)
+        return image_facts(body, [p.center for p in people])
+    where = instance_positions(ann)
     return [animal_facts(p.keypoints, ann.skeleton, pos) for p, pos in zip(people, where, strict=True)]
 
 
