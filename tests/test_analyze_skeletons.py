@@ -13,7 +13,7 @@ from test_analyze_stage import publish_annotations
 from test_describe_skeletons import SKIER_LLM
 
 from pipeline.analyze.controls import contradict
-from pipeline.claims import parse_annotated
+from pipeline.claims import parse_annotated, parse_claims
 from pipeline.describe import DescribeConfig, describe
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, check_description
 from pipeline.instances import annotation_facts
@@ -46,6 +46,30 @@ def test_coco_claims_are_checked_against_coco_keypoints(skier):
     }
     # A COCO head is its face joints: all marked visible on the skier, so "not visible" is contradicted.
     assert verdicts("One person; their head is not visible.", skier)["head visible=False"] == CONTRADICTED
+
+
+def test_claims_name_animals_by_their_species():
+    text = (
+        "This image shows two zebras and one giraffe. The zebra on the left is facing left. Zebra 3 is "
+        "walking to the right. Another zebra on the left is not facing right; the giraffe is moving the left "
+        "front leg and looking to its left."
+    )
+    parsed = parse_claims(text, nouns=("zebra", "giraffe", "animal"), human=False)
+    left, second = ("position", "left", 1), ("position", "left", 2)
+    assert [(c.kind, c.value, c.subject, c.part) for c in parsed.claims] == [
+        ("count", 2, None, "zebra"),
+        ("count", 1, None, "giraffe"),
+        ("position", "left", left, None),
+        ("facing", "left", left, None),
+        ("facing", "right", ("index", 3), None),
+        ("position", "left", second, None),
+    ]
+    # Facing is read for animals only, and the species words only when given: people parse as before.
+    assert [c.kind for c in parse_claims(text).claims] == []
+    assert [c.kind for c in parse_claims("Two people. The person on the left is facing left.").claims] == [
+        "count",
+        "position",
+    ]
 
 
 def test_analyze_reports_coco_and_animals(cli, store, shared_data):

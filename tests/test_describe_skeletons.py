@@ -189,8 +189,10 @@ def test_a_custom_skeleton_gets_the_paper_prompt_from_its_categories_entry(share
     )
     assert "then describes its marker 0, marker 1," in system["content"]
     assert json.loads(user["content"])["instances"][0]["label"] == "person"
-    # The rules describer gives what such keypoints support: the count and which joints are visible.
+    # The rules describer gives what such keypoints support: the count and which joints are visible; the gate
+    # takes it (the category names the instance, no pose claim is asked for).
     assert rules_text(ann).startswith("This image shows one person. The marker 0, marker 1, marker 2,")
+    assert judge(rules_text(ann), "stop", ann) == ("ok", None)
 
 
 # ---- the gate ----------------------------------------------------------------------------------------
