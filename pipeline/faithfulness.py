@@ -118,8 +118,8 @@ def _check_animal(claim: Claim, f: AnimalFacts) -> tuple[str, str]:
 
 
 def _check_one(claim: Claim, f: Facts, kps: np.ndarray) -> tuple[str, str]:
-    """One claim about one instance; kps: its keypoints in its skeleton's order, with the claim's joints
-    (visibility claims) already in that order."""
+    """One claim about one instance; kps: the instance's keypoints of the joints a visibility claim is about
+    (its skeleton's joints, pipeline.instances.native_joints), empty for other claims."""
     kind = claim.kind
     if isinstance(f, AnimalFacts):
         return _check_animal(claim, f)

@@ -21,12 +21,12 @@ A reply is ok only when it reads as a description of these people's poses. In or
 Other skeletons (pipeline.instances): COCO-17 and CrowdPose-14 people are judged exactly like MPII ones,
 their claims checked through the MPII view (a COCO head posture is unverifiable, so never required); crowd
 regions are not people. Animals and custom skeletons have no human pose to check, so the pose claims are
-not required; instead a description must name what the instances are (one of their categories, "jaguar",
-or the skeleton's subject, "animal"), and is invalid when it gets the count wrong (overall or per noun:
-"two zebras" for one), describes an instance the image does not have, or contradicts the keypoints on
-which way an instance faces (more than `max_contradicted` of the decided claims). The shape checks above
-apply unchanged, except the list check (it counts pose claims, which animals barely have; a restated
-template is caught by the echo check).
+not required; instead a description must name what the instances are (one of their categories, "jaguar";
+"animal" alone is not enough when the source names them), and is invalid when it gets the count wrong
+(overall or per noun: "two zebras" for one), describes an instance the image does not have, or contradicts
+the keypoints on which way an instance faces (more than `max_contradicted` of the decided claims). The
+shape checks above apply unchanged, except the list check (it counts pose claims, which animals barely
+have; a restated template is caught by the echo check).
 """
 
 from __future__ import annotations
