@@ -58,9 +58,11 @@ for _i, _joints in enumerate(BODY_PARTS.values()):
 
 
 def _boxes_np(kps: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (N, 4) of known joints per person (or per person and part) and a validity mask (N,)."""
-    kps = np.asarray(kps, dtype=np.float32).reshape(-1, 16, 3)
-    ok = known(kps)  # (P, 16)
+    """Boxes (N, 4) of known joints per person (or per person and part) and a validity mask (N,); the
+    whole-person boxes work for any skeleton's (P, K, 3), the parts need MPII's 16 joints."""
+    kps = np.asarray(kps, dtype=np.float32)
+    kps = kps.reshape(-1, kps.shape[-2], 3)
+    ok = known(kps)  # (P, K)
     if groups is not None:
         ok = ok[:, None, :] & groups[None, :, :]  # (P, G, 16)
         kps = np.broadcast_to(kps[:, None], (kps.shape[0], groups.shape[0], 16, 3))

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
-from pipeline.geometry import PersonFacts
+from pipeline.faithfulness import Facts
 from pipeline.records import STATUSES, ImageAnnotation
 
 BACKENDS = ("openai", "rules")
@@ -197,7 +197,7 @@ class DescriptionRequest:
     template_hash: str
     cache_key: str
     annotation: ImageAnnotation  # the keypoints the gate checks the reply against
-    facts: list[PersonFacts] | None = None  # their geometry, when the template already computed it
+    facts: list[Facts] | None = None  # their facts (pipeline.instances), when the template computed them
     messages: list[dict[str, str]] | None = None
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate, for plans and rate limits
