@@ -45,8 +45,10 @@ from pipeline.records import (
     DESCRIPTIONS_SCHEMA,
     STATUSES,
     ImageAnnotation,
+    empty_keypoints,
     read_annotations,
 )
+from pipeline.skeletons import MPII
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,21 @@ def select(rows: list[ImageAnnotation], cfg: DescribeConfig) -> list[ImageAnnota
     return rows if cfg.limit is None else rows[: cfg.limit]
 
 
+def mpii_view(ann: ImageAnnotation) -> ImageAnnotation:
+    """The image with each person's keypoints in MPII order, the only order pose geometry, the templates and
+    the quality gate read: a COCO or CrowdPose person's shared joints, nothing known for an animal (so
+    nothing is claimed about its pose)."""
+    if ann.skeleton.name == MPII.name:
+        return ann
+    people = [
+        dataclasses.replace(
+            p, keypoints=ann.skeleton.to_mpii(p.keypoints) if ann.skeleton.human else empty_keypoints()
+        )
+        for p in ann.people
+    ]
+    return dataclasses.replace(ann, people=people, skeleton=MPII)
+
+
 def build_requests(
     rows: list[ImageAnnotation], tpl: TemplateSet, cfg: DescribeConfig
 ) -> list[DescriptionRequest]:
@@ -78,6 +95,7 @@ def build_requests(
         base |= {"model": cfg.model, "sampling": cfg.sampling(), "base_url": public_base_url(cfg.base_url)}
     out, with_facts = [], tpl.uses_facts
     for ann in progress(rows, desc="render", unit="img"):
+        ann = mpii_view(ann)
         ctx = image_context(ann, with_facts=with_facts)
         if rules:
             text = rules_description(tpl, ctx)
