@@ -395,9 +395,11 @@ def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
             kps, size, parts=opts.heatmap_parts, png_level=opts.png_level, boxes=boxes,
             segmentations=job.segmentations, mask_size=(width, height), skeleton=job.skeleton,
         )  # fmt: skip
-    # pycocotools raises on RLE it cannot read; a mask of another size than the image is a ValueError
+    # pycocotools raises on RLE it cannot read; a mask of another size than the image file is a ValueError
     except (ValueError, TypeError, KeyError) as err:
-        return ImageResult("bad_mask", f"{job.path}: {err}")
+        if not job.segmentations:
+            raise
+        return ImageResult("bad_mask", f"{job.path}: {type(err).__name__}: {err}")
     count = token_counter()
     return ImageResult(
         None,

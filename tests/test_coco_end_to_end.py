@@ -245,3 +245,13 @@ def test_keypoint_heatmaps_are_refused_on_a_mask_dataset(store, shared_data):
     assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
     assert "--heatmap-source keypoints: datasets/crowdpose-mask was built with --roi mask" in result.output
     assert not store.exists("runs", "crowdpose-mask-focusclip")
+
+
+def test_a_mask_that_does_not_fit_its_image_file_skips_the_image(tmp_path):
+    from pipeline.build_dataset import ImageJob, ImageOptions, process_image
+
+    Image.new("RGB", (100, 40)).save(tmp_path / "a.jpg")
+    rle = json.dumps({"size": [10, 10], "counts": [100]})  # a 10 x 10 mask: the file is 100 x 40
+    job = ImageJob(str(tmp_path / "a.jpg"), np.zeros((0, 17, 3), np.float32), ["text"], segmentations=[rle])
+    res = process_image(job, ImageOptions(None, 95, False, 1))
+    assert res.reason == "bad_mask" and "mask of 10x10 px on an image of 100x40 px" in res.detail
