@@ -5,6 +5,7 @@
         --template grounded --concurrency 32 --max-cost 5 --dry-run
     focus-pipeline describe --annotations mpii --backend openai --base-url http://localhost:8000/v1 \
         --model llama-3-8b --retry-failed
+    focus-pipeline describe --annotations coco --backend captions --name coco-captions
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ Annotations = Annotated[str, typer.Option(help="Name of the annotations artifact
 Backend = Annotated[
     str,
     typer.Option(
-        help="openai (any OpenAI-compatible endpoint), rules (offline), or auto: openai when "
-        "OPENAI_API_KEY, --base-url or --model is given, else rules."
+        help="openai (any OpenAI-compatible endpoint), rules (offline), captions (the images' human "
+        "captions from convert --captions, no LLM), or auto: openai when OPENAI_API_KEY, --base-url or "
+        "--model is given, else rules."
     ),
 ]
 Model = Annotated[str | None, typer.Option(help="Model name sent to the endpoint.  [default: gpt-4o-mini]")]

@@ -14,7 +14,7 @@ from pipeline.errors import PipelineError
 from pipeline.faithfulness import Facts
 from pipeline.records import STATUSES, ImageAnnotation
 
-BACKENDS = ("openai", "rules")
+BACKENDS = ("openai", "rules", "captions")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The DescribeConfig fields sent to the LLM as sampling parameters (and what a defaults.json may set).
 SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_penalty")
@@ -86,7 +86,7 @@ class Shard:
 @dataclass(slots=True)
 class DescribeConfig:
     annotations: str
-    backend: str = "auto"  # openai | rules | auto (openai when a key, base URL or model is given)
+    backend: str = "auto"  # openai | rules | captions | auto (openai when a key, base URL or model is given)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
     model: str | None = None  # default DEFAULT_MODEL
     base_url: str | None = None
@@ -134,6 +134,8 @@ class DescribeConfig:
                 raise PipelineError(f"--retry {status!r}: choose among {', '.join(STATUSES)}")
         if self.samples < 1:
             raise PipelineError("--samples must be at least 1")
+        if self.backend == "captions" and (self.dry_run or self.batch):
+            raise PipelineError("--backend captions sends no request: --dry-run and --batch do not apply")
         if self.lean_http and not public_base_url(self.base_url).startswith("http://"):
             raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
         if self.concurrency < 1:
