@@ -108,11 +108,12 @@ class EffectConfig:
     def train_config(self, dataset: str, model_type: str, seed: int):
         from training.config import TrainConfig
 
+        # heatmap_source given: runs are named by a hash of this config, made when "keypoints" was its default
         cfg = TrainConfig(
             dataset=dataset, model_type=model_type, arch=self.arch, recipe=self.recipe, max_steps=self.steps,
             batch_size=self.batch_size, lr=self.lr, loss=self.loss, temperature=self.temperature,
             image_size=self.image_size, context_length=self.context_length, seed=seed, device=self.device,
-            num_threads=self.threads, overwrite=True,
+            num_threads=self.threads, overwrite=True, heatmap_source="keypoints",
         )  # fmt: skip
         if model_type == "focusclip":  # CLIP keeps the defaults, so a FocusCLIP-only ablation reuses its runs
             cfg.alpha_init, cfg.learn_alpha, cfg.heatmap_source = (

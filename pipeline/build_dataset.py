@@ -15,7 +15,11 @@ skipped.jsonl (every dropped image or description row with its reason) and meta.
 One row per annotated image that has at least one usable description and a decodable image file.
 `description` is the first usable description (descriptions artifacts in the order given, then source, then
 sample); `descriptions` holds all of them as {source, model, text}. Images are stored as their original bytes
-unless --max-side shrinks them; keypoints, centers and scales are then rescaled to the stored pixels.
+unless --max-side shrinks them; keypoints, centers, scales and boxes are then rescaled to the stored pixels.
+
+The heatmap's region of interest (--roi) comes from the keypoints (the paper's blob), the instance box (the
+same blob rule on the source's bbox) or the instance mask (the COCO segmentation); an instance without a mask
+falls back to its box, one without a box to its keypoints (ROI_FALLBACK), and the card counts each source.
 
 Memory stays flat: rows stream through a bounded window of in-flight image jobs into one ParquetWriter per
 split, flushed every row group and rolled over at a size bound; nothing holds more than a row group of images.
@@ -34,9 +38,9 @@ import struct
 import sys
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -57,21 +61,31 @@ from pipeline.dataset_card import (
     token_counter,
 )
 from pipeline.errors import PipelineError
-from pipeline.heatmaps import roi_heatmap, to_uint8
+from pipeline.heatmaps import instance_heatmap, to_uint8
 from pipeline.log import progress
 from pipeline.records import (
     ANNOTATIONS_FILE,
     DESCRIPTIONS_FILE,
     STATUSES,
     ImageAnnotation,
+    Person,
     image_file,
     read_annotations,
     read_descriptions,
 )
+from pipeline.skeletons import MPII, Skeleton
 
 log = logging.getLogger(__name__)
 
 EXIF_ORIENTATION = 0x0112
+ROI_SOURCES = ("keypoints", "box", "mask")
+# What an instance's region comes from when it lacks the chosen source: a mask's outline is best approximated
+# by the box around it, a box by the box of the keypoints (which the keypoint blob is).
+ROI_FALLBACK = {
+    "mask": ("mask", "box", "keypoints"),
+    "box": ("box", "keypoints"),
+    "keypoints": ("keypoints",),
+}
 DESCRIPTION_COLUMNS = [
     "image", "source", "sample", "description", "status", "model", "template", "template_hash",
     "prompt_tokens", "completion_tokens", "cost_usd",
@@ -92,14 +106,17 @@ class BuildConfig:
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     executor: Literal["process", "thread"] = "process"
     include_status: tuple[str, ...] = ("ok",)
-    heatmap_parts: bool = False  # the body-part variant of the ROI heatmap
+    roi: Literal["keypoints", "box", "mask"] = "keypoints"  # where the heatmap's region comes from
+    heatmap_parts: bool = False  # the body-part variant of the ROI heatmap (keypoints only)
     heatmap_png_level: int = 1  # zlib level of the heatmap PNGs: 1 is fast, and small enough
     overwrite: bool = False
     push_to_hub: str | None = None
     private: bool = False
-    # where the images and annotations come from; decides the card's licence: "mpii" (MPII's terms) or
-    # "synthetic" (the embedded sample focus-pipeline generates, under the project's own licence)
-    origin: Literal["mpii", "synthetic"] = "mpii"
+    # where the images and annotations come from; decides the card's licence: "mpii" (MPII's terms),
+    # "synthetic" (the embedded sample focus-pipeline generates, under the project's own licence) or "coco"
+    # (a COCO-format source: COCO, CrowdPose, AP-10K, ... under their own terms); None: "mpii" when every
+    # image has the MPII skeleton, else "coco"
+    origin: Literal["mpii", "synthetic", "coco"] | None = None
 
     def __post_init__(self) -> None:
         self.images = Path(self.images).expanduser()
@@ -120,8 +137,14 @@ class BuildConfig:
             raise PipelineError("--shard-size must be positive")
         if self.workers < 0:
             raise PipelineError(f"--workers {self.workers}: must be 0 (in-process) or more")
-        if self.origin not in ("mpii", "synthetic"):
-            raise PipelineError(f"--origin {self.origin!r}: one of mpii, synthetic")
+        if self.origin not in ("mpii", "synthetic", "coco", None):
+            raise PipelineError(f"--origin {self.origin!r}: one of mpii, synthetic, coco")
+        if self.roi not in ROI_SOURCES:
+            raise PipelineError(f"--roi {self.roi!r}: one of {', '.join(ROI_SOURCES)}")
+        if self.heatmap_parts and self.roi != "keypoints":
+            raise PipelineError(
+                f"--heatmap-parts draws body parts from keypoints; it does not go with --roi {self.roi}"
+            )
         if self.executor not in ("process", "thread"):
             raise PipelineError(f"--executor {self.executor!r}: one of process, thread")
 
@@ -257,8 +280,13 @@ class ImageOptions:
 @dataclass(slots=True)
 class ImageJob:
     path: str
-    keypoints: np.ndarray  # (P, 16, 3) in source pixels
+    keypoints: np.ndarray  # (P, K, 3) in source pixels: the instances whose region is their keypoints
     texts: list[str]  # descriptions, for their length statistics
+    boxes: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 4))
+    )  # (B, 4) x1, y1, x2, y2, source pixels
+    segmentations: list[str] = field(default_factory=list)  # COCO masks (JSON text) of the mask instances
+    skeleton: Skeleton = MPII  # the keypoints' (the part heatmap's body parts)
 
 
 @dataclass(slots=True)
@@ -309,9 +337,24 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
 
-def encode_heatmap(keypoints: np.ndarray, size: tuple[int, int], *, parts: bool, png_level: int) -> bytes:
-    """ROI heatmap of keypoints given in stored-image pixels, as an 8-bit grayscale PNG of that size."""
-    return png_gray(to_uint8(roi_heatmap(keypoints, image_size=size, out_size=size, parts=parts)), png_level)
+def encode_heatmap(
+    keypoints: np.ndarray,
+    size: tuple[int, int],
+    *,
+    parts: bool,
+    png_level: int,
+    boxes: np.ndarray | None = None,
+    segmentations: Sequence[str] = (),
+    mask_size: tuple[int, int] | None = None,
+    skeleton: Skeleton = MPII,
+) -> bytes:
+    """ROI heatmap of keypoints and boxes given in stored-image pixels (and masks decoded at mask_size, the
+    source image's), as an 8-bit grayscale PNG of the stored size."""
+    boxes = np.zeros((0, 4)) if boxes is None else boxes
+    hm = instance_heatmap(
+        keypoints, boxes, segmentations, size, size, mask_size=mask_size, parts=parts, skeleton=skeleton
+    )
+    return png_gray(to_uint8(hm), png_level)
 
 
 def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
@@ -346,7 +389,17 @@ def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
     kps = job.keypoints.copy()
     kps[..., 0] *= sx
     kps[..., 1] *= sy
-    heatmap = encode_heatmap(kps, size, parts=opts.heatmap_parts, png_level=opts.png_level)
+    boxes = job.boxes * np.array([sx, sy, sx, sy])
+    try:
+        heatmap = encode_heatmap(
+            kps, size, parts=opts.heatmap_parts, png_level=opts.png_level, boxes=boxes,
+            segmentations=job.segmentations, mask_size=(width, height), skeleton=job.skeleton,
+        )  # fmt: skip
+    # pycocotools raises on RLE it cannot read; a mask of another size than the image file is a ValueError
+    except (ValueError, TypeError, KeyError) as err:
+        if not job.segmentations:
+            raise
+        return ImageResult("bad_mask", f"{job.path}: {type(err).__name__}: {err}")
     count = token_counter()
     return ImageResult(
         None,
@@ -494,21 +547,54 @@ class SplitWriter:
         return final
 
 
-def _person_row(
-    kps: np.ndarray, center: tuple[float, float] | None, scale: float | None, sx: float, sy: float
-) -> dict:
-    kps = kps.astype(np.float32).copy()
+def _person_row(p: Person, roi: str | None, sx: float, sy: float) -> dict:
+    kps = p.keypoints.astype(np.float32).copy()
     kps[:, 0] *= sx
     kps[:, 1] *= sy
+    box = p.source_box
     return {
         "keypoints": kps.reshape(-1).tolist(),
-        "center": None if center is None else [float(center[0]) * sx, float(center[1]) * sy],
+        "center": None if p.center is None else [float(p.center[0]) * sx, float(p.center[1]) * sy],
         # scale is person height / 200 px, so it follows the vertical factor.
-        "scale": None if scale is None else float(scale) * sy,
+        "scale": None if p.scale is None else float(p.scale) * sy,
+        "label": p.label,
+        "box": None if box is None else [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy],
+        "crowd": p.crowd,
+        "roi": roi,
     }
 
 
-def dataset_row(ann: ImageAnnotation, descs: list[Description], res: ImageResult) -> dict:
+def roi_choice(people: list[Person], roi: str) -> list[str | None]:
+    """Per instance, where its part of the heatmap comes from under --roi: the first of ROI_FALLBACK[roi] it
+    has (keypoints: any known joint), None when it has none (a crowd region under --roi keypoints)."""
+    out = []
+    for p in people:
+        has = {
+            "mask": p.segmentation is not None,
+            "box": p.source_box is not None,
+            "keypoints": p.num_known > 0,
+        }
+        out.append(next((s for s in ROI_FALLBACK[roi] if has[s]), None))
+    return out
+
+
+def roi_job(path: str, ann: ImageAnnotation, sources: list[str | None], texts: list[str]) -> ImageJob:
+    """The image job drawing each instance's region from its chosen source. Under --roi keypoints every
+    instance's keypoints go in, as they always did (those without a known joint add nothing)."""
+    if all(s in ("keypoints", None) for s in sources):
+        return ImageJob(path, ann.keypoints, texts, skeleton=ann.skeleton)
+    pick = [i for i, s in enumerate(sources) if s == "keypoints"]
+    kps = ann.keypoints[pick]
+    boxes = np.array([p.source_box for p, s in zip(ann.people, sources, strict=True) if s == "box"]).reshape(
+        -1, 4
+    )
+    masks = [p.segmentation for p, s in zip(ann.people, sources, strict=True) if s == "mask"]
+    return ImageJob(path, kps, texts, boxes=boxes, segmentations=masks, skeleton=ann.skeleton)
+
+
+def dataset_row(
+    ann: ImageAnnotation, descs: list[Description], res: ImageResult, sources: list[str | None]
+) -> dict:
     sx, sy = res.scale
     return {
         "image": {"bytes": res.image, "path": ann.image},
@@ -522,7 +608,8 @@ def dataset_row(ann: ImageAnnotation, descs: list[Description], res: ImageResult
         "descriptions": [asdict(d) for d in descs],
         "width": res.width,
         "height": res.height,
-        "people": [_person_row(p.keypoints, p.center, p.scale, sx, sy) for p in ann.people],
+        "people": [_person_row(p, s, sx, sy) for p, s in zip(ann.people, sources, strict=True)],
+        "skeleton": ann.skeleton.name,
     }
 
 
@@ -544,6 +631,9 @@ class _Tally:
     people: Counter = field(default_factory=Counter)
     activities: Counter = field(default_factory=Counter)
     categories: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)  # instances by category name (COCO-format sources)
+    roi: Counter = field(default_factory=Counter)  # instances by the source of their region ("none": nothing)
+    skeletons: dict[str, Skeleton] = field(default_factory=dict)  # of the kept images, by name
 
     def skip(self, record: dict) -> None:
         self.skipped_file.write(json.dumps(record) + "\n")
@@ -557,13 +647,18 @@ class _Tally:
             {"kind": "image", "reason": reason, "image": ann.image, "split": ann.split, "detail": detail}
         )
 
-    def add(self, ann: ImageAnnotation, descs: list[Description], res: ImageResult) -> None:
+    def add(
+        self, ann: ImageAnnotation, descs: list[Description], res: ImageResult, sources: list[str | None]
+    ) -> None:
         self.primary.add(res.words[0], res.tokens[0])
         for d, nw, nt in zip(descs, res.words, res.tokens, strict=True):
             self.by_source.setdefault(d.source, TextStats()).add(nw, nt)
         self.people[len(ann.people)] += 1
         self.activities[ann.activity or "(none)"] += 1
         self.categories[ann.category or "(none)"] += 1
+        self.labels.update(p.label for p in ann.people if p.label is not None)
+        self.roi.update(s or "none" for s in sources)
+        self.skeletons.setdefault(ann.skeleton.name, ann.skeleton)
 
     def statistics(self, kept: int) -> dict[str, Any]:
         return {
@@ -575,12 +670,13 @@ class _Tally:
             "categories": dict(self.categories.most_common()),
             "top_activities": dict(self.activities.most_common(20)),
             "activities": dict(self.activities.most_common()),
+            "labels": dict(self.labels.most_common()),
         }
 
 
 def _jobs(
     annotations: list[ImageAnnotation], index: DescriptionIndex, cfg: BuildConfig, tally: _Tally
-) -> Iterator[tuple[tuple[ImageAnnotation, list[Description]], tuple[ImageJob, ImageOptions]]]:
+) -> Iterator[tuple[tuple[ImageAnnotation, list[Description], list], tuple[ImageJob, ImageOptions]]]:
     """One job per annotated image with descriptions and a file name inside --images (others skipped)."""
     opts = ImageOptions(cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level)
     seen: set[str] = set()
@@ -597,7 +693,8 @@ def _jobs(
         if path is None:
             tally.skip_image(ann, "path_outside_images", f"{ann.image!r} is not a name inside --images")
             continue
-        yield (ann, descs), (ImageJob(str(path), ann.keypoints, [d.text for d in descs]), opts)
+        sources = roi_choice(ann.people, cfg.roi)
+        yield (ann, descs, sources), (roi_job(str(path), ann, sources, [d.text for d in descs]), opts)
 
 
 def _write_shards(
@@ -616,7 +713,9 @@ def _write_shards(
     results = ordered_map(
         _run_job, jobs, workers=cfg.workers, executor=cfg.executor, window=max(4, 4 * cfg.workers)
     )
-    for (ann, descs), res in progress(results, total=len(index.by_image), desc="build-dataset", unit="img"):
+    for (ann, descs, sources), res in progress(
+        results, total=len(index.by_image), desc="build-dataset", unit="img"
+    ):
         if res.reason is not None:
             tally.skip_image(ann, res.reason, res.detail)
             index.fate["used"] -= len(descs)
@@ -628,10 +727,9 @@ def _write_shards(
                 data_dir, ann.split, max_bytes=cfg.max_shard_bytes, max_rows=cfg.max_shard_rows,
                 group_rows=cfg.row_group_rows,
             )  # fmt: skip
-        writer.add(
-            dataset_row(ann, descs, res), len(res.image) + len(res.heatmap) + sum(len(d.text) for d in descs)
-        )
-        tally.add(ann, descs, res)
+        row = dataset_row(ann, descs, res, sources)
+        writer.add(row, len(res.image) + len(res.heatmap) + sum(len(d.text) for d in descs))
+        tally.add(ann, descs, res, sources)
     return writers
 
 
@@ -646,10 +744,16 @@ def _finish_splits(writers: dict[str, SplitWriter]) -> list[SplitInfo]:
 
 
 def _counts(
-    annotations: list[ImageAnnotation], index: DescriptionIndex, splits: list[SplitInfo], tally: _Tally
+    annotations: list[ImageAnnotation],
+    index: DescriptionIndex,
+    splits: list[SplitInfo],
+    tally: _Tally,
+    roi: str,
 ) -> dict[str, Any]:
     fate = index.fate
     return {
+        # every kept instance by the source its region came from (a fallback when not `roi`; none: nothing)
+        "roi": {"source": roi, "instances": {s: tally.roi[s] for s in (*ROI_FALLBACK[roi], "none")}},
         "annotated_images": len(annotations),
         "images": sum(s.rows for s in splits),
         "splits": {s.name: s.rows for s in splits},
@@ -665,12 +769,16 @@ def _counts(
 
 def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
     """Build datasets/<name> from annotations, descriptions and images; returns a summary like meta.json."""
-    name, config = cfg.dataset_name, cfg.to_meta()
+    name = cfg.dataset_name
     store.check_replace("datasets", name, cfg.overwrite)
     token = hub.hub_token(cfg.push_to_hub, flag="--push-to-hub") if cfg.push_to_hub else None
     if not cfg.images.is_dir():
         raise PipelineError(f"--images {cfg.images}: not a folder")
     annotations = read_annotations(store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE)
+    if cfg.origin is None:
+        mpii_only = all(a.skeleton.name == MPII.name for a in annotations)
+        cfg = replace(cfg, origin="mpii" if mpii_only else "coco")
+    config = cfg.to_meta()
     tables = [
         (d, read_descriptions(store.path("descriptions", d) / DESCRIPTIONS_FILE, DESCRIPTION_COLUMNS))
         for d in cfg.descriptions
@@ -699,13 +807,15 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
                 f"nothing was written"
             )
         splits = _finish_splits(writers)
-        statistics, counts = tally.statistics(kept), _counts(annotations, index, splits, tally)
+        statistics, counts = tally.statistics(kept), _counts(annotations, index, splits, tally, cfg.roi)
         sources = [s.as_dict() for s in index.sources]
+        skeletons = [s.to_dict() for s in tally.skeletons.values()]
         w.counts.update(counts)
-        w.extra["statistics"], w.extra["sources"] = statistics, sources
+        # the rows name their skeleton; its definition (a custom one's joints and parts) travels here
+        w.extra["statistics"], w.extra["sources"], w.extra["skeletons"] = statistics, sources, skeletons
         card = CardInputs(
             name=name, splits=splits, statistics=statistics, sources=sources, describe_meta=describe_meta,
-            annotations=cfg.annotations, counts=counts, config=config, origin=cfg.origin,
+            annotations=cfg.annotations, counts=counts, config=config, origin=cfg.origin, skeletons=skeletons,
         )  # fmt: skip
         (w.dir / "README.md").write_text(render_card(card))
 

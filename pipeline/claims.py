@@ -6,20 +6,24 @@
     #  ('state', ('position', 'left', 1), None, 'standing'),
     #  ('raised', ('position', 'left', 1), 'left arm', True)]
 
-The rules, in the order they are applied (every pattern is a module-level constant below):
+The rules, in the order they are applied (every pattern is a module-level constant below, or, for an
+image's own nouns, built from them by _nouns):
 
 1. Masking. The image's activity label and category (MPII activities such as "standing, talking in
    person" or "eating, sitting" would otherwise read as postures) and any "the activity is ..." clause
    are blanked out, keeping character offsets.
 2. Count. The first "<number> people/persons/individuals/..." (or "a single/one/lone person", "no
-   people") is the number of people the description claims.
+   people") is the number of people the description claims. Given the nouns of an image's instances
+   (parse_annotated: "zebra", "animal"), the first "<number> <noun>" of each noun ("two zebras", "a single
+   jaguar") is a count claim about that noun (Claim.part).
 3. Subjects. "the left person", "the person on the left", "the leftmost player", "another person on the
    right", "person 3". A claim belongs to the last subject mentioned before it; before any subject (or
    "the person") it belongs to the only person, or to every person when there are several. "the ..."
    keeps the rank of that position (first person there), "another"/"a second" moves to the next one at the
    same position (how the rules describer and most people enumerate). An ordinal with no position ("the
    second person") makes the subject unresolved until the next subject. Each positional subject is also a
-   "position" claim: that position exists among the people.
+   "position" claim: that position exists among the people. The image's nouns name subjects too ("the
+   zebra on the left", "zebra 2").
 4. Posture. standing / sitting (seated) / lying (reclining), unless negated ("not", "n't" just before).
 5. Parts. "left arm", "right knee", "both legs", "their arms", "torso", "head": each mention opens a
    segment that runs to the next part or subject mention or the end of the sentence. A part joined to the
@@ -32,11 +36,18 @@ The rules, in the order they are applied (every pattern is a module-level consta
 6. Whole-body phrases: "arms crossed/folded", "feet apart / wide stance" vs "feet together".
 7. Joint mentions: every part mention is recorded with its joints (the faithfulness check flags a mention
    of a part whose joints are all unannotated, unless the segment says it is not visible).
+8. Facing (animal and custom skeletons only, human=False): "facing / turned / looking / walking / moving
+   (towards) (the) left|right" says which side of the image the instance faces, unless negated; not "to
+   its left" (its own side) nor "moving the left front leg".
+
+Joints are MPII's (pipeline.geometry); pipeline.instances maps them onto the image's skeleton.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.geometry import (
@@ -58,6 +69,8 @@ from pipeline.geometry import (
     R_WRIST,
     THORAX,
 )
+from pipeline.instances import claim_nouns, plural
+from pipeline.records import ImageAnnotation
 
 # A subject: None (unspecified), ("position", "left" | "center" | "right", rank >= 1), ("index", n >= 1)
 # or ("unresolved",).
@@ -80,16 +93,51 @@ ACTIVITY_CLAUSE = re.compile(
 
 _POS = r"(left|right|center|centre|middle|leftmost|rightmost|central)"
 _DET = r"(the|a|an|another|other|one|second|third|fourth|fifth)"
-SUBJECT_ADJ = re.compile(rf"\b(?:{_DET}\s+)?(?:(?:far|other)\s+)?{_POS}(?:-most)?\s+{_PERSON}\b", re.I)
-SUBJECT_PREP = re.compile(
-    rf"\b{_DET}\s+(?:other\s+)?{_PERSON}\b,?\s+(?:(?:who\s+is|who's|standing|sitting|seated|lying)\s+)?"
-    rf"(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b",
+
+
+def _subject_patterns(one: str) -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
+    """The subject patterns (adjective, preposition, index, ordinal) for words `one` naming an instance."""
+    adj = re.compile(rf"\b(?:{_DET}\s+)?(?:(?:far|other)\s+)?{_POS}(?:-most)?\s+{one}\b", re.I)
+    prep = re.compile(
+        rf"\b{_DET}\s+(?:other\s+)?{one}\b,?\s+(?:(?:who\s+is|who's|standing|sitting|seated|lying)\s+)?"
+        rf"(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b",
+        re.I,
+    )
+    index = re.compile(rf"\b{one}\s*(?:#|no\.?\s*)?(\d+)\b", re.I)
+    ordinal = re.compile(r"\b(?:the\s+)?(first|second|third|fourth|fifth|other)\s+" + one + r"\b", re.I)
+    return adj, prep, index, ordinal
+
+
+SUBJECT_ADJ, SUBJECT_PREP, SUBJECT_INDEX, SUBJECT_ORDINAL = _subject_patterns(_PERSON)
+# Animals (parse_claims(human=False)): which side of the image the instance faces or moves to. "to its
+# left" is left out on purpose: the animal's own side, not the image's.
+FACING = re.compile(
+    r"\b(?:fac(?:es|ing|ed)|turned|looking|looks|heading|heads|walking|walks|moving|moves|pointing|points|"
+    r"oriented)\s+(?:(?:to(?:wards?)?|toward)\s+)?(?:the\s+)?(left|right)\b"
+    r"(?!\s+(?:front|back|hind|fore|arm|leg|paw|ear|eye|hip|shoulder|elbow|knee)s?\b)",
     re.I,
 )
-SUBJECT_INDEX = re.compile(rf"\b{_PERSON}\s*(?:#|no\.?\s*)?(\d+)\b", re.I)
-SUBJECT_ORDINAL = re.compile(
-    r"\b(?:the\s+)?(first|second|third|fourth|fifth|other)\s+" + _PERSON + r"\b", re.I
-)
+
+
+@dataclass(frozen=True, slots=True)
+class _Nouns:
+    """Patterns for the words naming an image's instances beyond the people words (species, "animal")."""
+
+    subjects: tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]
+    count: re.Pattern  # "two zebras", "a single jaguar": group 1 the number, group 2 the noun
+    forms: dict[str, str]  # singular and plural forms (lower case, single spaces) -> the noun
+
+
+@functools.lru_cache(maxsize=256)
+def _nouns(nouns: tuple[str, ...]) -> _Nouns:
+    forms = {f: n for n in nouns for f in (n.lower(), plural(n).lower())}
+    alt = "|".join(r"\s+".join(map(re.escape, f.split())) for f in sorted(forms, key=len, reverse=True))
+    return _Nouns(
+        subjects=_subject_patterns(f"(?:{_PERSON[3:-1]}|{alt})"),
+        count=re.compile(rf"\b(a single|a lone|only one|{_NUM})\s+(?:[a-z-]+\s+)?({alt})\b", re.I),
+        forms=forms,
+    )
+
 
 NEGATION = re.compile(r"(?:\bnot|n't|\bnever|\bneither|\bnor)\s+(?:\w+\s+)?$", re.I)
 STATE = re.compile(
@@ -211,11 +259,13 @@ _BODY_JOINTS = {
 @dataclass(slots=True)
 class Claim:
     # count | position | state | raised | above_head | bend | torso | head | arms_crossed | feet_apart |
-    # visible
+    # visible | facing
     kind: str
-    value: object  # int (count), str (state, bend, torso, head, position), bool (the rest)
+    value: object  # int (count), str (state, bend, torso, head, position, facing), bool (the rest)
     subject: Subject = None
-    part: str | None = None  # "left arm", ..., "torso", "head"; joints for "visible"
+    # "left arm", ..., "torso", "head"; the label for "visible"; for "count", the noun counted ("zebra")
+    # when it is not the people words
+    part: str | None = None
     start: int = 0  # character span of the words that make the claim
     end: int = 0
     joints: tuple[int, ...] = ()  # for "visible": the joints the claim is about
@@ -262,24 +312,27 @@ def _norm_pos(word: str) -> str:
             "central": "center"}.get(w, w)  # fmt: skip
 
 
-def _subjects(text: str) -> list[tuple[int, int, str, object]]:
+def _subjects(
+    text: str, patterns: tuple[re.Pattern, ...] = (SUBJECT_ADJ, SUBJECT_PREP, SUBJECT_INDEX, SUBJECT_ORDINAL)
+) -> list[tuple[int, int, str, object]]:
     """(start, end, kind, value) of every subject mention, earliest first, overlaps resolved by priority."""
     found: list[tuple[int, int, str, object]] = []
+    subject_adj, subject_prep, subject_index, subject_ordinal = patterns
 
     def free(s: int, e: int) -> bool:
         return all(e <= a or s >= b for a, b, _, _ in found)
 
-    for m in SUBJECT_PREP.finditer(text):
+    for m in subject_prep.finditer(text):
         found.append((m.start(), m.end(), "position", (m.group(1).lower(), _norm_pos(m.group(2)))))
-    for m in SUBJECT_ADJ.finditer(text):
+    for m in subject_adj.finditer(text):
         if free(m.start(), m.end()):
             found.append(
                 (m.start(), m.end(), "position", ((m.group(1) or "the").lower(), _norm_pos(m.group(2))))
             )
-    for m in SUBJECT_INDEX.finditer(text):
+    for m in subject_index.finditer(text):
         if free(m.start(), m.end()):
             found.append((m.start(), m.end(), "index", int(m.group(1))))
-    for m in SUBJECT_ORDINAL.finditer(text):
+    for m in subject_ordinal.finditer(text):
         if free(m.start(), m.end()):
             found.append((m.start(), m.end(), "unresolved", m.group(1).lower()))
     return sorted(found)
@@ -396,12 +449,22 @@ def _segment_claims(
     return claims, False
 
 
-def parse_claims(text: str, *, activity: str | None = None, category: str | None = None) -> ParsedDescription:
-    """Every claim and body-part mention of one description (see the module docstring for the rules)."""
+def parse_claims(
+    text: str,
+    *,
+    activity: str | None = None,
+    category: str | None = None,
+    nouns: Sequence[str] = (),
+    human: bool = True,
+) -> ParsedDescription:
+    """Every claim and body-part mention of one description (see the module docstring for the rules).
+    nouns: words naming the instances beyond the people words ("zebra", "animal"); human=False (an animal
+    or custom skeleton) also reads which way each instance faces. parse_annotated passes both."""
     out = ParsedDescription()
     if not text:
         return out
     t = _mask(text, [activity or "", category or ""])
+    extra = _nouns(tuple(nouns)) if nouns else None
 
     counts = [(m.start(), m.end(), m.group(1).lower()) for m in COUNT_PLURAL.finditer(t)]
     counts += [(m.start(), m.end(), m.group(1).lower()) for m in COUNT_SINGLE.finditer(t)]
@@ -409,11 +472,25 @@ def parse_claims(text: str, *, activity: str | None = None, category: str | None
         s, e, word = min(counts)
         value = int(word) if word.isdigit() else NUMBERS[word]
         out.claims.append(Claim("count", value, None, None, s, e))
+    if extra:
+        seen: set[str] = set()
+        for m in extra.count.finditer(t):
+            noun = extra.forms[" ".join(m.group(2).lower().split())]
+            if noun not in seen:  # the first count of each noun, as for people
+                seen.add(noun)
+                word = m.group(1).lower()
+                value = int(word) if word.isdigit() else NUMBERS[word]
+                out.claims.append(Claim("count", value, None, noun, m.start(), m.end()))
 
-    subjects = _resolve_subjects(_subjects(t))
+    subjects = _resolve_subjects(_subjects(t, extra.subjects) if extra else _subjects(t))
     for s, e, subj in subjects:
         if subj and subj[0] == "position":
             out.claims.append(Claim("position", subj[1], subj, None, s, e))
+    if not human:
+        for m in FACING.finditer(t):
+            if not _negated(t, m.start()):
+                subject = _subject_at(subjects, m.start())
+                out.claims.append(Claim("facing", m.group(1).lower(), subject, None, m.start(), m.end()))
 
     # Whole-body phrases first: their words ("arms", "crossed") must not read as limb claims.
     taken: list[tuple[int, int]] = []
@@ -475,3 +552,15 @@ def parse_claims(text: str, *, activity: str | None = None, category: str | None
         )
     out.claims.sort(key=lambda c: (c.start, c.kind))
     return out
+
+
+def parse_annotated(text: str, ann: ImageAnnotation) -> ParsedDescription:
+    """parse_claims with what the image's annotation says: its activity and category to mask, the nouns of
+    its instances, and whether its skeleton is human."""
+    return parse_claims(
+        text,
+        activity=ann.activity,
+        category=ann.category,
+        nouns=claim_nouns(ann),
+        human=ann.skeleton.human,
+    )

@@ -1,6 +1,6 @@
 """Pose faithfulness: each parsed claim checked against pipeline.geometry's facts about the annotated pose.
 
-    checks = check_description(parse_claims(text, activity=ann.activity), ann, image_facts(...))
+    checks = check_description(parse_annotated(text, ann), ann, annotation_facts(ann))
     summary = faithfulness_summary([checks, ...])     # agreement rate and per-kind counts of one source
 
 The one checker of the project: analyze reports it per source, describe's gate (pipeline.describe.validate)
@@ -17,6 +17,12 @@ Tolerances (so that a description is not contradicted at the edge of a geometry 
 - torso: upright < 20, leaning 20-55, horizontal > 55 degrees from vertical, widened by ANGLE_MARGIN.
 - a claim about several candidate people (no subject among several people, or an ambiguous one) is
   confirmed or contradicted only when every candidate agrees; otherwise it is unverifiable.
+
+Other skeletons (pipeline.instances): a human one (COCO-17, CrowdPose-14) is checked through its MPII view,
+and a visibility claim or a part mention through the skeleton's own joints (a COCO "head" is its face
+joints). Crowd regions are not instances. For an animal or custom skeleton, counts (overall and per noun:
+"two zebras"), positions and facing are checked (pipeline.animals); a human pose claim about an animal is
+unverifiable and part mentions are not checked.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.animals import AnimalFacts
 from pipeline.claims import Claim, ParsedDescription, Subject
 from pipeline.geometry import (
     BENT_MIN,
@@ -35,6 +42,7 @@ from pipeline.geometry import (
     UPRIGHT_TORSO_MAX,
     PersonFacts,
 )
+from pipeline.instances import instances, native_joints, noun
 from pipeline.records import MISSING, VISIBLE, ImageAnnotation
 
 CONFIRMED, CONTRADICTED, UNVERIFIABLE = "confirmed", "contradicted", "unverifiable"
@@ -55,7 +63,10 @@ TORSO_RANGES = {"upright": (0.0, UPRIGHT_TORSO_MAX), "leaning": (UPRIGHT_TORSO_M
 # The body parts coverage is counted over (the paper's template describes each of them for each person).
 PARTS = ("left arm", "right arm", "left leg", "right leg", "torso", "head")
 # Claims about the pose itself; count, position and visibility claims say nothing about a posture.
-POSE_KINDS = ("state", "raised", "above_head", "bend", "torso", "head", "arms_crossed", "feet_apart")
+POSE_KINDS = (
+    "state", "raised", "above_head", "bend", "torso", "head", "arms_crossed", "feet_apart", "facing",
+)  # fmt: skip
+Facts = PersonFacts | AnimalFacts  # per instance, as pipeline.instances.annotation_facts gives them
 
 
 @dataclass(slots=True)
@@ -77,7 +88,7 @@ class DescriptionChecks:
         return Counter(c.verdict for c in self.checks)
 
 
-def candidates(subject: Subject, facts: list[PersonFacts]) -> list[int] | None:
+def candidates(subject: Subject, facts: list[Facts]) -> list[int] | None:
     """People a claim may be about: a list of indices, or None when the subject names nobody present."""
     n = len(facts)
     if subject is None:
@@ -98,8 +109,22 @@ def _in_range(value: float, lo: float, hi: float) -> bool:
     return lo - ANGLE_MARGIN <= value <= hi + ANGLE_MARGIN
 
 
-def _check_one(claim: Claim, f: PersonFacts, kps: np.ndarray) -> tuple[str, str]:
+def _check_animal(claim: Claim, f: AnimalFacts) -> tuple[str, str]:
+    if claim.kind != "facing":
+        return UNVERIFIABLE, "no human pose geometry for this skeleton"
+    if f.facing is None:
+        return UNVERIFIABLE, "facing not clear from the keypoints"
+    return (CONFIRMED if f.facing == claim.value else CONTRADICTED), f"faces {f.facing}"
+
+
+def _check_one(claim: Claim, f: Facts, kps: np.ndarray) -> tuple[str, str]:
+    """One claim about one instance; kps: the instance's keypoints of the joints a visibility claim is about
+    (its skeleton's joints, pipeline.instances.native_joints), empty for other claims."""
     kind = claim.kind
+    if isinstance(f, AnimalFacts):
+        return _check_animal(claim, f)
+    if kind == "facing":
+        return UNVERIFIABLE, "facing is not read for people"
     if kind == "state":
         if f.state == "unknown":
             return UNVERIFIABLE, "posture not resolved by the keypoints"
@@ -137,7 +162,7 @@ def _check_one(claim: Claim, f: PersonFacts, kps: np.ndarray) -> tuple[str, str]
             return UNVERIFIABLE, f"{kind.replace('_', ' ')} unknown"
         return (CONFIRMED if fact == claim.value else CONTRADICTED), f"{kind.replace('_', ' ')}: {fact}"
     if kind == "visible":
-        v = kps[list(claim.joints), 2]
+        v = kps[:, 2]
         if (v < VISIBLE).all():
             return CONFIRMED, f"{claim.part}: not marked visible"
         if (v == VISIBLE).all():
@@ -146,10 +171,24 @@ def _check_one(claim: Claim, f: PersonFacts, kps: np.ndarray) -> tuple[str, str]
     raise ValueError(f"unknown claim kind {kind!r}")
 
 
-def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[PersonFacts]) -> Check:
+def _joints(claim: Claim, ann: ImageAnnotation) -> list[int]:
+    """The image skeleton's joints a visibility claim is about (its MPII joints mapped)."""
+    return list(native_joints(ann.skeleton, claim.joints)) if ann.skeleton.human else []
+
+
+def counted(ann: ImageAnnotation, what: str | None) -> int:
+    """How many instances a count claim is about: all of them, or those of one noun ("zebra")."""
+    people = instances(ann)
+    if what is None or what == ann.skeleton.subject:
+        return len(people)
+    return sum(noun(p, ann.skeleton) == what for p in people)
+
+
+def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[Facts]) -> Check:
     n = len(facts)
     if claim.kind == "count":
-        return Check(claim, CONFIRMED if claim.value == n else CONTRADICTED, f"{n} annotated")
+        have = counted(ann, claim.part)
+        return Check(claim, CONFIRMED if claim.value == have else CONTRADICTED, f"{have} annotated")
     who = candidates(claim.subject, facts)
     if claim.kind == "position":
         if n < 2:
@@ -165,7 +204,9 @@ def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[PersonFacts]) ->
         return Check(
             claim, UNVERIFIABLE, "the person meant cannot be told" if who == [] else "no such person"
         )
-    results = [_check_one(claim, facts[i], ann.people[i].keypoints) for i in who]
+    people = instances(ann)
+    joints = _joints(claim, ann) if claim.kind == "visible" else []
+    results = [_check_one(claim, facts[i], people[i].keypoints[joints]) for i in who]
     verdicts = {v for v, _ in results}
     verdict = verdicts.pop() if len(verdicts) == 1 else UNVERIFIABLE
     evidence = (
@@ -177,24 +218,30 @@ def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[PersonFacts]) ->
 
 
 def check_description(
-    parsed: ParsedDescription, ann: ImageAnnotation, facts: list[PersonFacts]
+    parsed: ParsedDescription, ann: ImageAnnotation, facts: list[Facts]
 ) -> DescriptionChecks:
     out = DescriptionChecks(checks=[check_claim(c, ann, facts) for c in parsed.claims])
+    if not ann.skeleton.human:
+        return out  # the parsed parts are human limbs: nothing to look up in an animal's joints
+    people = instances(ann)
     for m in parsed.mentions:
         if m.says_invisible:
             continue
         who = candidates(m.subject, facts)
-        if who and all((ann.people[i].keypoints[list(m.joints), 2] == MISSING).all() for i in who):
+        joints = list(native_joints(ann.skeleton, m.joints))
+        if who and all((people[i].keypoints[joints, 2] == MISSING).all() for i in who):
             out.missing_joint_mentions.append(m.part)
     return out
 
 
-def annotated_parts(facts: list[PersonFacts]) -> set[str]:
+def annotated_parts(facts: list[Facts]) -> set[str]:
     """The PARTS geometry has a fact about for some person that a description would state: what it could
     cover. A leg known only to be not lifted does not count (a planted leg goes unsaid, by the rules
-    describer too)."""
+    describer too). Animals have none of these human parts."""
     out = set()
     for f in facts:
+        if isinstance(f, AnimalFacts):
+            continue
         out |= {
             n
             for n, limb in f.limbs.items()

@@ -1,70 +1,62 @@
-"""ROI heatmaps (FocusCLIP, arXiv 2403.06904): where the people are, as a soft mask in [0, 1].
+"""ROI heatmaps (FocusCLIP, arXiv 2403.06904): where the people (or animals) are, as a soft mask in [0, 1].
 
-Per person, a 2-D Gaussian centred on the box of the known keypoints with standard deviations equal to
-half the box's width and height; summed over people and clipped to [0, 1]. The body-part variant puts
-one such blob on each body part (head, torso, upper/lower arms and legs) instead of the whole person.
+Per instance, a 2-D Gaussian centred on the box of the known keypoints with standard deviations equal to
+half the box's width and height; summed over instances and clipped to [0, 1]. The body-part variant puts
+one such blob on each body part of the skeleton (pipeline.skeletons: head, torso, upper/lower arms and legs
+for people) instead of the whole instance. Keypoints are (P, K, 3) of any skeleton: the whole-instance blob
+needs no joint names.
 
-Both the NumPy and the torch versions are vectorised over people and pixels (separable Gaussians: one
+Two other ROI sources, for COCO-format data: the instance box (the source's bbox, through the same Gaussian
+rule) and the instance mask (the COCO segmentation decoded by pycocotools, the union of the instances,
+area-averaged to the output size so edges are fractional and values stay in [0, 1]).
+
+The keypoint versions, NumPy and torch, are vectorised over instances and pixels (separable Gaussians: one
 outer product per blob), take keypoints in source-image pixels and render at any output size:
 
     hm = roi_heatmap(ann.keypoints, image_size=(w, h), out_size=(224, 224))   # (224, 224) float32
     hm = roi_heatmap_torch(kps, image_sizes, out_size=(224, 224))   # (B, 224, 224), on kps.device
+    hm = instance_heatmap(kps, boxes, segmentations, image_size=(w, h))   # keypoints, boxes and masks
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 import numpy as np
 import torch
+from PIL import Image
 
-from pipeline.geometry import (
-    HEAD,
-    L_ANKLE,
-    L_ELBOW,
-    L_HIP,
-    L_KNEE,
-    L_SHOULDER,
-    L_WRIST,
-    NECK,
-    PELVIS,
-    R_ANKLE,
-    R_ELBOW,
-    R_HIP,
-    R_KNEE,
-    R_SHOULDER,
-    R_WRIST,
-    THORAX,
-)
 from pipeline.records import keypoint_boxes, known
+from pipeline.skeletons import MPII, Skeleton
 
 # A blob never gets narrower than this fraction of the output's larger side (a lone keypoint, or a limb
 # seen end-on, would otherwise give a zero-width Gaussian).
 MIN_SIGMA_FRAC = 0.02
 
-BODY_PARTS: dict[str, tuple[int, ...]] = {
-    "head": (NECK, HEAD),
-    "torso": (THORAX, PELVIS, L_SHOULDER, R_SHOULDER, L_HIP, R_HIP),
-    "left upper arm": (L_SHOULDER, L_ELBOW),
-    "left forearm": (L_ELBOW, L_WRIST),
-    "right upper arm": (R_SHOULDER, R_ELBOW),
-    "right forearm": (R_ELBOW, R_WRIST),
-    "left thigh": (L_HIP, L_KNEE),
-    "left shin": (L_KNEE, L_ANKLE),
-    "right thigh": (R_HIP, R_KNEE),
-    "right shin": (R_KNEE, R_ANKLE),
-}
-_PART_MASK = np.zeros((len(BODY_PARTS), 16), dtype=bool)
-for _i, _joints in enumerate(BODY_PARTS.values()):
-    _PART_MASK[_i, list(_joints)] = True
+
+def part_mask(skeleton: Skeleton) -> np.ndarray:
+    """(G, K) bool: which joints make up each of the skeleton's body parts, in skeleton.parts order."""
+    if not skeleton.parts:
+        raise ValueError(f"the {skeleton.name} skeleton defines no body parts (the part heatmap needs them)")
+    mask = np.zeros((len(skeleton.parts), skeleton.num_joints), dtype=bool)
+    for i, joints in enumerate(skeleton.parts.values()):
+        mask[i, list(joints)] = True
+    return mask
 
 
 def _boxes_np(kps: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (N, 4) of known joints per person (or per person and part) and a validity mask (N,)."""
-    kps = np.asarray(kps, dtype=np.float32).reshape(-1, 16, 3)
-    ok = known(kps)  # (P, 16)
+    """Boxes (N, 4) of known joints per instance (or per instance and part) and a validity mask (N,)."""
+    kps = np.asarray(kps, dtype=np.float32)
+    k = kps.shape[-2]
+    kps = kps.reshape(-1, k, 3)
+    ok = known(kps)  # (P, K)
     if groups is not None:
-        ok = ok[:, None, :] & groups[None, :, :]  # (P, G, 16)
-        kps = np.broadcast_to(kps[:, None], (kps.shape[0], groups.shape[0], 16, 3))
-        ok, kps = ok.reshape(-1, 16), kps.reshape(-1, 16, 3)
+        if groups.shape[1] != k:
+            raise ValueError(f"keypoints have {k} joints, the body parts are defined on {groups.shape[1]}")
+        ok = ok[:, None, :] & groups[None, :, :]  # (P, G, K)
+        kps = np.broadcast_to(kps[:, None], (kps.shape[0], groups.shape[0], k, 3))
+        ok, kps = ok.reshape(-1, k), kps.reshape(-1, k, 3)
     return keypoint_boxes(kps, ok)
 
 
@@ -93,40 +85,119 @@ def _render_np(
     return np.clip(hm, 0.0, 1.0, out=hm)
 
 
+def _default_size(image_size: tuple[float, float], out_size: tuple[int, int] | None) -> tuple[int, int]:
+    return out_size or (int(round(image_size[0])), int(round(image_size[1])))
+
+
 def roi_heatmap(
     keypoints: np.ndarray,
     image_size: tuple[float, float],
     out_size: tuple[int, int] | None = None,
     *,
     parts: bool = False,
+    skeleton: Skeleton = MPII,
 ) -> np.ndarray:
     """Heatmap (H, W) float32 in [0, 1] for one image.
 
-    keypoints: (P, 16, 3) in source pixels (P may be 0); image_size: (width, height) of the source image;
-    out_size: (width, height) to render at (default: the source size); parts: one blob per body part.
+    keypoints: (P, K, 3) in source pixels (P may be 0); image_size: (width, height) of the source image;
+    out_size: (width, height) to render at (default: the source size); parts: one blob per body part of
+    `skeleton` (which must be the keypoints' own).
     """
-    out_size = out_size or (int(round(image_size[0])), int(round(image_size[1])))
-    boxes, valid = _boxes_np(keypoints, _PART_MASK if parts else None)
-    return _render_np(boxes, valid, image_size, out_size)
+    boxes, valid = _boxes_np(keypoints, part_mask(skeleton) if parts else None)
+    return _render_np(boxes, valid, image_size, _default_size(image_size, out_size))
+
+
+def decode_mask(segmentation: str, size: tuple[int, int]) -> np.ndarray:
+    """One COCO segmentation (JSON text: polygons, or RLE with compressed or uncompressed counts) as a
+    (height, width) uint8 0/1 mask on an image of size (width, height); ValueError when an RLE's own size
+    is not that size. Decoded as pycocotools' COCO.annToRLE does."""
+    from pycocotools import mask as mask_utils  # imported here: only the mask ROI needs it
+
+    w, h = size
+    seg = json.loads(segmentation)
+    if isinstance(seg, list):  # polygons: one RLE each, merged into one
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    elif isinstance(seg["counts"], list):  # uncompressed RLE (COCO's crowd regions)
+        rle = mask_utils.frPyObjects(seg, *seg["size"])
+    else:
+        rle = {"size": seg["size"], "counts": seg["counts"].encode()}
+    mask = mask_utils.decode(rle)
+    if mask.shape != (h, w):
+        raise ValueError(f"mask of {mask.shape[1]}x{mask.shape[0]} px on an image of {w}x{h} px")
+    return mask
+
+
+def mask_heatmap(
+    segmentations: Sequence[str], image_size: tuple[int, int], out_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Union of the instances' masks, decoded at the source size (width, height) and resized to out_size by
+    area averaging: (H, W) float32 in [0, 1], 1 inside, 0 outside, the covered fraction on the edges."""
+    w, h = image_size
+    union = np.zeros((h, w), dtype=np.uint8)
+    for seg in segmentations:
+        np.maximum(union, decode_mask(seg, (w, h)), out=union)
+    out_size = _default_size(image_size, out_size)
+    if out_size == (w, h):
+        return union.astype(np.float32)
+    resized = Image.fromarray(union.astype(np.float32)).resize(out_size, Image.Resampling.BOX)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def instance_heatmap(
+    keypoints: np.ndarray,
+    boxes: np.ndarray,
+    segmentations: Sequence[str],
+    image_size: tuple[float, float],
+    out_size: tuple[int, int] | None = None,
+    *,
+    mask_size: tuple[int, int] | None = None,
+    parts: bool = False,
+    skeleton: Skeleton = MPII,
+) -> np.ndarray:
+    """The ROI of an image whose instances each give their region one way: keypoints (P, K, 3) -> the paper's
+    blob (one per body part with `parts`), boxes (B, 4) -> the same blob on the box, segmentations -> the
+    mask. The blobs are summed and clipped as in the paper; the mask union is laid over them (maximum).
+
+    keypoints and boxes are in image_size pixels; masks are decoded at mask_size (the size their coordinates
+    refer to; default image_size) and area-averaged to the output size.
+    """
+    out_size = _default_size(image_size, out_size)
+    kp_boxes, valid = _boxes_np(keypoints, part_mask(skeleton) if parts else None)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes):
+        kp_boxes = np.concatenate([kp_boxes, boxes])
+        valid = np.concatenate([valid, np.ones(len(boxes), dtype=bool)])
+    hm = _render_np(kp_boxes, valid, image_size, out_size)
+    if segmentations:
+        mask_size = mask_size or _default_size(image_size, None)
+        np.maximum(hm, mask_heatmap(segmentations, mask_size, out_size), out=hm)
+    return hm
 
 
 def roi_heatmap_torch(
-    keypoints: torch.Tensor, image_sizes: torch.Tensor, out_size: tuple[int, int], *, parts: bool = False
+    keypoints: torch.Tensor,
+    image_sizes: torch.Tensor,
+    out_size: tuple[int, int],
+    *,
+    parts: bool = False,
+    skeleton: Skeleton = MPII,
 ) -> torch.Tensor:
     """Batched heatmaps (B, H, W) on keypoints.device.
 
-    keypoints: (B, P, 16, 3), people padded with v = 0 rows; image_sizes: (B, 2) source (width, height);
-    out_size: (width, height).
+    keypoints: (B, P, K, 3), instances padded with v = 0 rows; image_sizes: (B, 2) source (width, height);
+    out_size: (width, height); parts: one blob per body part of `skeleton`.
     """
-    b, p = keypoints.shape[:2]
+    b, p, k = keypoints.shape[:3]
     dev = keypoints.device
     kps = keypoints.float()
-    ok = (kps[..., 2] > 0) & torch.isfinite(kps[..., 0]) & torch.isfinite(kps[..., 1])  # (B, P, 16)
+    ok = (kps[..., 2] > 0) & torch.isfinite(kps[..., 0]) & torch.isfinite(kps[..., 1])  # (B, P, K)
     if parts:
-        mask = torch.as_tensor(_PART_MASK, device=dev)
-        ok = ok[:, :, None, :] & mask[None, None]  # (B, P, G, 16)
-        kps = kps[:, :, None].expand(b, p, mask.shape[0], 16, 3)
-        ok, kps = ok.reshape(b, -1, 16), kps.reshape(b, -1, 16, 3)
+        mask = torch.as_tensor(part_mask(skeleton), device=dev)
+        if mask.shape[1] != k:
+            raise ValueError(f"keypoints have {k} joints, the body parts are defined on {mask.shape[1]}")
+        ok = ok[:, :, None, :] & mask[None, None]  # (B, P, G, K)
+        kps = kps[:, :, None].expand(b, p, mask.shape[0], k, 3)
+        ok, kps = ok.reshape(b, -1, k), kps.reshape(b, -1, k, 3)
     big = torch.finfo(torch.float32).max
     x = torch.nan_to_num(kps[..., 0], nan=0.0)
     y = torch.nan_to_num(kps[..., 1], nan=0.0)
@@ -155,12 +226,13 @@ def roi_heatmap_torch(
 
 
 def pad_people(keypoints: list[np.ndarray], max_people: int | None = None) -> np.ndarray:
-    """Stack per-image (P_i, 16, 3) arrays into (B, P, 16, 3), padding with v = 0 people."""
+    """Stack per-image (P_i, K, 3) arrays (one skeleton) into (B, P, K, 3), padding with v = 0 instances."""
     p = max_people or max((k.shape[0] for k in keypoints), default=0)
-    out = np.zeros((len(keypoints), max(p, 1), 16, 3), dtype=np.float32)
+    num_joints = np.asarray(keypoints[0]).shape[-2] if keypoints else MPII.num_joints
+    out = np.zeros((len(keypoints), max(p, 1), num_joints, 3), dtype=np.float32)
     out[..., :2] = np.nan
     for i, k in enumerate(keypoints):
-        k = np.asarray(k, dtype=np.float32).reshape(-1, 16, 3)[:p]
+        k = np.asarray(k, dtype=np.float32).reshape(-1, num_joints, 3)[:p]
         out[i, : k.shape[0]] = k
     return out
 

@@ -1,12 +1,12 @@
 """People drawn onto a picture: a numbered box or a numbered skeleton per person (pure PIL, no I/O).
 
-    marked = draw_people(img, kps, "box")                         # kps (P, K, 3) in img's pixels
-    marked = draw_people(img, kps, "skeleton", edges=MPII_EDGES)  # any skeleton: edges are data
+    marked = draw_people(img, kps, "box")                                 # kps (P, K, 3) in img's pixels
+    marked = draw_people(img, kps, "skeleton", edges=ann.skeleton.edges)  # any skeleton: edges are data
 
 describe --with-image --image-mark box|skeleton draws these on the image it sends, so that a vision model
-describes the annotated people (and knows which one is "person 2") in a crowd; analyze's gallery draws the
-same MPII skeleton. Joints with v = 0 (unknown) are never drawn and take no part in a box. Each person gets
-its own colour, and its number (1-based, as the prompt's "Person 1") on a filled label at its top-left.
+describes the annotated people (and knows which one is "person 2") in a crowd. Joints with v = 0 (unknown)
+are never drawn and take no part in a box. Each person gets its own colour, and its number (1-based, as the
+prompt's "Person 1") on a filled label at its top-left.
 """
 
 from __future__ import annotations
@@ -17,13 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.records import keypoint_boxes, known
+from pipeline.skeletons import MPII
 
-# The MPII skeleton: (joint, joint, side), side l / r / c (the person's left, right, centre line).
-MPII_EDGES: tuple[tuple[int, int, str], ...] = (
-    (0, 1, "r"), (1, 2, "r"), (2, 6, "r"), (6, 3, "l"), (3, 4, "l"), (4, 5, "l"),
-    (6, 7, "c"), (7, 8, "c"), (8, 9, "c"),
-    (10, 11, "r"), (11, 12, "r"), (12, 7, "r"), (7, 13, "l"), (13, 14, "l"), (14, 15, "l"),
-)  # fmt: skip
 MARKS = ("none", "box", "skeleton")
 # Saturated colours that stay apart from each other and from skin, sky and grass; person i gets i % 8.
 PERSON_COLOURS = (
@@ -57,11 +52,12 @@ def draw_people(
     kps: np.ndarray,
     mode: str,
     *,
-    edges: Sequence[tuple[int, int, str]] = MPII_EDGES,
+    edges: Sequence[tuple[int, ...]] = MPII.edges,
 ) -> Image.Image:
     """A copy of `img` with each person of `kps` (P, K, 3: x, y in img's pixels, v) marked: `box` = the box
-    of its known joints (with a margin), `skeleton` = the lines of `edges` between known joints and a dot per
-    joint; both labelled with the person's number. `none` returns an unchanged copy."""
+        of its known joints (with a margin), `skeleton` = the lines of `edges` ((joint, joint) pairs of its
+    skeleton, pipeline.skeletons) between known joints and a dot per
+        joint; both labelled with the person's number. `none` returns an unchanged copy."""
     if mode not in MARKS:
         raise ValueError(f"mark {mode!r}: choose one of {', '.join(MARKS)}")
     out = img.convert("RGB")  # a copy even when img is RGB already
@@ -83,7 +79,7 @@ def draw_people(
             draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
         else:
             ok = known(person)
-            for a, b, _ in edges:
+            for a, b, *_ in edges:
                 if ok[a] and ok[b]:
                     draw.line([tuple(person[a, :2]), tuple(person[b, :2])], fill=colour, width=width)
             r = width + 1

@@ -12,7 +12,8 @@ As a process (the benchmark, or a CLI run under test):
     python tests/fake_openai.py --latency 0.1 --port 0     # prints the base URL on its first line
     POST <base>/_control {"latency": 0.1, "script": {...}, "faults": [...]}  ;  GET <base>/_stats
 
-Faults: ok (a faithful description of the keypoints in the prompt, written by the rules describer) | 429
+Faults: ok (a faithful description of the keypoints in the prompt, written by the rules describer for the
+skeleton whose joints the system prompt lists) | 429
 (retry-after-ms header) | 429s (Retry-After in whole seconds) | 500 | 401 (both echo the Authorization
 header in their error text, as some proxies do) | slow (sleeps `slow_s` before answering) | drop (closes the
 connection without a reply) | malformed (200 with a body that is not JSON) | empty (empty content) | length
@@ -90,37 +91,53 @@ def _input(user: str) -> dict[str, Any]:
         return {}
 
 
-def _annotation(obj: dict[str, Any]):
-    """The people of a prompt's JSON as an ImageAnnotation (every given keypoint counts as visible)."""
+_ORDER = re.compile(r"in this order: ((?:\d+ [^,.]+(?:, )?)+)\.")
+
+
+def _skeleton(system: str):
+    """The skeleton whose joints the system prompt lists ("in this order: 0 nose, 1 left eye, ..."); MPII
+    when it lists none."""
+    from pipeline.skeletons import MPII, skeleton_for
+
+    m = _ORDER.search(system)
+    return skeleton_for([j.split(" ", 1)[1] for j in m.group(1).split(", ")]) if m else MPII
+
+
+def _annotation(obj: dict[str, Any], system: str = ""):
+    """The instances of a prompt's JSON as an ImageAnnotation (every given keypoint counts as visible)."""
     import numpy as np
 
+    from pipeline.instances import plural
     from pipeline.records import ImageAnnotation, Person, empty_keypoints
 
+    skeleton = _skeleton(system)
     people = []
-    for p in obj.get("people") or []:
-        kps = empty_keypoints()
+    for p in obj.get(plural(skeleton.subject)) or []:
+        kps = empty_keypoints(skeleton.num_joints)
         xy = np.asarray(p.get("keypoints", p.get("kpts")), dtype=np.float32).reshape(-1, 2)
         ok = (xy >= 0).all(axis=1)
         kps[ok, :2], kps[ok, 2] = xy[ok], 2
-        people.append(Person(keypoints=kps, center=tuple(p["center"]) if p.get("center") else None))
-    return ImageAnnotation(image="prompt", people=people)
+        center = tuple(p["center"]) if p.get("center") else None
+        people.append(Person(keypoints=kps, center=center, label=p.get("label")))
+    return ImageAnnotation(image="prompt", people=people, skeleton=skeleton)
 
 
-def faithful(user: str) -> str:
-    """What the rules describer writes for the keypoints in the prompt (no activity: the label is masked)."""
+def faithful(user: str, system: str = "") -> str:
+    """What the rules describer writes for the keypoints in the prompt (no activity: the label is masked),
+    for the skeleton the system prompt lists (MPII when it lists none)."""
     global _RULES
     from pipeline.describe.prompting import image_context, load_template
     from pipeline.describe.rules import rules_description
 
     _RULES = _RULES or load_template("rules")
-    return rules_description(_RULES, image_context(_annotation(_input(user))))
+    return rules_description(_RULES, image_context(_annotation(_input(user), system)))
 
 
 def bad_reply(fault: str, user: str, system: str) -> str:
     """A realistic failed description of the prompt's people."""
     obj = _input(user)
     n = int(obj.get("count") or len(obj.get("people") or []) or 1)
-    good = faithful(user)
+    good = faithful(user, system)
     body = good.split(". ", 1)[1] if ". " in good else good
     kps = [p.get("keypoints", p.get("kpts")) for p in obj.get("people") or []]
     unknown_limb = next(
@@ -236,7 +253,9 @@ class FakeOpenAI:
         self.script: dict[str, list[str]] = {}
         self.faults: list[str] = []
         self.host, self.port = host, port
-        self.requests: list[dict[str, Any]] = []  # one entry per chat request: n, fault, user, model, t
+        self.requests: list[
+            dict[str, Any]
+        ] = []  # one entry per chat request: n, fault, user, system, model, t
         self.fault_counts: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -322,7 +341,7 @@ class FakeOpenAI:
         if fault in BAD_REPLIES + VISION_BAD_REPLIES:
             content = bad_reply(fault, user, system)
         else:
-            content = faithful(user) + (f" {VISION_SCENE}" if vision else "")
+            content = faithful(user, system) + (f" {VISION_SCENE}" if vision else "")
         finish = "stop"
         if fault == "empty":
             content = ""
@@ -382,6 +401,9 @@ class FakeOpenAI:
                 "n": self._n,
                 "fault": fault,
                 "user": user,
+                "system": next(
+                    (m.get("content", "") for m in body.get("messages", []) if m.get("role") == "system"), ""
+                ),
                 "model": body.get("model"),
                 "t": time.time(),
                 "seed": body.get("seed"),

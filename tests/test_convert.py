@@ -198,7 +198,6 @@ def test_overwrite_and_existing(store, paths):
             lambda d, m: m / "official_eval" / "groups_v12.mat",
             r"groups_v12\.mat: .*without the MPII 'RELEASE'",
         ),
-        (lambda d, m: m / "mmpose_tests" / "test_mpii_trb.json", r"test_mpii_trb\.json: COCO-style JSON"),
         (lambda d, m: m / "mmpose_tests" / "004645041.jpg", r"004645041\.jpg: a JPEG image"),
         (
             lambda d, m: _cut(m / "mmpose_tests" / "test_mpii.json", d / "cut.json", 5000),
@@ -244,7 +243,6 @@ def test_overwrite_and_existing(store, paths):
     ],
     ids=[
         "groups_v12",
-        "coco-json",
         "jpeg",
         "cut-json",
         "cut-csv",

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.heatmaps import BODY_PARTS, pad_people, roi_heatmap, roi_heatmap_torch, to_uint8
+from pipeline.heatmaps import pad_people, roi_heatmap, roi_heatmap_torch, to_uint8
 from pipeline.records import MISSING, OCCLUDED, VISIBLE, empty_keypoints
+from pipeline.skeletons import MPII
 
 
 def person(box: tuple[float, float, float, float], extra: dict[int, tuple[float, float, int]] | None = None):
@@ -110,7 +111,7 @@ def test_parts_variant_puts_a_blob_per_part():
     assert parts[150, 100] == pytest.approx(1.0, abs=0.02)  # forearm centre
     assert parts[20, 300] == pytest.approx(1.0, abs=0.02)  # the head blob sits on the lone head joint
     assert whole[20, 300] < 0.5  # the whole-person blob is centred between all three joints instead
-    assert "left forearm" in BODY_PARTS
+    assert "left forearm" in MPII.parts
 
 
 def test_pad_people_and_uint8():
@@ -122,3 +123,40 @@ def test_pad_people_and_uint8():
     assert hm[2].max() == 0
     u8 = to_uint8(np.array([0.0, 0.5, 1.0, 1.5, -1.0]))
     assert u8.dtype == np.uint8 and u8.tolist() == [0, 128, 255, 255, 0]
+
+
+# The body parts the MPII part heatmap used before skeletons existed (heatmaps.BODY_PARTS, by
+# pipeline.geometry's joint constants), written out so that the skeleton-driven version is held to them.
+OLD_BODY_PARTS = {
+    "head": (8, 9),  # upper neck, head top
+    "torso": (7, 6, 13, 12, 3, 2),  # thorax, pelvis, shoulders, hips
+    "left upper arm": (13, 14),
+    "left forearm": (14, 15),
+    "right upper arm": (12, 11),
+    "right forearm": (11, 10),
+    "left thigh": (3, 4),
+    "left shin": (4, 5),
+    "right thigh": (2, 1),
+    "right shin": (1, 0),
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mpii_part_heatmap_is_the_old_body_parts_one(seed):
+    """Same groups in the same order: bit-identical maps, NumPy and torch."""
+    import dataclasses
+
+    assert {k: set(v) for k, v in MPII.parts.items()} == {k: set(v) for k, v in OLD_BODY_PARTS.items()}
+    assert list(MPII.parts) == list(OLD_BODY_PARTS)
+    old = dataclasses.replace(MPII, parts=OLD_BODY_PARTS)
+    kps, sizes = _random_batch(seed)
+    for k, s in zip(kps, sizes, strict=True):
+        np.testing.assert_array_equal(
+            roi_heatmap(k, tuple(s), (96, 80), parts=True),
+            roi_heatmap(k, tuple(s), (96, 80), parts=True, skeleton=old),
+        )
+    t_kps, t_sizes = torch.from_numpy(kps), torch.from_numpy(sizes)
+    assert torch.equal(
+        roi_heatmap_torch(t_kps, t_sizes, (64, 64), parts=True),
+        roi_heatmap_torch(t_kps, t_sizes, (64, 64), parts=True, skeleton=old),
+    )

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from test_describe_rules import csv_annotations
 
-from pipeline.marks import BOX_MARGIN, MPII_EDGES, PERSON_COLOURS, draw_people
+from pipeline.marks import BOX_MARGIN, PERSON_COLOURS, draw_people
 from pipeline.records import keypoint_boxes
+from pipeline.skeletons import MPII
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def coco(shared_data):
     data = json.loads((shared_data / "coco_format/coco/test_coco.json").read_text())
     anns = [a for a in data["annotations"] if a["image_id"] == 196141]
     kps = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(len(anns), 17, 3)
-    edges = [(a - 1, b - 1, "c") for a, b in data["categories"][0]["skeleton"]]  # 1-based in the file
+    edges = [(a - 1, b - 1) for a, b in data["categories"][0]["skeleton"]]  # 1-based in the file
     with Image.open(shared_data / "coco_format/coco/000000196141.jpg") as im:
         return im.convert("RGB"), kps, edges
 
@@ -74,11 +75,11 @@ def test_skeleton_lines_follow_the_edges_given(mpii):
     img, kps = mpii
     out = draw_people(img, kps, "skeleton")
     person = kps[0]
-    for a, b, _ in MPII_EDGES:
+    for a, b in MPII.edges:
         mid = (person[a, :2] + person[b, :2]) / 2
         assert PERSON_COLOURS[0] in _near(out, *mid), (a, b)
     # Only the edges passed are drawn: the left forearm alone.
-    only = draw_people(img, kps, "skeleton", edges=[(14, 15, "l")])
+    only = draw_people(img, kps, "skeleton", edges=[(14, 15)])
     forearm = (person[14, :2] + person[15, :2]) / 2
     shin = (person[4, :2] + person[5, :2]) / 2
     assert PERSON_COLOURS[0] in _near(only, *forearm) and _near(only, *shin) == _near(img, *shin)
@@ -99,7 +100,7 @@ def test_coco_people_each_in_their_colour(coco):
     drawn = 0
     for p, person in enumerate(kps):
         colour = PERSON_COLOURS[p % len(PERSON_COLOURS)]
-        for a, b, _ in edges:
+        for a, b in edges:
             if person[a, 2] > 0 and person[b, 2] > 0 and np.hypot(*(person[a, :2] - person[b, :2])) > 12:
                 mid = (person[a, :2] + person[b, :2]) / 2
                 # A later person's line may cross an earlier one's: the last drawn colour wins there.

@@ -106,8 +106,9 @@ class TrainConfig:
     sentence_sampling: bool = True  # fit long descriptions to the context by sampling whole sentences
     all_descriptions: bool = True  # each step picks one of the image's descriptions at random
     # "uniform": an all-ones heatmap, so masked == image (same compute, no location information): the
-    # control that tells whether a FocusCLIP gain comes from where the person is.
-    heatmap_source: Literal["keypoints", "dataset", "uniform"] = "keypoints"
+    # control that tells whether a FocusCLIP gain comes from where the person is. None: from the dataset,
+    # "dataset" when it was built with --roi box or mask, else "keypoints" (training.data.heatmap_source_for).
+    heatmap_source: Literal["keypoints", "dataset", "uniform"] | None = None
     heatmap_parts: bool = False  # one blob per body part instead of per person
     # Horizontal flips are off by default: the descriptions name left/right arms and people, and a
     # mirrored image would contradict its text.
@@ -182,8 +183,8 @@ class TrainConfig:
             raise bad(f"normalize must be arch or none, not {self.normalize!r}")
         if self.interpolation not in ("bicubic", "bilinear"):
             raise bad(f"interpolation must be bicubic or bilinear, not {self.interpolation!r}")
-        if self.heatmap_source not in ("keypoints", "dataset", "uniform"):
-            raise bad("heatmap_source must be keypoints, dataset or uniform")
+        if self.heatmap_source not in ("keypoints", "dataset", "uniform", None):
+            raise bad("heatmap_source must be keypoints, dataset or uniform (or unset: from the dataset)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

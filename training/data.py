@@ -12,8 +12,10 @@ loop. Per step, on the device: one gather of the batch, then, unless crops are o
 flip, cache side = image_size: the paper recipe, whose pixels are then exactly eval's), a random square crop
 (and optional flip) applied to the image by one affine grid_sample, and the SAME crop applied to the
 keypoints, from which the ROI heatmap is rendered at the output size (pipeline.heatmaps.roi_heatmap_torch);
-with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead;
+with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead (the
+only source for a dataset built with --roi box or mask: its region is not the keypoints');
 with heatmap_source="uniform" every heatmap is all ones (the no-information control: masked = image).
+Keypoints are (K, 3) of the dataset's one skeleton (the rows' `skeleton`; MPII-16 for datasets without it).
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
@@ -41,23 +43,25 @@ from PIL import Image
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from pipeline.log import progress
+from pipeline.skeletons import MPII, SKELETONS, Skeleton
 from pipeline.store import Store
 from training.preprocess import RESAMPLE
 from training.text import BatchStats, TextBank
 
 log = logging.getLogger(__name__)
 
-_META_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "height"]
+_META_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "height", "skeleton"]
 
 
 @dataclass(slots=True)
 class TrainData:
     images: torch.Tensor  # (N, S, S, 3) uint8, CPU (pinned on CUDA) or already on the device
     heatmaps: torch.Tensor | None  # (N, S, S) uint8 when heatmap_source="dataset"
-    keypoints: torch.Tensor  # (N, P, 16, 3) float32 in cache pixels; v = 0 and NaN coords for padding
+    keypoints: torch.Tensor  # (N, P, K, 3) float32 in cache pixels; v = 0 and NaN coords for padding
     texts: TextBank
     image_ids: list[str]
     skipped: dict[str, int]
+    skeleton: Skeleton = MPII  # the keypoints' (the part heatmap's body parts)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -116,14 +120,18 @@ def _descriptions(row: dict) -> list[str]:
     return texts
 
 
-def _keypoints(row: dict, where: str) -> np.ndarray:
+def _keypoints(row: dict, where: str, skeleton: Skeleton) -> np.ndarray:
     people = row.get("people") or []
-    out = np.zeros((len(people), 16, 3), dtype=np.float32)
+    k = skeleton.num_joints
+    out = np.zeros((len(people), k, 3), dtype=np.float32)
     for p, person in enumerate(people):
-        k = np.asarray(person["keypoints"], dtype=np.float32)
-        if k.size != 48:
-            raise PipelineError(f"{where}: person {p} has {k.size} keypoint values, expected 48 (16 x 3)")
-        out[p] = k.reshape(16, 3)
+        values = np.asarray(person["keypoints"], dtype=np.float32)
+        if values.size != 3 * k:
+            raise PipelineError(
+                f"{where}: person {p} has {values.size} keypoint values, expected {3 * k} ({k} x 3 of "
+                f"{skeleton.name})"
+            )
+        out[p] = values.reshape(k, 3)
     out[out[..., 2] <= 0, :2] = np.nan
     return out
 
@@ -201,23 +209,25 @@ def load_train_data(
     """
     shards = shard_paths(store.path("datasets", dataset), split)
     with_heat = heatmap_source == "dataset"
-    rows = _read_rows(shards, with_heat=with_heat)
+    meta = store.meta("datasets", dataset)
+    rows = _read_rows(shards, with_heat=with_heat, skeletons=dataset_skeletons(meta))
     if not rows.keep:
         raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
     if rows.skipped:
         log.info("datasets/%s %s: kept %d rows, skipped %s", dataset, split, len(rows.keep), rows.skipped)
     side = int(round(image_size * cache_scale))
-    fingerprint = store.meta("datasets", dataset)["fingerprint"]
+    fingerprint = meta["fingerprint"]
     key = f"{fingerprint[:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
     cache = store.cache_dir("train-cache", dataset) / key
     images, heatmaps = _decoded(cache, shards, rows.keep, side, with_heat, interpolation, build=build_cache)
     return TrainData(
         images=images,
         heatmaps=heatmaps,
-        keypoints=torch.from_numpy(_padded_keypoints(rows.keypoints, side)),
+        keypoints=torch.from_numpy(_padded_keypoints(rows.keypoints, side, rows.skeleton.num_joints)),
         texts=TextBank.build(rows.texts, tokenizer, context_length=context_length),
         image_ids=rows.ids,
         skipped=rows.skipped,
+        skeleton=rows.skeleton,
     )
 
 
@@ -230,9 +240,49 @@ class _Rows:
     keypoints: list[np.ndarray] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    skeleton: Skeleton | None = None  # of the first row; every row must have it
 
 
-def _read_rows(shards: list[Path], *, with_heat: bool) -> _Rows:
+def _row_skeleton(rows: _Rows, row: dict, where: str, skeletons: dict[str, Skeleton]) -> Skeleton:
+    name = row.get("skeleton") or MPII.name  # datasets built before skeletons existed are MPII
+    if rows.skeleton is not None and name != rows.skeleton.name:
+        raise PipelineError(
+            f"{where}: skeleton {name}, but earlier rows have {rows.skeleton.name}; training reads one "
+            f"skeleton per dataset (build one dataset per skeleton)"
+        )
+    if name not in skeletons:
+        raise PipelineError(
+            f"{where}: skeleton {name!r} is neither built in nor defined in the dataset's meta.json"
+        )
+    rows.skeleton = skeletons[name]
+    return rows.skeleton
+
+
+def dataset_skeletons(meta: dict) -> dict[str, Skeleton]:
+    """The skeletons a dataset's rows may name: the built-ins and the (custom) ones its meta.json defines."""
+    return SKELETONS | {d["name"]: Skeleton.from_dict(d) for d in meta.get("skeletons", [])}
+
+
+def dataset_roi(meta: dict) -> str:
+    """Where the dataset's stored heatmaps come from (build-dataset --roi; keypoints before the option)."""
+    return meta.get("config", {}).get("roi") or "keypoints"
+
+
+def heatmap_source_for(requested: str | None, roi: str, dataset: str) -> str:
+    """The heatmap source a run uses: as asked, or (None) the stored heatmap for a dataset whose ROI is a box
+    or mask and the keypoints otherwise. Keypoints on a box or mask dataset would train on another region
+    than the one the user built, so that is refused."""
+    if roi == "keypoints":
+        return requested or "keypoints"
+    if requested == "keypoints":
+        raise PipelineError(
+            f"--heatmap-source keypoints: datasets/{dataset} was built with --roi {roi}, and a keypoint "
+            f"heatmap is not that region; leave --heatmap-source unset (its stored heatmaps) or use uniform"
+        )
+    return requested or "dataset"
+
+
+def _read_rows(shards: list[Path], *, with_heat: bool, skeletons: dict[str, Skeleton]) -> _Rows:
     rows = _Rows()
     for s, path in enumerate(shards):
         schema_names = set(pq.read_schema(path).names)
@@ -253,7 +303,7 @@ def _read_rows(shards: list[Path], *, with_heat: bool) -> _Rows:
             w, h = row.get("width"), row.get("height")
             if not w or not h or w <= 0 or h <= 0:
                 raise PipelineError(f"{where}: invalid width/height {w}x{h}")
-            k = _keypoints(row, where)
+            k = _keypoints(row, where, _row_skeleton(rows, row, where, skeletons))
             k[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels later
             k[..., 1] *= 1.0 / h
             rows.keep.append((s, r))
@@ -291,10 +341,10 @@ def _decoded(
     return images, heatmaps
 
 
-def _padded_keypoints(kps: list[np.ndarray], side: int) -> np.ndarray:
-    """(N, P, 16, 3) in cache pixels, P the most people of any image; padding people have NaN coordinates."""
+def _padded_keypoints(kps: list[np.ndarray], side: int, num_joints: int) -> np.ndarray:
+    """(N, P, K, 3) in cache pixels, P the most people of any image; padding people have NaN coordinates."""
     p = max((k.shape[0] for k in kps), default=0) or 1
-    keypoints = np.zeros((len(kps), p, 16, 3), dtype=np.float32)
+    keypoints = np.zeros((len(kps), p, num_joints, 3), dtype=np.float32)
     keypoints[..., :2] = np.nan
     for i, k in enumerate(kps):
         keypoints[i, : k.shape[0]] = k
@@ -343,7 +393,7 @@ def crop_images(x: torch.Tensor, params: torch.Tensor, out: int) -> torch.Tensor
 
 
 def crop_keypoints(kps: torch.Tensor, params: torch.Tensor, src: int, out: int) -> torch.Tensor:
-    """The same crop applied to keypoints (B, P, 16, 3) given in source pixels: returns output pixels."""
+    """The same crop applied to keypoints (B, P, K, 3) given in source pixels: returns output pixels."""
     side, x0, y0, flip = (t[:, None, None] for t in params.unbind(1))
     scale = out / (side * src)
     x = (kps[..., 0] - x0 * src) * scale
@@ -383,6 +433,9 @@ class BatchLoader:
         self.uniform = uniform_heatmap
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
         self.channels_last = channels_last
+        rendered = focus and data.heatmaps is None and not uniform_heatmap  # from the keypoints, per step
+        if heatmap_parts and rendered and not data.skeleton.parts:
+            raise PipelineError(f"--heatmap-parts: the {data.skeleton.name} skeleton defines no body parts")
         n = len(data)
         if n < batch_size * world:
             raise PipelineError(
@@ -478,7 +531,13 @@ class BatchLoader:
                 if self.crop:
                     kps = crop_keypoints(kps, params, self.data.side, self.image_size)
                 sizes = torch.full((len(idx), 2), float(self.image_size), device=self.device)
-                heat = roi_heatmap_torch(kps, sizes, (self.image_size, self.image_size), parts=self.parts)
+                heat = roi_heatmap_torch(
+                    kps,
+                    sizes,
+                    (self.image_size, self.image_size),
+                    parts=self.parts,
+                    skeleton=self.data.skeleton,
+                )
         x = x.clamp_(0, 1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

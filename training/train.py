@@ -33,7 +33,7 @@ import math
 import os
 import random
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from pipeline.errors import PipelineError
 from pipeline.log import progress
 from pipeline.store import Store, file_sha256, verify_sha256
 from training.config import RECIPES, TrainConfig
-from training.data import BatchLoader, load_train_data
+from training.data import BatchLoader, dataset_roi, heatmap_source_for, load_train_data
 from training.export import export_model_cfg, write_export
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
 from training.metrics_log import MetricsLog
@@ -736,10 +736,26 @@ def plot_metrics(metrics_path: Path, out: Path, terms: list[str]) -> None:
     plt.close(fig)
 
 
+def _with_heatmap_source(cfg: TrainConfig, store: Store) -> TrainConfig:
+    """The config the trainer runs: heatmap_source resolved from the dataset's ROI when unset. The run records
+    the config as given (so that an unchanged command is the same run) and the resolved source beside it."""
+    roi = dataset_roi(store.meta("datasets", cfg.dataset))
+    source = heatmap_source_for(cfg.heatmap_source, roi, cfg.dataset)
+    if cfg.heatmap_parts and roi != "keypoints":
+        raise PipelineError(
+            f"--heatmap-parts renders body parts from keypoints; datasets/{cfg.dataset} was built with "
+            f"--roi {roi}"
+        )
+    if roi != "keypoints":
+        log.info("heatmap source: %s (datasets/%s was built with --roi %s)", source, cfg.dataset, roi)
+    return replace(cfg, heatmap_source=source)
+
+
 def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
     """Train and publish runs/<cfg.name>; returns a summary (losses, alpha, throughput, truncation rate)."""
     cfg = cfg.resolved()
     _resolve_shapes(cfg)
+    run_cfg = _with_heatmap_source(cfg, store)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -767,12 +783,13 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 overwrite=cfg.overwrite,
                 resumable=True,
             ) as w:
-                trainer = Trainer(cfg, store, info, device, w.dir)
+                trainer = Trainer(run_cfg, store, info, device, w.dir)
                 summary = trainer.run()
                 w.extra["preprocess"] = record_run(trainer, w.dir)
                 w.extra["checksums"] = {"model.pt": file_sha256(w.dir / "model.pt")}  # load_model verifies it
                 w.counts.update({"steps": summary["steps"], "images": summary["images"]})
                 w.extra["summary"] = summary
+                w.extra["heatmap_source"] = run_cfg.heatmap_source  # the config's None, resolved
             summary["run_dir"] = str(store.path("runs", cfg.name))
             log.info(
                 "run %s: %d steps, loss %.4f -> %.4f, %.1f samples/s",
@@ -783,7 +800,7 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 summary["samples_per_s"],
             )
         else:
-            summary = Trainer(cfg, store, info, device, store.staging_dir("runs", cfg.name)).run()
+            summary = Trainer(run_cfg, store, info, device, store.staging_dir("runs", cfg.name)).run()
         return summary
     finally:
         if info.started_here and dist.is_initialized():

@@ -24,33 +24,32 @@ from PIL import Image, ImageDraw
 from pipeline.analyze.report import COMPARISON_NOTE, QUALITY_ROWS, comparison_table, faith_rows, table
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.heatmaps import roi_heatmap
-from pipeline.marks import MPII_EDGES as SKELETON
 from pipeline.records import ImageAnnotation, known
+from pipeline.skeletons import Skeleton
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_SIDE = 320
 SIDE_COLOURS = {"l": (40, 110, 230), "r": (235, 120, 20), "c": (30, 160, 80)}
-JOINT_SIDE = {
-    0: "r",
-    1: "r",
-    2: "r",
-    3: "l",
-    4: "l",
-    5: "l",
-    10: "r",
-    11: "r",
-    12: "r",
-    13: "l",
-    14: "l",
-    15: "l",
-}
 VERDICT_RANK = {CONTRADICTED: 0, UNVERIFIABLE: 1, CONFIRMED: 2}
+
+
+def _side(name: str) -> str:
+    """l / r / c of a joint, from its name in the image's skeleton."""
+    return "l" if name.startswith("left") else "r" if name.startswith("right") else "c"
+
+
+def _edge_side(skeleton: Skeleton, a: int, b: int) -> str:
+    """A limb takes its joints' side; one joining the two sides (COCO's shoulder line) is central."""
+    sides = {_side(skeleton.joints[a]), _side(skeleton.joints[b])} - {"c"}
+    return sides.pop() if len(sides) == 1 else "c"
 
 
 def _canvas(ann: ImageAnnotation, image_path: Path | None) -> tuple[Image.Image, np.ndarray, tuple[int, int]]:
     """(RGB picture at most MAX_SIDE, keypoints in its pixels, source size). No photo: a neutral canvas
-    around the known keypoints with a 15% margin."""
-    kps = ann.keypoints.copy()
+    around the known keypoints with a 15% margin. Crowd regions are left out, so that the numbers drawn are
+    the instance numbers descriptions use."""
+    crowd = np.array([p.crowd for p in ann.people], dtype=bool)
+    kps = ann.keypoints[~crowd] if crowd.any() else ann.keypoints.copy()
     if image_path is not None:
         with Image.open(image_path) as im:
             im = im.convert("RGB")
@@ -97,14 +96,13 @@ def card_image(ann: ImageAnnotation | None, image_path: Path | None = None, qual
     r = max(2, round(max(w, h) / 110))
     for p, person in enumerate(kps):
         ok = known(person)
-        for a, b, side in SKELETON:
+        for a, b in ann.skeleton.edges:
             if ok[a] and ok[b]:
-                draw.line(
-                    [tuple(person[a, :2]), tuple(person[b, :2])], fill=SIDE_COLOURS[side], width=max(2, r - 1)
-                )
+                colour = SIDE_COLOURS[_edge_side(ann.skeleton, a, b)]
+                draw.line([tuple(person[a, :2]), tuple(person[b, :2])], fill=colour, width=max(2, r - 1))
         for j in np.flatnonzero(ok):
             x, y = person[j, :2]
-            colour = SIDE_COLOURS[JOINT_SIDE.get(int(j), "c")]
+            colour = SIDE_COLOURS[_side(ann.skeleton.joints[j])]
             box = [x - r, y - r, x + r, y + r]
             draw.ellipse(
                 box,

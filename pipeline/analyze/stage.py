@@ -36,19 +36,20 @@ from pipeline.analyze.inputs import (
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
 from pipeline.bystanders import find_bystanders, mask_bystanders
-from pipeline.claims import parse_claims
+from pipeline.claims import parse_annotated
 from pipeline.errors import PipelineError
 from pipeline.faithfulness import (
     CONFIRMED,
     CONTRADICTED,
     UNVERIFIABLE,
     DescriptionChecks,
+    Facts,
     annotated_parts,
     check_description,
     coverage_summary,
     faithfulness_summary,
 )
-from pipeline.geometry import PersonFacts, image_facts
+from pipeline.instances import annotation_facts, groups, instances, plural
 from pipeline.log import progress
 from pipeline.records import STATUSES, ImageAnnotation, image_file
 
@@ -202,7 +203,7 @@ def _check_rows(
 ) -> tuple[dict[int, DescriptionChecks], dict[int, set[str]], dict]:
     """Faithfulness checks of every usable row that has an annotation, and the annotated body parts of every
     row's image (all statuses: coverage counts the rows that failed too); facts computed once per image."""
-    facts_cache: dict[tuple[str, str], tuple[list[PersonFacts], set[str]]] = {}
+    facts_cache: dict[tuple[str, str], tuple[list[Facts], set[str]]] = {}
     results: dict[int, DescriptionChecks] = {}
     parts: dict[int, set[str]] = {}
     no_annotation = Counter()
@@ -219,15 +220,18 @@ def _check_rows(
             continue
         key = (ann_name, image)
         if key not in facts_cache:
-            facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
+            facts = annotation_facts(ann)
             facts_cache[key] = facts, annotated_parts(facts)
         facts, parts[idx] = facts_cache[key]
         if usable:
             # People the annotations do not have (allowed as scene by describe --background-people scene)
             # claim nothing about the annotated ones: their clauses are blanked, as describe's gate does.
-            others = find_bystanders(text, len(ann.people), activity=ann.activity, category=ann.category)
-            parsed = parse_claims(mask_bystanders(text, others), activity=ann.activity, category=ann.category)
-            results[idx] = check_description(parsed, ann, facts)
+            others = (
+                find_bystanders(text, len(facts), activity=ann.activity, category=ann.category)
+                if ann.skeleton.human
+                else []
+            )
+            results[idx] = check_description(parse_annotated(mask_bystanders(text, others), ann), ann, facts)
     return results, parts, {k: v for k, v in no_annotation.items() if v}
 
 
@@ -277,8 +281,11 @@ def _cards(
                           "html": marked_html(text, c.checks if c else []), CONFIRMED: tally[CONFIRMED],
                           CONTRADICTED: tally[CONTRADICTED], UNVERIFIABLE: tally[UNVERIFIABLE],
                           "added": [[w, word_class(w)] for w in added]})  # fmt: skip
-        cards.append({"image": image, "img": data_uri(jpeg), "people": len(ann.people) if ann else 0,
-                      "activity": ann.activity if ann else None, "descriptions": descs})  # fmt: skip
+        kinds = [n for n, _ in groups(ann)] if ann else []
+        one = kinds[0] if len(kinds) == 1 else ann.skeleton.subject if ann else "person"
+        cards.append({"image": image, "img": data_uri(jpeg), "people": len(instances(ann)) if ann else 0,
+                      "noun": [one, plural(one)], "activity": ann.activity if ann else None,
+                      "descriptions": descs})  # fmt: skip
     return cards, len(images)
 
 

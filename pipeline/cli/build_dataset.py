@@ -3,6 +3,7 @@
     focus-pipeline build-dataset --annotations mpii --descriptions mpii-gpt4o --images ~/mpii/images
     focus-pipeline build-dataset --annotations mpii --descriptions a --descriptions b --images DIR \
         --max-side 512 --shard-size 256MB --push-to-hub me/mpii-pose-descriptions
+    focus-pipeline build-dataset --annotations coco --descriptions coco-captions --images DIR --roi mask
 """
 
 from __future__ import annotations
@@ -58,15 +59,28 @@ IncludeStatus = Annotated[
         metavar="STATUS", help="Description status to use (repeatable) [default: ok], e.g. truncated."
     ),
 ]
-HeatmapParts = Annotated[bool, typer.Option(help="One heatmap blob per body part.")]
+Roi = Annotated[
+    str,
+    typer.Option(
+        metavar="keypoints|box|mask",
+        help="Where each instance's heatmap region comes from: its keypoints (the paper's blob), its "
+        "box (the same blob on the source's bbox) or its mask (the COCO segmentation); an instance "
+        "without a mask falls back to its box, one without a box to its keypoints.",
+    ),
+]
+HeatmapParts = Annotated[bool, typer.Option(help="One heatmap blob per body part (--roi keypoints).")]
 PushToHub = Annotated[
     str | None,
     typer.Option(metavar="REPO_ID", help="Also publish to this Hub dataset repo (token from HF_TOKEN)."),
 ]
 Private = Annotated[bool, typer.Option(help="Create the Hub repo as private.")]
 Origin = Annotated[
-    str,
-    typer.Option(metavar="mpii|synthetic", help="Origin of the images (sets the card's licence)."),
+    str | None,
+    typer.Option(
+        metavar="mpii|synthetic|coco",
+        help="Origin of the images (sets the card's licence) [default: mpii when every image has the "
+        "MPII skeleton, else coco].",
+    ),
 ]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing dataset.")]
 
@@ -84,10 +98,11 @@ def build_dataset_cmd(
     workers: Workers = None,
     executor: Executor = "process",
     include_status: IncludeStatus = None,
+    roi: Roi = "keypoints",
     heatmap_parts: HeatmapParts = False,
     push_to_hub: PushToHub = None,
     private: Private = False,
-    origin: Origin = "mpii",
+    origin: Origin = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Join annotations, descriptions and images into a Hugging Face dataset with a dataset card."""
@@ -103,6 +118,7 @@ def build_dataset_cmd(
         max_shard_rows=max_shard_rows,
         executor=executor,  # type: ignore[arg-type]  (checked by BuildConfig)
         include_status=tuple(include_status or ("ok",)),
+        roi=roi,  # type: ignore[arg-type]  (checked by BuildConfig)
         heatmap_parts=heatmap_parts,
         push_to_hub=push_to_hub,
         private=private,

@@ -1,7 +1,9 @@
-"""`focus-pipeline convert`: MPII annotations (.mat, .json, .h5, CSV) -> annotations/<name>.
+"""`focus-pipeline convert`: MPII annotations (.mat, .json, .h5, CSV) or a COCO-format keypoints file (with
+its captions) -> annotations/<name>.
 
 focus-pipeline convert mpii_human_pose_v1_u12_1.mat
 focus-pipeline --store s3://bucket/focus convert valid.h5 mpii_dataset.csv --name val
+focus-pipeline convert person_keypoints_val2017.json --captions captions_val2017.json --split val --name coco
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ Sources = Annotated[
     list[Path],
     typer.Argument(
         help="Annotation files, format detected from content: the official .mat, mmpose/HRNet "
-        ".json, stacked-hourglass .h5, mpii_dataset.csv. Several are joined on the image name; "
-        "the first one named wins disagreements.",
+        ".json, stacked-hourglass .h5, mpii_dataset.csv, or one COCO-format keypoints .json (COCO, "
+        "CrowdPose, AP-10K, ...). Several MPII files are joined on the image name; the first one "
+        "named wins disagreements.",
         show_default=False,
     ),
 ]
@@ -42,14 +45,31 @@ Split = Annotated[
         "--split",
         help=f"Split ({' | '.join(SPLITS)}) for sources that record none per image "
         "(all but the .mat). Default: from the file name (mpii_val.json, valid.h5 -> val), "
-        "train for the CSV, else unknown.",
+        "train for the CSV, else unknown (COCO-format files record none).",
     ),
 ]
 KeepPeopleWithoutKeypoints = Annotated[
     bool,
     typer.Option(
         "--keep-people-without-keypoints",
-        help="Keep people that have only a position and scale (test-set rectangles).",
+        help="Keep people that have only a position and scale (test-set rectangles), or COCO "
+        "instances without keypoints (their ROI is then their box or mask).",
+    ),
+]
+KeepCrowd = Annotated[
+    bool,
+    typer.Option(
+        "--keep-crowd",
+        help="Keep COCO crowd regions (iscrowd=1: no keypoints, one box and mask over several "
+        "people) as ROI-only instances.",
+    ),
+]
+Captions = Annotated[
+    Path | None,
+    typer.Option(
+        "--captions",
+        help="A COCO captions file (captions_train2017.json) joined on the image id: the images' "
+        "human captions, which describe --backend captions turns into descriptions.",
     ),
 ]
 KeepImagesWithoutPeople = Annotated[
@@ -68,9 +88,12 @@ def _convert(
     split: Split = None,
     keep_people_without_keypoints: KeepPeopleWithoutKeypoints = False,
     keep_images_without_people: KeepImagesWithoutPeople = False,
+    keep_crowd: KeepCrowd = False,
+    captions: Captions = None,
     as_json: AsJson = False,
 ) -> None:
-    """Convert MPII Human Pose annotations into the store (annotations/<name>), counting what was dropped."""
+    """Convert MPII Human Pose or COCO-format keypoint annotations into the store (annotations/<name>),
+    counting what was dropped."""
     cfg = ConvertConfig(
         sources=sources,
         name=name,
@@ -79,6 +102,8 @@ def _convert(
         split=split,
         keep_people_without_keypoints=keep_people_without_keypoints,
         keep_images_without_people=keep_images_without_people,
+        keep_crowd=keep_crowd,
+        captions=captions,
     )
     counts = convert(cfg, state.store)
     if as_json:
@@ -89,6 +114,17 @@ def _convert(
         f"{counts['keypoints']} keypoints, {counts['images_with_activity']} with activity, "
         f"splits {counts['splits']} ({counts['seconds']:.2f} s)"
     )
+    if "instances" in counts:
+        typer.echo(
+            f"skeleton {', '.join(counts['skeletons'])}; instances: "
+            + ", ".join(f"{k}={v}" for k, v in counts["instances"].items())
+        )
+    if "captions" in counts:
+        c = counts["captions"]
+        typer.echo(
+            f"captions: {c['captions']} on {c['images_with_captions']} images; "
+            f"{c['captions_for_images_not_in_instances']} for images not in the instances"
+        )
     if counts["dropped"]:
         typer.echo("dropped: " + ", ".join(f"{k}={v}" for k, v in counts["dropped"].items()))
     if any(counts["conflicts"].values()):

@@ -7,6 +7,7 @@
         --model llama-3-8b --retry-failed
     focus-pipeline describe --annotations mpii --model gpt-4o --with-image --images mpii/images \
         --image-mark box --dry-run
+    focus-pipeline describe --annotations coco --backend captions --name coco-captions
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ Annotations = Annotated[str, typer.Option(help="Name of the annotations artifact
 Backend = Annotated[
     str,
     typer.Option(
-        help="openai (any OpenAI-compatible endpoint), rules (offline), or auto: openai when "
-        "OPENAI_API_KEY, --base-url or --model is given, else rules."
+        help="openai (any OpenAI-compatible endpoint), rules (offline), captions (the images' human "
+        "captions from convert --captions, no LLM), or auto: openai when OPENAI_API_KEY, --base-url or "
+        "--model is given, else rules."
     ),
 ]
 Model = Annotated[str | None, typer.Option(help="Model name sent to the endpoint.  [default: gpt-4o-mini]")]

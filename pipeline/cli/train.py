@@ -68,11 +68,12 @@ SentenceSampling = Annotated[
     ),
 ]
 HeatmapSource = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--heatmap-source",
         help="keypoints (render on the device), dataset (the stored heatmap images) or uniform "
-        "(all ones: masked = image, a no-information control).",
+        "(all ones: masked = image, a no-information control) [default: dataset for a dataset built "
+        "with --roi box or mask, else keypoints].",
     ),
 ]
 Pretrained = Annotated[
@@ -145,7 +146,7 @@ def _train(
     context_length: ContextLength = None,
     image_size: ImageSize = None,
     sentence_sampling: SentenceSampling = True,
-    heatmap_source: HeatmapSource = "keypoints",
+    heatmap_source: HeatmapSource = None,
     pretrained: Pretrained = None,
     pretrained_towers: PretrainedTowers = False,
     image_tower: ImageTower = None,

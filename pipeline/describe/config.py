@@ -14,11 +14,11 @@ from pipeline.describe.image_input import MAX_SIZE, MIN_SIZE, ImageInput, ImageS
 from pipeline.describe.image_tokens import DETAILS, family_for, load_families
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
-from pipeline.geometry import PersonFacts
+from pipeline.faithfulness import Facts
 from pipeline.marks import MARKS
 from pipeline.records import STATUSES, ImageAnnotation
 
-BACKENDS = ("openai", "rules")
+BACKENDS = ("openai", "rules", "captions")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # The DescribeConfig fields sent to the LLM as sampling parameters (and what a defaults.json may set).
 SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_penalty")
@@ -94,7 +94,7 @@ class Shard:
 @dataclass(slots=True)
 class DescribeConfig:
     annotations: str
-    backend: str = "auto"  # openai | rules | auto (openai when a key, base URL or model is given)
+    backend: str = "auto"  # openai | rules | captions | auto (openai when a key, base URL or model is given)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
     model: str | None = None  # default DEFAULT_MODEL
     base_url: str | None = None
@@ -154,6 +154,8 @@ class DescribeConfig:
                 raise PipelineError(f"--retry {status!r}: choose among {', '.join(STATUSES)}")
         if self.samples < 1:
             raise PipelineError("--samples must be at least 1")
+        if self.backend == "captions" and (self.dry_run or self.batch):
+            raise PipelineError("--backend captions sends no request: --dry-run and --batch do not apply")
         if self.lean_http and not public_base_url(self.base_url).startswith("http://"):
             raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
         if self.concurrency < 1:
@@ -278,7 +280,7 @@ class DescriptionRequest:
     template_hash: str
     cache_key: str
     annotation: ImageAnnotation  # the keypoints the gate checks the reply against
-    facts: list[PersonFacts] | None = None  # their geometry, when the template already computed it
+    facts: list[Facts] | None = None  # their facts (pipeline.instances), when the template computed them
     messages: list[dict[str, str]] | None = None  # text only: the image part is added when it is sent
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate (image included), for plans, budgets and rate limits

@@ -41,8 +41,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.describe.image_tokens import image_tokens
-from pipeline.marks import MPII_EDGES, draw_people
+from pipeline.marks import draw_people
 from pipeline.records import image_file
+from pipeline.skeletons import MPII
 
 JPEG_QUALITY = 90  # fixed: recorded in meta.json and in every key
 RENDERING = "rgb-lanczos-jpeg.1"  # bump when the same settings would send different pixels
@@ -159,9 +160,10 @@ class ImageChanged(OSError):
     """The file's bytes are not the ones its row was keyed with."""
 
 
-def render(inp: ImageInput, kps: np.ndarray, *, edges=MPII_EDGES) -> bytes:
+def render(inp: ImageInput, kps: np.ndarray, *, edges: tuple = MPII.edges) -> bytes:
     """The JPEG sent for a local image: the file (checked against its hash) as RGB, resized, marked with the
-    people of `kps` ((P, K, 3) in source pixels). Raises OSError (ImageChanged included) when it cannot."""
+    instances of `kps` ((P, K, 3) in source pixels, numbered as the prompt numbers them) and the skeleton's
+    `edges`. Raises OSError (ImageChanged included) when it cannot."""
     data = inp.path.read_bytes()
     if hashlib.sha256(data).hexdigest() != inp.sha256:
         raise ImageChanged(f"{inp.path} changed since the requests were built; run again to key it anew")
@@ -183,9 +185,9 @@ def data_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-def image_url(inp: ImageInput, kps: np.ndarray) -> str:
+def image_url(inp: ImageInput, kps: np.ndarray, *, edges: tuple = MPII.edges) -> str:
     """What goes into image_url.url: the hosted URL, or the rendered local file as a data URL."""
-    return inp.url if inp.settings.url_base else data_url(render(inp, kps))
+    return inp.url if inp.settings.url_base else data_url(render(inp, kps, edges=edges))
 
 
 def with_image(messages: list[dict[str, Any]], url: str, detail: str) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+import numpy as np
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -51,6 +52,7 @@ from pipeline.describe.pricing import Price
 from pipeline.describe.transport import LeanTransport
 from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
+from pipeline.instances import instances
 from pipeline.log import progress
 
 log = logging.getLogger(__name__)
@@ -230,8 +232,11 @@ def render_image(req: DescriptionRequest) -> tuple[str | None, str | None]:
         return None, None
     if inp.problem:
         return None, inp.problem
+    ann = req.annotation
+    people = instances(ann)  # crowd regions are not drawn: the numbers are the prompt's instance numbers
+    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, ann.skeleton.num_joints, 3))
     try:
-        return image_url(inp, req.annotation.keypoints), None
+        return image_url(inp, kps, edges=ann.skeleton.edges), None
     except OSError as err:
         return None, f"image {inp.name!r} cannot be sent ({type(err).__name__}: {err})"
 

@@ -10,13 +10,20 @@ temperature 0.5, max_tokens 512, frequency_penalty 1.0), used where the command 
 folder's content hash goes into every row's cache key, so editing a template re-runs exactly the rows it
 changes.
 
-Template variables: image, activity, category (None when unlabelled), num_people, keypoint_names, people
-(list of {index, position (left/center/right among the people, None when alone), position_rank (1 for the
-first person at that position), center, scale, keypoints ([x, y] per joint, -1 for unknown), known_joints,
-limb_joints ({limb: known joints of its 3}), facts (pipeline.geometry.PersonFacts: state, torso, head,
-limbs[name].bend/raised/above_head/..., arms_crossed, feet_apart)}), input_json (compact JSON: activity,
-count, people with center, scale, keypoints), reference_json (the reference code's user message, below).
-Facts are computed only for templates that mention them (geometry is most of the rendering time).
+Template variables: image, activity, category (None when unlabelled), num_people, keypoint_names (the
+image skeleton's joints, in its order), people (list of {index, position (left/center/right among the
+people, None when alone), position_rank (1 for the first person at that position), label (the source's
+category, e.g. the species; None for MPII), noun (label, else the subject), center, scale, keypoints
+([x, y] per joint, -1 for unknown), known_joints, limb_joints ({limb: known joints of its 3}; {} for
+animals), facts (pipeline.geometry.PersonFacts: state, torso, head, limbs[name].bend/raised/above_head/...,
+arms_crossed, feet_apart; for animal and custom skeletons pipeline.animals.AnimalFacts: facing, visible,
+hidden)}), input_json (compact JSON: activity, count, people with center, scale, keypoints),
+reference_json (the reference code's user message, below), and what differs per skeleton: skeleton (its
+name), human (whether it maps onto MPII), subject ("person", "animal", "instance") and subjects (its
+plural, also the JSON key of the instances: "people" for people), body_parts (the skeleton's part names),
+groups (list of {noun, plural, count} per kind of instance, "two zebras"). Crowd regions are not among
+the people (pipeline.instances). Facts are computed only for templates that mention them (geometry is
+most of the rendering time).
 """
 
 from __future__ import annotations
@@ -31,10 +38,20 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from pipeline.animals import parts
 from pipeline.describe.config import SAMPLING_FIELDS
 from pipeline.errors import PipelineError
-from pipeline.geometry import LIMBS, image_facts, person_center_x, positions
-from pipeline.records import KEYPOINT_NAMES, ImageAnnotation, known
+from pipeline.geometry import LIMBS
+from pipeline.instances import (
+    annotation_facts,
+    body_keypoints,
+    groups,
+    instance_positions,
+    instances,
+    noun,
+    plural,
+)
+from pipeline.records import ImageAnnotation, known
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 DEFAULTS_FILE = "defaults.json"
@@ -156,34 +173,44 @@ def _num(v: float) -> float | int:
 
 def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str, Any]:
     """Every variable a template may use for one image (see the module docstring)."""
-    kps_list = [p.keypoints for p in ann.people]
-    centers = [p.center for p in ann.people]
-    facts = image_facts(kps_list, centers) if with_facts else None
-    where = positions([person_center_x(k, c) for k, c in zip(kps_list, centers, strict=True)])
+    sk = ann.skeleton
+    insts = instances(ann)
+    facts = annotation_facts(ann) if with_facts else None
+    where = instance_positions(ann)
+    body = body_keypoints(ann)
     people, seen_at, int_keypoints = [], {}, []
-    for i, person in enumerate(ann.people):
+    for i, person in enumerate(insts):
         mask = known(person.keypoints)
         joints = list(zip(person.keypoints.tolist(), mask.tolist(), strict=True))
         keypoints = [[_num(x), _num(y)] if ok else [-1, -1] for (x, y, _), ok in joints]
         int_keypoints.append([[int(x), int(y)] if ok else [-1, -1] for (x, y, _), ok in joints])
         seen_at[where[i]] = seen_at.get(where[i], 0) + 1
+        limbs = {} if body is None else {n: int(known(body[i][list(j)]).sum()) for n, j in LIMBS.items()}
         entry = {
             "index": i + 1,
             "position": where[i],
             "position_rank": seen_at[where[i]],
+            "label": person.label,
+            "noun": noun(person, sk),
             "center": None if person.center is None else [_num(c) for c in person.center],
             "scale": None if person.scale is None else round(float(person.scale), 3),
             "keypoints": keypoints,
             "known_joints": int(mask.sum()),
-            "limb_joints": {name: int(mask[list(joints)].sum()) for name, joints in LIMBS.items()},
+            "limb_joints": limbs,
         }
         if facts is not None:
             entry["facts"] = facts[i]
         people.append(entry)
+    # The source's category of each instance (the species) when it names one; MPII names none, so its
+    # messages stay the paper's.
+    label = [{"label": p["label"]} if p["label"] else {} for p in people]
     paper_input = {
         "activity": ann.activity,
         "count": len(people),
-        "people": [{"center": p["center"], "scale": p["scale"], "keypoints": p["keypoints"]} for p in people],
+        plural(sk.subject): [
+            lab | {"center": p["center"], "scale": p["scale"], "keypoints": p["keypoints"]}
+            for p, lab in zip(people, label, strict=True)
+        ],
     }
     # The reference's user message (src/captioning/convert_dataset.py, generate_captions.py of the paper's
     # code): "<category>, <activity>", 0-based ids, keypoints truncated to int, [-1, -1] when not annotated.
@@ -191,9 +218,9 @@ def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str,
         "activity": ", ".join(a for a in (ann.category, ann.activity) if a) or None,
         "count": len(people),
         "istrain": int(ann.split == "train"),
-        "people": [
-            {"id": i, "center": p["center"], "scale": p["scale"], "kpts": kpts}
-            for i, (p, kpts) in enumerate(zip(people, int_keypoints, strict=True))
+        plural(sk.subject): [
+            {"id": i} | lab | {"center": p["center"], "scale": p["scale"], "kpts": kpts}
+            for i, (p, lab, kpts) in enumerate(zip(people, label, int_keypoints, strict=True))
         ],
     }
     return {
@@ -201,8 +228,14 @@ def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str,
         "activity": ann.activity,
         "category": ann.category,
         "num_people": len(people),
-        "keypoint_names": list(KEYPOINT_NAMES),
+        "keypoint_names": list(sk.joints),
         "people": people,
         "input_json": json.dumps(paper_input, separators=(",", ":")),
         "reference_json": json.dumps(reference_input),
+        "skeleton": sk.name,
+        "human": sk.human,
+        "subject": sk.subject,
+        "subjects": plural(sk.subject),
+        "body_parts": list(parts(sk)),
+        "groups": [{"noun": n, "plural": plural(n), "count": c} for n, c in groups(ann)],
     }

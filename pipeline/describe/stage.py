@@ -405,6 +405,11 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             f"--model {cfg.model} at {public_base_url(cfg.base_url)} needs OPENAI_API_KEY (a local "
             f"--base-url needs none); --backend rules describes offline"
         )
+    if cfg.backend == "captions":  # the source's human captions: no prompt, journal or gate
+        from pipeline.describe.captions import describe_captions
+
+        _check_unique(rows, cfg)
+        return describe_captions(rows, cfg, store)
     cfg, tpl, price = _settled(cfg)
     _check_unique(rows, cfg)
     requests = build_requests(rows, tpl, cfg)

@@ -20,6 +20,16 @@ A reply is ok only when it reads as a description of these people's poses. In or
   of the decided claims contradicting the keypoints (the reason lists them), and fewer than
   `min_pose_claims` decided pose claims (capped at what the keypoints can decide, so a person with two
   annotated joints is not asked for three claims).
+
+Other skeletons (pipeline.instances): COCO-17 and CrowdPose-14 people are judged exactly like MPII ones,
+their claims checked through the MPII view (a COCO head posture is unverifiable, so never required); crowd
+regions are not people. Animals and custom skeletons have no human pose to check, so the pose claims are
+not required; instead a description must name what the instances are (one of their categories, "jaguar";
+"animal" alone is not enough when the source names them), and is invalid when it gets the count wrong
+(overall or per noun: "two zebras" for one), describes an instance the image does not have, or contradicts
+the keypoints on which way an instance faces (more than `max_contradicted` of the decided claims). The
+shape checks above apply unchanged, except the list check (it counts pose claims, which animals barely
+have; a restated template is caught by the echo check).
 """
 
 from __future__ import annotations
@@ -28,16 +38,18 @@ import re
 from dataclasses import dataclass
 
 from pipeline.bystanders import find_bystanders, mask_bystanders
-from pipeline.claims import parse_claims
+from pipeline.claims import parse_annotated, parse_claims
 from pipeline.errors import PipelineError
 from pipeline.faithfulness import (
     CONTRADICTED,
     POSE_KINDS,
+    Facts,
     annotated_parts,
     check_description,
+    counted,
     decided,
 )
-from pipeline.geometry import PersonFacts, image_facts
+from pipeline.instances import annotation_facts, article, instances, plural
 from pipeline.records import ImageAnnotation
 
 
@@ -145,7 +157,7 @@ def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> s
         return f"coordinates or keypoint numbers: {_quote(m)}"
     if m := _MEASUREMENT.search(masked):
         return f"a measurement the keypoints cannot give: {_quote(m)}"
-    items = _LIST_ITEM.findall(masked)
+    items = _LIST_ITEM.findall(masked) if ann.skeleton.human else []
     if len(items) >= 2:
         empty = sum(not any(c.kind in POSE_KINDS for c in parse_claims(item).claims) for item in items)
         if empty / len(items) > gate.max_list_share:
@@ -153,26 +165,29 @@ def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> s
     return None
 
 
-def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[PersonFacts] | None) -> str | None:
+def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[Facts] | None) -> str | None:
     """Why the claims do not fit the keypoints, or None."""
-    n = len(ann.people)
-    others = find_bystanders(text, n, activity=ann.activity, category=ann.category)
-    scene = gate.background_people == "scene"
     if facts is None:
-        facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
-    parsed = parse_claims(mask_bystanders(text, others) if scene else text, activity=ann.activity,
-                          category=ann.category)  # fmt: skip
+        facts = annotation_facts(ann)
+    n, one = len(facts), ann.skeleton.subject
+    # People besides the annotated ones (pipeline.bystanders): only images of people are checked for them.
+    human = ann.skeleton.human
+    others = find_bystanders(text, n, activity=ann.activity, category=ann.category) if human else []
+    scene = gate.background_people == "scene"
+    parsed = parse_annotated(mask_bystanders(text, others) if scene else text, ann)
     checks = check_description(parsed, ann, facts)
     for c in checks.checks:
         if c.claim.kind == "count" and c.verdict == CONTRADICTED:
-            return f"says {c.claim.value} people, the annotations have {n}"
+            have = counted(ann, c.claim.part)
+            return f"says {c.claim.value} {plural(c.claim.part or one)}, the annotations have {have}"
         if c.claim.kind == "position" and c.verdict == CONTRADICTED:
-            return f"describes a person on the {c.claim.value} the image does not have ({c.evidence})"
+            return f"describes {article(one)} on the {c.claim.value} the image does not have ({c.evidence})"
         if c.evidence == "no such person":
-            return f"describes a person the annotations do not have ({n} people): {c.claim.label}"
+            have = f"{n} {one if n == 1 else plural(one)}"
+            return f"describes {article(one)} the annotations do not have ({have}): {c.claim.label}"
     named = {c.claim.subject for c in checks.checks if c.claim.subject and c.claim.subject[0] != "unresolved"}
     if len(named) > n:
-        return f"describes {len(named)} different people, the annotations have {n}"
+        return f"describes {len(named)} different {plural(one)}, the annotations have {n}"
     if others and not scene:
         said = "; ".join(repr(text[b.clause_start : b.clause_end].strip()) for b in others[:3])
         return f"describes people the annotations do not have ({n} annotated): {said}"
@@ -189,11 +204,24 @@ def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[PersonFacts
             f"{len(wrong)} of {len(settled)} checked claims contradict the keypoints "
             f"(> {gate.max_contradicted:.0%}): {said}"
         )
+    if not ann.skeleton.human:
+        return _names_the_instances(text, ann)
     decidable = len(annotated_parts(facts)) + any(f.state != "unknown" for f in facts)
     need = min(gate.min_pose_claims, decidable)
     have = len(decided(checks))
     if have < need:
         return f"too few checkable pose claims ({have} < {need})"
+    return None
+
+
+def _names_the_instances(text: str, ann: ImageAnnotation) -> str | None:
+    """An animal description must name what it describes: one of the instances' categories ("jaguar"), in
+    either number; "animal" alone is not enough when the source names the species."""
+    labels = [p.label for p in instances(ann) if p.label]
+    forms = {f for n in labels for f in (n, plural(n))}
+    words = (r"\b" + r"\s+".join(map(re.escape, f.split())) + r"\b" for f in forms)
+    if forms and not any(re.search(w, text, re.I) for w in words):
+        return f"never names what it describes ({' or '.join(dict.fromkeys(labels))})"
     return None
 
 
@@ -204,11 +232,11 @@ def judge(
     gate: Gate = Gate(),
     *,
     prompt: str | None = None,
-    facts: list[PersonFacts] | None = None,
+    facts: list[Facts] | None = None,
 ) -> tuple[str, str | None]:
     """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream).
     `prompt`: the request's messages as one text, for the echo check (None for the rules describer);
-    `facts`: the image's pipeline.geometry.image_facts when already computed (else computed here)."""
+    `facts`: the image's pipeline.instances.annotation_facts when already computed (else computed here)."""
     if finish_reason == "content_filter":
         return "refused", "finish_reason content_filter"
     if text is None or not text.strip():

@@ -1,4 +1,5 @@
-"""Readers for every common form of the MPII Human Pose annotations, chosen by the file's content.
+"""Readers for every common form of the MPII Human Pose annotations, and for COCO-format keypoint files,
+chosen by the file's content.
 
     from pipeline.mpii import read_source
     src = read_source(Path("valid.h5"))  # SourceData: images by name, what the source provides, counters
@@ -8,6 +9,8 @@ Formats (see ../shared/data/mpii/PROVENANCE.md for each one's conventions):
     json  the mmpose/HRNet list of people {image, joints, joints_vis, center, scale} (.mmpose_json)
     h5    the stacked-hourglass annotations (imgname, part, visible, center, scale) (.hourglass_h5)
     csv   the widely shared mpii_dataset.csv (NAME, 16 joints x _X/_Y, Scale, ...)   (.csv_table)
+    coco  a COCO-format keypoints JSON object {images, annotations, categories}: COCO, CrowdPose, AP-10K,
+          MPII-TRB, ... with its own skeleton (pipeline.coco.keypoints)
 
 Every reader returns keypoints in the one convention of pipeline.records, in the .mat's pixel coordinates
 (the raw values every one of these formats stores; none is shifted by -1 here), with center = the .mat
@@ -30,8 +33,14 @@ from pipeline.records import MISSING, ImageAnnotation
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("mat", "json", "h5", "csv")
-_READERS = {"mat": "mat", "json": "mmpose_json", "h5": "hourglass_h5", "csv": "csv_table"}
+FORMATS = ("mat", "json", "h5", "csv", "coco")
+_READERS = {
+    "mat": "pipeline.mpii.mat",
+    "json": "pipeline.mpii.mmpose_json",
+    "h5": "pipeline.mpii.hourglass_h5",
+    "csv": "pipeline.mpii.csv_table",
+    "coco": "pipeline.coco.keypoints",
+}
 
 # No MPII image is wider than 1920 px (the real CSV's joints span -36 .. 1921): a coordinate beyond this is
 # an encoding error (1e40, a unit mix-up), and a "visible" joint there would blank the person's heatmap.
@@ -62,7 +71,10 @@ class SourceData:
     has_activity: bool  # the source carries activity labels
     has_occlusion: bool  # the source separates occluded (v=1) from visible (v=2) joints
     split_per_image: bool  # the split comes from the file's content (img_train), not from a guess
-    counts: Counter = field(default_factory=Counter)  # read-time counters: rows, dropped:<reason>, ...
+    counts: Counter = field(default_factory=Counter)  # read-time counters: rows, dropped_<what>:<reason>, ...
+    image_ids: dict[int | str, str] = field(
+        default_factory=dict
+    )  # COCO image id -> name (captions join on it)
 
     @property
     def label(self) -> str:
@@ -91,12 +103,14 @@ def sniff_format(path: Path) -> str:
     for magic, what in _OTHER_MAGIC.items():
         if head.startswith(magic):
             raise PipelineError(
-                f"{path}: {what}, not an MPII annotation file (.mat, mmpose .json, hourglass "
-                f".h5 or mpii_dataset.csv)"
+                f"{path}: {what}, not an annotation file (MPII .mat, mmpose .json, hourglass "
+                f".h5, mpii_dataset.csv or a COCO-format .json)"
             )
     text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
-    if text[:1] in ("[", "{"):
+    if text[:1] == "[":  # the mmpose/HRNet list of people
         return "json"
+    if text[:1] == "{":  # a COCO-format object; pipeline.coco.keypoints says what else an object is
+        return "coco"
     first_line = text.split("\n", 1)[0]
     if "," in first_line and ("_X" in first_line or "NAME" in first_line.upper()):
         return "csv"
@@ -113,12 +127,13 @@ def sniff_format(path: Path) -> str:
 def read_source(path: str | Path, *, split: str | None = None) -> SourceData:
     """Read one annotation file of any supported format.
 
-    split: the split for sources that do not record one per image (json, h5, csv); default: guessed from
-    the file name (train/val/test), "train" for the CSV (it holds only img_train == 1 images).
+    split: the split for sources that do not record one per image (json, h5, csv, coco); default: guessed
+    from the file name (train/val/test), "train" for the CSV (it holds only img_train == 1 images), "unknown"
+    for a COCO-format file.
     """
     path = Path(path)
     fmt = sniff_format(path)
-    module = importlib.import_module(f"pipeline.mpii.{_READERS[fmt]}")
+    module = importlib.import_module(_READERS[fmt])
     src = module.read(path, split=split)
     drop_implausible(src)
     log.info(

@@ -17,32 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.coco import load_json
 from pipeline.errors import PipelineError
 from pipeline.mpii import SourceData, split_from_name
 from pipeline.records import MISSING, NUM_KEYPOINTS, VISIBLE, ImageAnnotation, Person
 
 
 def _load(path: Path) -> list:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except UnicodeDecodeError as err:
-        raise PipelineError(f"{path}: not UTF-8 text: {err}") from None
-    except json.JSONDecodeError as err:
-        raise PipelineError(
-            f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg}); truncated file?"
-        ) from None
-    if isinstance(data, dict):
-        if "annotations" in data and "images" in data:
-            raise PipelineError(
-                f"{path}: COCO-style JSON (images/annotations, e.g. MPII-TRB), not the "
-                f"mmpose/HRNet MPII list of people with 16 joints"
-            )
-        raise PipelineError(
-            f"{path}: JSON object with keys {', '.join(list(data)[:6])}; expected a list of "
-            f"people {{image, joints, joints_vis, center, scale}} (mmpose/HRNet MPII format)"
-        )
-    if not isinstance(data, list):
+    data = load_json(path)
+    if not isinstance(data, list):  # a JSON object goes to pipeline.coco.keypoints instead
         raise PipelineError(f"{path}: JSON {type(data).__name__}; expected a list of people (mmpose MPII)")
     return data
 
