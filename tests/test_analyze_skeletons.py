@@ -1,5 +1,5 @@
 """analyze beyond MPII: claims about COCO-17 people checked against their keypoints (through the MPII view),
-and the report and gallery on the real COCO and AP-10K files (read by the test stand-in)."""
+and the report and gallery on the real COCO and AP-10K files (read by convert's COCO-format reader)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-from coco_stand_in import read_coco_stand_in
 from test_analyze_stage import publish_annotations
 from test_describe_skeletons import SKIER_LLM
 
 from pipeline.analyze.controls import contradict
 from pipeline.claims import parse_annotated, parse_claims
+from pipeline.coco.keypoints import read as read_coco
 from pipeline.describe import DescribeConfig, describe
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, check_description
 from pipeline.instances import annotation_facts
 
 
+def coco_rows(path):
+    """Every image of a real COCO-format file, each instance kept (crowds and keypoint-less ones too)."""
+    return list(read_coco(path).images.values())
+
+
 @pytest.fixture(scope="module")
 def skier(shared_data):
-    return read_coco_stand_in(shared_data / "coco_format/coco/test_coco.json")[0]
+    return coco_rows(shared_data / "coco_format/coco/test_coco.json")[0]
 
 
 def verdicts(text: str, ann) -> dict[str, str]:
@@ -75,7 +80,7 @@ def test_claims_name_animals_by_their_species():
 def test_analyze_reports_coco_and_animals(cli, store, shared_data):
     root = shared_data / "coco_format"
     for name in ("coco", "ap10k"):
-        publish_annotations(store, name, read_coco_stand_in(root / name / f"test_{name}.json"))
+        publish_annotations(store, name, coco_rows(root / name / f"test_{name}.json"))
         describe(DescribeConfig(annotations=name, backend="rules", name=f"{name}-rules"), store)
         res = cli("analyze", "--descriptions", f"{name}-rules", "--negative-control", "--images", root / name,
                   "--name", name)  # fmt: skip

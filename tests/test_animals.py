@@ -15,12 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from coco_stand_in import read_coco_stand_in
 
 from pipeline.animals import FACING_MIN_COS, animal_facts, facing
+from pipeline.coco.keypoints import read as read_coco
 from pipeline.instances import annotation_facts, claim_nouns, groups, instances, plural
 from pipeline.records import MISSING, OCCLUDED, ImageAnnotation, Person
 from pipeline.skeletons import SKELETONS, skeleton_for
+
+
+def coco_rows(path):
+    """Every image of a real COCO-format file, each instance kept (crowds and keypoint-less ones too)."""
+    return list(read_coco(path).images.values())
+
 
 AP10K = SKELETONS["ap10k-17"]
 ALL_PARTS = ("head", "body", "left front leg", "right front leg", "left back leg", "right back leg")
@@ -28,7 +34,7 @@ ALL_PARTS = ("head", "body", "left front leg", "right front leg", "left back leg
 
 @pytest.fixture(scope="module")
 def ap10k(shared_data) -> dict[str, ImageAnnotation]:
-    return {a.image: a for a in read_coco_stand_in(shared_data / "coco_format/ap10k/test_ap10k.json")}
+    return {a.image: a for a in coco_rows(shared_data / "coco_format/ap10k/test_ap10k.json")}
 
 
 def joint(name: str) -> int:

@@ -1,5 +1,5 @@
 """describe beyond MPII: prompts, the rules describer and the gate on the real COCO, CrowdPose and AP-10K
-files (read by the test stand-in tests/coco_stand_in.py), and the MPII renderings pinned byte for byte."""
+files (read by convert's COCO-format reader), and the MPII renderings pinned byte for byte."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from coco_stand_in import read_coco_stand_in
 from fake_openai import FakeOpenAI
 from test_describe_rules import csv_annotations, h5_annotations, put_annotations
 
 from pipeline.analyze.controls import contradict
 from pipeline.claims import parse_annotated
+from pipeline.coco.keypoints import read as read_coco
 from pipeline.describe import DescribeConfig, describe
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
@@ -24,6 +24,12 @@ from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description
 from pipeline.instances import annotation_facts
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import skeleton_for
+
+
+def coco_rows(path):
+    """Every image of a real COCO-format file, each instance kept (crowds and keypoint-less ones too)."""
+    return list(read_coco(path).images.values())
+
 
 # SHA-256 over the renderings of 40 single-person CSV images + 20 multi-person validation images, computed
 # on main (11e42ac) before prompts learned other skeletons: MPII prompts and rules text must not move a byte.
@@ -85,17 +91,17 @@ ANTELOPE = JAGUAR.replace("jaguar", "antelope")
 
 @pytest.fixture(scope="module")
 def coco(shared_data) -> dict[str, ImageAnnotation]:
-    return {a.image: a for a in read_coco_stand_in(shared_data / "coco_format/coco/test_coco.json")}
+    return {a.image: a for a in coco_rows(shared_data / "coco_format/coco/test_coco.json")}
 
 
 @pytest.fixture(scope="module")
 def crowdpose(shared_data) -> dict[str, ImageAnnotation]:
-    return {a.image: a for a in read_coco_stand_in(shared_data / "coco_format/crowdpose/test_crowdpose.json")}
+    return {a.image: a for a in coco_rows(shared_data / "coco_format/crowdpose/test_crowdpose.json")}
 
 
 @pytest.fixture(scope="module")
 def ap10k(shared_data) -> dict[str, ImageAnnotation]:
-    return {a.image: a for a in read_coco_stand_in(shared_data / "coco_format/ap10k/test_ap10k.json")}
+    return {a.image: a for a in coco_rows(shared_data / "coco_format/ap10k/test_ap10k.json")}
 
 
 def rules_text(ann: ImageAnnotation) -> str:
@@ -178,7 +184,7 @@ def test_a_custom_skeleton_gets_the_paper_prompt_from_its_categories_entry(share
     data = json.loads((shared_data / "coco_format/coco/test_coco.json").read_text())
     names = [f"marker {i}" for i in range(17)]
     sk = skeleton_for(names, data["categories"][0]["skeleton"])
-    ann = replace(read_coco_stand_in(shared_data / "coco_format/coco/test_coco.json")[0], skeleton=sk)
+    ann = replace(coco_rows(shared_data / "coco_format/coco/test_coco.json")[0], skeleton=sk)
     assert sk.name.startswith("custom-") and not sk.human
     system, user = load_template("paper").messages(image_context(ann, with_facts=False))
     assert system["content"].startswith(
