@@ -339,3 +339,27 @@ def test_local_vision_models_are_counted_by_their_family(server, store, five, im
         "image_input"
     ]
     assert llava["family"] == "llava-1.5" and llava["image_tokens"] == 5 * 576
+
+
+@pytest.mark.parametrize(("folder", "file"), [("coco", "test_coco.json"), ("ap10k", "test_ap10k.json")])
+def test_other_skeletons_marked_with_their_own_edges_never_upscaled(server, store, shared_data, folder, file):
+    from pipeline.convert import ConvertConfig, convert
+    from pipeline.instances import instances
+    from pipeline.records import read_annotations
+
+    root = shared_data / "coco_format" / folder
+    convert(ConvertConfig(sources=[root / file], name="mpii", split="train"), store)
+    anns = read_annotations(store.path("annotations", "mpii") / "annotations.parquet")
+    summary = describe(cfg(server, root, image_mark="skeleton"), store)
+    assert summary["ok"] == len(anns) == len(server.requests)
+    for ann in anns:
+        inp = prepare(ann.image, ImageSettings(images=root, mark="skeleton"))
+        kps = np.stack([p.keypoints for p in instances(ann)])
+        marked = render(inp, kps, edges=ann.skeleton.edges)
+        with Image.open(root / ann.image) as src, Image.open(io.BytesIO(marked)) as got:
+            assert got.size == fit_size(*src.size, 768)
+            assert got.size == src.size or max(src.size) > 768  # COCO's 640 px images are not upscaled
+        sent = [b for blobs in server.image_data.values() for b in blobs]
+        assert marked in sent  # the image sent is the one marked with this skeleton's edges
+    user = server.requests[0]["user"]
+    assert ("Pose facts:" in user) == (folder == "coco") and "Describe only the" in user
