@@ -363,3 +363,17 @@ def test_other_skeletons_marked_with_their_own_edges_never_upscaled(server, stor
         assert marked in sent  # the image sent is the one marked with this skeleton's edges
     user = server.requests[0]["user"]
     assert ("Pose facts:" in user) == (folder == "coco") and "Describe only the" in user
+
+
+def test_dry_run_takes_an_unreadable_images_size_from_the_annotations(server, store, shared_data, tmp_path):
+    from pipeline.convert import ConvertConfig, convert
+
+    coco = shared_data / "coco_format/coco/test_coco.json"
+    convert(ConvertConfig(sources=[coco], name="mpii", split="train"), store)
+    empty = tmp_path / "none-here"
+    empty.mkdir()
+    plan = describe(cfg(server, empty, dry_run=True), store)["image_input"]
+    # The COCO file records 640x425, 500x333, 640x429 and 640x392: 2, 1, 2 and 2 tiles for gpt-4o at high.
+    assert plan["sizes_read"] == 0 and plan["sizes_from_annotations"] == 4 and plan["sizes_assumed"] == 0
+    assert plan["assumed_size"] is None and plan["image_tokens"] == 3 * 425 + 255
+    assert plan["not_sendable_now"] == 4  # still not there: a real run would record error rows

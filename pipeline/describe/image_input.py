@@ -22,7 +22,8 @@ row `problem`: the row is recorded as an error with that reason and nothing is s
 
 The token estimate (pipeline.describe.image_tokens) uses the size the provider sees: the resized size of a
 local file, the original size of a hosted one (read from --images when given). When a size cannot be read
-(a missing file, a hosted image not also under --images), `assume_size` is used and `size_known` is False.
+(a missing file, a hosted image not also under --images), the size the annotations record is used (COCO
+files record it, MPII's do not), else `assume_size`; `size_known` says whether it was read.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class ImageInput:
     url: str | None = None  # hosted images only
     sha256: str | None = None  # of the source file's bytes (local files)
     source_size: tuple[int, int] | None = None  # width, height read from the file's header
+    annotated_size: tuple[int, int] | None = None  # width, height the annotations record
     problem: str | None = None  # why it cannot be sent (the row becomes an error, never a request)
 
     @property
@@ -86,7 +88,7 @@ class ImageInput:
     @property
     def sent_size(self) -> tuple[int, int]:
         """The size the provider sees: the resized local file, the original hosted one, else assumed."""
-        w, h = self.source_size or self.settings.assume_size
+        w, h = self.source_size or self.annotated_size or self.settings.assume_size
         return (w, h) if self.settings.url_base else fit_size(w, h, self.settings.size)
 
     @property
@@ -114,9 +116,10 @@ def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-def prepare(name: str, settings: ImageSettings) -> ImageInput:
-    """The image of one row as the requests are built: contained, found, hashed and sized, or a problem."""
-    inp = ImageInput(name=name, settings=settings)
+def prepare(name: str, settings: ImageSettings, annotated_size: tuple[int, int] | None = None) -> ImageInput:
+    """The image of one row as the requests are built: contained, found, hashed and sized, or a problem.
+    `annotated_size`: the (width, height) the annotations record, for when the file's cannot be read."""
+    inp = ImageInput(name=name, settings=settings, annotated_size=annotated_size)
     if settings.url_base:
         if image_file(Path("."), name) is None:
             inp.problem = f"image name {name!r} is not a relative path (refused: it would leave the URL base)"

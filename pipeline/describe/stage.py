@@ -87,7 +87,8 @@ def build_requests(
     out, with_facts = [], tpl.uses_facts
     for ann in progress(rows, desc="render", unit="img"):
         ctx = image_context(ann, with_facts=with_facts)
-        image = prepare(ann.image, settings) if settings else None
+        recorded = (ann.width, ann.height) if ann.width and ann.height else None
+        image = prepare(ann.image, settings, recorded) if settings else None
         if rules:
             text = rules_description(tpl, ctx)
             messages, tokens = None, 0
@@ -271,6 +272,7 @@ def image_plan(cfg: DescribeConfig, todo: list[DescriptionRequest], price: Price
     images = {r.image: r.image_input for r in todo}
     tokens = sum(r.image_input.tokens for r in todo)
     measured = sum(i.size_known for i in images.values())
+    annotated = sum(not i.size_known and i.annotated_size is not None for i in images.values())
     blocked = [i for i in images.values() if i.problem]
     family, family_assumed = cfg.counted_family
     if family_assumed:
@@ -292,9 +294,11 @@ def image_plan(cfg: DescribeConfig, todo: list[DescriptionRequest], price: Price
         "detail": detail,
         "images": len(images),
         "sizes_read": measured,
-        "sizes_assumed": len(images) - measured,
-        "assumed_size": f"{w}x{h} (--assume-image-size), for every image whose size could not be read"
-        if measured < len(images)
+        "sizes_from_annotations": annotated,
+        "sizes_assumed": len(images) - measured - annotated,
+        "assumed_size": f"{w}x{h} (--assume-image-size), for every image whose size neither its file nor "
+        "the annotations give"
+        if measured + annotated < len(images)
         else None,
         "not_sendable_now": len(blocked),
         "not_sendable_example": blocked[0].problem if blocked else None,
