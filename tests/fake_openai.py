@@ -19,6 +19,12 @@ header in their error text, as some proxies do) | slow (sleeps `slow_s` before a
 connection without a reply) | malformed (200 with a body that is not JSON) | empty (empty content) | length
 (finish_reason "length") | refuse (a refusal text), and the replies weak models give (BAD_REPLIES): json,
 mangled, echo, meta, measure, coords, placeholder, list, count, invent, limb, contradict, short, offtopic.
+Vision requests (a user message whose content is a list of text and image_url parts, as OpenAI takes them) are
+checked as a provider would: a part of another type, an image_url without a url, a data URL that is not a
+base64 image PIL can open, or an image with a side over `max_image_side` is answered 400; each image is
+logged (kind, detail, format, size, sha256; the decoded bytes in `image_data[n]`). Their ok reply adds what
+a vision model adds (clothes and scene, VISION_SCENE), and VISION_BAD_REPLIES (crowd, bystander, spectators)
+add people the annotations do not have.
 `script` maps a substring of the user message to the faults its successive requests get ("500*" repeats
 forever); `faults` is a queue consumed by requests in arrival order; everything else gets `default`.
 The Batch API (POST /v1/files, POST /v1/batches, GET /v1/batches/{id}, GET /v1/files/{id}/content) runs
@@ -31,7 +37,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import io
 import json
 import re
 import sys
@@ -55,6 +65,11 @@ BAD_REPLIES = (
     "json", "mangled", "echo", "meta", "measure", "coords", "placeholder", "list", "count", "invent", "limb",
     "contradict", "short", "offtopic",
 )  # fmt: skip
+VISION_BAD_REPLIES = ("crowd", "bystander", "spectators")
+VISION_SCENE = (
+    "The photograph shows an indoor hall with a wooden floor and white walls; the person wears a dark "
+    "jacket, grey trousers and white sneakers."
+)
 _FLIP = {
     "standing": "lying down", "sitting": "standing", "lying": "standing",
     "raised above their head": "lowered",
@@ -159,7 +174,65 @@ def bad_reply(fault: str, user: str, system: str) -> str:
         "short": "A person.",
         "offtopic": "What a lovely day to spend time outside! Everyone seems to be enjoying themselves and "
         "having a great time together with friends.",
+        "crowd": f"{good} {VISION_SCENE} A crowd watches from the stands in the background.",
+        "bystander": f"{good} {VISION_SCENE} Another man stands behind them, watching.",
+        "spectators": f"{good} {VISION_SCENE} Two spectators sit on a bench nearby.",
     }[fault]
+
+
+def user_text(content: Any) -> str:
+    """A message's text: the string, or its text parts joined (a vision message is a list of parts)."""
+    if isinstance(content, list):
+        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "\n".join(texts)
+    return content or ""
+
+
+def billed_image_tokens(images: list[dict[str, Any]], model: str) -> int:
+    """What a provider bills for the images (its usage counts them as prompt tokens): the documented formula
+    of the model's family for a decoded image, the gpt-4o low-detail count for a URL it would fetch."""
+    from pipeline.describe.image_tokens import family_for, image_tokens
+
+    family = family_for(model) or "gpt-4o"
+    return sum(image_tokens(*i["size"], i["detail"], family) if i["kind"] == "data" else 85 for i in images)
+
+
+def read_images(content: Any, max_side: int | None) -> tuple[list[dict[str, Any]], list[bytes], str | None]:
+    """(log entries, decoded bytes, None) of a message's image parts, or why a provider would refuse them."""
+    from PIL import Image
+
+    if not isinstance(content, list):
+        return [], [], None
+    entries, blobs = [], []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            continue
+        if kind != "image_url":
+            return [], [], f"unsupported content part {kind!r}"
+        image = part.get("image_url") or {}
+        url, detail = image.get("url"), image.get("detail", "auto")
+        if not isinstance(url, str) or detail not in ("low", "high", "auto"):
+            return [], [], "image_url needs a url and a detail of low, high or auto"
+        if url.startswith(("http://", "https://")):
+            entries.append({"kind": "url", "url": url, "detail": detail})
+            continue
+        head, _, data = url.partition(",")
+        if not re.fullmatch(r"data:image/(jpeg|png|webp|gif);base64", head):
+            return [], [], f"invalid image URL {url[:40]!r}"
+        try:
+            blob = base64.b64decode(data, validate=True)
+            with Image.open(io.BytesIO(blob)) as im:
+                im.load()
+                fmt, size = im.format, im.size
+        except (binascii.Error, ValueError, OSError) as err:
+            return [], [], f"invalid image data ({type(err).__name__})"
+        if max_side is not None and max(size) > max_side:
+            return [], [], f"image {size[0]}x{size[1]} is over the {max_side} px limit"
+        entries.append({"kind": "data", "detail": detail, "format": fmt, "size": list(size),
+                        "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()})  # fmt: skip
+        blobs.append(blob)
+    return entries, blobs, None
 
 
 class FakeOpenAI:
@@ -191,6 +264,8 @@ class FakeOpenAI:
         self.files: dict[str, bytes] = {}  # Batch API: uploaded and produced JSONL files
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_polls_to_finish = 1  # retrieves answered "in_progress" before a batch is finished
+        self.max_image_side: int | None = None  # images larger than this are refused (400)
+        self.image_data: dict[int, list[bytes]] = {}  # request n -> the images it carried, decoded
 
     # ---- lifecycle --------------------------------------------------------------------------------
     @property
@@ -258,11 +333,15 @@ class FakeOpenAI:
             return self.faults.pop(0)
         return self.default
 
-    def _reply(self, body: dict[str, Any], fault: str) -> dict[str, Any]:
+    def _reply(self, body: dict[str, Any], fault: str, images: list[dict[str, Any]] = ()) -> dict[str, Any]:
         messages = body.get("messages", [])
-        user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        raw = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        user, vision = user_text(raw), isinstance(raw, list)
         system = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
-        content = bad_reply(fault, user, system) if fault in BAD_REPLIES else faithful(user, system)
+        if fault in BAD_REPLIES + VISION_BAD_REPLIES:
+            content = bad_reply(fault, user, system)
+        else:
+            content = faithful(user, system) + (f" {VISION_SCENE}" if vision else "")
         finish = "stop"
         if fault == "empty":
             content = ""
@@ -270,7 +349,8 @@ class FakeOpenAI:
             content, finish = content[:30], "length"
         elif fault == "refuse":
             content = "I'm sorry, but I can't help with that request."
-        prompt_tokens = sum(len(m.get("content", "")) for m in body.get("messages", [])) // 4 + 1
+        prompt_tokens = sum(len(user_text(m.get("content", ""))) for m in messages) // 4 + 1
+        prompt_tokens += billed_image_tokens(images, body.get("model") or "")
         return {
             "id": f"chatcmpl-fake-{self._n}",
             "object": "chat.completion",
@@ -302,9 +382,18 @@ class FakeOpenAI:
     async def _chat(self, body: dict[str, Any], writer: asyncio.StreamWriter, auth: str = "") -> bool:
         """Answer one chat request; False when the connection must be dropped."""
         self._n += 1
-        user = next(
-            (m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), ""
-        )
+        messages = body.get("messages", [])
+        raw = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+        user = user_text(raw)
+        images, blobs, refused = read_images(raw, self.max_image_side)
+        if refused:
+            self.requests.append({"n": self._n, "fault": "400", "user": user, "model": body.get("model"),
+                                  "t": time.time(), "refused": refused})  # fmt: skip
+            err = {"error": {"message": f"Invalid image: {refused} (fake)", "type": "invalid_request_error"}}
+            await self._respond(writer, 400, json.dumps(err).encode())
+            return True
+        if blobs:
+            self.image_data[self._n] = blobs
         fault = self._pick_fault(user)
         self.fault_counts[fault] += 1
         self.requests.append(
@@ -319,6 +408,7 @@ class FakeOpenAI:
                 "t": time.time(),
                 "seed": body.get("seed"),
                 "temperature": body.get("temperature"),
+                "images": images,
             }  # fmt: skip
         )
         if self.latency:
@@ -351,7 +441,7 @@ class FakeOpenAI:
         elif fault == "malformed":
             await self._respond(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
         else:
-            await self._respond(writer, 200, json.dumps(self._reply(body, fault)).encode())
+            await self._respond(writer, 200, json.dumps(self._reply(body, fault, images)).encode())
         return True
 
     # ---- Batch API: files + batches; lines go through the same faults as single requests ------------
@@ -386,8 +476,12 @@ class FakeOpenAI:
             item = json.loads(line)
             self._n += 1
             body = item["body"]
-            user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-            fault = self._pick_fault(user)
+            raw = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+            user = user_text(raw)
+            images, blobs, refused = read_images(raw, self.max_image_side)
+            if blobs:
+                self.image_data[self._n] = blobs
+            fault = "400" if refused else self._pick_fault(user)
             self.fault_counts[fault] += 1
             self.requests.append(
                 {
@@ -397,6 +491,7 @@ class FakeOpenAI:
                     "model": body.get("model"),
                     "t": time.time(),
                     "batch": batch_id,
+                    "images": images,
                 }
             )
             if fault == "expire":
@@ -409,7 +504,7 @@ class FakeOpenAI:
                         "error": {"code": "batch_expired", "message": "not completed within 24h (fake)"},
                     }
                 )
-            elif fault in ("500", "429"):
+            elif fault in ("500", "429", "400"):
                 code = int(fault)
                 err.append(
                     {
@@ -432,7 +527,7 @@ class FakeOpenAI:
                         "response": {
                             "status_code": 200,
                             "request_id": f"req-{self._n}",
-                            "body": self._reply(body, fault),
+                            "body": self._reply(body, fault, images),
                         },
                     }
                 )

@@ -21,7 +21,7 @@ import numpy as np
 from markupsafe import Markup
 from PIL import Image, ImageDraw
 
-from pipeline.analyze.report import QUALITY_ROWS, faith_rows, table
+from pipeline.analyze.report import COMPARISON_NOTE, QUALITY_ROWS, comparison_table, faith_rows, table
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.heatmaps import roi_heatmap
 from pipeline.records import ImageAnnotation, known
@@ -267,4 +267,6 @@ def render_html(summary: dict, cards: list[dict], per_page: int = 12) -> str:
         charts=[Markup(c) for c in charts(summary)],
         cards_json=Markup(_json_for_script(cards)),
         per_page=per_page,
+        comparisons=[comparison_table(c) for c in summary.get("comparisons", [])],
+        comparison_note=COMPARISON_NOTE,
     )

@@ -28,6 +28,8 @@ def descriptions_frame(store: Store, name: str) -> pd.DataFrame:
     for col in OPTIONAL_NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["artifact"] = name
+    # describe --with-image: the model saw the photograph (analyze compares these with text-only sources).
+    df["with_image"] = bool(store.meta("descriptions", name).get("config", {}).get("with_image"))
     return df
 
 

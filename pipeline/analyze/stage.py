@@ -4,7 +4,8 @@
     summary = analyze(AnalyzeConfig(descriptions=["rules-mpii"]), store)      # the same from Python
 
 Writes report.json (everything measured), report.md (the description-quality and faithfulness tables, one
-column per description source), report.html (charts and a seeded, paginated gallery) and checks.parquet
+column per description source, and text-only against image-grounded sources side by side when both are given:
+pipeline.analyze.compare), report.html (charts and a seeded, paginated gallery) and checks.parquet
 (one row per checked claim, to dig into). Several sources in one descriptions artifact are grouped by
 their `source` column; the same label in two artifacts becomes "<artifact>/<source>".
 """
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
+from pipeline.analyze.compare import added_words, comparisons, word_class
 from pipeline.analyze.controls import contradict
 from pipeline.analyze.gallery import card_image, data_uri, marked_html, render_html
 from pipeline.analyze.inputs import (
@@ -33,6 +35,7 @@ from pipeline.analyze.inputs import (
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
+from pipeline.bystanders import find_bystanders, mask_bystanders
 from pipeline.claims import parse_annotated
 from pipeline.errors import PipelineError
 from pipeline.faithfulness import (
@@ -62,7 +65,7 @@ CHECKS_SCHEMA = pa.schema([
 class AnalyzeConfig:
     descriptions: list[str]
     annotations: str | None = None  # default: each descriptions artifact's own input annotations
-    name: str | None = None  # default: the descriptions names joined by "+"
+    name: str | None = None  # default: the descriptions names joined by "_" (store names have no "+")
     images: Path | None = None  # folder of the source images, for the gallery and the CLIP score
     run: str | None = None  # a runs/<name> artifact: CLIP score of each description against its image
     sample: int = 48  # gallery images (seeded sample)
@@ -88,7 +91,7 @@ class AnalyzeConfig:
 
 
 def _default_name(cfg: AnalyzeConfig) -> str:
-    return "+".join(cfg.descriptions)[:128].strip("+.-_") or "report"
+    return "_".join(cfg.descriptions)[:128].strip(".-_") or "report"
 
 
 def _load(cfg: AnalyzeConfig, store) -> tuple[pd.DataFrame, dict[str, dict[str, ImageAnnotation]], dict]:
@@ -119,7 +122,10 @@ def _load(cfg: AnalyzeConfig, store) -> tuple[pd.DataFrame, dict[str, dict[str, 
         flipped = df[df["status"] == "ok"].copy()
         flipped["source"] = flipped["source"] + " (flipped)"
         flipped["description"] = [contradict(t) for t in flipped["description"]]
-        df = pd.concat([df, flipped], ignore_index=True)
+        flipped["control"] = True
+        df = pd.concat([df.assign(control=False), flipped], ignore_index=True)
+    else:
+        df["control"] = False
     df["sample"] = df["sample"].fillna(0).astype("int64")
     df["usable"] = (
         (df["status"] == "ok") & df["description"].notna() & (df["description"].fillna("").str.strip() != "")
@@ -218,7 +224,14 @@ def _check_rows(
             facts_cache[key] = facts, annotated_parts(facts)
         facts, parts[idx] = facts_cache[key]
         if usable:
-            results[idx] = check_description(parse_annotated(text, ann), ann, facts)
+            # People the annotations do not have (allowed as scene by describe --background-people scene)
+            # claim nothing about the annotated ones: their clauses are blanked, as describe's gate does.
+            others = (
+                find_bystanders(text, len(facts), activity=ann.activity, category=ann.category)
+                if ann.skeleton.human
+                else []
+            )
+            results[idx] = check_description(parse_annotated(mask_bystanders(text, others), ann), ann, facts)
     return results, parts, {k: v for k, v in no_annotation.items() if v}
 
 
@@ -229,10 +242,18 @@ def _cards(
     ann_for_artifact: dict,
     indexes: dict,
     sources: list[str],
+    compared: list[dict],
 ) -> tuple[list[dict], int]:
+    """The gallery's cards: a seeded sample of the images (of those a text-only and an image-grounded source
+    both described, when there is such a pair), each with every usable description of it."""
     usable = df[df["usable"]]
     images = sorted(usable["image"].unique())
-    picked = sorted(random.Random(cfg.seed).sample(images, min(cfg.sample, len(images))))
+    pool = images
+    if compared:
+        by_source = usable.groupby("source")["image"].apply(set)
+        shared = [by_source[c["text_source"]] & by_source[c["image_source"]] for c in compared]
+        pool = sorted(set().union(*shared))
+    picked = sorted(random.Random(cfg.seed).sample(pool, min(cfg.sample, len(pool))))
     order = {s: i for i, s in enumerate(sources)}
     cards = []
     for image in progress(picked, desc="gallery", unit="image"):
@@ -249,15 +270,17 @@ def _cards(
         except OSError as err:
             raise PipelineError(f"{path}: cannot be read as an image ({err})") from None
         descs = []
-        for idx, source, sample, text in zip(
-            rows.index, rows["source"], rows["sample"], rows["description"], strict=True
+        text_only = list(rows.loc[~rows["with_image"] & ~rows["control"], "description"])
+        for idx, source, sample, text, seen in zip(
+            rows.index, rows["source"], rows["sample"], rows["description"], rows["with_image"], strict=True
         ):
             c = checks.get(idx)
             tally = c.counts() if c else Counter()
-            descs.append({"source": source, "sample": int(sample),
+            added = added_words(text, text_only) if seen and text_only else []
+            descs.append({"source": source, "sample": int(sample), "with_image": bool(seen),
                           "html": marked_html(text, c.checks if c else []), CONFIRMED: tally[CONFIRMED],
-                          CONTRADICTED: tally[CONTRADICTED],
-                          UNVERIFIABLE: tally[UNVERIFIABLE]})  # fmt: skip
+                          CONTRADICTED: tally[CONTRADICTED], UNVERIFIABLE: tally[UNVERIFIABLE],
+                          "added": [[w, word_class(w)] for w in added]})  # fmt: skip
         kinds = [n for n, _ in groups(ann)] if ann else []
         one = kinds[0] if len(kinds) == 1 else ann.skeleton.subject if ann else "person"
         cards.append({"image": image, "img": data_uri(jpeg), "people": len(instances(ann)) if ann else 0,
@@ -370,6 +393,9 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         source: _source_summary(df[df["source"] == source], checks, parts, clip, no_annotation.get(source, 0))
         for source in sources
     }
+    image_sources = set(df.loc[df["with_image"], "source"])
+    real = df[~df["control"]]  # the negative control's flipped copies are not compared
+    compared = comparisons(real, checks, parts, image_sources) if image_sources else []
     notes = _notes(cfg, bool(indexes), no_annotation)
 
     summary = {
@@ -382,6 +408,8 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
         },
         "sources": sources,
         "per_source": per_source,
+        "image_grounded": [s for s in sources if s in image_sources],
+        "comparisons": compared,
         "notes": notes,
     }
     inputs = [store.ref("descriptions", n) for n in cfg.descriptions]
@@ -392,7 +420,7 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
     with store.create(
         "reports", name, stage="analyze", config=config, inputs=inputs, overwrite=cfg.overwrite
     ) as w:
-        cards, n_images = _cards(cfg, df, checks, ann_for_artifact, indexes, sources)
+        cards, n_images = _cards(cfg, df, checks, ann_for_artifact, indexes, sources, compared)
         summary["gallery"] = {
             "cards": len(cards),
             "images": n_images,

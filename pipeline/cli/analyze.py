@@ -27,7 +27,7 @@ Annotations = Annotated[
     str | None,
     typer.Option(help="annotations artifact (default: the one each descriptions artifact was made from)"),
 ]
-Name = Annotated[str | None, typer.Option(help="report name (default: the descriptions names joined by '+')")]
+Name = Annotated[str | None, typer.Option(help="report name (default: the descriptions names joined by '_')")]
 Images = Annotated[
     Path | None,
     typer.Option(metavar="DIR", help="folder of the source images: photos in the gallery, needed by --run"),

@@ -5,6 +5,8 @@
         --template grounded --concurrency 32 --max-cost 5 --dry-run
     focus-pipeline describe --annotations mpii --backend openai --base-url http://localhost:8000/v1 \
         --model llama-3-8b --retry-failed
+    focus-pipeline describe --annotations mpii --model gpt-4o --with-image --images mpii/images \
+        --image-mark box --dry-run
     focus-pipeline describe --annotations coco --backend captions --name coco-captions
 """
 
@@ -18,6 +20,7 @@ import typer
 from pipeline.cli.app import app, state
 from pipeline.describe import DescribeConfig, Shard, describe
 from pipeline.describe.validate import Gate
+from pipeline.errors import PipelineError
 from pipeline.records import FAILED_STATUSES
 
 # The command's options, one alias each, so the command itself reads as option -> config -> call.
@@ -122,6 +125,56 @@ Overwrite = Annotated[bool, typer.Option(help="Discard the journal and start ove
 Batch = Annotated[bool, typer.Option(help="Use the OpenAI Batch API (half price, within 24 h).")]
 PollInterval = Annotated[float, typer.Option(help="Seconds between two batch status checks.")]
 Name = Annotated[str | None, typer.Option(help="Artifact name (default: the annotations name).")]
+WithImage = Annotated[
+    bool,
+    typer.Option(
+        help="Send each image with its prompt (an OpenAI image_url content part) to a vision model; the "
+        "template defaults to grounded-image (the keypoints and pose facts as grounding)."
+    ),
+]
+Images = Annotated[str | None, typer.Option(metavar="DIR", help="Folder of the images (--with-image).")]
+ImageUrlBase = Annotated[
+    str | None,
+    typer.Option(
+        help="Hosted images: send the URL base + image name instead of the bytes (the URL is the cache key)."
+    ),
+]
+ImageSize = Annotated[int, typer.Option(help="Long side in pixels of the image sent (never upscaled).")]
+ImageDetail = Annotated[
+    str, typer.Option(help="image_url detail: low, high or auto (auto is budgeted as high).")
+]
+ImageMark = Annotated[
+    str,
+    typer.Option(help="Draw the annotated people on the image sent (numbered): none, box or skeleton."),
+]
+ImageFamily = Annotated[
+    str | None,
+    typer.Option(
+        help="How the model counts image tokens (estimates, budgets): gpt-4o, gpt-4o-mini, gpt-4.1-mini, "
+        "gpt-4.1-nano, o4-mini, qwen2-vl, llava-1.5, or one from --image-families. Default: by model name."
+    ),
+]
+ImageFamilies = Annotated[
+    str | None, typer.Option(metavar="FILE", help="JSON of more image token families (same layout).")
+]
+AssumeImageSize = Annotated[
+    str, typer.Option(metavar="WxH", help="Size counted for an image whose size cannot be read.")
+]
+BackgroundPeople = Annotated[
+    str,
+    typer.Option(
+        help="People the annotations do not have (a crowd, another player): reject the description, or allow "
+        "them as scene (their clauses are not checked as pose claims)."
+    ),
+]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise PipelineError(f"--assume-image-size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    return w, h
 
 
 @app.command("describe")
@@ -164,6 +217,16 @@ def _describe(
     batch: Batch = False,
     poll_interval: PollInterval = 30.0,
     name: Name = None,
+    with_image: WithImage = False,
+    images: Images = None,
+    image_url_base: ImageUrlBase = None,
+    image_size: ImageSize = 768,
+    image_detail: ImageDetail = "auto",
+    image_mark: ImageMark = "none",
+    image_family: ImageFamily = None,
+    image_families: ImageFamilies = None,
+    assume_image_size: AssumeImageSize = "1280x720",
+    background_people: BackgroundPeople = "reject",
 ) -> None:
     """Describe every image's pose: one single-shot LLM prompt per image, or the offline rules describer."""
     statuses = tuple(dict.fromkeys([*(retry or []), *(FAILED_STATUSES if retry_failed else ())]))
@@ -175,8 +238,12 @@ def _describe(
         backoff=backoff, max_cost=max_cost, price_input=price_input, price_output=price_output, prices=prices,
         limit=limit, shard=Shard.parse(shard) if shard else None, retry=statuses, dry_run=dry_run,
         overwrite=overwrite, batch=batch, poll_interval=poll_interval, retry_invalid=retry_invalid,
-        gate=Gate(min_pose_claims=min_pose_claims, max_contradicted=max_contradicted),
+        gate=Gate(min_pose_claims=min_pose_claims, max_contradicted=max_contradicted,
+                  background_people=background_people),
         max_error_share=max_error_share, allow_partial=allow_partial,
+        with_image=with_image, images=images, image_url_base=image_url_base, image_size=image_size,
+        image_detail=image_detail, image_mark=image_mark, image_family=image_family,
+        image_families=image_families, assume_image_size=_size(assume_image_size),
     )  # fmt: skip
     summary = describe(cfg, state.store)
     typer.echo(json.dumps(summary, indent=2))

@@ -7,6 +7,10 @@ submitted batch id is journaled before polling starts: a run that is stopped whi
 batch again when re-run instead of paying for a second one. Both the output file and the error file are
 read; failed lines (non-200 status, batch_expired, missing) are resubmitted in a new batch up to
 --max-retries times, then recorded with status error. Batch prices are half the live ones.
+
+With --with-image each line carries its image (a data URL of about 50-150 KB for a 768 px JPEG, or the
+hosted URL), so an input file is also cut at BATCH_FILE_BYTES (the API takes files up to 200 MB); a row whose
+image cannot be rendered is an error row at once and is not submitted.
 """
 
 from __future__ import annotations
@@ -16,13 +20,22 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import openai
 
 from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, scrub
 from pipeline.describe.journal import Journal
-from pipeline.describe.openai_backend import MalformedResponse, _parse, completion_result, request_fields
+from pipeline.describe.openai_backend import (
+    MalformedResponse,
+    _parse,
+    completion_result,
+    render_image,
+    request_fields,
+    request_messages,
+    unsendable_result,
+)
 from pipeline.describe.pricing import Price
 from pipeline.errors import PipelineError
 from pipeline.log import progress
@@ -31,10 +44,11 @@ log = logging.getLogger(__name__)
 
 BATCH_DISCOUNT = 0.5  # https://platform.openai.com/docs/guides/batch: 50% of the synchronous price
 _TERMINAL = ("completed", "failed", "expired", "cancelled")
+BATCH_FILE_BYTES = 190 * 2**20  # https://platform.openai.com/docs/guides/batch: input files up to 200 MB
 
 
-def _line(req: DescriptionRequest, cfg: DescribeConfig) -> str:
-    body = {"model": cfg.model, "messages": req.messages, **cfg.sampling()}
+def _line(req: DescriptionRequest, cfg: DescribeConfig, url: str | None = None) -> str:
+    body = {"model": cfg.model, "messages": request_messages(req, url), **cfg.sampling()}
     return json.dumps(
         {"custom_id": req.cache_key, "method": "POST", "url": "/v1/chat/completions", "body": body}
     )
@@ -81,8 +95,26 @@ class BatchRunner:
         self.submitted = 0
         self.batches = 0
 
-    def submit(self, reqs: list[DescriptionRequest]) -> str:
-        data = "".join(_line(r, self.cfg) + "\n" for r in reqs).encode()
+    def files(self, reqs: list[DescriptionRequest]) -> Iterator[tuple[list[DescriptionRequest], bytes]]:
+        """(requests, JSONL bytes) of input files under BATCH_FILE_BYTES; a row whose image cannot be
+        rendered is journaled as an error here and left out."""
+        group, lines, size = [], [], 0
+        for r in reqs:
+            url, problem = render_image(r)
+            if problem:
+                self.journal.record(unsendable_result(r, problem))
+                continue
+            line = (_line(r, self.cfg, url) + "\n").encode()
+            if group and size + len(line) > BATCH_FILE_BYTES:
+                yield group, b"".join(lines)
+                group, lines, size = [], [], 0
+            group.append(r)
+            lines.append(line)
+            size += len(line)
+        if group:
+            yield group, b"".join(lines)
+
+    def submit(self, reqs: list[DescriptionRequest], data: bytes) -> str:
         upload = self.client.files.create(file=("describe.jsonl", io.BytesIO(data)), purpose="batch")
         batch = self.client.batches.create(
             input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -152,10 +184,10 @@ class BatchRunner:
             if queue:
                 budget = self._affordable([by_key[k] for k in queue])
                 for start in range(0, len(budget), self.cfg.batch_size):
-                    chunk = budget[start : start + self.cfg.batch_size]
-                    for r in chunk:
-                        attempts[r.cache_key] += 1
-                    pending.append((self.submit(chunk), [r.cache_key for r in chunk]))
+                    for chunk, data in self.files(budget[start : start + self.cfg.batch_size]):
+                        for r in chunk:
+                            attempts[r.cache_key] += 1
+                        pending.append((self.submit(chunk, data), [r.cache_key for r in chunk]))
                 stopped = len(budget) < len(queue)
                 queue = []
             else:

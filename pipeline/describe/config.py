@@ -6,12 +6,16 @@ import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.describe.image_input import MAX_SIZE, MIN_SIZE, ImageInput, ImageSettings
+from pipeline.describe.image_tokens import DETAILS, family_for, load_families
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
 from pipeline.faithfulness import Facts
+from pipeline.marks import MARKS
 from pipeline.records import STATUSES, ImageAnnotation
 
 BACKENDS = ("openai", "rules", "captions")
@@ -21,6 +25,10 @@ SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "seed", "frequency_pena
 # What a run sends when neither the command line nor the template family sets it (the paper's values).
 FALLBACK_SAMPLING = {"temperature": 0.5, "max_tokens": 512}
 DEFAULT_MODEL = "gpt-4o-mini"
+IMAGE_TEMPLATE = "grounded-image"  # the default family of --with-image
+# The fields of --with-image; a text-only run records none of them, so its meta.json is what it was before.
+IMAGE_FIELDS = ("with_image", "images", "image_url_base", "image_size", "image_detail", "image_mark",
+                "image_family", "image_families", "assume_image_size")  # fmt: skip
 # Status ranks for --retry-invalid: a row keeps its best ask (ok, then a reply that has text, then none).
 RANK = {"ok": 0, "invalid": 1, "truncated": 2, "refused": 3, "error": 4}
 
@@ -122,6 +130,18 @@ class DescribeConfig:
     retry_invalid: int = 0  # re-asks of an invalid / truncated reply (new seed, warmer), best one kept
     max_error_share: float = 0.02  # more error rows than this: not published, non-zero exit
     allow_partial: bool = False  # publish even past max_error_share
+    # --with-image: the image goes with the prompt (pipeline.describe.image_input).
+    with_image: bool = False
+    images: str | None = None  # folder of the source images
+    image_url_base: str | None = None  # hosted images: URL = base + image name, no bytes read
+    image_size: int = 768  # long side sent, never upscaled
+    image_detail: str = "auto"  # low | high | auto (budgeted as high)
+    image_mark: str = "none"  # none | box | skeleton drawn on the image sent
+    # How the model counts image tokens (a pipeline.describe.image_tokens family); default: by model name.
+    # (Not "image_tokens": meta.json hides the values of keys that look like secrets, "token" among them.)
+    image_family: str | None = None
+    image_families: str | None = None  # a JSON file of more families
+    assume_image_size: tuple[int, int] = (1280, 720)  # width, height of an image whose size cannot be read
 
     def __post_init__(self) -> None:
         if self.backend == "auto":  # an endpoint, key or model given -> the LLM, else the offline describer
@@ -152,6 +172,64 @@ class DescribeConfig:
             )
         if not 0.0 <= self.max_error_share <= 1.0:
             raise PipelineError("--max-error-share must be between 0 and 1")
+        self._check_image_options()
+
+    def _check_image_options(self) -> None:
+        if not self.with_image:
+            given = [f"--{f.replace('_', '-')}" for f in ("images", "image_url_base") if getattr(self, f)]
+            if given:
+                raise PipelineError(f"{', '.join(given)}: only with --with-image")
+            if self.template == IMAGE_TEMPLATE:
+                raise PipelineError(f"--template {IMAGE_TEMPLATE} describes a photograph: add --with-image")
+            return
+        if self.backend != "openai":
+            raise PipelineError("--with-image needs an LLM (--backend openai): rules cannot see images")
+        if not (self.images or self.image_url_base or self.dry_run):
+            raise PipelineError("--with-image needs --images DIR (or --image-url-base URL for hosted images)")
+        if self.image_url_base:
+            if urlsplit(self.image_url_base).scheme not in ("http", "https"):
+                raise PipelineError(f"--image-url-base {self.image_url_base}: needs an http(s) URL")
+            if self.image_mark != "none":
+                raise PipelineError("--image-mark draws on the image sent: not with --image-url-base")
+        if self.images and not Path(self.images).is_dir():
+            raise PipelineError(f"--images {self.images}: no such folder")
+        if not MIN_SIZE <= self.image_size <= MAX_SIZE:
+            raise PipelineError(f"--image-size must be between {MIN_SIZE} and {MAX_SIZE} pixels")
+        if self.image_detail not in DETAILS:
+            raise PipelineError(f"--image-detail {self.image_detail!r}: choose one of {', '.join(DETAILS)}")
+        if self.image_mark not in MARKS:
+            raise PipelineError(f"--image-mark {self.image_mark!r}: choose one of {', '.join(MARKS)}")
+        families = load_families(self.image_families)
+        if self.image_family is not None and self.image_family not in families:
+            raise PipelineError(f"--image-family {self.image_family!r}: choose one of {', '.join(families)}")
+        if min(self.assume_image_size) < 1:
+            raise PipelineError("--assume-image-size: both sides must be at least 1 pixel")
+
+    @property
+    def counted_family(self) -> tuple[str, bool]:
+        """The image token family counted, and whether it was only assumed (a model no family matches)."""
+        if self.image_family:
+            return self.image_family, False
+        found = family_for(self.model, self.image_families)
+        return (found, False) if found else ("gpt-4o", True)
+
+    def image_settings(self) -> ImageSettings | None:
+        """What pipeline.describe.image_input needs, or None for a text-only run."""
+        if not self.with_image:
+            return None
+        url_base = self.image_url_base
+        if url_base and not url_base.endswith("/"):
+            url_base += "/"
+        return ImageSettings(
+            images=Path(self.images) if self.images else None,
+            url_base=url_base,
+            size=self.image_size,
+            detail=self.image_detail,
+            mark=self.image_mark,
+            family=self.counted_family[0],
+            families_file=self.image_families,
+            assume_size=tuple(self.assume_image_size),
+        )
 
     @property
     def artifact_name(self) -> str:
@@ -180,10 +258,13 @@ class DescribeConfig:
 
     def to_meta(self) -> dict[str, Any]:
         """The config as meta.json records it: no API key, shard as text."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "api_key"}
+        skip = {"api_key"} | (set() if self.with_image else set(IMAGE_FIELDS))
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         out["shard"] = None if self.shard is None else str(self.shard)
         out["retry"] = list(self.retry)
         out["gate"] = dataclasses.asdict(self.gate)
+        if self.with_image:
+            out["assume_image_size"] = list(self.assume_image_size)
         return out
 
 
@@ -200,9 +281,10 @@ class DescriptionRequest:
     cache_key: str
     annotation: ImageAnnotation  # the keypoints the gate checks the reply against
     facts: list[Facts] | None = None  # their facts (pipeline.instances), when the template computed them
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, str]] | None = None  # text only: the image part is added when it is sent
     text: str | None = None  # the rules describer's output
-    prompt_tokens: int = 0  # estimate, for plans and rate limits
+    prompt_tokens: int = 0  # estimate (image included), for plans, budgets and rate limits
+    image_input: ImageInput | None = None  # --with-image: the image sent with the prompt
 
     @property
     def prompt(self) -> str | None:
@@ -231,3 +313,5 @@ class DescriptionResult:
     attempts: int = 0
     error: str | None = None
     response_id: str | None = None
+    # --with-image: JSON of what was sent (ImageInput.record); kept in the journal, not in the parquet
+    image_input: str | None = None

@@ -62,6 +62,11 @@ class Journal:
                 for name in _FIELDS
             )
             self.db.execute(f"CREATE TABLE IF NOT EXISTS results ({cols}, recorded_at REAL)")
+            # A journal from an earlier version lacks the newer fields (image_input): add them, empty.
+            have = self._columns()
+            for name in _FIELDS:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE results ADD COLUMN {name} {_TYPES.get(name, 'TEXT')}")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS asks (cache_key TEXT, ask INTEGER, status TEXT, "
                 "description TEXT, error TEXT, finish_reason TEXT, prompt_tokens INTEGER, "
@@ -77,10 +82,15 @@ class Journal:
             f"VALUES ({', '.join('?' * len(_FIELDS))}, ?)"
         )
 
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+
     def load(self) -> dict[str, DescriptionResult]:
-        """Every recorded row by cache key."""
+        """Every recorded row by cache key (fields an older read-only journal lacks are None)."""
         try:
-            rows = self.db.execute(f"SELECT {', '.join(_FIELDS)} FROM results").fetchall()
+            have = self._columns()
+            cols = ", ".join(name if name in have else "NULL" for name in _FIELDS)
+            rows = self.db.execute(f"SELECT {cols} FROM results").fetchall()
         except sqlite3.OperationalError:  # a read-only journal from before the table existed
             return {}
         except sqlite3.DatabaseError as err:

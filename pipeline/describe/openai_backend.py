@@ -15,6 +15,8 @@ How it stays fast and within limits:
   cleanly and a re-run continues from the journal.
 - --retry-invalid N: a reply the gate judges invalid or truncated is asked again (seed + k, warmer) up to N
   times; every ask is journaled and paid for, the row keeps its best one.
+- --with-image: each row's image is rendered (read, checked against its hash, resized, marked, encoded) in a
+  worker thread once per row, before its first ask; one that cannot be is an error row, and nothing is sent.
 - Error texts are scrubbed of the API key and Authorization / api-key values before they are stored,
   logged or printed (a server may echo the request headers).
 """
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+import numpy as np
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
@@ -43,11 +46,13 @@ from pipeline.describe.config import (
     public_base_url,
     scrub,
 )
+from pipeline.describe.image_input import image_url, with_image
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price
 from pipeline.describe.transport import LeanTransport
 from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
+from pipeline.instances import instances
 from pipeline.log import progress
 
 log = logging.getLogger(__name__)
@@ -209,7 +214,36 @@ def request_fields(req: DescriptionRequest) -> dict[str, Any]:
         "model": req.model,
         "template": req.template,
         "template_hash": req.template_hash,
+        "image_input": req.image_input.record() if req.image_input else None,
     }
+
+
+def unsendable_result(req: DescriptionRequest, reason: str) -> DescriptionResult:
+    """The error row of a request that was never sent (its image is missing or cannot be read)."""
+    fields = request_fields(req)
+    return DescriptionResult(**fields, description=None, status="error", error=f"not sent: {reason}")
+
+
+def render_image(req: DescriptionRequest) -> tuple[str | None, str | None]:
+    """(image_url.url, None) for a row with an image, (None, why) when it cannot be sent, (None, None) for a
+    text-only row. Reads and resizes the file: call it off the event loop."""
+    inp = req.image_input
+    if inp is None:
+        return None, None
+    if inp.problem:
+        return None, inp.problem
+    ann = req.annotation
+    people = instances(ann)  # crowd regions are not drawn: the numbers are the prompt's instance numbers
+    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, ann.skeleton.num_joints, 3))
+    try:
+        return image_url(inp, kps, edges=ann.skeleton.edges), None
+    except OSError as err:
+        return None, f"image {inp.name!r} cannot be sent ({type(err).__name__}: {err})"
+
+
+def request_messages(req: DescriptionRequest, url: str | None) -> list[dict[str, Any]]:
+    """The messages a request sends: the image (when there is one) after the user message's text."""
+    return req.messages if url is None else with_image(req.messages, url, req.image_input.settings.detail)
 
 
 def completion_result(
@@ -317,13 +351,14 @@ class Runner:
         return random.uniform(0, min(_MAX_WAIT, self.cfg.backoff * 2 ** (attempts - 1)))
 
     # ---- one ask: one HTTP request with its retries ---------------------------------------------
-    async def ask(self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int) -> DescriptionResult:
-        """Ask k of one row (0 = the first; k > 0 re-asks with cfg.sampling(k))."""
+    async def ask(
+        self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int, url: str | None = None
+    ) -> DescriptionResult:
+        """Ask k of one row (0 = the first; k > 0 re-asks with cfg.sampling(k)); `url`: its image."""
         started = time.monotonic()
         attempts = 0
-        body = json.dumps(
-            {"model": self.cfg.model, "messages": req.messages, **self.cfg.sampling(k)}
-        ).encode()
+        messages = request_messages(req, url)
+        body = json.dumps({"model": self.cfg.model, "messages": messages, **self.cfg.sampling(k)}).encode()
 
         async def attempt() -> Completion:
             nonlocal attempts
@@ -386,6 +421,9 @@ class Runner:
     async def describe_one(self, req: DescriptionRequest, client: openai.AsyncOpenAI) -> DescriptionResult:
         """Ask, and re-ask an invalid / truncated reply up to --retry-invalid times while the budget lasts;
         the row is its best ask, with the attempts, tokens and cost of all of them."""
+        url, problem = await asyncio.to_thread(render_image, req) if req.image_input else (None, None)
+        if problem:
+            return unsendable_result(req, problem)
         worst = self.price.cost(req.prompt_tokens, self.cfg.max_tokens)
         best: DescriptionResult | None = None
         attempts = prompt_tokens = completion_tokens = 0
@@ -395,7 +433,7 @@ class Runner:
                 break
             self.stats.in_flight_cost += worst
             try:
-                result = await self.ask(req, client, k)
+                result = await self.ask(req, client, k, url)
             finally:
                 self.stats.in_flight_cost -= worst
             self.stats.spent += result.cost_usd

@@ -6,6 +6,8 @@
 Every (image, sample) becomes a request with a content cache key; the journal in the artifact's staging
 folder answers every key it already holds, the backend answers the rest, and the parquet is exported
 from the journal, so a crashed or stopped run resumes where it stopped and a re-run pays nothing twice.
+With --with-image each row also carries its image (pipeline.describe.image_input), whose bytes and sending
+settings are part of the key.
 Every reply is judged by the quality gate (pipeline.describe.validate); a run whose rows all failed, or more
 than --max-error-share of them, is not published (the journal stays for the re-run).
 """
@@ -25,12 +27,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.describe.config import (
+    IMAGE_TEMPLATE,
     DescribeConfig,
     DescriptionRequest,
     DescriptionResult,
     is_local,
     public_base_url,
 )
+from pipeline.describe.image_input import JPEG_QUALITY, RENDERING, prepare
 from pipeline.describe.journal import FILE as JOURNAL_FILE
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price, estimate_prompt_tokens, price_for
@@ -69,24 +73,33 @@ def select(rows: list[ImageAnnotation], cfg: DescribeConfig) -> list[ImageAnnota
 def build_requests(
     rows: list[ImageAnnotation], tpl: TemplateSet, cfg: DescribeConfig
 ) -> list[DescriptionRequest]:
-    """Render every prompt (or rules description) and key it by everything that determines the answer."""
+    """Render every prompt (or rules description) and key it by everything that determines the answer;
+    with --with-image, find, hash and size each row's image (pipeline.describe.image_input)."""
     rules = cfg.backend == "rules"
     model = "rules" if rules else cfg.model
     source = ("rules" if tpl.name == "rules" else f"rules/{tpl.name}") if rules else f"{cfg.model}/{tpl.name}"
     base = {"template_hash": tpl.hash}
     if not rules:
         base |= {"model": cfg.model, "sampling": cfg.sampling(), "base_url": public_base_url(cfg.base_url)}
+    settings = cfg.image_settings()
+    # What a prompt may say about the image (grounded-image: the marks drawn, the size the keypoints are in).
+    image_vars = {"with_image": cfg.with_image, "image_mark": cfg.image_mark if cfg.with_image else "none"}
     out, with_facts = [], tpl.uses_facts
     for ann in progress(rows, desc="render", unit="img"):
         ctx = image_context(ann, with_facts=with_facts)
+        recorded = (ann.width, ann.height) if ann.width and ann.height else None
+        image = prepare(ann.image, settings, recorded) if settings else None
         if rules:
             text = rules_description(tpl, ctx)
             messages, tokens = None, 0
         else:
-            text, messages = None, tpl.messages(ctx)
-            tokens = estimate_prompt_tokens(messages)
+            size = list(image.source_size) if image and image.source_size else None
+            text, messages = None, tpl.messages(ctx | image_vars | {"image_size": size})
+            tokens = estimate_prompt_tokens(messages) + (image.tokens if image else 0)
         for sample in range(cfg.samples):
-            key = cache_key(base | {"image": ann.image, "sample": sample, "messages": messages, "text": text})
+            payload = base | {"image": ann.image, "sample": sample, "messages": messages, "text": text}
+            if image is not None:  # only image rows: a text-only key is what it always was
+                payload["image_input"] = image.key()
             out.append(
                 DescriptionRequest(
                     image=ann.image,
@@ -95,12 +108,13 @@ def build_requests(
                     model=model,
                     template=tpl.name,
                     template_hash=tpl.hash,
-                    cache_key=key,
+                    cache_key=cache_key(payload),
                     annotation=ann,
                     facts=[p["facts"] for p in ctx["people"]] if with_facts else None,
                     messages=messages,
                     text=text,
                     prompt_tokens=tokens,
+                    image_input=image,
                 )
             )
     return out
@@ -174,7 +188,8 @@ def _load_rows(cfg: DescribeConfig, store: Store) -> list[ImageAnnotation]:
 
 
 def _template(cfg: DescribeConfig) -> TemplateSet:
-    tpl = load_template(cfg.template or ("rules" if cfg.backend == "rules" else "paper"))
+    default = "rules" if cfg.backend == "rules" else IMAGE_TEMPLATE if cfg.with_image else "paper"
+    tpl = load_template(cfg.template or default)
     if cfg.backend == "rules" and not tpl.is_rules:
         raise PipelineError(f"--template {tpl.folder}: the rules backend needs a description.j2 template")
     if cfg.backend == "openai" and not (tpl.folder / "user.j2").is_file():
@@ -196,7 +211,7 @@ def _refuse_failed_run(
     if errors == counts["rows"]:
         raise PipelineError(
             f"every request failed ({errors} rows, e.g. {first}); nothing published, the journal is kept in "
-            f"{staging}: fix the endpoint and re-run with --retry error"
+            f"{staging}: fix the cause (the endpoint, or the images) and re-run with --retry error"
         )
     if not cfg.allow_partial:
         raise PipelineError(
@@ -234,7 +249,7 @@ def plan(
     seen = [d.completion_tokens for d in done.values() if d.status == "ok" and d.completion_tokens]
     # Completion length: the mean of this journal's replies when there are some, else half of max_tokens.
     per_reply = sum(seen) / len(seen) if seen else cfg.max_tokens / 2
-    return {
+    out = {
         "dry_run": True,
         "rows": len(requests),
         "cache_hits": len(requests) - len(todo),
@@ -245,6 +260,56 @@ def plan(
         "max_cost_usd": round(price.cost(prompt_tokens, cfg.max_tokens * len(todo)), 6),
         "spent_so_far_usd": round(spent, 6),
         "price_per_1m": {"input": price.input, "output": price.output, "known": price.known},
+    }
+    if cfg.with_image:
+        out["image_input"] = image_plan(cfg, todo, price)
+    return out
+
+
+def image_plan(cfg: DescribeConfig, todo: list[DescriptionRequest], price: Price) -> dict[str, Any]:
+    """The images' share of a --dry-run plan, with what it assumes said in words (prompt_tokens above already
+    includes these image tokens)."""
+    images = {r.image: r.image_input for r in todo}
+    tokens = sum(r.image_input.tokens for r in todo)
+    measured = sum(i.size_known for i in images.values())
+    annotated = sum(not i.size_known and i.annotated_size is not None for i in images.values())
+    blocked = [i for i in images.values() if i.problem]
+    family, family_assumed = cfg.counted_family
+    if family_assumed:
+        family += f" (assumed: no family matches model {cfg.model!r}; pass --image-family)"
+    detail = cfg.image_detail
+    if detail == "auto":
+        detail += " (budgeted as high: the provider picks low or high per image)"
+    url_base = cfg.image_settings().url_base
+    sent = (
+        f"URL {url_base}<image name>, fetched and resized by the provider"
+        if url_base
+        else f"data URL: JPEG quality {JPEG_QUALITY}, long side at most {cfg.image_size} px, mark "
+        f"{cfg.image_mark}"
+    )
+    w, h = cfg.assume_image_size
+    return {
+        "sent_as": sent,
+        "family": family,
+        "detail": detail,
+        "images": len(images),
+        "sizes_read": measured,
+        "sizes_from_annotations": annotated,
+        "sizes_assumed": len(images) - measured - annotated,
+        "assumed_size": f"{w}x{h} (--assume-image-size), for every image whose size neither its file nor "
+        "the annotations give"
+        if measured + annotated < len(images)
+        else None,
+        "not_sendable_now": len(blocked),
+        "not_sendable_example": blocked[0].problem if blocked else None,
+        "not_sendable_note": "priced above as if they were there: a real run records them as error rows and "
+        "sends nothing for them"
+        if blocked
+        else None,
+        "image_tokens": tokens,
+        "image_tokens_per_request": round(tokens / len(todo), 1) if todo else 0,
+        "text_prompt_tokens": sum(r.prompt_tokens for r in todo) - tokens,
+        "image_cost_usd": round(price.cost(tokens, 0), 6),
     }
 
 
@@ -282,13 +347,18 @@ def _settled(cfg: DescribeConfig) -> tuple[DescribeConfig, TemplateSet, Price]:
 
 
 def _meta_config(cfg: DescribeConfig, tpl: TemplateSet, price: Price) -> dict[str, Any]:
-    return cfg.to_meta() | {
+    out = cfg.to_meta() | {
         "template_name": tpl.name,
         "template_hash": tpl.hash,
         "sampling": cfg.sampling(),
         "base_url": None if cfg.backend == "rules" else public_base_url(cfg.base_url),
         "price_per_1m": {"input": price.input, "output": price.output},
     }
+    if cfg.with_image:
+        family, assumed = cfg.counted_family
+        out["image"] = {"jpeg_quality": JPEG_QUALITY, "rendering": RENDERING, "family": family,
+                        "family_assumed": assumed}  # fmt: skip
+    return out
 
 
 def meta_config(cfg: DescribeConfig) -> dict[str, Any]:

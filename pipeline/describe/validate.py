@@ -12,6 +12,9 @@ A reply is ok only when it reads as a description of these people's poses. In or
   ("left/right/center", "<activity>"), meta talk (being an AI, the task, the template, the input data),
   coordinates or keypoint numbers, measurements the keypoints cannot give (lengths, weights, ages), a list
   whose items mostly make no pose claim (more than `max_list_share` of them: the template restated);
+- people besides the annotated ones (pipeline.bystanders: "a crowd watches", "another man stands behind
+  her", "two spectators"): invalid under `background_people="reject"` (the default); under "scene" they are
+  allowed and their clauses are left out of the claims below;
 - the claims, parsed and checked by pipeline.claims / pipeline.faithfulness (the checker analyze reports):
   a people count that disagrees, a person or a limb the image does not have, more than `max_contradicted`
   of the decided claims contradicting the keypoints (the reason lists them), and fewer than
@@ -34,7 +37,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipeline.bystanders import find_bystanders, mask_bystanders
 from pipeline.claims import parse_annotated, parse_claims
+from pipeline.errors import PipelineError
 from pipeline.faithfulness import (
     CONTRADICTED,
     POSE_KINDS,
@@ -58,6 +63,17 @@ class Gate:
     max_contradicted: float = 0.35  # share of decided claims that may contradict the keypoints
     max_echo: float = 0.5  # share of the reply's word 5-grams that may come from the prompt
     max_list_share: float = 0.5  # share of list items that may make no pose claim
+    # People the annotations do not have: "reject" the description, or allow them as "scene" (their clauses
+    # are not checked as claims). See pipeline.bystanders.
+    background_people: str = "reject"
+
+    def __post_init__(self) -> None:
+        if self.background_people not in BACKGROUND_POLICIES:
+            choices = ", ".join(BACKGROUND_POLICIES)
+            raise PipelineError(f"--background-people {self.background_people!r}: choose one of {choices}")
+
+
+BACKGROUND_POLICIES = ("reject", "scene")
 
 
 _REFUSAL = re.compile(
@@ -153,8 +169,13 @@ def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[Facts] | No
     """Why the claims do not fit the keypoints, or None."""
     if facts is None:
         facts = annotation_facts(ann)
-    checks = check_description(parse_annotated(text, ann), ann, facts)
     n, one = len(facts), ann.skeleton.subject
+    # People besides the annotated ones (pipeline.bystanders): only images of people are checked for them.
+    human = ann.skeleton.human
+    others = find_bystanders(text, n, activity=ann.activity, category=ann.category) if human else []
+    scene = gate.background_people == "scene"
+    parsed = parse_annotated(mask_bystanders(text, others) if scene else text, ann)
+    checks = check_description(parsed, ann, facts)
     for c in checks.checks:
         if c.claim.kind == "count" and c.verdict == CONTRADICTED:
             have = counted(ann, c.claim.part)
@@ -167,6 +188,9 @@ def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[Facts] | No
     named = {c.claim.subject for c in checks.checks if c.claim.subject and c.claim.subject[0] != "unresolved"}
     if len(named) > n:
         return f"describes {len(named)} different {plural(one)}, the annotations have {n}"
+    if others and not scene:
+        said = "; ".join(repr(text[b.clause_start : b.clause_end].strip()) for b in others[:3])
+        return f"describes people the annotations do not have ({n} annotated): {said}"
     if checks.missing_joint_mentions:
         parts = ", ".join(dict.fromkeys(checks.missing_joint_mentions))
         return f"describes the {parts}, whose keypoints are all unknown"
