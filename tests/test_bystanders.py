@@ -82,19 +82,23 @@ def test_faithful_vision_replies_are_ok(rows):
     assert set(rows) == set(VISION)
     for image, text in VISION.items():
         assert find_bystanders(text, 1) == [], image
-        assert judge(text, "stop", rows[image]) == ("ok", None), image
-        assert judge(text, "stop", rows[image], Gate(background_people="scene")) == ("ok", None), image
+        assert judge(text, "stop", rows[image], saw_image=True) == ("ok", None), image
+        scene = Gate(background_people="scene")
+        assert judge(text, "stop", rows[image], scene, saw_image=True) == ("ok", None), image
 
 
 @pytest.mark.parametrize("case", sorted(ADDED))
 def test_people_not_annotated_are_rejected_by_default_and_scene_when_asked(rows, case):
     image, added, clause = ADDED[case]
     text = VISION[image] + added
-    status, why = judge(text, "stop", rows[image])
+    status, why = judge(text, "stop", rows[image], saw_image=True)
     assert status == "invalid"
     assert why.startswith("describes people the annotations do not have (1 annotated)")
     assert repr(clause) in why, why
-    assert judge(text, "stop", rows[image], Gate(background_people="scene")) == ("ok", None)
+    assert judge(text, "stop", rows[image], Gate(background_people="scene"), saw_image=True) == ("ok", None)
+    # A text-only reply is judged as before image input existed: its model was shown no bystander to invent
+    _, text_only_why = judge(text, "stop", rows[image])
+    assert text_only_why is None or "people the annotations do not have" not in text_only_why
 
 
 def test_scene_clauses_claim_nothing_about_the_annotated_person(rows):

@@ -257,7 +257,10 @@ def completion_result(
     response_id: str | None,
 ) -> DescriptionResult:
     """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost."""
-    status, reason = judge(c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts)
+    status, reason = judge(
+        c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts,
+        saw_image=req.image_input is not None,
+    )  # fmt: skip
     return DescriptionResult(
         **request_fields(req),
         description=c.text.strip() if c.text and c.text.strip() else None,

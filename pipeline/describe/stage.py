@@ -150,8 +150,9 @@ def rejudge(
         if row.status not in ("ok", "invalid"):
             continue
         status, reason = judge(
-            row.description, row.finish_reason, req.annotation, cfg.gate, prompt=req.prompt, facts=req.facts
-        )
+            row.description, row.finish_reason, req.annotation, cfg.gate, prompt=req.prompt, facts=req.facts,
+            saw_image=req.image_input is not None,
+        )  # fmt: skip
         if (status, reason) != (row.status, row.error):
             out.append(dataclasses.replace(row, status=status, error=reason))
     if out:

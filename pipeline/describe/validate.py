@@ -165,14 +165,17 @@ def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> s
     return None
 
 
-def _claims(text: str, ann: ImageAnnotation, gate: Gate, facts: list[Facts] | None) -> str | None:
+def _claims(
+    text: str, ann: ImageAnnotation, gate: Gate, facts: list[Facts] | None, saw_image: bool
+) -> str | None:
     """Why the claims do not fit the keypoints, or None."""
     if facts is None:
         facts = annotation_facts(ann)
     n, one = len(facts), ann.skeleton.subject
-    # People besides the annotated ones (pipeline.bystanders): only images of people are checked for them.
-    human = ann.skeleton.human
-    others = find_bystanders(text, n, activity=ann.activity, category=ann.category) if human else []
+    # People besides the annotated ones (pipeline.bystanders): checked in replies of models that saw an image
+    # of people. A text-only model knows only the annotated people; its rows are judged as they always were.
+    look = saw_image and ann.skeleton.human
+    others = find_bystanders(text, n, activity=ann.activity, category=ann.category) if look else []
     scene = gate.background_people == "scene"
     parsed = parse_annotated(mask_bystanders(text, others) if scene else text, ann)
     checks = check_description(parsed, ann, facts)
@@ -233,10 +236,12 @@ def judge(
     *,
     prompt: str | None = None,
     facts: list[Facts] | None = None,
+    saw_image: bool = False,
 ) -> tuple[str, str | None]:
     """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream).
     `prompt`: the request's messages as one text, for the echo check (None for the rules describer);
-    `facts`: the image's pipeline.instances.annotation_facts when already computed (else computed here)."""
+    `facts`: the image's pipeline.instances.annotation_facts when already computed (else computed here);
+    `saw_image`: the model was sent the image (describe --with-image), so it may describe bystanders."""
     if finish_reason == "content_filter":
         return "refused", "finish_reason content_filter"
     if text is None or not text.strip():
@@ -250,5 +255,5 @@ def judge(
         return "invalid", f"too short ({len(text)} chars < {gate.min_chars})"
     if len(text) > gate.max_chars:
         return "invalid", f"too long ({len(text)} chars > {gate.max_chars})"
-    reason = _shape(text, ann, gate, prompt) or _claims(text, ann, gate, facts)
+    reason = _shape(text, ann, gate, prompt) or _claims(text, ann, gate, facts, saw_image)
     return ("invalid", reason) if reason else ("ok", None)
