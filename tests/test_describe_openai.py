@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -329,3 +330,23 @@ def test_batch_submitted_before_a_crash_is_polled_not_resubmitted(server, mpii, 
     assert len(server.batches) == 1 and len(server.requests) == N
     summary = describe(cfg(server, tagged, batch=True, poll_interval=0.01), mpii)
     assert summary["ok"] == N and summary["batches"] == 0 and len(server.batches) == 1
+
+
+def test_a_template_edit_that_sends_the_same_messages_buys_nothing_again(server, mpii, tagged):
+    first = describe(cfg(server, tagged), mpii)
+    assert first["requests_sent"] == N and len(server.requests) == N
+    before = set(table(mpii).description)
+
+    # A comment changes the folder's hash (and so every key) but not one byte of what is sent.
+    user = Path(tagged) / "user.j2"
+    user.write_text("{#- why this prompt: ... -#}\n" + user.read_text())
+    plan = describe(cfg(server, tagged, dry_run=True), mpii)
+    assert plan["cache_hits"] == N and plan["new_requests"] == 0
+    again = describe(cfg(server, tagged), mpii)
+    assert again["requests_sent"] == 0 and again["cache_hits"] == N and len(server.requests) == N
+    assert set(table(mpii).description) == before and table(mpii).template_hash.nunique() == 1
+
+    # A change of what is sent is asked again.
+    user.write_text(user.read_text().replace("Image {{ image }}", "Photo {{ image }}"))
+    changed = describe(cfg(server, tagged), mpii)
+    assert changed["requests_sent"] == N and len(server.requests) == 2 * N

@@ -285,6 +285,7 @@ class DescriptionRequest:
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate (image included), for plans, budgets and rate limits
     image_input: ImageInput | None = None  # --with-image: the image sent with the prompt
+    key_payload: dict[str, Any] | None = None  # what cache_key hashes (pipeline.describe.stage.carry_over)
 
     @property
     def prompt(self) -> str | None:

@@ -115,8 +115,36 @@ def build_requests(
                     text=text,
                     prompt_tokens=tokens,
                     image_input=image,
+                    key_payload=payload,
                 )
             )
+    return out
+
+
+def carry_over(
+    requests: list[DescriptionRequest], done: dict[str, DescriptionResult]
+) -> list[DescriptionResult]:
+    """Journal rows of an earlier version of the template files whose request equals today's, re-keyed.
+
+    A key hashes the template files' hash beside the rendered messages, so any edit of a template folder (a
+    comment, a branch for other skeletons) changes every key, even where the messages sent are byte for byte
+    the same. Such a row was paid for: the key it had is today's payload with the hash it recorded, and a hit
+    there proves the same messages, model, sampling, endpoint and image went out, so it answers again.
+    """
+    earlier = {r.template_hash for r in done.values() if r.template_hash} - {
+        r.template_hash for r in requests
+    }
+    out = []
+    for req in requests:
+        if req.cache_key in done or req.key_payload is None:
+            continue
+        for old_hash in earlier:
+            row = done.get(cache_key(req.key_payload | {"template_hash": old_hash}))
+            if row is not None and row.template == req.template:
+                out.append(dataclasses.replace(row, cache_key=req.cache_key, template_hash=req.template_hash))
+                break
+    if out:
+        log.info("%d journal rows carried over from earlier versions of the template files", len(out))
     return out
 
 
@@ -245,6 +273,7 @@ def plan(
 ) -> dict[str, Any]:
     """--dry-run: what a run would send and cost (and what the artifact has cost so far, which --max-cost
     counts); nothing is sent or written."""
+    done = done | {r.cache_key: r for r in carry_over(requests, done)}
     todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
     prompt_tokens = sum(r.prompt_tokens for r in todo)
     seen = [d.completion_tokens for d in done.values() if d.status == "ok" and d.completion_tokens]
@@ -386,6 +415,9 @@ def _run(
 ) -> tuple[dict[str, DescriptionResult], int, dict]:
     """Send what the journal lacks, re-judge the rest under this run's gate; (rows by key, todo, stats)."""
     done = journal.load()
+    carried = carry_over(requests, done)
+    journal.record_many(carried)
+    done |= {r.cache_key: r for r in carried}
     todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
     log.info(
         "describe %s -> descriptions/%s: %d rows, %d from the journal, %d to do (%s backend)",
