@@ -449,6 +449,96 @@ def _segment_claims(
     return claims, False
 
 
+def _number(word: str) -> int:
+    word = word.lower()
+    return int(word) if word.isdigit() else NUMBERS[word]
+
+
+def _count_claims(t: str, extra: _Nouns | None) -> list[Claim]:
+    """The first people count, and the first count of each instance noun ("two zebras")."""
+    out = []
+    counts = [(m.start(), m.end(), m.group(1)) for m in COUNT_PLURAL.finditer(t)]
+    counts += [(m.start(), m.end(), m.group(1)) for m in COUNT_SINGLE.finditer(t)]
+    if counts:
+        s, e, word = min(counts)
+        out.append(Claim("count", _number(word), None, None, s, e))
+    seen: set[str] = set()
+    for m in extra.count.finditer(t) if extra else ():
+        noun = extra.forms[" ".join(m.group(2).lower().split())]
+        if noun not in seen:  # the first count of each noun, as for people
+            seen.add(noun)
+            out.append(Claim("count", _number(m.group(1)), None, noun, m.start(), m.end()))
+    return out
+
+
+def _whole_body_claims(t: str, subjects: list) -> tuple[list[Claim], list[tuple[int, int]]]:
+    """Arms crossed / feet apart or together, and the spans they take."""
+    out, taken = [], []
+    for pattern, kind, value in (
+        (ARMS_CROSSED, "arms_crossed", True),
+        (FEET_APART, "feet_apart", True),
+        (FEET_TOGETHER, "feet_apart", False),
+    ):
+        for m in pattern.finditer(t):
+            if not _negated(t, m.start()):
+                out.append(Claim(kind, value, _subject_at(subjects, m.start()), None, m.start(), m.end()))
+                taken.append((m.start(), m.end()))
+    return out, taken
+
+
+def _state_word(word: str) -> str:
+    word = word.lower()
+    return "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
+
+
+def _state_claims(t: str, subjects: list, is_taken) -> list[Claim]:
+    out = []
+    for m in STATE.finditer(t):
+        if _negated(t, m.start()) or is_taken(m.start(), m.end()):
+            continue
+        if any(a <= m.start() < b for a, b, _ in subjects):
+            continue  # "the person sitting on the left": part of a subject phrase, still a claim below
+        out.append(
+            Claim(
+                "state", _state_word(m.group(1)), _subject_at(subjects, m.start()), None, m.start(), m.end()
+            )
+        )
+    for s, e, subj in subjects:  # postures written inside a subject phrase ("the person sitting on the left")
+        m = STATE.search(t, s, e)
+        if m:
+            out.append(Claim("state", _state_word(m.group(1)), subj, None, m.start(), m.end()))
+    return out
+
+
+def _part_claims(t: str, subjects: list, is_taken) -> tuple[list[Claim], list[Mention]]:
+    """Claims about limbs and body parts, each part's predicates read up to the next part or subject."""
+    claims, mentions = [], []
+    parts = [p for p in _parts(t) if not is_taken(p[0], p[1])]
+    starts = [p[0] for p in parts]
+    boundaries = sorted([s for s, _, _ in subjects] + starts)
+    pending: list[tuple[int, int, list[str], str]] = []
+    for start, end, limbs, label in parts:
+        nxt = next((b for b in boundaries if b >= end), len(t))
+        stop = SENTENCE_END.search(t, end, nxt)
+        seg = t[end : stop.start() if stop else nxt]
+        subject = _subject_at(subjects, start)
+        if JOINER.match(seg) and not stop and nxt < len(t) and nxt in starts:
+            pending.append(
+                (start, end, limbs, label)
+            )  # "left arm and right leg are ...": share the predicates
+            continue
+        for g_start, g_end, g_limbs, g_label in [*pending, (start, end, limbs, label)]:
+            found, invisible = _segment_claims(seg, end, g_limbs, subject, g_label)
+            claims.extend(found)
+            mentions.append(Mention(g_label, _mention_joints(g_label), subject, g_start, g_end, invisible))
+        pending = []
+    for g_start, g_end, _, g_label in pending:
+        mentions.append(
+            Mention(g_label, _mention_joints(g_label), _subject_at(subjects, g_start), g_start, g_end)
+        )
+    return claims, mentions
+
+
 def parse_claims(
     text: str,
     *,
@@ -465,91 +555,29 @@ def parse_claims(
         return out
     t = _mask(text, [activity or "", category or ""])
     extra = _nouns(tuple(nouns)) if nouns else None
-
-    counts = [(m.start(), m.end(), m.group(1).lower()) for m in COUNT_PLURAL.finditer(t)]
-    counts += [(m.start(), m.end(), m.group(1).lower()) for m in COUNT_SINGLE.finditer(t)]
-    if counts:
-        s, e, word = min(counts)
-        value = int(word) if word.isdigit() else NUMBERS[word]
-        out.claims.append(Claim("count", value, None, None, s, e))
-    if extra:
-        seen: set[str] = set()
-        for m in extra.count.finditer(t):
-            noun = extra.forms[" ".join(m.group(2).lower().split())]
-            if noun not in seen:  # the first count of each noun, as for people
-                seen.add(noun)
-                word = m.group(1).lower()
-                value = int(word) if word.isdigit() else NUMBERS[word]
-                out.claims.append(Claim("count", value, None, noun, m.start(), m.end()))
-
+    out.claims += _count_claims(t, extra)
     subjects = _resolve_subjects(_subjects(t, extra.subjects) if extra else _subjects(t))
-    for s, e, subj in subjects:
-        if subj and subj[0] == "position":
-            out.claims.append(Claim("position", subj[1], subj, None, s, e))
+    out.claims += [
+        Claim("position", subj[1], subj, None, s, e)
+        for s, e, subj in subjects
+        if subj and subj[0] == "position"
+    ]
     if not human:
-        for m in FACING.finditer(t):
-            if not _negated(t, m.start()):
-                subject = _subject_at(subjects, m.start())
-                out.claims.append(Claim("facing", m.group(1).lower(), subject, None, m.start(), m.end()))
-
+        out.claims += [
+            Claim("facing", m.group(1).lower(), _subject_at(subjects, m.start()), None, m.start(), m.end())
+            for m in FACING.finditer(t)
+            if not _negated(t, m.start())
+        ]
     # Whole-body phrases first: their words ("arms", "crossed") must not read as limb claims.
-    taken: list[tuple[int, int]] = []
-    for pattern, kind, value in (
-        (ARMS_CROSSED, "arms_crossed", True),
-        (FEET_APART, "feet_apart", True),
-        (FEET_TOGETHER, "feet_apart", False),
-    ):
-        for m in pattern.finditer(t):
-            if not _negated(t, m.start()):
-                out.claims.append(
-                    Claim(kind, value, _subject_at(subjects, m.start()), None, m.start(), m.end())
-                )
-                taken.append((m.start(), m.end()))
+    whole, taken = _whole_body_claims(t, subjects)
+    out.claims += whole
 
     def is_taken(s: int, e: int) -> bool:
         return any(s < b and e > a for a, b in taken)
 
-    for m in STATE.finditer(t):
-        if _negated(t, m.start()) or is_taken(m.start(), m.end()):
-            continue
-        if any(a <= m.start() < b for a, b, _ in subjects):
-            continue  # "the person sitting on the left": part of a subject phrase, still a claim below
-        word = m.group(1).lower()
-        state = "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
-        out.claims.append(Claim("state", state, _subject_at(subjects, m.start()), None, m.start(), m.end()))
-    for s, e, subj in subjects:  # postures written inside a subject phrase ("the person sitting on the left")
-        m = STATE.search(t, s, e)
-        if m:
-            word = m.group(1).lower()
-            state = "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
-            out.claims.append(Claim("state", state, subj, None, m.start(), m.end()))
-
-    parts = [p for p in _parts(t) if not is_taken(p[0], p[1])]
-    boundaries = sorted([s for s, _, _ in subjects] + [p[0] for p in parts])
-    pending: list[tuple[int, int, list[str], str]] = []
-    for start, end, limbs, label in parts:
-        nxt = next((b for b in boundaries if b >= end), len(t))
-        stop = SENTENCE_END.search(t, end, nxt)
-        seg_end = stop.start() if stop else nxt
-        seg = t[end:seg_end]
-        subject = _subject_at(subjects, start)
-        if JOINER.match(seg) and not stop and nxt < len(t) and nxt in [p[0] for p in parts]:
-            pending.append(
-                (start, end, limbs, label)
-            )  # "left arm and right leg are ...": share the predicates
-            continue
-        group = [*pending, (start, end, limbs, label)]
-        pending = []
-        for g_start, g_end, g_limbs, g_label in group:
-            claims, invisible = _segment_claims(seg, end, g_limbs, subject, g_label)
-            out.claims.extend(claims)
-            out.mentions.append(
-                Mention(g_label, _mention_joints(g_label), subject, g_start, g_end, invisible)
-            )
-    for g_start, g_end, _, g_label in pending:
-        out.mentions.append(
-            Mention(g_label, _mention_joints(g_label), _subject_at(subjects, g_start), g_start, g_end)
-        )
+    out.claims += _state_claims(t, subjects, is_taken)
+    part_claims, out.mentions = _part_claims(t, subjects, is_taken)
+    out.claims += part_claims
     out.claims.sort(key=lambda c: (c.start, c.kind))
     return out
 

@@ -55,9 +55,9 @@ def draw_people(
     edges: Sequence[tuple[int, ...]] = MPII.edges,
 ) -> Image.Image:
     """A copy of `img` with each person of `kps` (P, K, 3: x, y in img's pixels, v) marked: `box` = the box
-        of its known joints (with a margin), `skeleton` = the lines of `edges` ((joint, joint) pairs of its
-    skeleton, pipeline.skeletons) between known joints and a dot per
-        joint; both labelled with the person's number. `none` returns an unchanged copy."""
+    of its known joints (with a margin), `skeleton` = the lines of `edges` ((joint, joint) pairs of its
+    skeleton, pipeline.skeletons) between known joints and a dot per joint; both labelled with the person's
+    number. `none` returns an unchanged copy."""
     if mode not in MARKS:
         raise ValueError(f"mark {mode!r}: choose one of {', '.join(MARKS)}")
     out = img.convert("RGB")  # a copy even when img is RGB already
