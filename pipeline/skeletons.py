@@ -132,19 +132,27 @@ def _mpii16() -> Skeleton:
     return Skeleton(
         name="mpii-16",
         joints=j,
+        # In the order and direction analyze's gallery always drew them, so its MPII pictures stay the same.
         edges=_named(
             j,
             [
-                *_LIMBS,
+                ("right ankle", "right knee"),
+                ("right knee", "right hip"),
+                ("right hip", "pelvis"),
+                ("pelvis", "left hip"),
+                ("left hip", "left knee"),
+                ("left knee", "left ankle"),
                 ("pelvis", "thorax"),
                 ("thorax", "upper neck"),
                 ("upper neck", "head top"),
-                ("left hip", "pelvis"),
-                ("right hip", "pelvis"),
-                ("left shoulder", "thorax"),
+                ("right wrist", "right elbow"),
+                ("right elbow", "right shoulder"),
                 ("right shoulder", "thorax"),
+                ("thorax", "left shoulder"),
+                ("left shoulder", "left elbow"),
+                ("left elbow", "left wrist"),
             ],
-        ),
+        ),  # fmt: skip
         parts=_groups(
             j,
             {"head": ("upper neck", "head top"), "torso": ("thorax", "pelvis", *_TORSO)} | _LIMB_PARTS,
