@@ -70,6 +70,7 @@ from pipeline.geometry import (
     THORAX,
 )
 from pipeline.instances import claim_nouns, plural
+from pipeline.lexicon import ANIMALS_AND_THINGS, WORD_CLASSES
 from pipeline.records import ImageAnnotation
 
 # A subject: None (unspecified), ("position", "left" | "center" | "right", rank >= 1), ("index", n >= 1)
@@ -491,10 +492,32 @@ def _state_word(word: str) -> str:
     return "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
 
 
-def _state_claims(t: str, subjects: list, is_taken) -> list[Claim]:
+# A posture verb said of a thing, not of the instance: "papers are lying on the desk", "a ball is lying at her
+# feet while she stands", "two bikes stand against the wall" (descriptions of photographs name such things).
+# The clause before the verb names one of these words and no person; the instances' own nouns never count.
+_THINGS = WORD_CLASSES["objects"] | WORD_CLASSES["clothes"] | ANIMALS_AND_THINGS
+_THING_SUBJECT = re.compile(
+    rf"\b({'|'.join(sorted(_THINGS, key=len, reverse=True))})\s+(?:(?:is|are|was|were|also|still|just)\s+)*$",
+    re.I,
+)
+_CLAUSE_START = re.compile(r".*(?:[.;:!?,\n]|\b(?:while|whilst|whereas|but|and|as|with)\b)", re.I | re.S)
+_PERSONISH = re.compile(rf"\b(?:{_PERSON}|{_PEOPLE}|he|she|they|him|them|someone|somebody)\b", re.I)
+
+
+def _said_of_a_thing(t: str, start: int, instance_words: frozenset[str]) -> bool:
+    head = t[max(0, start - 80) : start]
+    cut = _CLAUSE_START.match(head)
+    clause = head[cut.end() :] if cut else head
+    m = _THING_SUBJECT.search(clause)
+    return bool(m) and m.group(1).lower() not in instance_words and not _PERSONISH.search(clause)
+
+
+def _state_claims(t: str, subjects: list, is_taken, instance_words: frozenset[str]) -> list[Claim]:
     out = []
     for m in STATE.finditer(t):
         if _negated(t, m.start()) or is_taken(m.start(), m.end()):
+            continue
+        if _said_of_a_thing(t, m.start(), instance_words):
             continue
         if any(a <= m.start() < b for a, b, _ in subjects):
             continue  # "the person sitting on the left": part of a subject phrase, still a claim below
@@ -575,7 +598,7 @@ def parse_claims(
     def is_taken(s: int, e: int) -> bool:
         return any(s < b and e > a for a, b in taken)
 
-    out.claims += _state_claims(t, subjects, is_taken)
+    out.claims += _state_claims(t, subjects, is_taken, frozenset(extra.forms) if extra else frozenset())
     part_claims, out.mentions = _part_claims(t, subjects, is_taken)
     out.claims += part_claims
     out.claims.sort(key=lambda c: (c.start, c.kind))

@@ -253,3 +253,26 @@ def test_contradict_flips_without_cascading():
     )
     assert contradict("This image shows two people.") == "This image shows three people."
     assert contradict(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "states"),
+    [
+        ("The person is standing. Papers are lying on the desk.", ["standing"]),
+        ("A ball is lying at her feet while she stands.", ["standing"]),
+        ("The man is sitting on a bench; a dog is lying beside him.", ["sitting"]),
+        ("Two bikes stand against the wall. The person is sitting.", ["sitting"]),
+        ("Their bag is lying on the floor, and they are lying on the mat.", ["lying"]),
+        # the person is still the subject when a thing follows a person word or opens the sentence
+        ("The woman in the red jacket is standing.", ["standing"]),
+        ("The man by the car is sitting.", ["sitting"]),
+        ("Standing on the left, the person raises an arm.", ["standing"]),
+    ],
+)
+def test_postures_of_things_are_not_claims_about_the_person(text, states):
+    assert [c.value for c in parse_claims(text).claims if c.kind == "state"] == states
+
+
+def test_an_instance_noun_is_never_a_thing():
+    claims = parse_claims("The dog is lying down.", nouns=("dog",), human=False).claims
+    assert [c.value for c in claims if c.kind == "state"] == ["lying"]

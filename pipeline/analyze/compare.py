@@ -26,16 +26,13 @@ from collections import Counter
 import pandas as pd
 
 from pipeline.faithfulness import DescriptionChecks, coverage_summary, faithfulness_summary
+from pipeline.lexicon import WORD_CLASSES, word_set
 
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
 
-def _set(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
-
 # Function words and description glue (not content). Small on purpose: what is left is what a reader sees.
-STOPWORDS = _set(
+STOPWORDS = word_set(
     "the and are but for nor yet with from into onto upon over under about above below behind beside "
     "between among near next toward towards around through across along while whilst whereas this that "
     "these those there here their they them theirs its his her hers him she one ones two three four five "
@@ -46,7 +43,7 @@ STOPWORDS = _set(
 )
 # The pose description's own words (pipeline.claims' vocabulary and the template's): saying them again in
 # other words is not something the image added.
-POSE_VOCABULARY = _set(
+POSE_VOCABULARY = word_set(
     "person people individual figure image photo photograph picture shows showing shown appears seen "
     "visible left right center centre middle side sides arm arms leg legs hand hands foot feet knee knees "
     "elbow elbows wrist wrists ankle ankles shoulder shoulders hip hips thigh thighs shin shins forearm "
@@ -58,31 +55,7 @@ POSE_VOCABULARY = _set(
     "pointing points above overhead top bottom front rest resting rests"
 )
 # Three small classes of what only the image can tell (not exhaustive; the measured count above is).
-CLASSES: dict[str, frozenset[str]] = {
-    "clothes": _set(
-        "shirt t-shirt tshirt jersey jacket coat hoodie sweater sweatshirt vest dress skirt trousers pants "
-        "jeans shorts leggings uniform suit tie hat cap helmet hood scarf glove gloves shoe shoes sneaker "
-        "sneakers boot boots sandal sandals sock socks sunglasses glasses goggles apron costume swimsuit "
-        "bikini tracksuit polo blouse tank belt wristwatch headband mask bandana overalls kimono robe gown "
-        "sleeve sleeves sleeveless collar"
-    ),
-    "objects": _set(
-        "ball racket racquet bat stick club bicycle bike skateboard surfboard ski skis snowboard board rope "
-        "weight weights dumbbell barbell kettlebell mat chair bench table desk laptop computer phone "
-        "smartphone cup mug glass bottle bag backpack box book paper papers guitar microphone instrument "
-        "drum piano violin tool broom shovel rake hammer wheelchair stone truck car vehicle engine remote "
-        "device camera umbrella horse dog ladder bucket towel net goal frisbee paddle oar kayak canoe boat "
-        "sword knife pan pot plate food stroller cart tablet keyboard controller leash hoop puck"
-    ),
-    "scene": _set(
-        "indoor indoors outdoor outdoors room kitchen bedroom bathroom gym hall stage studio office street "
-        "road sidewalk park field court pitch track rink ice pool water beach sand snow grass lawn forest "
-        "tree trees garden yard lot parking floor wall walls ceiling sky mountain mountains river lake sea "
-        "ocean city building buildings house home arena stadium stands crowd audience background backdrop "
-        "sunny sunlit sunlight daylight night window windows door fence trail hill shore dock church "
-        "classroom library store shop restaurant bar market garage warehouse"
-    ),
-}
+CLASSES = WORD_CLASSES
 
 
 def _singular(word: str) -> str:
