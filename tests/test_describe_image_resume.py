@@ -3,18 +3,15 @@ image row is lost, none is sent twice, and every request of the second run carri
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 from fake_openai import FakeOpenAI
-from test_describe_resume import journal_rows
+from test_describe_resume import CLI_ENV, journal_rows, run_and_kill_9
 from test_describe_rules import csv_annotations, put_annotations
 
 from pipeline.describe.prompting import PROMPTS_DIR
@@ -44,14 +41,7 @@ def test_kill_9_then_resume_with_images(store, store_root, shared_data, tmp_path
                "describe", "--annotations", "mpii", "--base-url", server.url, "--model", "gpt-4o",
                "--with-image", "--images", str(images), "--image-mark", "box", "--template", str(template),
                "--concurrency", "3"]  # fmt: skip
-        env = os.environ | {"FOCUS_PROGRESS": "0"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while len(server.requests) < N // 3 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
+        run_and_kill_9(cmd, server, N // 3, timeout=60)
 
         staging = store_root / "descriptions" / ".staging" / "mpii"
         assert not store.exists("descriptions", "mpii")
@@ -59,7 +49,7 @@ def test_kill_9_then_resume_with_images(store, store_root, shared_data, tmp_path
         assert 0 < len(before) < N
         sent_before = len(server.requests)
 
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, cwd=ROOT, env=CLI_ENV, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         second = server.requests[sent_before:]
     resent = [r["user"].split("\n", 1)[0].removeprefix("Image ") for r in second]

@@ -31,6 +31,20 @@ def journal_rows(path: Path) -> dict[str, str]:
         db.close()
 
 
+CLI_ENV = os.environ | {"FOCUS_PROGRESS": "0"}
+
+
+def run_and_kill_9(cmd: list[str], server, sent: int, timeout: float) -> None:
+    """Run the CLI command, and kill -9 it once the server has seen `sent` requests (or after `timeout`)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=CLI_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while len(server.requests) < sent and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_kill_9_then_resume_loses_nothing_and_resends_nothing(store, store_root, shared_data, tmp_path):
     rows = csv_annotations(shared_data, N)
     put_annotations(store, "mpii", rows)
@@ -59,14 +73,7 @@ def test_kill_9_then_resume_loses_nothing_and_resends_nothing(store, store_root,
             "--concurrency",
             "3",
         ]
-        env = os.environ | {"FOCUS_PROGRESS": "0"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while len(server.requests) < N // 3 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
+        run_and_kill_9(cmd, server, N // 3, timeout=30)
 
         staging = store_root / "descriptions" / ".staging" / "mpii"
         assert not store.exists("descriptions", "mpii")  # nothing half-published
@@ -74,7 +81,7 @@ def test_kill_9_then_resume_loses_nothing_and_resends_nothing(store, store_root,
         assert 0 < len(before) < N
         sent_before = len(server.requests)
 
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(cmd, cwd=ROOT, env=CLI_ENV, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
 
         resent = [r["user"].split("\n", 1)[0].removeprefix("Image ") for r in server.requests[sent_before:]]
