@@ -285,8 +285,9 @@ def test_gate_keeps_the_rules_describer_ok_on_every_real_file(coco, crowdpose, a
 
 
 @pytest.fixture
-def coco_store(store, coco, ap10k):
+def coco_store(store, coco, crowdpose, ap10k):
     put_annotations(store, "coco", list(coco.values()))
+    put_annotations(store, "crowdpose", list(crowdpose.values()))
     put_annotations(store, "ap10k", list(ap10k.values()))
     return store
 
@@ -303,19 +304,22 @@ def test_describe_rules_on_coco_and_ap10k(cli, coco_store):
 
 
 @pytest.mark.parametrize("template", ["paper", "grounded"])
-def test_describe_openai_on_coco_and_ap10k(coco_store, template):
+def test_describe_openai_on_coco_crowdpose_and_ap10k(coco_store, template):
     with FakeOpenAI() as server:
-        for name in ("coco", "ap10k"):
+        for name in ("coco", "crowdpose", "ap10k"):
             cfg = DescribeConfig(annotations=name, backend="openai", base_url=server.url, model="fake",
                                  template=template, name=f"{name}-{template}", timeout=5.0)  # fmt: skip
             summary = describe(cfg, coco_store)
             assert summary["ok"] == summary["rows"], summary
         requests = server.requests
     sent = [json.JSONDecoder().raw_decode(r["user"][r["user"].index("{") :])[0] for r in requests]
-    assert len(requests) == 6
+    assert len(requests) == 8
     for r, obj in zip(requests, sent, strict=True):
-        if "people" in obj:  # COCO: the skeleton's own joints, each person labelled as the file labels them
-            assert "Each person has 17 keypoints, always in this order: " + COCO_JOINTS in r["system"]
+        if "people" in obj:  # people: the skeleton's own joints, each person labelled as the file labels them
+            joints = "17 keypoints, always in this order: " + COCO_JOINTS
+            if len(obj["people"][0].get("kpts", obj["people"][0].get("keypoints"))) == 14:  # CrowdPose
+                joints = "14 keypoints, always in this order: 0 left shoulder, 1 right shoulder,"
+            assert "Each person has " + joints in r["system"]
             assert {p["label"] for p in obj["people"]} == {"person"}
         else:  # AP-10K: the species in the user message, the animal skeleton's joints in the system prompt
             assert "Each animal has 17 keypoints, always in this order: " + AP10K_JOINTS in r["system"]
@@ -325,7 +329,7 @@ def test_describe_openai_on_coco_and_ap10k(coco_store, template):
             )
             if template == "grounded":
                 assert "- faces: left" in r["user"]
-    assert sum("people" in obj for obj in sent) == 4
+    assert sum("people" in obj for obj in sent) == 6
     assert {a["label"] for obj in sent for a in obj.get("animals", [])} == {"jaguar", "antelope"}
     # The fake server answered as the rules describer would for the skeleton the system prompt lists.
     df = pd.read_parquet(coco_store.path("descriptions", f"ap10k-{template}") / "descriptions.parquet")
