@@ -169,6 +169,12 @@ class CardInputs:
     skeletons: list[dict[str, Any]] = field(default_factory=list)  # Skeleton.to_dict() of the rows' skeletons
 
 
+def captions_only(card: CardInputs) -> bool:
+    """Every text is a source's human caption (describe --backend captions): no model, prompt or pose text."""
+    metas = card.describe_meta.values()
+    return bool(metas) and all(m.get("config", {}).get("backend") == "captions" for m in metas)
+
+
 def yaml_header(card: CardInputs) -> dict[str, Any]:
     rows = sum(s.rows for s in card.splits)
     size = next(
@@ -200,7 +206,7 @@ def yaml_header(card: CardInputs) -> dict[str, Any]:
     title = {"synthetic": "Synthetic MPII-style", "coco": "COCO-format"}.get(card.origin, "MPII")
     source_tags = ["pose", "coco-format"] if card.origin == "coco" else ["human-pose", "mpii"]
     return {
-        "pretty_name": f"{title} Pose Descriptions ({card.name})",
+        "pretty_name": f"{title} {'Captions' if captions_only(card) else 'Pose Descriptions'} ({card.name})",
         "language": ["en"],
         **licence,
         "task_categories": ["zero-shot-image-classification", "image-to-text", "keypoint-detection"],
@@ -271,5 +277,6 @@ def render_card(card: CardInputs) -> str:
         total_rows=sum(s.rows for s in card.splits),
         sampling={name: _sampling(meta.get("config", {})) for name, meta in card.describe_meta.items()},
         context=CLIP_CONTEXT,
+        captions_only=captions_only(card),
     )
     return f"---\n{header}---\n\n{body}"

@@ -207,6 +207,9 @@ def test_captions_become_the_descriptions(store, shared_data):
     assert row["description"].startswith("caption 0 of image") and len(row["descriptions"]) == 3
     card = (store.path("datasets", "coco-captions-mask") / "README.md").read_text()
     assert "none (captions backend)" in card
+    # the card says what the texts are: human captions, not a model's pose descriptions
+    assert "# COCO-format Captions: `coco-captions-mask`" in card and "human-written captions" in card
+    assert "gpt-4-0613" not in card and "one request per image" not in card
 
 
 @pytest.mark.parametrize(
