@@ -23,6 +23,7 @@ from tiny_towers import TINY, build_tiny_towers
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.errors import PipelineError
 from pipeline.store import Store
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training.export import (
@@ -135,6 +136,32 @@ def test_push_refuses_a_corrupted_export_and_uploads_nothing(store, monkeypatch,
         line = error_line(res.output)
         assert f"{path}: corrupt (sha256" in line and "SHA256SUMS" in line
         assert hub.requests == [] and hub.repos == {}  # not even the repo was created
+
+
+def test_push_refuses_an_export_it_cannot_check(store, monkeypatch, tmp_path):
+    """No manifest (an export from before checksums), a file the manifest does not list, a damaged manifest:
+    each is one line naming the file, and nothing reaches the Hub."""
+    export = store.path("runs", "plain") / "export"
+    manifest = (export / MANIFEST_NAME).read_bytes()
+    listed, extra = export / MANIFEST_NAME, export / "added_tokens.json"
+    cases = [
+        (listed.unlink, f"{export}: no SHA256SUMS"),
+        (lambda: extra.write_text("{}"), f"{extra}: not listed in SHA256SUMS"),
+        (lambda: listed.write_bytes(manifest[:70]), f"{listed}: truncated"),
+        (lambda: listed.write_bytes(b"garbage\n" + manifest), f"{listed}, line 1: not '<sha256>"),
+    ]
+    with fake_hub(monkeypatch, tmp_path) as hub:
+        for damage, expected in cases:
+            damage()
+            try:
+                res = invoke(store, "push", "--run", "plain", "--repo", "someone/unchecked")
+            finally:
+                extra.unlink(missing_ok=True)
+                listed.write_bytes(manifest)
+            assert res.exit_code == 2 and error_line(res.output).startswith(f"error: {expected}"), res.output
+        assert hub.requests == []
+    with pytest.raises(PipelineError, match="not an export"):
+        load_export(tmp_path)
 
 
 def test_push_uploads_exactly_the_checked_files_and_the_hub_copy_loads_offline(store, monkeypatch, tmp_path):

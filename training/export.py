@@ -105,8 +105,11 @@ def read_manifest(folder: Path) -> dict[str, str] | None:
     path = folder / MANIFEST_NAME
     if not path.is_file():
         return None
+    text = path.read_text(errors="replace")
+    if text and not text.endswith("\n"):  # every line ends with one, the last too
+        raise PipelineError(f"{path}: truncated (the manifest is damaged)")
     entries = {}
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         match = _LINE.fullmatch(line)
         if match is None:
             raise PipelineError(f"{path}, line {n}: not '<sha256>  <file name>' (the manifest is damaged)")
