@@ -167,7 +167,9 @@ def create_clip(
     model_cfg = arch_config(arch)
     vision_cfg, text_cfg = model_cfg["vision_cfg"], model_cfg.get("text_cfg", {})
     timm_name, hf_name = foreign_towers(model_cfg)
-    text_weights = towers.hub or towers.text is not None  # an export's own tower brings no weights of its own
+    # base weights for a HF text tower come from the hub or --text-tower DIR; a local-dir's own tower folder
+    # (an export's) holds its config and tokenizer only, its weights are in the checkpoint
+    text_weights = towers.hub or towers.text is not None
     if towers.text is None and (own := own_text_tower(arch)):
         towers = replace(towers, text=own)
     if (
