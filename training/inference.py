@@ -37,6 +37,7 @@ from training.towers import Towers, arch_config, create_clip, make_tokenizer
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 RETRAIN = "train the run again (--overwrite)"
+RESTORE_EXPORT = "restore it: train the run again (--overwrite), or download the repo it was pushed to"
 _registered = False
 
 
@@ -57,7 +58,7 @@ def load_export(folder: str | Path, *, device: str | torch.device = "cpu"):
     if not (folder / CONFIG_NAME).is_file():
         raise PipelineError(f"{folder}: not an export (no {CONFIG_NAME} in it)")
     if read_manifest(folder) is None:
-        verify_export(folder, remedy="export or download it again")  # says that it has no manifest
+        verify_export(folder, remedy=RESTORE_EXPORT)  # says that it has no manifest
     return load_model(arch=f"local-dir:{folder}", checkpoint=folder / WEIGHTS_NAME, device=device)
 
 
@@ -139,14 +140,14 @@ def _verify_recorded(arch: str, checkpoint: str | Path | None) -> None:
     if arch.startswith("local-dir:"):
         folder = Path(arch.removeprefix("local-dir:")).expanduser()
         if read_manifest(folder) is not None:
-            verify_export(folder, remedy="export or download it again")
+            verify_export(folder, remedy=RESTORE_EXPORT)
             checked = folder.resolve()
     if checkpoint is None or Path(checkpoint).parent.resolve() == checked:
         return
     path = Path(checkpoint)
     manifest = read_manifest(path.parent)
     if manifest is not None and path.name in manifest:
-        verify_export(path.parent, remedy="export or download it again", files=[path.name])
+        verify_export(path.parent, remedy=RESTORE_EXPORT, files=[path.name])
     elif (path.parent / "meta.json").is_file():  # a run folder: runs published before checksums have none
         try:
             recorded = json.loads((path.parent / "meta.json").read_text()).get("checksums", {})
