@@ -47,15 +47,17 @@ def upload(
     replace: list[str],
     resume_hint: str,
     private: bool = False,
+    kept: Path | None = None,
 ) -> str:
     """Upload the `files` patterns of folder to a Hub repo in one commit; returns the repo's URL.
 
     Files of the repo that match `replace` and are not part of this upload are deleted in the same commit
-    (a stale shard left from an earlier push would break the dataset's split sizes).
+    (a stale shard left from an earlier push would break the dataset's split sizes). kept: where the user
+    finds what was to be pushed when folder is a temporary copy of it (errors name it, not the copy).
     """
-    keep = f"the {kind} is intact at {folder}; push it later with {resume_hint}"
+    keep = f"the {kind} is intact at {kept or folder}; push it later with {resume_hint}"
     if offline():
-        raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set; {keep}")
+        raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set, nothing was uploaded; {keep}")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     from huggingface_hub import HfApi
 

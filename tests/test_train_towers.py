@@ -8,31 +8,27 @@ import io
 import json
 import logging
 import os
-import string
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import pyarrow.parquet as pq
 import pytest
+import timm
 import torch
+import transformers
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from tiny_towers import TINY, build_tiny_towers
 
 from evaluation.tasks import TASKS
 from pipeline.errors import PipelineError
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training.data import load_train_data
-from training.inference import load_model, register_model_configs
+from training.inference import load_model
 from training.preprocess import Preprocess
 from training.text import TextBank
 from training.towers import AllPositionsMeanPooler, Towers, create_clip, make_tokenizer
-
-timm = pytest.importorskip("timm")
-transformers = pytest.importorskip("transformers")
-
-TINY = "test-tiny-ViT-BERT"  # the paper arch's families (timm vit_*_patch16_224, BERT), at their smallest
-WORDS = "a person is standing sitting left right arm leg torso head the and of with on in photo".split()  # noqa: SIM905
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,53 +41,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def towers(tmp_path_factory) -> dict[str, Path]:
-    """A tiny BERT folder (config, WordPiece tokenizer, weights) and a timm ViT checkpoint with an ImageNet
-    head, as `save_pretrained` and timm's hub files lay them out; plus the tiny arch's open_clip config."""
-    root = tmp_path_factory.mktemp("towers")
-    chars = string.ascii_lowercase + string.digits
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *string.punctuation]
-    vocab += [f"##{c}" for c in chars] + WORDS
-    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    bert = root / "bert"
-    transformers.BertTokenizerFast(vocab=str(root / "vocab.txt")).save_pretrained(bert)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        initializer_range=1.0,  # BERT's 0.02 gives prompts near-equal embeddings: eval would rank near-ties
-    )
-    transformers.BertModel(config).save_pretrained(bert)
-    vit = root / "vit"
-    vit.mkdir()
-    save_file(timm.create_model("vit_tiny_patch16_224").state_dict(), vit / "model.safetensors")
-    configs = root / "configs"
-    configs.mkdir()
-    arch = {
-        "embed_dim": 16,
-        "vision_cfg": {
-            "image_size": 224,
-            "timm_model_name": "vit_tiny_patch16_224",
-            "timm_model_pretrained": False,
-            "timm_pool": "",
-            "timm_proj": "linear",
-            "timm_proj_bias": True,
-        },
-        "text_cfg": {
-            "hf_model_name": "bert-base-uncased",  # as in the real config: --text-tower replaces it
-            "hf_tokenizer_name": "bert-base-uncased",
-            "hf_pooler_type": "all_positions_mean_pooler",
-            "hf_proj_type": "linear",
-            "context_length": 64,
-        },
-    }
-    (configs / f"{TINY}.json").write_text(json.dumps(arch))
-    register_model_configs()
-    open_clip.add_model_config(configs)
-    return {"bert": bert, "vit": vit}
+    return build_tiny_towers(tmp_path_factory.mktemp("towers"))
 
 
 def test_local_tower_weights_pooling_and_shapes(towers):
@@ -203,7 +153,7 @@ def test_paper_recipe_trains_with_the_towers_and_eval_uses_its_preprocessing(
     run = store.path("runs", "paper")
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(np.isfinite(r["loss"]) for r in rows)
-    assert {"config.json", "tokenizer_config.json"} <= {p.name for p in (run / "text-tower").iterdir()}
+    assert {"config.json", "tokenizer_config.json"} <= {p.name for p in (run / "export").iterdir()}
 
     # training's pixels are eval's: the decoded cache of the run equals the recorded transform, bit for bit
     tok = make_tokenizer(TINY, context_length=64, text_tower=str(towers["bert"]))
@@ -253,9 +203,9 @@ def test_paper_recipe_trains_with_the_towers_and_eval_uses_its_preprocessing(
         image_size=32,
         context_length=64,
         pretrained=run / "model.pt",
-        towers=Towers(text=str(run / "text-tower")),
+        towers=Towers(text=str(run / "export")),
     ).eval()
-    bert_tok = transformers.AutoTokenizer.from_pretrained(run / "text-tower")
+    bert_tok = transformers.AutoTokenizer.from_pretrained(run / "export")
     prompts = [
         task.templates[0].format(
             c=task.prompt_name(c), article="an" if task.prompt_name(c)[0] in "aeiou" else "a"

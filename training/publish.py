@@ -3,10 +3,11 @@
     focus-pipeline push --run focusclip --repo user/focusclip-mpii       # an existing run
     focus-pipeline train ... --push-to-hub user/focusclip-mpii            # when the run is published
 
-The repo gets the run's export/ (open_clip_config.json with the run's shapes and preprocessing,
-open_clip_model.safetensors), a Hugging Face text tower's config and tokenizer where the run has one, and a
-model card (README.md) with the data, the recipe and every eval of the run in the store, so that
-`open_clip.create_model_and_transforms("hf-hub:user/focusclip-mpii")` loads it.
+The repo gets the run's export/ (training/export.py: open_clip_config.json with the run's shapes and
+preprocessing, open_clip_model.safetensors, a Hugging Face text tower's config and tokenizer, SHA256SUMS),
+every file checked against SHA256SUMS before anything is sent, and a model card (README.md) with the data,
+the recipe, every eval of the run in the store and how to load it: `open_clip.create_model_and_transforms(
+"hf-hub:user/focusclip-mpii")` where plain open_clip can, focus-pipeline's `load_export` otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ import yaml
 from pipeline import hub
 from pipeline.errors import PipelineError
 from pipeline.store import Store
-from training.export import CONFIG_NAME, WEIGHTS_NAME
+from training.export import (
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    MODEL_CARD_NAME,
+    WEIGHTS_NAME,
+    plain_open_clip_loads,
+    read_manifest,
+    verify_export,
+)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
 RECIPE_KEYS = ("model_type", "arch", "recipe", "loss", "optimizer", "lr", "batch_size", "epochs", "max_steps",
@@ -56,7 +65,7 @@ def model_card(store: Store, run: str, repo_id: str) -> str:
         "pipeline_tag": "zero-shot-image-classification",
         "tags": ["clip", "focusclip", "human-pose", "focus-pipeline"],
     }
-    pooler = "all_positions_mean_pooler" in (store.path("runs", run) / "export" / CONFIG_NAME).read_text()
+    export_cfg = json.loads((store.path("runs", run) / "export" / CONFIG_NAME).read_text())["model_cfg"]
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(TEMPLATE.read_text()).render(
         header=yaml.safe_dump(header, sort_keys=False).strip(),
@@ -68,31 +77,33 @@ def model_card(store: Store, run: str, repo_id: str) -> str:
         preprocess=meta.get("preprocess") or {},
         summary=meta.get("summary") or {},
         evals=run_evals(store, run),
-        pooler_note=pooler,
+        plain_open_clip=plain_open_clip_loads(export_cfg),
+        manifest=MANIFEST_NAME,
     )
 
 
 def push_run(store: Store, run: str, repo_id: str, *, token: str, private: bool = False) -> str:
-    """Upload runs/<run> as an open_clip model repo; returns the repo's URL."""
-    run_dir = store.path("runs", run)
-    export = run_dir / "export"
+    """Upload runs/<run> as an open_clip model repo; returns the repo's URL. The export's files are checked
+    against its SHA256SUMS first, and only the files it lists (and the model card) are uploaded."""
+    export = store.path("runs", run) / "export"
     if not (export / CONFIG_NAME).is_file() or not (export / WEIGHTS_NAME).is_file():
         raise PipelineError(f"runs/{run} has no export/ (trained before exports existed): train it again")
+    verify_export(export, remedy="train the run again (--overwrite); nothing was uploaded")
+    files = [*read_manifest(export), MANIFEST_NAME]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / run
-        shutil.copytree(export, folder)
-        if (run_dir / "text-tower").is_dir():  # a Hugging Face tower's tokenizer files, as save_for_hf writes
-            for f in (run_dir / "text-tower").iterdir():
-                if f.name != "config.json":
-                    shutil.copy2(f, folder / f.name)
-        (folder / "README.md").write_text(model_card(store, run, repo_id))
+        folder.mkdir()
+        for name in files:
+            shutil.copy2(export / name, folder / name)
+        (folder / MODEL_CARD_NAME).write_text(model_card(store, run, repo_id))
         return hub.upload(
             folder,
             repo_id,
             kind="model",
             token=token,
-            files=["*"],
+            files=[*files, MODEL_CARD_NAME],
             replace=[],
             resume_hint=f"`focus-pipeline push --run {run} --repo {repo_id}`",
             private=private,
+            kept=export,
         )

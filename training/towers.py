@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from open_clip import hf_model
 from open_clip.factory import load_state_dict
 from open_clip.model import set_model_preprocess_cfg
 from open_clip.tokenizer import HFTokenizer
+from timm.layers import to_2tuple
 from torch import nn
 
 from pipeline.errors import PipelineError
@@ -114,6 +115,20 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
+def own_text_tower(arch: str) -> str | None:
+    """The folder of a local-dir: architecture whose Hugging Face text tower lives in it, as an export's does
+    (its config.json and tokenizer files beside open_clip_config.json; training/export.py)."""
+    if not arch.startswith("local-dir:") or not foreign_towers(arch_config(arch))[1]:
+        return None
+    folder = Path(arch.removeprefix("local-dir:")).expanduser()
+    return str(folder) if (folder / "config.json").is_file() else None
+
+
+def _built_size(trunk: nn.Module) -> tuple[int, int]:
+    """The input size a timm trunk was built for: timm's default (open_clip passes it none)."""
+    return tuple(trunk.pretrained_cfg["input_size"][-2:])
+
+
 def _local_text_dir(path: str) -> str:
     p = Path(path).expanduser()
     if not (p / "config.json").is_file():
@@ -152,6 +167,11 @@ def create_clip(
     model_cfg = arch_config(arch)
     vision_cfg, text_cfg = model_cfg["vision_cfg"], model_cfg.get("text_cfg", {})
     timm_name, hf_name = foreign_towers(model_cfg)
+    # base weights for a HF text tower come from the hub or --text-tower DIR; a local-dir's own tower folder
+    # (an export's) holds its config and tokenizer only, its weights are in the checkpoint
+    text_weights = towers.hub or towers.text is not None
+    if towers.text is None and (own := own_text_tower(arch)):
+        towers = replace(towers, text=own)
     if (
         (towers.image and not timm_name)
         or (towers.text and not hf_name)
@@ -185,7 +205,7 @@ def create_clip(
     if timm_name:
         vision_cfg["timm_model_pretrained"] = base and towers.hub and towers.image is None
     if hf_name:
-        text_cfg["hf_model_pretrained"] = base and (towers.hub or towers.text is not None)
+        text_cfg["hf_model_pretrained"] = base and text_weights
     from_hub = [  # what open_clip is about to fetch: timm weights; a HF tower's config, tokenizer (, weights)
         *([timm_name] if timm_name and vision_cfg["timm_model_pretrained"] else []),
         *([hf_name] if hf_name and towers.text is None else []),
@@ -211,10 +231,11 @@ def create_clip(
         ) from None
     if base and towers.image is not None and timm_name:
         load_image_tower(clip, towers.image)
-    if image_size is not None and timm_name and tuple(clip.visual.image_size) != (image_size, image_size):
+    size = tuple(to_2tuple(image_size or vision_cfg.get("image_size", 224)))  # the run's, or a local-dir's
+    if timm_name and _built_size(clip.visual.trunk) != size:
         # after the base weights, whose position embeddings timm then resamples to the new grid
-        clip.visual.set_input_size(image_size)
-        set_model_preprocess_cfg(clip, {**clip.visual.preprocess_cfg, "size": (image_size, image_size)})
+        clip.visual.set_input_size(size)
+        set_model_preprocess_cfg(clip, {**clip.visual.preprocess_cfg, "size": size})
     if file is not None:
         open_clip.load_checkpoint(clip, file, strict=True, weights_only=True)
     return clip
@@ -254,6 +275,7 @@ def make_tokenizer(arch: str, *, context_length: int, text_tower: str | None = N
     name = text_cfg.get("hf_tokenizer_name")
     if not name:
         return open_clip.get_tokenizer(arch, context_length=context_length)
+    text_tower = text_tower or own_text_tower(arch)
     if text_tower is not None:
         name = _local_text_dir(text_tower)
     try:

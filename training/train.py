@@ -9,8 +9,9 @@
 runs/<name>/: model.pt (the open_clip state dict: `open_clip.create_model(arch, pretrained=model.pt,
 force_context_length=, force_image_size=)` loads it), checkpoints/last.pt (+ last.json), metrics.jsonl (one
 line per optimizer step), loss_curve.png, meta.json (config with arch, model_type, context_length,
-image_size; "preprocess", the pipeline eval must use; counts; summary), text-tower/ (a Hugging Face text
-tower's config and tokenizer, so the run loads offline; training/inference.py load_model reads it all).
+image_size; "preprocess", the pipeline eval must use; counts; summary), export/ (the run in open_clip's
+Hub layout with a Hugging Face text tower's config and tokenizer, so the run loads offline, and SHA256SUMS;
+training/export.py; training/inference.py load_model reads it all).
 The run is staged aside and published when training ends; an interrupted or failed run keeps its staging
 folder, so `--resume` continues from its last checkpoint, mid-epoch, with the very same batches (data order
 and augmentation are functions of seed and step). A changed --lr (or other RESUME_APPLIES setting) takes
@@ -693,16 +694,12 @@ def _warn_random_init(cfg: TrainConfig, towers: Towers) -> None:
 
 
 def record_run(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
-    """What eval needs beside model.pt: the preprocessing (meta.json "preprocess") and, for a Hugging Face
-    text tower, its config and tokenizer in text-tower/ (no weights: model.pt has them), so the run loads
-    offline; and export/, the run as plain open_clip loads it (training/export.py)."""
-    clip, pp = trainer.model.clip, trainer.preprocess
-    text = clip.text if hasattr(clip, "text") else None
-    if text is not None and hasattr(text, "config") and hasattr(text, "transformer"):
-        text.config.save_pretrained(run_dir / "text-tower")
-        trainer.tokenizer.save_pretrained(run_dir / "text-tower")
+    """What eval needs beside model.pt: the preprocessing (meta.json "preprocess"); and export/, the run as
+    open_clip's layout holds it, with a Hugging Face text tower's config and tokenizer (eval reads them from
+    there, so the run loads offline) and the SHA256SUMS of it all (training/export.py)."""
+    pp = trainer.preprocess
     model_cfg = export_model_cfg(trainer.cfg.arch, context_length=pp.context_length, image_size=pp.size)
-    write_export(clip, model_cfg, pp, run_dir / "export")
+    write_export(trainer.model.clip, model_cfg, pp, run_dir / "export", tokenizer=trainer.tokenizer)
     return pp.to_dict()
 
 
