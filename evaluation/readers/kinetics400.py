@@ -7,7 +7,8 @@ DataLoader workers and cached (evaluation.data). Frames already extracted as `<s
 Split `test` (the task's default, as in the reference code) scores the test annotations when they carry
 labels (e.g. the CVDF release's `annotations/test.csv`). ActivityNet's `kinetics-400_test.csv` has no label
 column and the official test JSON has empty labels: then `val` is scored instead, and the result's split
-and notes say so.
+and notes say so. A row whose segment is not two numbers of seconds (empty, NaN, reversed) is skipped and
+counted as `bad segment`; the notes name the first one by file and line.
 """
 
 from __future__ import annotations
