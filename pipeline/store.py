@@ -10,6 +10,10 @@ Layout: <root>/<kind>/<name>/{meta.json, ...}. A stage writes into a hidden stag
 (<root>/<kind>/.staging/<name>) under an exclusive lock file, then renames it into place, so a crash never
 leaves a half artifact that a later stage would read as whole: an artifact exists iff its meta.json does.
 Remote roots (s3://, gs://, memory://) stage locally and upload meta.json last.
+
+A meta.json damaged afterwards (truncated, edited by hand) makes its artifact `corrupt`: reading it is a
+one-line error naming the file, `store ls` lists it as corrupt, `store rm --force` removes it, and since its
+inputs are unknown, no artifact it may have been built from is removed without --force.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ RUN_ONLY_KEYS = frozenset(
     {"overwrite", "resume", "workers", "executor", "num_threads", "device", "log_every", "checkpoint_every",
      "push_to_hub", "private", "concurrency", "lean_http"}
 )  # fmt: skip
+# What every published meta.json holds (Store._publish) and readers rely on, with its JSON type.
+_META_FIELDS = {"stage": str, "config": dict, "inputs": list, "counts": dict, "fingerprint": str}
 # Config keys whose values never reach meta.json or logs.
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.IGNORECASE)
 
@@ -106,6 +112,19 @@ def verify_sha256(path: Path, expected: str | None, *, remedy: str) -> None:
             f"{path}: corrupt (sha256 {got[:12]}... differs from the {expected[:12]}... recorded when it "
             f"was written); {remedy}"
         )
+
+
+def meta_problem(meta: Any) -> str | None:
+    """What makes a parsed meta.json unusable (None when nothing does)."""
+    if not isinstance(meta, dict):
+        return f"holds a JSON {type(meta).__name__}, not an object"
+    missing = [k for k, kind in _META_FIELDS.items() if not isinstance(meta.get(k), kind)]
+    if missing:
+        return f"lacks a valid {', '.join(missing)}"
+    if not all(isinstance(i, dict) and isinstance(i.get("kind"), str) and isinstance(i.get("name"), str)
+               for i in meta["inputs"]):  # fmt: skip
+        return "has an input that is not {kind, name, fingerprint}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,15 +261,32 @@ class Store:
         return Path(meta).is_file() if self.is_local else self._fs.exists(meta)
 
     def meta(self, kind: str, name: str) -> dict[str, Any]:
+        """The artifact's meta.json; a one-line error naming the file when it is unreadable or incomplete."""
         if not self.exists(kind, name):
             raise PipelineError(
                 f"no artifact {kind}/{name} in store {self.root} (see `focus-pipeline store ls`)"
             )
-        meta = f"{self.url(kind, name)}/meta.json"
-        if self.is_local:
-            return json.loads(Path(meta).read_text())
-        with self._fs.open(meta, "r") as fh:
-            return json.load(fh)
+        meta, problem = self._read_meta(kind, name)
+        if problem:
+            raise PipelineError(
+                f"{problem}; {kind}/{name} cannot be used: make it again, or remove it with "
+                f"`focus-pipeline store rm {kind} {name} --force`"
+            )
+        return meta
+
+    def _read_meta(self, kind: str, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(meta, None), or (None, "<path>: what is wrong with it")."""
+        path = f"{self.url(kind, name)}/meta.json"
+        try:
+            if self.is_local:
+                meta = json.loads(Path(path).read_bytes())
+            else:
+                with self._fs.open(path, "rb") as fh:
+                    meta = json.loads(fh.read())
+        except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
+            return None, f"{path}: not readable JSON ({type(err).__name__}: {err})"
+        problem = meta_problem(meta)
+        return (None, f"{path}: {problem}") if problem else (meta, None)
 
     def path(self, kind: str, name: str) -> Path:
         """A local folder holding the artifact's files (downloaded once per fingerprint for remote roots)."""
@@ -312,6 +348,8 @@ class Store:
         return {"kind": kind, "name": name, "fingerprint": self.meta(kind, name)["fingerprint"]}
 
     def list(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """One row per artifact: kind, name, status (ok | corrupt), stage, created_at, counts, inputs
+        ("kind/name"; None when unknown) and, for a corrupt one, `problem` (the file and what is wrong)."""
         out = []
         for k in [kind] if kind else KINDS:
             base = f"{self.root}/{k}"
@@ -324,15 +362,20 @@ class Store:
                     if self._fs.exists(f"{p}/meta.json")
                 )
             for n in names:
-                m = self.meta(k, n)
+                m, problem = self._read_meta(k, n)
+                if problem:
+                    out.append({"kind": k, "name": n, "status": "corrupt", "stage": None, "created_at": None,
+                                "counts": {}, "inputs": None, "problem": problem})  # fmt: skip
+                    continue
                 out.append(
                     {
                         "kind": k,
                         "name": n,
-                        "stage": m.get("stage"),
+                        "status": "ok",
+                        "stage": m["stage"],
                         "created_at": m.get("created_at"),
-                        "counts": m.get("counts", {}),
-                        "inputs": [f"{i['kind']}/{i['name']}" for i in m.get("inputs", [])],
+                        "counts": m["counts"],
+                        "inputs": [f"{i['kind']}/{i['name']}" for i in m["inputs"]],
                     }
                 )
         return out
@@ -342,7 +385,16 @@ class Store:
         if not self.exists(kind, name):
             raise PipelineError(f"no artifact {kind}/{name} in store {self.root}")
         me = f"{kind}/{name}"
-        return [f"{r['kind']}/{r['name']}" for r in self.list() if me in r["inputs"]]
+        return [f"{r['kind']}/{r['name']}" for r in self.list() if me in (r["inputs"] or ())]
+
+    def unknown_lineage(self, kind: str, name: str) -> list[str]:
+        """The other artifacts whose inputs cannot be read (a corrupt meta.json): any of them may have been
+        built from kind/name, so removing it is as unsafe as removing an input ("kind/name: the problem")."""
+        return [
+            f"{r['kind']}/{r['name']} ({r['problem']})"
+            for r in self.list()
+            if r["inputs"] is None and (r["kind"], r["name"]) != (kind, name)
+        ]
 
     # ---- writing ---------------------------------------------------------------------------------
     @contextlib.contextmanager

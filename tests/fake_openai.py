@@ -17,8 +17,11 @@ skeleton whose joints the system prompt lists) | 429
 (retry-after-ms header) | 429s (Retry-After in whole seconds) | 500 | 401 (both echo the Authorization
 header in their error text, as some proxies do) | slow (sleeps `slow_s` before answering) | drop (closes the
 connection without a reply) | malformed (200 with a body that is not JSON) | empty (empty content) | length
-(finish_reason "length") | refuse (a refusal text), and the replies weak models give (BAD_REPLIES): json,
-mangled, echo, meta, measure, coords, placeholder, list, count, invent, limb, contradict, short, offtopic.
+(finish_reason "length") | refuse (a refusal text) | trickle (a good reply sent one byte every
+`trickle_s`, head included, until the client hangs up) | the usages a broken endpoint reports (USAGE_FAULTS:
+negative_usage, huge_usage, text_usage, float_usage, on an otherwise good reply) | no_usage (a good reply
+without a usage), and the replies weak models give (BAD_REPLIES): json, mangled, echo, meta, measure, coords,
+placeholder, list, count, invent, limb, contradict, short, offtopic.
 Vision requests (a user message whose content is a list of text and image_url parts, as OpenAI takes them) are
 checked as a provider would: a part of another type, an image_url without a url, a data URL that is not a
 base64 image PIL can open, or an image with a side over `max_image_side` is answered 400; each image is
@@ -66,6 +69,13 @@ BAD_REPLIES = (
     "contradict", "short", "offtopic",
 )  # fmt: skip
 VISION_BAD_REPLIES = ("crowd", "bystander", "spectators")
+# Token counts a broken or hostile endpoint reports, merged over a good reply's usage.
+USAGE_FAULTS = {
+    "negative_usage": {"prompt_tokens": -1_000_000},
+    "huge_usage": {"prompt_tokens": 10**13},
+    "text_usage": {"completion_tokens": "many"},
+    "float_usage": {"completion_tokens": 12.5},
+}
 VISION_SCENE = (
     "The photograph shows an indoor hall with a wooden floor and white walls; the person wears a dark "
     "jacket, grey trousers and white sneakers."
@@ -78,6 +88,8 @@ _FLIP = {
     "upright": "horizontal", "leaning": "upright", "horizontal": "upright", "tilted": "upright",
     "bowed": "upright",
 }  # fmt: skip
+# What POST /_control may set.
+_SETTABLE = ("latency", "slow_s", "trickle_s", "retry_after_ms", "default", "script", "faults")
 _FLIP_RE = re.compile(r"\b(" + "|".join(sorted(_FLIP, key=len, reverse=True)) + r")\b")
 _RULES = None
 
@@ -241,6 +253,7 @@ class FakeOpenAI:
         *,
         latency: float = 0.0,
         slow_s: float = 5.0,
+        trickle_s: float = 0.5,
         retry_after_ms: int = 50,
         default: str = "ok",
         host: str = "127.0.0.1",
@@ -248,6 +261,7 @@ class FakeOpenAI:
     ):
         self.latency = latency
         self.slow_s = slow_s
+        self.trickle_s = trickle_s
         self.retry_after_ms = retry_after_ms
         self.default = default
         self.script: dict[str, list[str]] = {}
@@ -351,7 +365,12 @@ class FakeOpenAI:
             content = "I'm sorry, but I can't help with that request."
         prompt_tokens = sum(len(user_text(m.get("content", ""))) for m in messages) // 4 + 1
         prompt_tokens += billed_image_tokens(images, body.get("model") or "")
-        return {
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(content) // 4 + 1,
+            "total_tokens": prompt_tokens + len(content) // 4 + 1,
+        }
+        reply = {
             "id": f"chatcmpl-fake-{self._n}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -359,12 +378,11 @@ class FakeOpenAI:
             "choices": [
                 {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(content) // 4 + 1,
-                "total_tokens": prompt_tokens + len(content) // 4 + 1,
-            },
+            "usage": usage | USAGE_FAULTS.get(fault, {}),
         }
+        if fault == "no_usage":
+            del reply["usage"]
+        return reply
 
     async def _respond(
         self, writer: asyncio.StreamWriter, status: int, payload: bytes, headers: dict[str, str] | None = None
@@ -378,6 +396,17 @@ class FakeOpenAI:
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
         await writer.drain()
+
+    async def _trickle(self, writer: asyncio.StreamWriter, payload: bytes) -> None:
+        """A 200 reply written one byte every trickle_s, its head too: every single read of the client gets
+        a byte in time, so only a deadline on the whole attempt ends it. Stops when the client hangs up."""
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+        for byte in head.encode() + payload:
+            if writer.is_closing():
+                return
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(self.trickle_s)
 
     async def _chat(self, body: dict[str, Any], writer: asyncio.StreamWriter, auth: str = "") -> bool:
         """Answer one chat request; False when the connection must be dropped."""
@@ -438,6 +467,8 @@ class FakeOpenAI:
                 }
             }
             await self._respond(writer, 500, json.dumps(err).encode())
+        elif fault == "trickle":
+            await self._trickle(writer, json.dumps(self._reply(body, "ok", images)).encode())
         elif fault == "malformed":
             await self._respond(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
         else:
@@ -599,7 +630,7 @@ class FakeOpenAI:
                     await self._respond(writer, 200, json.dumps(self.stats()).encode())
                 elif method == "POST" and path.endswith("/_control"):
                     ctl = json.loads(raw or b"{}")
-                    for key in ("latency", "slow_s", "retry_after_ms", "default", "script", "faults"):
+                    for key in _SETTABLE:
                         if key in ctl:
                             setattr(self, key, ctl[key])
                     await self._respond(writer, 200, b"{}")

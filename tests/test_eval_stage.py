@@ -343,3 +343,21 @@ def test_check_data_says_what_is_found_and_where_to_get_the_rest(cli, shared_dat
         "http://vision.stanford.edu/Datasets/40actions.html" in out and "susanqq.github.io/UTKFace" not in out
     )
     assert out.rstrip().endswith("of 10 tasks have data")
+
+
+def test_check_data_skips_and_names_a_kinetics_row_without_a_segment(cli, shared_data, tmp_path):
+    lines = (shared_data / "kinetics400" / "kinetics-400_val.csv").read_text().splitlines()
+    fields = lines[5].split(",")  # line 6 of the file
+    fields[2] = "nan"
+    lines[5] = ",".join(fields)
+    root = tmp_path / "kinetics400"
+    root.mkdir()
+    (root / "kinetics-400_val.csv").write_text("\n".join(lines) + "\n")
+    label, youtube_id, start, end = lines[1].split(",")[:4]  # one clip present, as its extracted frame
+    Image.new("RGB", (32, 32)).save(root / f"{youtube_id}_{int(start):06d}_{int(end):06d}.jpg")
+    res = cli("eval", "--check-data", "--data-root", str(tmp_path), "--tasks", "kinetics400-action")
+    assert res.exit_code == 0, res.output
+    assert re.search(
+        r"^kinetics400-action\s+found\s+split=val\s+1 samples \(.*bad segment 1", res.stdout, re.M
+    )
+    assert f"skipped {root / 'kinetics-400_val.csv'} line 6 (time_start 'nan', time_end" in res.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -347,3 +348,49 @@ def test_check_replace(store):
     store.check_replace("annotations", "a", overwrite=True)
     with pytest.raises(PipelineError, match="invalid artifact name"):
         store.check_replace("annotations", "../x", overwrite=True)
+
+
+def _derived(store: Store) -> None:
+    """annotations/src and descriptions/derived made from it."""
+    _write(store, "src")
+    with store.create(
+        "descriptions", "derived", stage="test", config={}, inputs=[store.ref("annotations", "src")]
+    ) as w:
+        (w.dir / "x.txt").write_text("x")
+
+
+def test_a_corrupt_meta_is_listed_shown_removed_and_named_by_every_reader(cli, store):
+    _derived(store)
+    meta = store.root / "descriptions" / "derived" / "meta.json"
+    meta.write_text('{"stage":\n')  # a truncated write
+    listed = cli("store", "ls")
+    assert listed.exit_code == 0, listed.output
+    row = next(ln for ln in listed.output.splitlines() if ln.startswith("descriptions/derived"))
+    assert "corrupt" in row and f"{meta}: not readable JSON" in row
+    (entry,) = [r for r in json.loads(cli("store", "ls", "--json").stdout) if r["name"] == "derived"]
+    assert entry["status"] == "corrupt" and entry["inputs"] is None and str(meta) in entry["problem"]
+    shown = cli("store", "show", "descriptions", "derived")
+    assert shown.exit_code == 2 and len(shown.output.strip().splitlines()) == 1
+    assert shown.output.startswith(f"error: {meta}: not readable JSON (JSONDecodeError")
+    assert "store rm descriptions derived --force" in shown.output
+    # Another stage reading it: one line naming the file, not a bare JSONDecodeError.
+    with pytest.raises(PipelineError, match=f"^{re.escape(str(meta))}: not readable JSON"):
+        store.path("descriptions", "derived")
+    removed = cli("store", "rm", "descriptions", "derived", "--force")
+    assert removed.exit_code == 0 and not store.exists("descriptions", "derived")
+    # An input read by a stage: `describe` of annotations whose meta.json is a JSON list.
+    (store.root / "annotations" / "src" / "meta.json").write_text("[]")
+    described = cli("describe", "--annotations", "src", "--backend", "rules")
+    assert described.exit_code == 2 and len(described.output.strip().splitlines()) == 1
+    assert "annotations/src/meta.json: holds a JSON list, not an object" in described.output
+
+
+def test_rm_refuses_while_a_dependent_has_no_readable_inputs(cli, store):
+    _derived(store)
+    (store.root / "descriptions" / "derived" / "meta.json").write_text("{}")
+    refused = cli("store", "rm", "annotations", "src")
+    assert refused.exit_code == 2 and "may be an input of descriptions/derived" in refused.output
+    assert "lacks a valid stage, config, inputs, counts, fingerprint" in refused.output
+    assert store.exists("annotations", "src")
+    forced = cli("store", "rm", "annotations", "src", "--force")
+    assert forced.exit_code == 0 and not store.exists("annotations", "src")

@@ -7,13 +7,15 @@ DataLoader workers and cached (evaluation.data). Frames already extracted as `<s
 Split `test` (the task's default, as in the reference code) scores the test annotations when they carry
 labels (e.g. the CVDF release's `annotations/test.csv`). ActivityNet's `kinetics-400_test.csv` has no label
 column and the official test JSON has empty labels: then `val` is scored instead, and the result's split
-and notes say so.
+and notes say so. A row whose segment is not two numbers of seconds (empty, NaN, reversed) is skipped and
+counted as `bad segment`; the notes name the first one by file and line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -41,19 +43,18 @@ def annotation_candidates(root: Path, split: str) -> list[Path]:
 
 
 def read_annotations(path: Path) -> pd.DataFrame:
-    """Columns label, youtube_id, time_start, time_end, from either format."""
+    """Columns label, youtube_id, time_start, time_end (as written: checked per row by `parse_segment`), where
+    (the row's place in the file, for messages), from either format."""
     if path.suffix == ".json":
         data = json.loads(path.read_text())
-        rows = [
-            {
-                "label": v.get("annotations", {}).get("label", ""),
-                "youtube_id": k,
-                "time_start": v.get("annotations", {}).get("segment", [0, 10])[0],
-                "time_end": v.get("annotations", {}).get("segment", [0, 10])[1],
-            }
-            for k, v in data.items()
-        ]
-        df = pd.DataFrame(rows, columns=["label", "youtube_id", "time_start", "time_end"])
+        rows = []
+        for k, v in data.items():
+            segment = v.get("annotations", {}).get("segment", [0, 10])
+            start, end = segment if isinstance(segment, list) and len(segment) == 2 else (segment, None)
+            label = v.get("annotations", {}).get("label", "")
+            rows.append({"label": label, "youtube_id": k, "time_start": start, "time_end": end,
+                         "where": f"{path} {k!r}"})  # fmt: skip
+        df = pd.DataFrame(rows, columns=["label", "youtube_id", "time_start", "time_end", "where"])
     else:
         df = pd.read_csv(path, dtype={"label": str, "youtube_id": str}, keep_default_na=False)
         missing = {"youtube_id", "time_start", "time_end"} - set(df.columns)
@@ -61,8 +62,19 @@ def read_annotations(path: Path) -> pd.DataFrame:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
         if "label" not in df.columns:
             df["label"] = ""
+        df["where"] = [f"{path} line {i + 2}" for i in range(len(df))]  # line 1 is the header
     df["label"] = df["label"].astype(str).str.strip().str.strip('"')
     return df
+
+
+def parse_segment(start: object, end: object) -> tuple[float, float] | None:
+    """(start, end) in seconds, or None when a row's times are not one (empty, NaN, negative, reversed)."""
+    try:
+        start, end = float(start), float(end)
+    except (TypeError, ValueError):
+        return None
+    ok = math.isfinite(start) and math.isfinite(end) and 0 <= start <= end
+    return (start, end) if ok else None
 
 
 def read_classnames(root: Path) -> tuple[str, ...] | None:
@@ -110,11 +122,18 @@ def read(inp: ReaderInput) -> ReadResult:
             by_stem[stem] = path
     classes = read_classnames(inp.root) or tuple(sorted(set(df["label"]) - {""}))
     out = ReadResult(classes=classes, split=split, notes=notes)
+    first_bad = None
     for row in df.itertuples(index=False):
         if not row.label:
             out.skipped["no label"] += 1
             continue
-        start, end = float(row.time_start), float(row.time_end)
+        times = parse_segment(row.time_start, row.time_end)
+        if times is None:
+            out.skipped["bad segment"] += 1
+            if first_bad is None:
+                first_bad = f"{row.where} (time_start {row.time_start!r}, time_end {row.time_end!r})"
+            continue
+        start, end = times
         stem = clip_stem(row.youtube_id, start, end)
         path = by_stem.get(stem) or by_stem.get(row.youtube_id)
         if path is None:
@@ -130,4 +149,9 @@ def read(inp: ReaderInput) -> ReadResult:
                 name=stem,
             )
         )
+    if first_bad:
+        more = out.skipped["bad segment"] - 1
+        others = f" and {more} more" if more else ""
+        out.notes.append(f"skipped {first_bad}{others}: not a segment in seconds")
+        log.warning(out.notes[-1])
     return out

@@ -8,9 +8,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import click
 import typer
-from typer._click.exceptions import ClickException as _TyperClickException
 from typer.core import TyperGroup
 
 from pipeline.errors import PipelineError
@@ -36,43 +34,35 @@ class State:
 state = State()
 
 
-# typer >= 0.29 vendors its own click: only its ClickException is turned into a message + exit status.
-class CliError(_TyperClickException):
-    """Shown as one line on stderr with exit status 2 (click's status for usage errors)."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+ERROR_EXIT = 2  # click's status for usage errors
 
 
 class FocusGroup(TyperGroup):
-    """Turns PipelineError (and, unless --verbose, any other exception) into a one-line error."""
+    """Turns PipelineError (and, unless --verbose, any other exception) into a one-line error.
 
-    def invoke(self, ctx: click.Context):
+    Typer's own exceptions (usage errors, Exit, Abort) pass through to it. Public names only: since 0.26 typer
+    vendors click as the private typer._click, and typer.TyperException, the base of its usage errors, is
+    public from 0.27.2 (pyproject asks for 0.28.0, see there)."""
+
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (
-            click.exceptions.Exit,
-            click.exceptions.Abort,
-            click.ClickException,
-            typer.Exit,
-            typer.Abort,
-            _TyperClickException,
-        ):
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except PipelineError as err:
             if state.verbose:
                 traceback.print_exc()
-            raise CliError(str(err)) from None
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(ERROR_EXIT) from None
         except KeyboardInterrupt:
-            raise click.exceptions.Abort() from None
+            raise typer.Abort() from None
         except BrokenPipeError:  # the reader went away (`... | head`): click exits quietly on EPIPE
             raise
         except Exception as err:  # an unexpected failure: still one line, the traceback on --verbose
             if state.verbose:
                 traceback.print_exc()
-            raise CliError(f"{type(err).__name__}: {err} (run with --verbose for the traceback)") from None
+            typer.echo(f"error: {type(err).__name__}: {err} (run with --verbose for the traceback)", err=True)
+            raise typer.Exit(ERROR_EXIT) from None
 
 
 app = typer.Typer(

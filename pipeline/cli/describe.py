@@ -67,7 +67,9 @@ Samples = Annotated[int, typer.Option(help="Descriptions per image, kept apart b
 Concurrency = Annotated[int, typer.Option(help="Requests in flight at most (AIMD backs off on 429/5xx).")]
 Rpm = Annotated[float | None, typer.Option(help="Requests per minute limit.")]
 Tpm = Annotated[float | None, typer.Option(help="Tokens per minute limit (prompt + max_tokens).")]
-Timeout = Annotated[float, typer.Option(help="Seconds per request attempt.")]
+Timeout = Annotated[
+    float, typer.Option(help="Seconds one attempt may take in all: connect, send and the whole reply.")
+]
 LeanHttp = Annotated[
     bool,
     typer.Option(

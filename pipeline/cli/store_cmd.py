@@ -21,7 +21,8 @@ def ls(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List artifacts with their stage, creation time, counts and inputs."""
+    """List artifacts with their stage, creation time, counts and inputs (a corrupt meta.json: its path and
+    what is wrong)."""
     rows = state.store.list(kind)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -31,6 +32,9 @@ def ls(
         return
     table = [("ARTIFACT", "CREATED", "COUNTS", "INPUTS")]
     for r in rows:
+        if r["status"] == "corrupt":
+            table.append((f"{r['kind']}/{r['name']}", "corrupt", "", r["problem"]))
+            continue
         counts = ", ".join(f"{k}={v}" for k, v in list(r["counts"].items())[:4])
         created = (r["created_at"] or "")[:19].replace("T", " ")
         table.append((f"{r['kind']}/{r['name']}", created, counts, ", ".join(r["inputs"])))
@@ -56,11 +60,18 @@ def rm(
         bool, typer.Option("--force", help="Delete even when other artifacts were built from it.")
     ] = False,
 ) -> None:
-    """Delete an artifact (refused while other artifacts list it as an input, unless --force)."""
+    """Delete an artifact (refused while other artifacts list it as an input, or may do so because their
+    meta.json is corrupt, unless --force)."""
     users = state.store.dependents(kind, name)
+    unknown = state.store.unknown_lineage(kind, name)
     if users and not force:
         raise PipelineError(
             f"{kind}/{name} is an input of {', '.join(users)}; delete those first or pass --force"
+        )
+    if unknown and not force:
+        raise PipelineError(
+            f"{kind}/{name} may be an input of {'; '.join(unknown)}, whose inputs cannot be read; pass "
+            f"--force to remove {kind}/{name} anyway, or first remove the corrupt one with --force"
         )
     state.store.delete(kind, name)
     typer.echo(f"removed {kind}/{name}" + (f" (its dependents remain: {', '.join(users)})" if users else ""))

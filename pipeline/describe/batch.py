@@ -6,7 +6,8 @@ Each line's custom_id is its cache key, so results land in the journal exactly l
 submitted batch id is journaled before polling starts: a run that is stopped while waiting polls the same
 batch again when re-run instead of paying for a second one. Both the output file and the error file are
 read; failed lines (non-200 status, batch_expired, missing) are resubmitted in a new batch up to
---max-retries times, then recorded with status error. Batch prices are half the live ones.
+--max-retries times, then recorded with status error. Batch prices are half the live ones. Usage is checked
+as for live replies (openai_backend._parse): a malformed one is an error row charged at its worst case.
 
 With --with-image each line carries its image (a data URL of about 50-150 KB for a 768 px JPEG, or the
 hosted URL), so an input file is also cut at BATCH_FILE_BYTES (the API takes files up to 200 MB); a row whose
@@ -32,6 +33,7 @@ from pipeline.describe.openai_backend import (
     _parse,
     completion_result,
     render_image,
+    reply_cost,
     request_fields,
     request_messages,
     unsendable_result,
@@ -60,27 +62,29 @@ def _base(req: DescriptionRequest, attempts: int) -> dict[str, Any]:
 
 def _result(
     req: DescriptionRequest, line: dict[str, Any], price: Price, attempts: int, cfg: DescribeConfig
-) -> DescriptionResult:
-    """A result row from one output/error line; status error (scrubbed text) for a failed line."""
+) -> tuple[DescriptionResult, bool]:
+    """A result row from one output/error line, and whether it is a reply (paid for: journaled as an ask,
+    never submitted again); status error (scrubbed text) for a failed line."""
     base = _base(req, attempts)
     response = line.get("response") or {}
     if line.get("error") or response.get("status_code") != 200:
         err = line.get("error") or (response.get("body") or {}).get("error") or {}
         code = err.get("code") or f"HTTP {response.get('status_code')}"
         error = scrub(f"{code}: {err.get('message')}", cfg.api_key)
-        return DescriptionResult(**base, description=None, status="error", error=error)
+        return DescriptionResult(**base, description=None, status="error", error=error), False
     try:
         c = _parse(response.get("body"))
     except MalformedResponse as exc:
-        return DescriptionResult(**base, description=None, status="error", error=str(exc))
-    return completion_result(
+        return DescriptionResult(**base, description=None, status="error", error=str(exc)), False
+    result = completion_result(
         req,
         c,
         cfg.gate,
-        cost_usd=price.cost(c.prompt_tokens, c.completion_tokens) * BATCH_DISCOUNT,
+        cost_usd=reply_cost(req, c, price, cfg.max_tokens) * BATCH_DISCOUNT,
         attempts=attempts,
         response_id=response.get("request_id") or line.get("id"),
     )
+    return result, True
 
 
 class BatchRunner:
@@ -149,10 +153,10 @@ class BatchRunner:
             if key not in by_key or key in seen:
                 continue
             seen.add(key)
-            result = _result(by_key[key], line, self.price, attempts[key], self.cfg)
-            if result.cost_usd:
+            result, replied = _result(by_key[key], line, self.price, attempts[key], self.cfg)
+            if replied:
                 self.journal.record_ask(result, 0, self.cfg.sampling())
-            if result.status == "error" and attempts[key] <= self.cfg.max_retries:
+            if result.status == "error" and not replied and attempts[key] <= self.cfg.max_retries:
                 retry.append(key)
             else:
                 self.journal.record(result)

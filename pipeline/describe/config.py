@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,52 @@ def scrub(text: str, api_key: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Bounds:
+    """The numbers an option takes: finite, from `low` (itself excluded when `open_low`) to `high`."""
+
+    low: float
+    high: float | None = None
+    open_low: bool = False
+    unit: str = ""  # " of seconds"
+    note: str = ""  # " (leave it out for no limit)"
+
+    def problem(self, value: float) -> str | None:
+        above = value > self.low or (value == self.low and not self.open_low)
+        if math.isfinite(value) and above and (self.high is None or value <= self.high):
+            return None
+        if self.high is not None:
+            return f"must be a number{self.unit} from {self.low:g} to {self.high:g}{self.note}"
+        return f"must be a number{self.unit} {'>' if self.open_low else '>='} {self.low:g}{self.note}"
+
+
+# Every number a describe run takes, checked in one place before anything is read or sent (an unset option,
+# None, is not): option -> (DescribeConfig attribute, its bounds). The sampling ranges are OpenAI's. The image
+# options are checked with the other --with-image settings (_check_image_options).
+NUMBER_OPTIONS: dict[str, tuple[str, Bounds]] = {
+    "--temperature": ("temperature", Bounds(0, 2)),
+    "--max-tokens": ("max_tokens", Bounds(1)),
+    "--top-p": ("top_p", Bounds(0, 1)),
+    "--frequency-penalty": ("frequency_penalty", Bounds(-2, 2)),
+    "--samples": ("samples", Bounds(1)),
+    "--concurrency": ("concurrency", Bounds(1)),
+    "--rpm": ("rpm", Bounds(0, open_low=True, note=" (leave it out for no limit)")),
+    "--tpm": ("tpm", Bounds(0, open_low=True, note=" (leave it out for no limit)")),
+    "--timeout": ("timeout", Bounds(0, open_low=True, unit=" of seconds")),
+    "--max-retries": ("max_retries", Bounds(0)),
+    "--max-cost": ("max_cost", Bounds(0, unit=" of USD")),
+    "--price-input": ("price_input", Bounds(0, unit=" of USD per 1M tokens")),
+    "--price-output": ("price_output", Bounds(0, unit=" of USD per 1M tokens")),
+    "--limit": ("limit", Bounds(0)),
+    "--backoff": ("backoff", Bounds(0, unit=" of seconds")),
+    "--poll-interval": ("poll_interval", Bounds(0, open_low=True, unit=" of seconds")),
+    "--retry-invalid": ("retry_invalid", Bounds(0)),
+    "--max-error-share": ("max_error_share", Bounds(0, 1)),
+    "--min-pose-claims": ("gate.min_pose_claims", Bounds(0)),
+    "--max-contradicted": ("gate.max_contradicted", Bounds(0, 1)),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Shard:
     """Work split i of n: an image belongs to shard int(sha256(image)) % n (stable across machines)."""
 
@@ -110,7 +158,7 @@ class DescribeConfig:
     concurrency: int = 16
     rpm: float | None = None  # requests per minute
     tpm: float | None = None  # tokens per minute (prompt estimate + max_tokens per request)
-    timeout: float = 60.0  # seconds per request
+    timeout: float = 60.0  # seconds per attempt: connect, send and the whole reply
     lean_http: bool = False  # pipeline.describe.transport for a plain-http endpoint instead of httpx's own
     max_retries: int = 5  # retries after the first attempt
     backoff: float = 0.5  # seconds before the first retry; doubles per attempt, jittered, Retry-After wins
@@ -152,27 +200,22 @@ class DescribeConfig:
         for status in self.retry:
             if status not in STATUSES:
                 raise PipelineError(f"--retry {status!r}: choose among {', '.join(STATUSES)}")
-        if self.samples < 1:
-            raise PipelineError("--samples must be at least 1")
+        self._check_numbers()
         if self.backend == "captions" and (self.dry_run or self.batch):
             raise PipelineError("--backend captions sends no request: --dry-run and --batch do not apply")
         if self.lean_http and not public_base_url(self.base_url).startswith("http://"):
             raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
-        if self.concurrency < 1:
-            raise PipelineError("--concurrency must be at least 1")
-        if self.max_retries < 0:
-            raise PipelineError("--max-retries must be 0 or more")
-        if self.limit is not None and self.limit < 0:
-            raise PipelineError("--limit must be 0 or more")
-        if self.retry_invalid < 0:
-            raise PipelineError("--retry-invalid must be 0 or more")
         if self.retry_invalid and self.batch:
             raise PipelineError(
                 "--retry-invalid re-asks live requests; with --batch, re-run with --retry invalid instead"
             )
-        if not 0.0 <= self.max_error_share <= 1.0:
-            raise PipelineError("--max-error-share must be between 0 and 1")
         self._check_image_options()
+
+    def _check_numbers(self) -> None:
+        for option, (attribute, bounds) in NUMBER_OPTIONS.items():
+            value = operator.attrgetter(attribute)(self)
+            if value is not None and (problem := bounds.problem(value)):
+                raise PipelineError(f"{option} {value:g}: {problem}")
 
     def _check_image_options(self) -> None:
         if not self.with_image:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
 from pipeline.describe.config import DescriptionResult
 from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 FILE = "journal.sqlite"
 _FIELDS = [f.name for f in dataclasses.fields(DescriptionResult)]
@@ -113,11 +116,21 @@ class Journal:
         )  # fmt: skip
 
     def spent(self) -> float:
-        """USD paid for every ask this journal recorded (0 for a journal from before asks were kept)."""
+        """USD paid for every ask this journal recorded (0 for a journal from before asks were kept). A
+        negative cost (a malformed usage recorded before usages were checked) counts 0: it never credits the
+        budget."""
         try:
-            return float(self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM asks").fetchone()[0])
+            total, negative = self.db.execute(
+                "SELECT COALESCE(SUM(MAX(cost_usd, 0)), 0), COALESCE(SUM(cost_usd < 0), 0) FROM asks"
+            ).fetchone()
         except sqlite3.OperationalError:
             return 0.0
+        if negative:
+            log.warning(
+                "%s: %d asks recorded a negative cost (an endpoint's malformed usage): counted as $0",
+                self.path, negative,
+            )  # fmt: skip
+        return float(total)
 
     def record_many(self, results: list[DescriptionResult]) -> None:
         """Many rows in one transaction (the rules describer produces them all at once)."""

@@ -10,9 +10,13 @@ How it stays fast and within limits:
   full-jitter exponential backoff; a Retry-After / retry-after-ms header sets the wait instead. Bounded
   by --max-retries; after that the row is recorded with status error, never dropped.
 - The client's own retries are off (max_retries=0) so every attempt is counted and journaled here.
+- --timeout is a deadline on the whole attempt (connect, send, every read of the reply), on either transport:
+  httpx's own timeouts bound each read, so a server that trickles a byte at a time would hold it for ever.
 - --max-cost is the artifact's total: the journal's spending of earlier runs counts, and no new request
   (re-asks included) starts once spent + the worst case of those in flight would pass it; the run stops
-  cleanly and a re-run continues from the journal.
+  cleanly and a re-run continues from the journal. A reply's usage is checked (token counts are integers in
+  0..MAX_REQUEST_TOKENS): a malformed one makes the row `error` and is charged at its worst case, one without
+  usage is charged at its worst case too, so an endpoint's accounting can never credit the budget.
 - --retry-invalid N: a reply the gate judges invalid or truncated is asked again (seed + k, warmer) up to N
   times; every ask is journaled and paid for, the row keeps its best one.
 - --with-image: each row's image is rendered (read, checked against its hash, resized, marked, encoded) in a
@@ -48,7 +52,7 @@ from pipeline.describe.config import (
 )
 from pipeline.describe.image_input import image_url, with_image
 from pipeline.describe.journal import Journal
-from pipeline.describe.pricing import Price
+from pipeline.describe.pricing import MAX_REQUEST_TOKENS, Price
 from pipeline.describe.transport import LeanTransport
 from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
@@ -65,6 +69,11 @@ _FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFo
 
 class MalformedResponse(Exception):
     """A 200 reply that is not a chat completion (bad JSON, no choices): retried like a transient error."""
+
+
+class AttemptTimeout(Exception):
+    """No complete reply within --timeout (connect, send and every read together): retried like a transient
+    error."""
 
 
 class AIMDWindow:
@@ -161,13 +170,24 @@ def retry_after(exc: BaseException) -> float | None:
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-    return isinstance(exc, openai.APIConnectionError | MalformedResponse)  # timeouts are connection errors
+    # openai's timeouts are connection errors
+    return isinstance(exc, openai.APIConnectionError | MalformedResponse | AttemptTimeout)
 
 
 def _congestion(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
-    return isinstance(exc, openai.APITimeoutError)
+    return isinstance(exc, openai.APITimeoutError | AttemptTimeout)
+
+
+@dataclass(slots=True)
+class Usage:
+    """A reply's token counts as far as they can be trusted."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    counted: bool = False  # both counts reported (else the reply costs its worst case)
+    problem: str | None = None  # a count that is not one a request can have (then both are 0)
 
 
 @dataclass(slots=True)
@@ -175,27 +195,52 @@ class Completion:
     id: str | None
     text: str | None
     finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
+    usage: Usage
+
+
+def read_usage(usage: Any) -> Usage:
+    """A reply's `usage`: each count an integer in 0..MAX_REQUEST_TOKENS, or absent (some local servers
+    report none); anything else is a problem, never a number to add to the spending."""
+    if usage is None:
+        return Usage()
+    if not isinstance(usage, dict):
+        return Usage(problem=f"usage is {type(usage).__name__}, not an object")
+    counts = {}
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(key)
+        if value is None:
+            continue
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole or not 0 <= value <= MAX_REQUEST_TOKENS:
+            return Usage(problem=f"{key} {value!r} is not a token count in 0..{MAX_REQUEST_TOKENS:,}")
+        counts[key] = int(value)
+    return Usage(**counts, counted=len(counts) == 2)
 
 
 def _parse(reply: Any) -> Completion:
-    """The fields we keep from a chat.completion object; MalformedResponse when it is not one."""
+    """The fields we keep from a chat.completion object; MalformedResponse when it is not one. A malformed
+    usage is kept as its problem (the reply was paid for: the row is an error, not a retry)."""
     try:
         choice = reply["choices"][0]
         text = (choice.get("message") or {}).get("content")
-        usage = reply.get("usage") or {}
         if text is not None and not isinstance(text, str):
             raise TypeError(f"content is {type(text).__name__}")
         return Completion(
             id=reply.get("id"),
             text=text,
             finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            usage=read_usage(reply.get("usage")),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
         raise MalformedResponse(f"not a chat completion ({type(err).__name__}: {err})") from None
+
+
+def reply_cost(req: DescriptionRequest, c: Completion, price: Price, max_tokens: int) -> float:
+    """What a reply cost: its usage at the price, or the worst case the budget reserved for it (prompt
+    estimate + max_tokens) when it reported no usage we can trust."""
+    if c.usage.counted:
+        return price.cost(c.usage.prompt_tokens, c.usage.completion_tokens)
+    return price.cost(req.prompt_tokens, max_tokens)
 
 
 def _error_text(exc: BaseException, api_key: str | None) -> str:
@@ -256,18 +301,23 @@ def completion_result(
     latency_s: float = 0.0,
     response_id: str | None,
 ) -> DescriptionResult:
-    """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost."""
-    status, reason = judge(
-        c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts,
-        saw_image=req.image_input is not None,
-    )  # fmt: skip
+    """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost; an error row when
+    its usage is malformed (an endpoint whose accounting is broken is not trusted with the text either)."""
+    if c.usage.problem:
+        status = "error"
+        reason = f"malformed usage: {c.usage.problem} (charged at its worst case ${cost_usd:.6f})"
+    else:
+        status, reason = judge(
+            c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts,
+            saw_image=req.image_input is not None,
+        )  # fmt: skip
     return DescriptionResult(
         **request_fields(req),
-        description=c.text.strip() if c.text and c.text.strip() else None,
+        description=c.text.strip() if c.text and c.text.strip() and status != "error" else None,
         status=status,
         finish_reason=c.finish_reason,
-        prompt_tokens=c.prompt_tokens,
-        completion_tokens=c.completion_tokens,
+        prompt_tokens=c.usage.prompt_tokens,
+        completion_tokens=c.usage.completion_tokens,
         cost_usd=cost_usd,
         attempts=attempts,
         latency_s=latency_s,
@@ -332,7 +382,10 @@ class Runner:
                 # client.post is the official client's own transport (auth, base URL, errors by status)
                 # without chat.completions.create's TypedDict transform, deep copies and pydantic model
                 # build, which cost more CPU than the HTTP exchange; `_parse` checks the reply instead.
-                reply = await client.post("/chat/completions", cast_to=object, content=body)
+                async with asyncio.timeout(self.cfg.timeout):
+                    reply = await client.post("/chat/completions", cast_to=object, content=body)
+            except TimeoutError:
+                raise AttemptTimeout(f"no complete reply within --timeout {self.cfg.timeout:g} s") from None
             except ValueError as err:  # the body was not JSON
                 raise MalformedResponse(f"unparsable reply: {err}") from None
             completion = _parse(reply)
@@ -397,7 +450,7 @@ class Runner:
                 f"{public_base_url(self.cfg.base_url)}: {_error_text(exc, self.cfg.api_key)} (check the key, "
                 f"model and --base-url; finished rows are kept in the journal)"
             ) from None
-        except (openai.APIError, MalformedResponse) as exc:
+        except (openai.APIError, MalformedResponse, AttemptTimeout) as exc:
             return DescriptionResult(
                 **request_fields(req),
                 description=None,
@@ -410,7 +463,7 @@ class Runner:
             req,
             completion,
             self.cfg.gate,
-            cost_usd=self.price.cost(completion.prompt_tokens, completion.completion_tokens),
+            cost_usd=reply_cost(req, completion, self.price, self.cfg.max_tokens),
             attempts=attempts,
             latency_s=round(time.monotonic() - started, 4),
             response_id=completion.id,

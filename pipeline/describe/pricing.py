@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ PRICES: dict[str, tuple[float, float]] = {
 # tiktoken on English and JSON (an estimate: real usage comes back with each reply), and needs no vocabulary.
 _PIECE = re.compile(r"'(?:s|t|re|ve|m|ll|d)| ?[A-Za-z]+| ?\d{1,3}| ?[^\sA-Za-z\d]+|\s+")
 _MESSAGE_OVERHEAD = 4  # tokens the chat format adds per message
+# The most tokens one request can count: above the largest context window offered today (10M, Llama 4 Scout).
+# A usage beyond it (or negative, or not an integer) is an endpoint's error, never a bill.
+MAX_REQUEST_TOKENS = 10_000_000
 
 
 @functools.lru_cache(maxsize=256)  # system prompts repeat on every row
@@ -68,11 +72,15 @@ def price_for(
     if prices_file:
         try:
             extra = json.loads(Path(prices_file).read_text())
-            table |= {m: (float(v["input"]), float(v["output"])) for m, v in extra.items()}
+            extra = {m: (float(v["input"]), float(v["output"])) for m, v in extra.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise PipelineError(
                 f"--prices {prices_file}: expected JSON {{model: {{input, output}}}} ({err})"
             ) from None
+        for m, pair in extra.items():
+            if not all(math.isfinite(v) and v >= 0 for v in pair):
+                raise PipelineError(f"--prices {prices_file}: {m}: prices must be finite and >= 0 ({pair})")
+        table |= extra
     # Dated snapshots ("gpt-4o-mini-2024-07-18") cost what their family costs: longest prefix wins.
     match = max((m for m in table if model == m or model.startswith(m + "-")), key=len, default=None)
     base = table.get(match) if match else None

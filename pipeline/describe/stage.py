@@ -231,10 +231,12 @@ def _template(cfg: DescribeConfig) -> TemplateSet:
 def _refuse_failed_run(
     cfg: DescribeConfig, counts: dict[str, Any], results: list[DescriptionResult], staging: Path
 ) -> None:
-    """No silent success: a run whose rows all failed, or more than --max-error-share of them, is not
-    published (the journal stays in the staging folder, so a re-run sends only what is missing)."""
+    """No silent success: a run whose rows all failed, more than --max-error-share of them, or that has no ok
+    row at all, is not published (the journal stays in the staging folder, so a re-run sends only what is
+    missing and nothing paid for is lost)."""
     errors = counts["error"]
     if not errors or (errors / counts["rows"] <= cfg.max_error_share):
+        _refuse_no_ok_row(cfg, counts, results, staging)
         return
     first = next(r.error for r in results if r.status == "error")
     if errors == counts["rows"]:
@@ -249,6 +251,23 @@ def _refuse_failed_run(
             f"--allow-partial to publish them as they are"
         )
     log.warning("publishing with %d error rows of %d (--allow-partial)", errors, counts["rows"])
+
+
+def _refuse_no_ok_row(
+    cfg: DescribeConfig, counts: dict[str, Any], results: list[DescriptionResult], staging: Path
+) -> None:
+    """Replies that all failed the gate (invalid, refused, truncated) make a dataset with nothing in it."""
+    if counts["ok"]:
+        return
+    by_status = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    first = next((f"{r.status}: {r.error}" for r in results if r.error), "no reason recorded")
+    if not cfg.allow_partial:
+        raise PipelineError(
+            f"no row is ok ({by_status}; e.g. {first}); nothing published, the journal is kept in {staging}: "
+            f"send them again with {' '.join(f'--retry {s}' for s in STATUSES if counts[s])} (or try "
+            f"another --model or --template), or pass --allow-partial to publish them as they are"
+        )
+    log.warning("publishing with no ok row (%s; --allow-partial)", by_status)
 
 
 def _existing_journal(store: Store, name: str) -> tuple[dict[str, DescriptionResult], float]:
