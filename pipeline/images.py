@@ -21,6 +21,7 @@ files first, with a message that says how to raise it.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,7 +92,7 @@ def check_size(size: tuple[int, int], name: str) -> None:
     w, h = size
     if w * h > _max_pixels:
         raise ImageTooLarge(
-            f"{name}: {w}x{h} = {w * h:,} pixels, over the limit of {_max_pixels:,} ({_HOW_TO_RAISE})"
+            f"{name}: {w * h:,} pixels ({w}x{h}), over the limit of {_max_pixels:,} ({_HOW_TO_RAISE})"
         )
 
 
@@ -102,9 +103,13 @@ def decoding(name: str) -> Iterator[None]:
         yield
     except ImageError:
         raise
-    except Image.DecompressionBombError:  # PIL's backstop, past twice the limit
+    except (
+        Image.DecompressionBombError
+    ) as err:  # PIL's backstop, past twice the limit: its text has the count
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "more than twice that many pixels"
         raise ImageTooLarge(
-            f"{name}: more than twice the limit of {_max_pixels:,} pixels ({_HOW_TO_RAISE})"
+            f"{name}: {pixels}, over the limit of {_max_pixels:,} ({_HOW_TO_RAISE})"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (no format PIL can read)") from None

@@ -199,7 +199,9 @@ def test_missing_unreadable_and_outside_images_are_error_rows_never_sent(server,
     assert summary["ok"] == 2 and summary["error"] == 4 and len(server.requests) == 2
     df = table(store)
     assert df.loc["missing.jpg", "error"] == f"not sent: image 'missing.jpg' not found in --images {images}"
-    assert df.loc["garbage.jpg", "error"] == "not sent: garbage.jpg: not an image file (no format PIL can read)"
+    assert (
+        df.loc["garbage.jpg", "error"] == "not sent: garbage.jpg: not an image file (no format PIL can read)"
+    )
     assert df.loc["truncated.jpg", "error"].startswith("not sent: image 'truncated.jpg' cannot be sent")
     assert (
         df.loc["../outside.jpg", "error"]
