@@ -12,10 +12,10 @@ and the run goes on.
 The pixel limit (`--max-image-pixels` before the command, or FOCUS_MAX_IMAGE_PIXELS) refuses a file whose
 header announces more pixels before a single one is decoded. The default, 100 million, passes every photo of
 the pose datasets (MPII frames are at most 1920x1080, COCO's at most 640 px a side) and a 100-megapixel camera
-frame, and refuses a 20000x20000 image (400 million); one decoded RGB image at the limit takes 300 MB, so
-build-dataset's eight workers stay under 2.4 GB. PIL's own bomb check (a warning above its MAX_IMAGE_PIXELS,
-an error above twice that) is made to follow the same limit, its warning silenced: the limit refuses those
-files first, with a message that says how to raise it.
+frame, and refuses the 20000x20000 PNG bomb (400 million pixels in a 48 kB file). Its RGB pixels alone are
+300 MB (docs/input-checks.md has the measured peak), times build-dataset's workers. PIL's own bomb check (a
+warning above its MAX_IMAGE_PIXELS, an error above twice that) is made to follow the same limit, its warning
+silenced: the limit refuses those files first, with a message that says how to raise it.
 """
 
 from __future__ import annotations
