@@ -92,7 +92,7 @@ def check_size(size: tuple[int, int], name: str) -> None:
     w, h = size
     if w * h > _max_pixels:
         raise ImageTooLarge(
-            f"{name}: {w * h:,} pixels ({w}x{h}), over the limit of {_max_pixels:,} ({_HOW_TO_RAISE})"
+            f"{name}: {w * h:,} pixels ({w}x{h}), over the limit of {_max_pixels:,} pixels ({_HOW_TO_RAISE})"
         )
 
 
@@ -103,13 +103,12 @@ def decoding(name: str) -> Iterator[None]:
         yield
     except ImageError:
         raise
-    except (
-        Image.DecompressionBombError
-    ) as err:  # PIL's backstop, past twice the limit: its text has the count
+    # PIL's backstop, past twice the limit: its text has the count
+    except Image.DecompressionBombError as err:
         found = re.search(r"\((\d+) pixels\)", str(err))
-        pixels = f"{int(found.group(1)):,} pixels" if found else "more than twice that many pixels"
+        pixels = f"{int(found.group(1)):,} pixels, over" if found else "more than twice"
         raise ImageTooLarge(
-            f"{name}: {pixels}, over the limit of {_max_pixels:,} ({_HOW_TO_RAISE})"
+            f"{name}: {pixels} the limit of {_max_pixels:,} pixels ({_HOW_TO_RAISE})"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (no format PIL can read)") from None

@@ -175,14 +175,14 @@ def test_describe_with_a_decompression_bomb_plans_sends_and_records_an_error_row
     plan = _plan(cli(*describe_args, "--dry-run"))
     assert plan["not_sendable_now"] == 1
     assert plan["not_sendable_example"] == (
-        "004645041.jpg: 400,000,000 pixels, over the limit of 100,000,000 "
+        "004645041.jpg: 400,000,000 pixels, over the limit of 100,000,000 pixels "
         "(--max-image-pixels or FOCUS_MAX_IMAGE_PIXELS raises it)"
     )
     hosted = _plan(cli(*describe_args, "--image-url-base", "https://example.org/m/", "--dry-run"))
     assert hosted["not_sendable_now"] == 0 and hosted["sizes_read"] == 4  # the bomb's size is not read
     lower = _plan(cli("--max-image-pixels", "300000000", *describe_args, "--dry-run"))
     assert lower["not_sendable_example"] == (
-        "004645041.jpg: 400,000,000 pixels (20000x20000), over the limit of 300,000,000 "
+        "004645041.jpg: 400,000,000 pixels (20000x20000), over the limit of 300,000,000 pixels "
         "(--max-image-pixels or FOCUS_MAX_IMAGE_PIXELS raises it)"
     )
     raised = _plan(cli("--max-image-pixels", "500000000", *describe_args, "--dry-run"))
@@ -220,6 +220,7 @@ def _tiny_run(store) -> None:
         torch.save(open_clip.create_model("focus-tiny").state_dict(), w.dir / "model.pt")
 
 
+@pytest.mark.slow
 def test_analyze_goes_on_past_a_bomb_and_a_file_that_is_no_image(cli, store, mpii_images):
     """Before: analyze --images exited 2 (DecompressionBombError; "cannot be read as an image") and wrote
     nothing."""
