@@ -12,7 +12,11 @@ Writes datasets/<name>/: data/<split>-NNNNN-of-NNNNN.parquet (features in `FEATU
 card, YAML header with configs/splits/features so `datasets.load_dataset(path)` needs no loading script),
 skipped.jsonl (every dropped image or description row with its reason) and meta.json (counts, statistics).
 
-One row per annotated image that has at least one usable description and a decodable image file.
+One row per annotated image that has at least one usable description and a decodable image file
+(pipeline.build_images: a file inside --images, links included only when they stay inside it, within
+--max-image-pixels, and of the size the annotations record or that picture resized, whose annotations then
+follow it). An instance whose box or mask lies far off its image is left out of its row
+(pipeline.coco.bounds).
 `description` is the first usable description (descriptions artifacts in the order given, then source, then
 sample); `descriptions` holds all of them as {source, model, text}. Images are stored as their original bytes
 unless --max-side shrinks them; keypoints, centers, scales and boxes are then rescaled to the stored pixels.
@@ -28,17 +32,14 @@ split, flushed every row group and rolled over at a size bound; nothing holds mo
 from __future__ import annotations
 
 import ctypes
-import io
 import json
 import logging
 import multiprocessing as mp
 import os
 import signal
-import struct
 import sys
-import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -47,21 +48,21 @@ from typing import IO, Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from pipeline import hub
+from pipeline.build_images import ImageJob, ImageOptions, ImageResult, run_job
+from pipeline.coco.bounds import Problem
 from pipeline.dataset_card import (
     SCHEMA,
     CardInputs,
     SplitInfo,
     TextStats,
-    count_words,
     render_card,
     token_counter,
 )
 from pipeline.errors import PipelineError
-from pipeline.heatmaps import instance_heatmap, to_uint8
+from pipeline.images import ImageError, LinkOutside, find_image, max_pixels
 from pipeline.log import progress
 from pipeline.records import (
     ANNOTATIONS_FILE,
@@ -69,7 +70,6 @@ from pipeline.records import (
     STATUSES,
     ImageAnnotation,
     Person,
-    image_file,
     read_annotations,
     read_descriptions,
 )
@@ -77,7 +77,6 @@ from pipeline.skeletons import MPII, Skeleton
 
 log = logging.getLogger(__name__)
 
-EXIF_ORIENTATION = 0x0112
 ROI_SOURCES = ("keypoints", "box", "mask")
 # What an instance's region comes from when it lacks the chosen source: a mask's outline is best approximated
 # by the box around it, a box by the box of the keypoints (which the keypoint blob is).
@@ -153,8 +152,10 @@ class BuildConfig:
         return self.name or self.descriptions[0]
 
     def to_meta(self) -> dict[str, Any]:
-        """The config as meta.json records it (the images folder resolved, the name filled in)."""
-        return {**asdict(self), "images": str(self.images.resolve()), "name": self.dataset_name}
+        """The config as meta.json records it (the images folder resolved, the name filled in, and the pixel
+        limit the images were read under: --max-image-pixels)."""
+        return {**asdict(self), "images": str(self.images.resolve()), "name": self.dataset_name,
+                "max_image_pixels": max_pixels()}  # fmt: skip
 
 
 # ---- descriptions ------------------------------------------------------------------------------------------
@@ -266,165 +267,7 @@ def index_descriptions(
     return DescriptionIndex(by_image, rows, fate, [s for s in sources.values()])
 
 
-# ---- per-image work (runs in the worker pool) --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImageOptions:
-    max_side: int | None
-    jpeg_quality: int
-    heatmap_parts: bool
-    png_level: int
-
-
-@dataclass(slots=True)
-class ImageJob:
-    path: str
-    keypoints: np.ndarray  # (P, K, 3) in source pixels: the instances whose region is their keypoints
-    texts: list[str]  # descriptions, for their length statistics
-    boxes: np.ndarray = field(
-        default_factory=lambda: np.zeros((0, 4))
-    )  # (B, 4) x1, y1, x2, y2, source pixels
-    segmentations: list[str] = field(default_factory=list)  # COCO masks (JSON text) of the mask instances
-    skeleton: Skeleton = MPII  # the keypoints' (the part heatmap's body parts)
-
-
-@dataclass(slots=True)
-class ImageResult:
-    reason: str | None = None  # None: the image is usable
-    detail: str = ""
-    image: bytes = b""
-    heatmap: bytes = b""
-    width: int = 0
-    height: int = 0
-    scale: tuple[float, float] = (1.0, 1.0)  # stored / source pixels, x and y
-    words: list[int] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-
-
-def stored_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """Size after shrinking the longer side to max_side (never enlarging), aspect ratio kept."""
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    f = max_side / max(width, height)
-    return max(1, round(width * f)), max(1, round(height * f))
-
-
-def png_gray(pixels: np.ndarray, level: int = 1) -> bytes:
-    """8-bit grayscale PNG of a (H, W) uint8 array, every row with the Sub filter.
-
-    About 3x faster than PIL's encoder at the same size for smooth images like heatmaps: PIL tries the filters
-    per row, while Sub alone already turns a smooth ramp into small residuals that deflate well (zlib releases
-    the GIL, so threads encode in parallel).
-    """
-    h, w = pixels.shape
-    rows = np.empty((h, w + 1), dtype=np.uint8)
-    rows[:, 0] = 1  # filter type Sub: each byte minus the one to its left, modulo 256
-    rows[:, 1] = pixels[:, 0]
-    np.subtract(pixels[:, 1:], pixels[:, :-1], out=rows[:, 2:])
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, deflate, no interlace
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", ihdr),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-            _png_chunk(b"IEND", b""),
-        )
-    )
-
-
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
-def encode_heatmap(
-    keypoints: np.ndarray,
-    size: tuple[int, int],
-    *,
-    parts: bool,
-    png_level: int,
-    boxes: np.ndarray | None = None,
-    segmentations: Sequence[str] = (),
-    mask_size: tuple[int, int] | None = None,
-    skeleton: Skeleton = MPII,
-) -> bytes:
-    """ROI heatmap of keypoints and boxes given in stored-image pixels (and masks decoded at mask_size, the
-    source image's), as an 8-bit grayscale PNG of the stored size."""
-    boxes = np.zeros((0, 4)) if boxes is None else boxes
-    hm = instance_heatmap(
-        keypoints, boxes, segmentations, size, size, mask_size=mask_size, parts=parts, skeleton=skeleton
-    )
-    return png_gray(to_uint8(hm), png_level)
-
-
-def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
-    """Read, fully decode, maybe shrink and render the heatmap of one image; bad data -> a reason."""
-    try:
-        with open(job.path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return ImageResult("missing_image", job.path)
-    except OSError as err:
-        return ImageResult("unreadable_image", f"{job.path}: {err.strerror or err}")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            fmt = img.format
-            size = stored_size(width, height, opts.max_side)
-            if size != (width, height):
-                img.draft(img.mode, size)  # JPEG DCT scaling: decode at >= the target size, much faster
-            img.load()  # a full decode: truncated or corrupt files fail here, not in a user's training loop
-            # datasets' Image feature applies an EXIF rotation when decoding, which would turn the picture
-            # away from the keypoints (annotated on the stored pixels): such files are re-encoded without it.
-            rotated = img.getexif().get(EXIF_ORIENTATION, 1) != 1
-            if size != (width, height):
-                data = _reencode(img.resize(size, Image.Resampling.LANCZOS), fmt, opts.jpeg_quality)
-            elif rotated:
-                data = _reencode(img, fmt, opts.jpeg_quality)
-    # Decoders raise many types on hostile bytes (OSError, SyntaxError, ValueError, struct.error, ...):
-    # whatever they raise, the file is not a usable image, and the reason says which error it was.
-    except Exception as err:  # noqa: BLE001
-        return ImageResult("corrupt_image", f"{job.path}: {type(err).__name__}: {err}")
-    sx, sy = size[0] / width, size[1] / height
-    kps = job.keypoints.copy()
-    kps[..., 0] *= sx
-    kps[..., 1] *= sy
-    boxes = job.boxes * np.array([sx, sy, sx, sy])
-    try:
-        heatmap = encode_heatmap(
-            kps, size, parts=opts.heatmap_parts, png_level=opts.png_level, boxes=boxes,
-            segmentations=job.segmentations, mask_size=(width, height), skeleton=job.skeleton,
-        )  # fmt: skip
-    # pycocotools raises on RLE it cannot read; a mask of another size than the image file is a ValueError
-    except (ValueError, TypeError, KeyError) as err:
-        if not job.segmentations:
-            raise
-        return ImageResult("bad_mask", f"{job.path}: {type(err).__name__}: {err}")
-    count = token_counter()
-    return ImageResult(
-        None,
-        "",
-        data,
-        heatmap,
-        size[0],
-        size[1],
-        (sx, sy),
-        words=[count_words(t) for t in job.texts],
-        tokens=[count(t) for t in job.texts],
-    )
-
-
-def _reencode(img: Image.Image, fmt: str | None, quality: int) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "JPEG" or (fmt != "PNG" and img.mode in ("RGB", "L", "CMYK")):
-        img.save(buf, format="JPEG", quality=quality)
-    else:
-        img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _run_job(item: tuple[ImageJob, ImageOptions]) -> ImageResult:
-    return process_image(*item)
+# ---- the worker pool (the per-image work is pipeline.build_images) ---------------------------------------
 
 
 def single_threaded_blas() -> None:
@@ -578,20 +421,6 @@ def roi_choice(people: list[Person], roi: str) -> list[str | None]:
     return out
 
 
-def roi_job(path: str, ann: ImageAnnotation, sources: list[str | None], texts: list[str]) -> ImageJob:
-    """The image job drawing each instance's region from its chosen source. Under --roi keypoints every
-    instance's keypoints go in, as they always did (those without a known joint add nothing)."""
-    if all(s in ("keypoints", None) for s in sources):
-        return ImageJob(path, ann.keypoints, texts, skeleton=ann.skeleton)
-    pick = [i for i, s in enumerate(sources) if s == "keypoints"]
-    kps = ann.keypoints[pick]
-    boxes = np.array([p.source_box for p, s in zip(ann.people, sources, strict=True) if s == "box"]).reshape(
-        -1, 4
-    )
-    masks = [p.segmentation for p, s in zip(ann.people, sources, strict=True) if s == "mask"]
-    return ImageJob(path, kps, texts, boxes=boxes, segmentations=masks, skeleton=ann.skeleton)
-
-
 def dataset_row(
     ann: ImageAnnotation, descs: list[Description], res: ImageResult, sources: list[str | None]
 ) -> dict:
@@ -633,6 +462,8 @@ class _Tally:
     categories: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)  # instances by category name (COCO-format sources)
     roi: Counter = field(default_factory=Counter)  # instances by the source of their region ("none": nothing)
+    skipped_instances: Counter = field(default_factory=Counter)  # of kept images, by bounds.Problem reason
+    rescaled: int = 0  # kept images whose file is the recorded picture at another size
     skeletons: dict[str, Skeleton] = field(default_factory=dict)  # of the kept images, by name
 
     def skip(self, record: dict) -> None:
@@ -646,6 +477,17 @@ class _Tally:
         self.skip(
             {"kind": "image", "reason": reason, "image": ann.image, "split": ann.split, "detail": detail}
         )
+
+    def skip_instances(
+        self, ann: ImageAnnotation, sources: list[str | None], dropped: dict[int, Problem]
+    ) -> tuple[ImageAnnotation, list[str | None]]:
+        """The image without the instances its worker dropped (each counted and listed), and their sources."""
+        for i, problem in dropped.items():
+            self.skipped_instances[problem.reason] += 1
+            self.skip({"kind": "instance", "reason": problem.reason, "image": ann.image, "instance": i,
+                       "split": ann.split, "detail": problem.detail})  # fmt: skip
+        keep = [i for i in range(len(ann.people)) if i not in dropped]
+        return replace(ann, people=[ann.people[i] for i in keep]), [sources[i] for i in keep]
 
     def add(
         self, ann: ImageAnnotation, descs: list[Description], res: ImageResult, sources: list[str | None]
@@ -677,7 +519,7 @@ class _Tally:
 def _jobs(
     annotations: list[ImageAnnotation], index: DescriptionIndex, cfg: BuildConfig, tally: _Tally
 ) -> Iterator[tuple[tuple[ImageAnnotation, list[Description], list], tuple[ImageJob, ImageOptions]]]:
-    """One job per annotated image with descriptions and a file name inside --images (others skipped)."""
+    """One job per annotated image with descriptions and a file inside --images (others skipped)."""
     opts = ImageOptions(cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level)
     seen: set[str] = set()
     for ann in annotations:
@@ -689,12 +531,18 @@ def _jobs(
         if not descs:
             tally.skip_image(ann, "no_description")
             continue
-        path = image_file(cfg.images, ann.image)
-        if path is None:
+        try:
+            path = find_image(cfg.images, ann.image)
+        except LinkOutside as err:
+            tally.skip_image(ann, "link_outside_images", str(err))
+            continue
+        except ImageError:
             tally.skip_image(ann, "path_outside_images", f"{ann.image!r} is not a name inside --images")
             continue
         sources = roi_choice(ann.people, cfg.roi)
-        yield (ann, descs, sources), (roi_job(str(path), ann, sources, [d.text for d in descs]), opts)
+        recorded = (ann.width, ann.height) if ann.width and ann.height else None
+        job = ImageJob(str(path), ann.people, sources, [d.text for d in descs], ann.skeleton, recorded)
+        yield (ann, descs, sources), (job, opts)
 
 
 def _write_shards(
@@ -711,7 +559,7 @@ def _write_shards(
     single_threaded_blas()  # this process renders too (workers=0, thread pool)
     jobs = _jobs(annotations, index, cfg, tally)
     results = ordered_map(
-        _run_job, jobs, workers=cfg.workers, executor=cfg.executor, window=max(4, 4 * cfg.workers)
+        run_job, jobs, workers=cfg.workers, executor=cfg.executor, window=max(4, 4 * cfg.workers)
     )
     for (ann, descs, sources), res in progress(
         results, total=len(index.by_image), desc="build-dataset", unit="img"
@@ -721,6 +569,8 @@ def _write_shards(
             index.fate["used"] -= len(descs)
             index.fate["skipped:image_skipped"] += len(descs)
             continue
+        ann, sources = tally.skip_instances(ann, sources, res.dropped)
+        tally.rescaled += res.rescaled
         writer = writers.get(ann.split)
         if writer is None:
             writer = writers[ann.split] = SplitWriter(
@@ -758,6 +608,10 @@ def _counts(
         "images": sum(s.rows for s in splits),
         "splits": {s.name: s.rows for s in splits},
         "skipped_images": dict(tally.skipped_images),
+        # instances of kept images left out: a box or mask far off the image (pipeline.coco.bounds)
+        "skipped_instances": dict(tally.skipped_instances),
+        # kept images whose file is the recorded picture at another size: their annotations were rescaled
+        "rescaled_images": tally.rescaled,
         "description_rows": index.rows,
         "descriptions_used": fate["used"],
         "skipped_descriptions": {

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.coco.bounds import segmentation_problem
 from pipeline.records import keypoint_boxes, known
 from pipeline.skeletons import MPII, Skeleton
 
@@ -109,22 +110,23 @@ def roi_heatmap(
 
 def decode_mask(segmentation: str, size: tuple[int, int]) -> np.ndarray:
     """One COCO segmentation (JSON text: polygons, or RLE with compressed or uncompressed counts) as a
-    (height, width) uint8 0/1 mask on an image of size (width, height); ValueError when an RLE's own size
-    is not that size. Decoded as pycocotools' COCO.annToRLE does."""
+    (height, width) uint8 0/1 mask on an image of size (width, height); ValueError, before pycocotools sees
+    it, when it does not fit that image (pipeline.coco.bounds: an RLE of another size, runs that do not add
+    up, coordinates far off the image). Decoded as pycocotools' COCO.annToRLE does."""
     from pycocotools import mask as mask_utils  # imported here: only the mask ROI needs it
 
+    problem = segmentation_problem(segmentation, size)
+    if problem is not None:
+        raise ValueError(problem.detail)
     w, h = size
     seg = json.loads(segmentation)
     if isinstance(seg, list):  # polygons: one RLE each, merged into one
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
     elif isinstance(seg["counts"], list):  # uncompressed RLE (COCO's crowd regions)
-        rle = mask_utils.frPyObjects(seg, *seg["size"])
+        rle = mask_utils.frPyObjects(seg, h, w)
     else:
-        rle = {"size": seg["size"], "counts": seg["counts"].encode()}
-    mask = mask_utils.decode(rle)
-    if mask.shape != (h, w):
-        raise ValueError(f"mask of {mask.shape[1]}x{mask.shape[0]} px on an image of {w}x{h} px")
-    return mask
+        rle = {"size": [h, w], "counts": seg["counts"].encode()}
+    return mask_utils.decode(rle)
 
 
 def mask_heatmap(

@@ -120,7 +120,7 @@ def image_file(images: Path, name: str) -> Path | None:
 
     Image names come from annotation and description files, which may be anyone's: build-dataset embeds the
     file it opens and analyze's gallery shows it, so a name like ../../home/me/.ssh/id_rsa must not be read.
-    Links already inside `images` are the user's own and are followed.
+    This check is lexical; pipeline.images.find_image also refuses a link that resolves outside `images`.
     """
     parts = PurePosixPath(name).parts if isinstance(name, str) else ()
     if not parts or name.startswith("/") or ".." in parts or "\0" in name:

@@ -26,7 +26,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.build_dataset import BuildConfig, build_dataset, index_descriptions, stored_size
+from pipeline.build_dataset import BuildConfig, build_dataset, index_descriptions
+from pipeline.build_images import stored_size
 from pipeline.cli.build_dataset import parse_size
 from pipeline.convert import ConvertConfig, convert
 from pipeline.dataset_card import FEATURES, token_counter
@@ -617,14 +618,14 @@ def test_parse_size():
 
 
 def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_path):
-    from pipeline.build_dataset import ImageJob, ImageOptions, process_image
+    from pipeline.build_images import ImageJob, ImageOptions, process_image
 
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     pixels = np.zeros((40, 100, 3), np.uint8)
     pixels[:, :50] = 255  # left half white
     Image.fromarray(pixels).save(tmp_path / "r.jpg", exif=exif)
-    job = ImageJob(str(tmp_path / "r.jpg"), np.zeros((0, 16, 3), np.float32), ["text"])
+    job = ImageJob(str(tmp_path / "r.jpg"), [], [], ["text"])
     res = process_image(job, ImageOptions(None, 95, False, 1))
     assert res.reason is None and (res.width, res.height) == (100, 40)
     decoded = np.asarray(FEATURES["image"].decode_example({"bytes": res.image, "path": None}))
@@ -633,7 +634,7 @@ def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_pat
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
 def test_png_gray_decodes_to_the_same_pixels(shape):
-    from pipeline.build_dataset import png_gray
+    from pipeline.build_images import png_gray
 
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     with Image.open(io.BytesIO(png_gray(pixels))) as im:
@@ -642,7 +643,7 @@ def test_png_gray_decodes_to_the_same_pixels(shape):
 
 
 def test_heatmap_png_is_8bit_grayscale_of_the_image_size():
-    from pipeline.build_dataset import encode_heatmap
+    from pipeline.build_images import encode_heatmap
 
     kps = np.zeros((1, 16, 3), np.float32)
     kps[0, :, :2] = np.linspace(10, 50, 32).reshape(16, 2)

@@ -249,11 +249,17 @@ def test_keypoint_heatmaps_are_refused_on_a_mask_dataset(store, shared_data):
     assert not store.exists("runs", "crowdpose-mask-focusclip")
 
 
-def test_a_mask_that_does_not_fit_its_image_file_skips_the_image(tmp_path):
-    from pipeline.build_dataset import ImageJob, ImageOptions, process_image
+def test_a_mask_that_does_not_fit_its_image_file_drops_that_instance(tmp_path):
+    from pipeline.build_images import ImageJob, ImageOptions, process_image
+    from pipeline.records import Person
 
     Image.new("RGB", (100, 40)).save(tmp_path / "a.jpg")
     rle = json.dumps({"size": [10, 10], "counts": [100]})  # a 10 x 10 mask: the file is 100 x 40
-    job = ImageJob(str(tmp_path / "a.jpg"), np.zeros((0, 17, 3), np.float32), ["text"], segmentations=[rle])
+    fits = json.dumps({"size": [40, 100], "counts": [0, 4000]})  # the whole image
+    people = [Person(segmentation=rle), Person(segmentation=fits)]
+    job = ImageJob(str(tmp_path / "a.jpg"), people, ["mask", "mask"], ["text"])
     res = process_image(job, ImageOptions(None, 95, False, 1))
-    assert res.reason == "bad_mask" and "mask of 10x10 px on an image of 100x40 px" in res.detail
+    assert res.reason is None and list(res.dropped) == [0]
+    assert res.dropped[0].reason == "rle_size_not_image"
+    assert "mask of 10x10 px on an image of 100x40 px" in res.dropped[0].detail
+    assert _png(res.heatmap).min() == 255  # the other instance's mask covers the image

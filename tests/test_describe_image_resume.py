@@ -25,11 +25,13 @@ def test_kill_9_then_resume_with_images(store, store_root, shared_data, tmp_path
     names = {p.name for p in real.glob("*.jpg")}
     five = [r for r in csv_annotations(shared_data, 17372) if r.image in names]
     images = tmp_path / "images"
-    images.mkdir()
+    (images / "real").mkdir(parents=True)
+    for src in five:
+        shutil.copyfile(real / src.image, images / "real" / src.image)
     rows = []
-    for i in range(N):  # 30 rows: each links to one of the five real images under its own name
+    for i in range(N):  # 30 rows: each links to one of the five images copied in, under its own name
         src = five[i % 5]
-        (images / f"{i:02d}-{src.image}").symlink_to(real / src.image)
+        (images / f"{i:02d}-{src.image}").symlink_to(images / "real" / src.image)
         rows.append(replace(src, image=f"{i:02d}-{src.image}"))
     put_annotations(store, "mpii", rows)
     template = tmp_path / "tagged"

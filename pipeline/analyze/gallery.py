@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from pipeline.analyze.report import COMPARISON_NOTE, QUALITY_ROWS, comparison_table, faith_rows, table
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, Check
 from pipeline.heatmaps import roi_heatmap
+from pipeline.images import load_rgb
 from pipeline.records import ImageAnnotation, known
 from pipeline.skeletons import Skeleton
 
@@ -51,11 +52,10 @@ def _canvas(ann: ImageAnnotation, image_path: Path | None) -> tuple[Image.Image,
     crowd = np.array([p.crowd for p in ann.people], dtype=bool)
     kps = ann.keypoints[~crowd] if crowd.any() else ann.keypoints.copy()
     if image_path is not None:
-        with Image.open(image_path) as im:
-            im = im.convert("RGB")
-            src = im.size
-            scale = MAX_SIDE / max(src)
-            img = im.resize((max(1, round(src[0] * scale)), max(1, round(src[1] * scale))), Image.BILINEAR)
+        im = load_rgb(image_path, str(image_path))
+        src = im.size
+        scale = MAX_SIDE / max(src)
+        img = im.resize((max(1, round(src[0] * scale)), max(1, round(src[1] * scale))), Image.BILINEAR)
         kps[..., :2] *= scale
         return img, kps, src
     pts = kps[known(kps)][:, :2] if kps.size else np.zeros((0, 2))
@@ -73,10 +73,11 @@ def _canvas(ann: ImageAnnotation, image_path: Path | None) -> tuple[Image.Image,
 
 def card_image(ann: ImageAnnotation | None, image_path: Path | None = None, quality: int = 80) -> bytes:
     """JPEG of the image (or a neutral canvas) with the ROI heatmap tinted over it and each skeleton drawn:
-    visible joints filled, occluded ones (v = 1) hollow, unannotated ones absent."""
+    visible joints filled, occluded ones (v = 1) hollow, unannotated ones absent. ImageError when the image
+    file cannot be read (pipeline.images)."""
     if ann is None:
         img = (
-            Image.open(image_path).convert("RGB")
+            load_rgb(image_path, str(image_path))
             if image_path
             else Image.new("RGB", (MAX_SIDE, MAX_SIDE), "#eee")
         )

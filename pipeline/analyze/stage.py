@@ -49,9 +49,10 @@ from pipeline.faithfulness import (
     coverage_summary,
     faithfulness_summary,
 )
+from pipeline.images import ImageError, find_image, load_rgb
 from pipeline.instances import annotation_facts, groups, instances, plural
 from pipeline.log import progress
-from pipeline.records import STATUSES, ImageAnnotation, image_file
+from pipeline.records import STATUSES, ImageAnnotation
 
 log = logging.getLogger(__name__)
 CHECKS_SCHEMA = pa.schema([
@@ -139,30 +140,29 @@ def _per_row_mean(values: pd.Series) -> float | None:
 
 
 def _find_image(images: Path, name: str) -> Path | None:
-    path = image_file(images, name)  # names come from the descriptions: never outside --images
-    return path if path is not None and path.is_file() else None
+    """The image file under --images, None when there is none; ImageError for a name or link leading out of
+    it (names come from the descriptions: pipeline.images.find_image)."""
+    path = find_image(images, name)
+    return path if path.is_file() else None
 
 
-def _open_rgb(path: Path):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except OSError as err:
-        raise PipelineError(f"{path}: cannot be read as an image ({err})") from None
-
-
-def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> pd.Series:
-    """max(100 * cos(image, text), 0) per usable row whose image is found (the CLIPScore of torchmetrics);
-    texts longer than the model's context are cut by its tokenizer, as in training."""
+def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> tuple[pd.Series, dict[str, str]]:
+    """max(100 * cos(image, text), 0) per usable row whose image is found and readable (the CLIPScore of
+    torchmetrics), and why each unreadable image was not scored; texts longer than the model's context are
+    cut by its tokenizer, as in training."""
     import torch
 
     from training.inference import load_model
 
     model, preprocess, tokenizer = load_model(run_dir=store.path("runs", cfg.run), device=cfg.device)
     rows = df[df["usable"]]
-    paths = {img: _find_image(cfg.images, img) for img in rows["image"].unique()}
+    paths: dict[str, Path | None] = {}
+    unreadable: dict[str, str] = {}
+    for img in rows["image"].unique():
+        try:
+            paths[img] = _find_image(cfg.images, img)
+        except ImageError as err:
+            unreadable[img] = str(err)
     found = [img for img, p in paths.items() if p is not None]
     if not found:
         raise PipelineError(
@@ -172,8 +172,15 @@ def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> pd.Series:
     image_emb: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for i in progress(range(0, len(found), cfg.clip_batch), desc="CLIP images", unit="batch"):
-            batch = found[i : i + cfg.clip_batch]
-            ims = [preprocess(_open_rgb(paths[b])) for b in batch]
+            batch, ims = [], []
+            for name in found[i : i + cfg.clip_batch]:
+                try:
+                    ims.append(preprocess(load_rgb(paths[name], str(paths[name]))))
+                    batch.append(name)
+                except ImageError as err:
+                    unreadable[name] = str(err)
+            if not ims:
+                continue
             emb = torch.nn.functional.normalize(model.encode_image(torch.stack(ims).to(cfg.device)), dim=-1)
             image_emb.update(zip(batch, emb.cpu(), strict=True))
         scores = pd.Series(np.nan, index=df.index, dtype="float64")
@@ -185,9 +192,12 @@ def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> pd.Series:
             img = torch.stack([image_emb[x] for x in chunk["image"]])
             scores.loc[chunk.index] = (100.0 * (txt * img).sum(-1)).clamp_min(0.0).numpy()
     log.info(
-        "CLIP score: %d rows scored, %d images not found", int(scores.notna().sum()), len(paths) - len(found)
+        "CLIP score: %d rows scored, %d images not found, %d unreadable",
+        int(scores.notna().sum()),
+        len(paths) - len(found),
+        len(unreadable),
     )
-    return scores
+    return scores, unreadable
 
 
 def _stats(values: pd.Series) -> dict | None:
@@ -243,9 +253,10 @@ def _cards(
     indexes: dict,
     sources: list[str],
     compared: list[dict],
-) -> tuple[list[dict], int]:
+) -> tuple[list[dict], int, dict[str, str]]:
     """The gallery's cards: a seeded sample of the images (of those a text-only and an image-grounded source
-    both described, when there is such a pair), each with every usable description of it."""
+    both described, when there is such a pair), each with every usable description of it; and why each image
+    that could not be shown was not (its card draws the keypoints on a blank canvas and says why)."""
     usable = df[df["usable"]]
     images = sorted(usable["image"].unique())
     pool = images
@@ -255,7 +266,7 @@ def _cards(
         pool = sorted(set().union(*shared))
     picked = sorted(random.Random(cfg.seed).sample(pool, min(cfg.sample, len(pool))))
     order = {s: i for i, s in enumerate(sources)}
-    cards = []
+    cards, unreadable = [], {}
     for image in progress(picked, desc="gallery", unit="image"):
         rows = usable[usable["image"] == image]
         rows = rows.iloc[
@@ -264,11 +275,11 @@ def _cards(
         artifact = rows["artifact"].iloc[0]
         ann_name = ann_for_artifact.get(artifact)
         ann = indexes.get(ann_name, {}).get(image) if ann_name else None
-        path = _find_image(cfg.images, image) if cfg.images else None
         try:
-            jpeg = card_image(ann, path)
-        except OSError as err:
-            raise PipelineError(f"{path}: cannot be read as an image ({err})") from None
+            jpeg = card_image(ann, _find_image(cfg.images, image) if cfg.images else None)
+        except ImageError as err:
+            unreadable[image] = str(err)
+            jpeg = card_image(ann, None)
         descs = []
         text_only = list(rows.loc[~rows["with_image"] & ~rows["control"], "description"])
         for idx, source, sample, text, seen in zip(
@@ -285,8 +296,8 @@ def _cards(
         one = kinds[0] if len(kinds) == 1 else ann.skeleton.subject if ann else "person"
         cards.append({"image": image, "img": data_uri(jpeg), "people": len(instances(ann)) if ann else 0,
                       "noun": [one, plural(one)], "activity": ann.activity if ann else None,
-                      "descriptions": descs})  # fmt: skip
-    return cards, len(images)
+                      "image_error": unreadable.get(image), "descriptions": descs})  # fmt: skip
+    return cards, len(images), unreadable
 
 
 def _checks_table(df: pd.DataFrame, checks: dict[int, DescriptionChecks]) -> pa.Table:
@@ -371,6 +382,14 @@ def _notes(cfg: AnalyzeConfig, annotated: bool, no_annotation: dict[str, int]) -
     return notes
 
 
+def _unreadable_note(unreadable: dict[str, str], clip_scored: bool) -> str:
+    why = next(iter(unreadable.values()))
+    return (
+        f"{len(unreadable)} image file(s) could not be read (e.g. {why}): a gallery card shows such an "
+        f"image's keypoints without the photo{', and its rows have no CLIP score' if clip_scored else ''}."
+    )
+
+
 def analyze(cfg: AnalyzeConfig, store) -> dict:
     """Measure every description source and write reports/<name>/; returns what report.json holds."""
     import json
@@ -387,7 +406,7 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
     log.info("analyze: %d rows, %d sources, %d annotated images", len(df), len(sources), n_annotated)
 
     checks, parts, no_annotation = _check_rows(df, ann_for_artifact, indexes) if indexes else ({}, {}, {})
-    clip = _clip_scores(cfg, store, df) if cfg.run else None
+    clip, unreadable = _clip_scores(cfg, store, df) if cfg.run else (None, {})
 
     per_source = {
         source: _source_summary(df[df["source"] == source], checks, parts, clip, no_annotation.get(source, 0))
@@ -420,13 +439,18 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
     with store.create(
         "reports", name, stage="analyze", config=config, inputs=inputs, overwrite=cfg.overwrite
     ) as w:
-        cards, n_images = _cards(cfg, df, checks, ann_for_artifact, indexes, sources, compared)
+        cards, n_images, not_shown = _cards(cfg, df, checks, ann_for_artifact, indexes, sources, compared)
         summary["gallery"] = {
             "cards": len(cards),
             "images": n_images,
             "seed": cfg.seed,
             "per_page": cfg.per_page,
+            "unreadable_images": len(not_shown),
         }
+        unreadable |= not_shown
+        if unreadable:
+            summary["notes"].append(_unreadable_note(unreadable, bool(cfg.run)))
+            log.warning("%s", summary["notes"][-1])
         summary = _clean(summary)
         (w.dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
         (w.dir / "report.md").write_text(render_markdown(summary))

@@ -30,7 +30,10 @@ Annotations = Annotated[
 Name = Annotated[str | None, typer.Option(help="report name (default: the descriptions names joined by '_')")]
 Images = Annotated[
     Path | None,
-    typer.Option(metavar="DIR", help="folder of the source images: photos in the gallery, needed by --run"),
+    typer.Option(
+        metavar="DIR",
+        help="folder of the source images: photos in the gallery, needed by --run (links out of it refused)",
+    ),
 ]
 Run = Annotated[
     str | None, typer.Option(help="runs artifact: CLIP score of each description against its image")

@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from pipeline.errors import PipelineError
+from pipeline.images import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS, set_max_pixels
 from pipeline.log import setup_logging
 from pipeline.store import DEFAULT_ROOT, Store
 
@@ -98,6 +99,16 @@ def _root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")
     ] = False,
+    max_image_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-image-pixels",
+            envvar=ENV_MAX_PIXELS,
+            metavar="N",
+            help="Image files with more pixels than this are refused, each as its row's error "
+            "(decompression bombs); see pipeline/images.py.",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
@@ -106,6 +117,7 @@ def _root(
     state.store_root = store
     state.verbose = verbose
     state._store = None
+    set_max_pixels(max_image_pixels)
     setup_logging(verbose)
 
 

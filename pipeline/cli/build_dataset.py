@@ -36,7 +36,12 @@ Descriptions = Annotated[
         metavar="NAME", help="Descriptions artifact (from `describe`); repeat to combine, in order."
     ),
 ]
-Images = Annotated[Path, typer.Option(metavar="DIR", help="Folder holding the images, as DIR/<image name>.")]
+Images = Annotated[
+    Path,
+    typer.Option(
+        metavar="DIR", help="Folder holding the images, as DIR/<image name> (links out of it are refused)."
+    ),
+]
 Name = Annotated[
     str | None, typer.Option(metavar="NAME", help="Dataset name [default: first --descriptions].")
 ]

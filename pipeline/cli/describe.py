@@ -134,7 +134,10 @@ WithImage = Annotated[
         "template defaults to grounded-image (the keypoints and pose facts as grounding)."
     ),
 ]
-Images = Annotated[str | None, typer.Option(metavar="DIR", help="Folder of the images (--with-image).")]
+Images = Annotated[
+    str | None,
+    typer.Option(metavar="DIR", help="Folder of the images (--with-image); links out of it are refused."),
+]
 ImageUrlBase = Annotated[
     str | None,
     typer.Option(

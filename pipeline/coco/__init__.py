@@ -16,6 +16,36 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
+# What convert reads from JSON, said whenever a JSON file is something else.
+EXPECTED_JSON = (
+    "convert reads a COCO-format keypoints object {images, annotations, categories} "
+    "(person_keypoints_*.json, CrowdPose, AP-10K, ...) or the mmpose/HRNet MPII list of people "
+    "[{image, joints, joints_vis, center, scale}, ...]"
+)
+_RESULT_KEYS = {"keypoints", "bbox", "segmentation"}  # what a COCO annotation (or detection result) carries
+_JSON_TYPES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in words: "JSON null", "a JSON list of 3 numbers", "a JSON list of COCO
+    annotations (image_id, keypoints, ...)" (a keypoint results file, or a file's bare annotations list)."""
+    if value is None:
+        return "JSON null"
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    if not isinstance(value, list):
+        return f"a JSON {kind}"
+    if not value:
+        return "an empty JSON list"
+    first = value[0]
+    if isinstance(first, dict) and "image_id" in first and _RESULT_KEYS & first.keys():
+        return (
+            f"a JSON list of COCO annotations ({', '.join(list(first)[:5])}, ...) without images or "
+            f"categories: a keypoint results file, or a file's bare annotations list"
+        )
+    inner = "null value" if first is None else _JSON_TYPES.get(type(first), type(first).__name__)
+    n = len(value)
+    return f"a JSON list of {n} {inner}{'' if n == 1 else 's'} (the first: {json.dumps(first)[:40]})"
+
 
 def load_json(path: Path) -> Any:
     """The parsed file; a one-line PipelineError for text that is not UTF-8 JSON."""

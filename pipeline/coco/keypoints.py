@@ -12,21 +12,27 @@ labelled but not visible (occluded), v = 2 visible. bbox [x, y, w, h] becomes so
 segmentation is kept as JSON text (polygons, or RLE with compressed or uncompressed counts) and decoded only
 when a mask heatmap is drawn. COCO files record no split: it comes from --split ("unknown" without).
 Crowd regions (iscrowd = 1) and instances without keypoints are read like the others: convert decides.
+An instance whose box or mask lies far off its image (pipeline.coco.bounds) is skipped and counted
+(dropped_person:<reason>); width and height must be whole numbers of pixels up to bounds.MAX_SIDE.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.coco import load_json, record_id, records
+from pipeline.coco.bounds import MAX_SIDE, instance_problem
 from pipeline.errors import PipelineError
 from pipeline.mpii import SourceData
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import Skeleton, skeleton_for
+
+log = logging.getLogger(__name__)
 
 
 def _numbers(path: Path, where: str, key: str, value: object) -> np.ndarray:
@@ -34,6 +40,8 @@ def _numbers(path: Path, where: str, key: str, value: object) -> np.ndarray:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise PipelineError(f"{path}: {where}: {key} is not a list of numbers") from None
+    except OverflowError:  # an integer written with hundreds of digits
+        raise PipelineError(f"{path}: {where}: {key} has a number too large for a float") from None
     if arr.dtype == object or not np.isfinite(arr).all():
         raise PipelineError(f"{path}: {where}: {key} is not a list of finite numbers")
     return arr
@@ -88,8 +96,11 @@ def _images(path: Path, data: dict, split: str, skeleton: Skeleton) -> dict[int 
         if name in owner:
             raise PipelineError(f"{path}: {where}: file_name {name!r} is image {owner[name]}'s too")
         size = [rec.get("width"), rec.get("height")]
-        if any(s is not None and (isinstance(s, bool) or not isinstance(s, int) or s <= 0) for s in size):
-            raise PipelineError(f"{path}: {where}: width/height {size} are not positive integers")
+        if any(s is not None and (type(s) is not int or not 0 < s <= MAX_SIDE) for s in size):
+            raise PipelineError(
+                f"{path}: {where}: width/height {json.dumps(size)} are not whole numbers of pixels from 1 to "
+                f"{MAX_SIDE}"
+            )
         owner[name] = image_id
         by_id[image_id] = ImageAnnotation(
             image=name, split=split, skeleton=skeleton, width=size[0], height=size[1]
@@ -103,10 +114,12 @@ def _keypoints(path: Path, where: str, value: object, skeleton: Skeleton) -> np.
     if value is None or (isinstance(value, list) and not value):
         return kps  # an instance without keypoints (a crowd region, a small or cut-off one)
     arr = _numbers(path, where, "keypoints", value)
-    if arr.shape != (3 * k,):
+    # COCO writes one flat list; [[x, y, v], ...] with one triple per joint says the same, so it is read too.
+    if arr.shape not in ((3 * k,), (k, 3)):
+        layout = f"{arr.size} values" if arr.ndim == 1 else f"{' x '.join(map(str, arr.shape))} nested lists"
         raise PipelineError(
-            f"{path}: {where}: keypoints has {arr.size} values, expected {3 * k} (x, y, v for the {k} "
-            f"joints of {skeleton.name})"
+            f"{path}: {where}: keypoints has {layout}, expected {3 * k} (x, y, v for the {k} joints of "
+            f"{skeleton.name}, as one flat list or {k} [x, y, v] triples)"
         )
     arr = arr.reshape(k, 3)
     v = arr[:, 2]
@@ -115,7 +128,8 @@ def _keypoints(path: Path, where: str, value: object, skeleton: Skeleton) -> np.
         j = int(np.argmax(bad))
         raise PipelineError(f"{path}: {where}: {skeleton.joints[j]} has visibility {v[j]:g}, not 0, 1 or 2")
     labelled = v > 0
-    kps[labelled, :2] = arr[labelled, :2]
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, dropped and counted by drop_implausible
+        kps[labelled, :2] = arr[labelled, :2]
     kps[labelled, 2] = v[labelled]
     return kps
 
@@ -214,17 +228,24 @@ def read(path: Path, *, split: str | None = None) -> SourceData:
         if category_id not in labels:
             raise PipelineError(f"{path}: {where}: category_id {category_id} is not in categories")
         center, scale = _center_scale(path, where, rec)
-        ann.people.append(
-            Person(
-                keypoints=_keypoints(path, where, rec.get("keypoints"), skeleton),
-                center=center,
-                scale=scale,
-                label=labels[category_id],
-                source_box=_box(path, where, rec.get("bbox")),
-                segmentation=_segmentation(path, where, rec.get("segmentation"), ann, counts),
-                crowd=_crowd(path, where, rec.get("iscrowd")),
-            )
+        person = Person(
+            keypoints=_keypoints(path, where, rec.get("keypoints"), skeleton),
+            center=center,
+            scale=scale,
+            label=labels[category_id],
+            source_box=_box(path, where, rec.get("bbox")),
+            segmentation=_segmentation(path, where, rec.get("segmentation"), ann, counts),
+            crowd=_crowd(path, where, rec.get("iscrowd")),
         )
+        # Boxes and masks far off the image (1e9) would crash pycocotools later: such an instance is skipped.
+        frame = (ann.width, ann.height) if ann.width and ann.height else (MAX_SIDE, MAX_SIDE)
+        problem = instance_problem(person, frame, mask=True)
+        if problem is not None:
+            counts[f"dropped_person:{problem.reason}"] += 1
+            if counts[f"dropped_person:{problem.reason}"] == 1:  # the first of each kind, as an example
+                log.warning("%s: %s: instance skipped (%s)", path, where, problem)
+            continue
+        ann.people.append(person)
     return SourceData(
         path=path,
         format="coco",

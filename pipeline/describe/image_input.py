@@ -17,8 +17,10 @@ Two ways to send an image:
 What determines the answer is in each row's cache key (`ImageInput.key`): for local files the source bytes'
 sha256, the size, JPEG quality, detail, mark and RENDERING (the version of the pixels this code makes from
 them); for hosted files the URL string and detail, so a file replaced at the same URL is not asked again
-(put a version in the URL to force it). A name outside --images, a missing file or one PIL cannot read is a
-row `problem`: the row is recorded as an error with that reason and nothing is sent.
+(put a version in the URL to force it). A name outside --images, a link inside it to a file outside it, a
+missing file, or one that cannot be read as an image (pipeline.images: not an image, truncated, more pixels
+than --max-image-pixels) is a row `problem`: the row is recorded as an error with that reason and nothing is
+sent.
 
 The token estimate (pipeline.describe.image_tokens) uses the size the provider sees: the resized size of a
 local file, the original size of a hosted one (read from --images when given). When a size cannot be read
@@ -42,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.describe.image_tokens import image_tokens
+from pipeline.images import ImageError, find_image, image_size, load_rgb
 from pipeline.marks import draw_people
 from pipeline.records import image_file
 from pipeline.skeletons import MPII
@@ -125,38 +128,32 @@ def prepare(name: str, settings: ImageSettings, annotated_size: tuple[int, int] 
             inp.problem = f"image name {name!r} is not a relative path (refused: it would leave the URL base)"
             return inp
         inp.url = settings.url_base + quote(name)
-        local = image_file(settings.images, name) if settings.images else None
-        if local is not None and local.is_file():
-            inp.source_size = _header_size(local)  # for the token estimate only
+        if settings.images is not None:  # for the token estimate only; a file that cannot be read counts none
+            try:
+                local = find_image(settings.images, name)
+                inp.source_size = image_size(local, name) if local.is_file() else None
+            except ImageError:
+                pass
         return inp
     if settings.images is None:
         inp.problem = "no --images folder given"
         return inp
-    path = image_file(settings.images, name)
-    if path is None:
-        inp.problem = f"image name {name!r} points outside --images (refused)"
+    try:
+        path = inp.path = find_image(settings.images, name)
+    except ImageError as err:
+        inp.problem = str(err)
         return inp
-    inp.path = path
     if not path.is_file():
         inp.problem = f"image {name!r} not found in --images {settings.images}"
         return inp
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            inp.source_size = im.size
-    except OSError as err:
-        inp.problem = f"image {name!r} cannot be read ({type(err).__name__}: {err})"
+        inp.source_size = image_size(data, name)
+    except OSError as err:  # ImageError included: its text names the file and says why
+        inp.problem = str(err) if isinstance(err, ImageError) else f"image {name!r} cannot be read ({err})"
         return inp
     inp.sha256 = hashlib.sha256(data).hexdigest()
     return inp
-
-
-def _header_size(path: Path) -> tuple[int, int] | None:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except OSError:
-        return None
 
 
 class ImageChanged(OSError):
@@ -166,12 +163,11 @@ class ImageChanged(OSError):
 def render(inp: ImageInput, kps: np.ndarray, *, edges: tuple = MPII.edges) -> bytes:
     """The JPEG sent for a local image: the file (checked against its hash) as RGB, resized, marked with the
     instances of `kps` ((P, K, 3) in source pixels, numbered as the prompt numbers them) and the skeleton's
-    `edges`. Raises OSError (ImageChanged included) when it cannot."""
+    `edges`. Raises OSError (ImageChanged and ImageError included) when it cannot."""
     data = inp.path.read_bytes()
     if hashlib.sha256(data).hexdigest() != inp.sha256:
         raise ImageChanged(f"{inp.path} changed since the requests were built; run again to key it anew")
-    with Image.open(io.BytesIO(data)) as im:
-        src = im.convert("RGB")
+    src = load_rgb(data, inp.name)
     size = fit_size(*src.size, inp.settings.size)
     img = src if size == src.size else src.resize(size, Image.Resampling.LANCZOS)
     if inp.settings.mark != "none":

@@ -20,6 +20,7 @@ objpos and scale = the .mat scale (height / 200 px); format-specific shifts are 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 from collections import Counter
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.coco import EXPECTED_JSON, json_kind
 from pipeline.errors import PipelineError
 from pipeline.records import MISSING, ImageAnnotation
 
@@ -111,6 +113,13 @@ def sniff_format(path: Path) -> str:
         return "json"
     if text[:1] == "{":  # a COCO-format object; pipeline.coco.keypoints says what else an object is
         return "coco"
+    if len(head) < 4096:  # the whole file: JSON null, a number or a string says what it is
+        try:
+            value = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            raise PipelineError(f"{path}: {json_kind(value)}; {EXPECTED_JSON}")
     first_line = text.split("\n", 1)[0]
     if "," in first_line and ("_X" in first_line or "NAME" in first_line.upper()):
         return "csv"

@@ -17,16 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.coco import load_json
+from pipeline.coco import EXPECTED_JSON, json_kind, load_json
 from pipeline.errors import PipelineError
 from pipeline.mpii import SourceData, split_from_name
 from pipeline.records import MISSING, NUM_KEYPOINTS, VISIBLE, ImageAnnotation, Person
 
 
 def _load(path: Path) -> list:
+    """The list of people; a one-line error saying what the file is instead (null, a list of numbers, a COCO
+    results file, ...) when it is not one."""
     data = load_json(path)
-    if not isinstance(data, list):  # a JSON object goes to pipeline.coco.keypoints instead
-        raise PipelineError(f"{path}: JSON {type(data).__name__}; expected a list of people (mmpose MPII)")
+    first = data[0] if isinstance(data, list) and data else None
+    if not (isinstance(first, dict) and {"image", "joints"} <= first.keys()):
+        raise PipelineError(f"{path}: {json_kind(data)}; {EXPECTED_JSON}")
     return data
 
 
@@ -52,6 +55,8 @@ def _array(path: Path, i: int, key: str, value: object, shape: tuple[int, ...]) 
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise PipelineError(f"{path}: record {i}: {key} is not numeric") from None
+    except OverflowError:  # an integer written with hundreds of digits
+        raise PipelineError(f"{path}: record {i}: {key} has a number too large for a float") from None
     if arr.shape != shape:
         raise PipelineError(
             f"{path}: record {i}: {key} has shape {list(arr.shape)}, expected {list(shape)} (16 MPII joints)"
@@ -78,7 +83,8 @@ def read(path: Path, *, split: str | None = None) -> SourceData:
             annotated &= _array(path, i, "joints_vis", vis, (NUM_KEYPOINTS,)).reshape(-1) > 0
         kps = np.full((NUM_KEYPOINTS, 3), np.nan, dtype=np.float32)
         kps[:, 2] = MISSING
-        kps[annotated, :2] = joints[annotated]
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, dropped and counted by read_source
+            kps[annotated, :2] = joints[annotated]
         kps[annotated, 2] = VISIBLE
         center = rec.get("center")
         center_xy = None
