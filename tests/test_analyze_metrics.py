@@ -186,7 +186,7 @@ def test_parser_on_paper_style_llm_text():
         ("state", None, "sitting", "seated"),
         ("torso", "torso", "leaning", "leaning"),
         ("bend", "left leg", "bent", "bent"),
-        ("bend", "right leg", "straight", "straight"),
+        ("bend", "right leg", "nearly straight", "nearly straight"),
         ("bend", "left arm", "straight", "extended"),
         ("bend", "right arm", "straight", "extended"),
         ("head", "head", "upright", "upright"),
