@@ -48,7 +48,7 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 from pipeline.log import progress
 from pipeline.store import Store, file_sha256, verify_sha256
-from training.config import RECIPES, TrainConfig
+from training.config import FOCUS_VARIANT_DEFAULTS, RECIPES, TrainConfig
 from training.data import BatchLoader, dataset_roi, heatmap_source_for, load_train_data
 from training.export import export_model_cfg, write_export
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
@@ -78,6 +78,7 @@ RESUME_REFUSES = (
     "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
     "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
     "normalize", "interpolation", "cache_scale",  # the pixels the model has learnt from
+    "masked_view", "loss_weights", "focus_mode",  # the FocusCLIP variant
 )  # fmt: skip
 
 
@@ -86,6 +87,8 @@ def _plain(value: Any) -> Any:
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The keys whose value differs; a key an older checkpoint lacks had the variant's default then."""
+    old = {**FOCUS_VARIANT_DEFAULTS, **old}
     return {
         k: {"from": old.get(k), "to": new.get(k)} for k in keys if _plain(old.get(k)) != _plain(new.get(k))
     }
@@ -312,6 +315,7 @@ class Trainer:
             learn_temperature=cfg.learn_temperature,
             mean=self.preprocess.mean,
             std=self.preprocess.std,
+            focus_mode=cfg.focus_mode,
         ).to(dev)
         self.channels_last = dev.type == "cuda" if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
@@ -345,6 +349,7 @@ class Trainer:
             sample_sentences=cfg.sentence_sampling,
             all_descriptions=cfg.all_descriptions,
             channels_last=self.channels_last,
+            masked_view=cfg.masked_view,
         )
         self.spe = self.loader.steps_per_epoch
         self.total = cfg.max_steps or self.spe * cfg.epochs
@@ -509,7 +514,7 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
         ):
-            out = net(batch.images, batch.tokens, batch.heatmaps)
+            out = net(batch.images, batch.tokens, batch.heatmaps, batch.masked_images)
         gather = gather_with_grad if self.info.world > 1 else None
         feats = {k: v.float() for k, v in out.items()}
         if self.focus:
@@ -521,6 +526,7 @@ class Trainer:
                 gather=gather,
                 rank=self.info.rank,
                 kind=self.cfg.loss,
+                weights=self.cfg.loss_weights,
             )
         return clip_loss(
             feats["image"],
