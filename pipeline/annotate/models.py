@@ -1,0 +1,61 @@
+"""The pose models annotate can run, as data (pipeline.annotate.backends builds them).
+
+    info = model_info("blazepose")      # its defaults: thresholds, batch size, how workers run it
+
+Choice (issue 26): BlazePose is the offline default: the mediapipe 0.10.14 wheel on PyPI ships its models
+and installs beside our stack (numpy 2, protobuf 4); it finds one person per image. Keypoint R-CNN finds
+everyone, but its weights come from torchvision's download or a file the user has (--weights).
+This module imports neither backend, so the CLI's help lists the models without loading torch or mediapipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    summary: str
+    min_score: float  # default --min-score, on the model's detection score
+    min_keypoint_score: float  # default --min-keypoint-score, on the model's own joint score scale
+    batch_size: int  # images per predict call
+    # How --workers run it: "process": each worker process builds its own model (MediaPipe graphs are not
+    # shared between threads); "thread": the workers decode, one model (on the GPU if any) predicts.
+    executor: Literal["process", "thread"]
+    default_workers: int
+    takes_weights: bool  # --weights FILE
+
+
+MODELS: dict[str, ModelInfo] = {
+    "blazepose": ModelInfo(
+        name="blazepose",
+        summary="MediaPipe BlazePose (full), one person per image, offline (the annotate extra)",
+        min_score=0.5,  # MediaPipe's own default min_detection_confidence
+        min_keypoint_score=0.5,  # landmark visibility is a probability
+        batch_size=1,
+        executor="process",
+        default_workers=2,
+        takes_weights=False,
+    ),
+    "keypointrcnn": ModelInfo(
+        name="keypointrcnn",
+        summary="torchvision Keypoint R-CNN ResNet-50 FPN, every person, CPU or CUDA (offline: --weights)",
+        min_score=0.5,
+        min_keypoint_score=0.05,  # detectron2's visualizer threshold on the same kind of heatmap logits
+        batch_size=4,
+        executor="thread",
+        default_workers=0,
+        takes_weights=True,
+    ),
+}
+
+
+def model_info(name: str) -> ModelInfo:
+    info = MODELS.get(name)
+    if info is None:
+        raise PipelineError(f"--model {name!r}: one of {', '.join(MODELS)}")
+    return info
