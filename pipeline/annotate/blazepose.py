@@ -61,10 +61,13 @@ def identity() -> dict[str, Any]:
 
 
 class BlazePose:
-    """One MediaPipe graph; not shared between threads (annotate gives each worker process its own)."""
+    """One MediaPipe graph; it serves one thread at a time (annotate gives each worker thread its own)."""
 
     def __init__(self) -> None:
         version()
+        # protobuf 4.25 warns on mediapipe's own message lookups in every call; a process-wide filter, since
+        # warnings.catch_warnings is not safe in the worker threads that run the graphs.
+        warnings.filterwarnings("ignore", "SymbolDatabase.GetPrototype", UserWarning)
         from mediapipe.python.solution_base import SolutionBase  # the optional extra: imported when used
 
         self._graph = SolutionBase(
@@ -88,9 +91,7 @@ class BlazePose:
         return [self._one(rgb) for rgb in images]
 
     def _one(self, rgb: np.ndarray) -> list[Prediction]:
-        with warnings.catch_warnings():  # protobuf 4.25 on mediapipe's own message lookups, every call
-            warnings.filterwarnings("ignore", "SymbolDatabase.GetPrototype", UserWarning)
-            out = self._graph.process({"image": np.ascontiguousarray(rgb)})
+        out = self._graph.process({"image": np.ascontiguousarray(rgb)})
         if out.pose_landmarks is None:
             return []
         h, w = rgb.shape[:2]

@@ -11,7 +11,6 @@ This module imports neither backend, so the CLI's help lists the models without 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pipeline.errors import PipelineError
 
@@ -23,11 +22,12 @@ class ModelInfo:
     min_score: float  # default --min-score, on the model's detection score
     min_keypoint_score: float  # default --min-keypoint-score, on the model's own joint score scale
     batch_size: int  # images per predict call
-    # How --workers run it: "process": each worker process builds its own model (MediaPipe graphs are not
-    # shared between threads); "thread": the workers decode, one model (on the GPU if any) predicts.
-    executor: Literal["process", "thread"]
+    # Worker threads each build their own (a MediaPipe graph serves one thread at a time), or share one (a
+    # torch model, on the GPU if any).
+    one_per_thread: bool
     default_workers: int
     takes_weights: bool  # --weights FILE
+    input_size: int | None  # default --input-size (pixels of the shorter side); None: fixed by the model
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -37,9 +37,10 @@ MODELS: dict[str, ModelInfo] = {
         min_score=0.5,  # MediaPipe's own default min_detection_confidence
         min_keypoint_score=0.5,  # landmark visibility is a probability
         batch_size=1,
-        executor="process",
+        one_per_thread=True,
         default_workers=2,
         takes_weights=False,
+        input_size=None,  # the detector sees 224 x 224, the landmark model 256 x 256
     ),
     "keypointrcnn": ModelInfo(
         name="keypointrcnn",
@@ -47,9 +48,10 @@ MODELS: dict[str, ModelInfo] = {
         min_score=0.5,
         min_keypoint_score=0.05,  # detectron2's visualizer threshold on the same kind of heatmap logits
         batch_size=4,
-        executor="thread",
+        one_per_thread=False,
         default_workers=0,
         takes_weights=True,
+        input_size=800,  # torchvision's
     ),
 }
 

@@ -64,8 +64,9 @@ class AnnotateConfig:
     min_keypoint_score: float | None = None  # joints under it are unknown; None: the model's default
     split: str = "train"  # every image's split: a folder annotated for FocusCLIP is usually one to train on
     ground_truth: Path | None = None  # COCO-format keypoints of (some of) the images: measure the model
+    input_size: int | None = None  # keypointrcnn: the shorter side it resizes to; None: the model's (800)
     batch_size: int | None = None  # images per model call; None: the model's default
-    workers: int | None = None  # None: the model's default (processes for BlazePose, 0 for Keypoint R-CNN)
+    workers: int | None = None  # threads; None: the model's default (2 for BlazePose, 0 for Keypoint R-CNN)
     device: str = "auto"  # torch models: auto (CUDA when present), cpu, cuda, cuda:1
     overwrite: bool = False
 
@@ -82,10 +83,12 @@ class AnnotateConfig:
         self.workers = info.default_workers if self.workers is None else self.workers
         if self.split not in SPLITS:
             raise PipelineError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.input_size is not None and self.input_size < 32:
+            raise PipelineError(f"--input-size {self.input_size}: must be at least 32 pixels")
         if self.batch_size < 1:
             raise PipelineError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.workers < 0:
-            raise PipelineError(f"--workers {self.workers}: must be 0 (in-process) or more")
+            raise PipelineError(f"--workers {self.workers}: must be 0 (in this thread) or more")
         if self.ground_truth is not None and not self.ground_truth.is_file():
             raise PipelineError(f"--ground-truth {self.ground_truth}: no such file")
 
@@ -191,67 +194,81 @@ def decode(data: bytes) -> np.ndarray:
         return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only ones
 
 
-# ---- running the model (in the worker pool) ----------------------------------------------------------------
+def read_image(name: str, path: Path, identity_hash: str) -> tuple[Record, np.ndarray | None]:
+    """The image's record (keyed by its content) and pixels; no pixels, and the reason, when it has none."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:  # not journaled (no key): a file that cannot be read now is tried next run
+        return Record("", name, "", error=f"unreadable_image: {err.strerror or err}"), None
+    digest = hashlib.sha256(data).hexdigest()
+    rec = Record(record_key(identity_hash, digest), name, digest)
+    try:
+        rgb = decode(data)
+    # Decoders raise many types on hostile bytes: whatever they raise, the file is not a usable image.
+    except Exception as err:  # noqa: BLE001
+        rec.error = f"corrupt_image: {type(err).__name__}: {err}"
+        return rec, None
+    rec.height, rec.width = rgb.shape[:2]
+    return rec, rgb
+
+
+# ---- running the model (in the worker threads) -------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    model: str
-    weights: Path | None
-    device: str
     identity_hash: str
     images: tuple[tuple[str, str], ...]  # (name, path)
 
 
-_MODELS: dict[tuple, PoseModel] = {}  # per process: each worker process builds its model once
-_MODELS_LOCK = threading.Lock()
+class Predictor:
+    """A run's models, called by the worker threads on one batch at a time.
 
+    Workers are threads, not forked processes: MediaPipe crashes building a graph in a process forked from
+    one that had built one, and its graphs (like torch's kernels) compute without the GIL. A model whose
+    instances serve one thread at a time (MediaPipe's graphs) gets one per thread; others are shared. They
+    go when the run's Predictor does.
+    """
 
-def _model(batch: Batch) -> PoseModel:
-    key = (batch.model, batch.weights, batch.device)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_model(batch.model, weights=batch.weights, device=batch.device)
-        return _MODELS[key]
+    def __init__(self, cfg: AnnotateConfig, identity_hash: str):
+        self.cfg, self.identity_hash = cfg, identity_hash
+        self._local = threading.local()
+        self._shared: PoseModel | None = None
+        self._lock = threading.Lock()
 
+    def model(self) -> PoseModel:
+        def build() -> PoseModel:
+            cfg = self.cfg
+            return load_model(cfg.model, cfg.weights, input_size=cfg.input_size, device=cfg.device)
 
-def run_batch(batch: Batch) -> tuple[list[Record], float]:
-    """Read, hash and decode each image, then predict the decodable ones in one model call; (records, the
-    seconds that call took: the model's own time, without loading it or decoding)."""
-    records, pixels = [], []
-    for name, path in batch.images:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as err:  # not journaled (no key): a file that cannot be read now is tried next run
-            records.append(Record("", name, "", error=f"unreadable_image: {err.strerror or err}"))
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        rec = Record(record_key(batch.identity_hash, digest), name, digest)
-        try:
-            rgb = decode(data)
-        # Decoders raise many types on hostile bytes: whatever they raise, the file is not a usable image.
-        except Exception as err:  # noqa: BLE001
-            rec.error = f"corrupt_image: {type(err).__name__}: {err}"
-        else:
-            rec.height, rec.width = rgb.shape[:2]
-            pixels.append((rec, rgb))
-        records.append(rec)
-    seconds = 0.0
-    if pixels:
-        model = _model(batch)
-        started = time.perf_counter()
-        people = model.predict([rgb for _, rgb in pixels])
-        seconds = time.perf_counter() - started
-        for (rec, _), found in zip(pixels, people, strict=True):
-            rec.people = found
-    return records, seconds
+        if self.cfg.info.one_per_thread:
+            if not hasattr(self._local, "model"):
+                self._local.model = build()
+            return self._local.model
+        with self._lock:
+            if self._shared is None:
+                self._shared = build()
+            return self._shared
 
+    def batches(self, todo: list[str]) -> Iterator[tuple[int, Batch]]:
+        for start in range(0, len(todo), self.cfg.batch_size):
+            names = todo[start : start + self.cfg.batch_size]
+            yield len(names), Batch(self.identity_hash, tuple((n, str(self.cfg.images / n)) for n in names))
 
-def _batches(todo: list[str], cfg: AnnotateConfig, identity_hash: str) -> Iterator[tuple[int, Batch]]:
-    for start in range(0, len(todo), cfg.batch_size):
-        names = todo[start : start + cfg.batch_size]
-        images = tuple((n, str(cfg.images / n)) for n in names)
-        yield len(names), Batch(cfg.model, cfg.weights, cfg.device, identity_hash, images)
+    def __call__(self, batch: Batch) -> tuple[list[Record], float]:
+        """Read, hash and decode each image, then predict the decodable ones in one model call; (records,
+        the seconds that call took: the model's own time, without loading it or decoding)."""
+        read = [read_image(name, Path(path), batch.identity_hash) for name, path in batch.images]
+        pixels = [(rec, rgb) for rec, rgb in read if rgb is not None]
+        seconds = 0.0
+        if pixels:
+            model = self.model()
+            started = time.perf_counter()
+            people = model.predict([rgb for _, rgb in pixels])
+            seconds = time.perf_counter() - started
+            for (rec, _), found in zip(pixels, people, strict=True):
+                rec.people = found
+        return [rec for rec, _ in read], seconds
 
 
 def predict_missing(
@@ -276,11 +293,14 @@ def predict_missing(
                 by_name[name] = dataclasses.replace(rec, image=name)
     log.info("annotate: %d images, %d from the journal, %d to run through %s", len(names),
              len(by_name), len(todo), cfg.model)  # fmt: skip
-    info, model_seconds = cfg.info, 0.0
+    predictor, model_seconds = Predictor(cfg, identity_hash), 0.0
     results = ordered_map(
-        run_batch, _batches(todo, cfg, identity_hash), workers=cfg.workers, executor=info.executor,
+        predictor,
+        predictor.batches(todo),
+        workers=cfg.workers,
+        executor="thread",
         window=max(2, 2 * cfg.workers),
-    )  # fmt: skip
+    )
     with open(journal_path, "a") as journal, progress(total=len(todo), desc="annotate", unit="img") as bar:
         for size, (records, seconds) in results:
             model_seconds += seconds
@@ -357,7 +377,7 @@ def _counts(names: list[str], rows: list[ImageAnnotation], records: dict[str, Re
 def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
     """Run the model over cfg.images into annotations/<cfg.name>; returns the counts written to meta.json."""
     names = list_images(cfg.images)
-    identity = model_identity(cfg.model, cfg.weights)
+    identity = model_identity(cfg.model, cfg.weights, input_size=cfg.input_size)
     identity_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     truth = None if cfg.ground_truth is None else GroundTruth.read(cfg.ground_truth)
     with store.create(

@@ -58,6 +58,14 @@ MinKeypointScore = Annotated[
         + " (its heatmap logits)].",
     ),
 ]
+InputSize = Annotated[
+    int | None,
+    typer.Option(
+        metavar="PX",
+        help="keypointrcnn: the shorter image side it resizes to (torchvision's 800; smaller is faster and "
+        "misses more small people).",
+    ),
+]
 Split = Annotated[str, typer.Option(metavar="|".join(SPLITS), help="The split every image gets.")]
 GroundTruth = Annotated[
     Path | None,
@@ -74,8 +82,8 @@ Workers = Annotated[
     int | None,
     typer.Option(
         metavar="N",
-        help="Parallel workers, 0: in-process [default: blazepose 2 processes (one model each), keypointrcnn "
-        "0 (one model; N threads decode)].",
+        help="Worker threads that read, decode and predict; 0: this thread [default: blazepose 2, each "
+        "with its own graph; keypointrcnn 0, one model that all threads share].",
     ),
 ]
 Device = Annotated[
@@ -94,6 +102,7 @@ def annotate_cmd(
     weights: Weights = None,
     min_score: MinScore = None,
     min_keypoint_score: MinKeypointScore = None,
+    input_size: InputSize = None,
     split: Split = "train",
     ground_truth: GroundTruth = None,
     batch_size: BatchSize = None,
@@ -108,8 +117,8 @@ def annotate_cmd(
 
     cfg = AnnotateConfig(
         images=images, name=name, model=model, weights=weights, min_score=min_score,
-        min_keypoint_score=min_keypoint_score, split=split, ground_truth=ground_truth, batch_size=batch_size,
-        workers=workers, device=device, overwrite=overwrite,
+        min_keypoint_score=min_keypoint_score, input_size=input_size, split=split, ground_truth=ground_truth,
+        batch_size=batch_size, workers=workers, device=device, overwrite=overwrite,
     )  # fmt: skip
     counts = annotate(cfg, state.store)
     if as_json:
