@@ -229,7 +229,8 @@ def test_keypoint_rcnn_runs_end_to_end_with_random_weights(cli, store, shared_da
     result = cli("annotate", *args, "--name", "rcnn")
     assert result.exit_code == 0, result.output
     meta = store.meta("annotations", "rcnn")
-    assert meta["model"]["weights"] == {"file": str(weights), "sha256": file_sha256(weights)}
+    assert meta["model"]["weights"] == {"sha256": file_sha256(weights)}
+    assert meta["config"]["weights"] == str(weights.resolve())
     assert meta["model"]["package"] == "torchvision" and meta["model"]["input_size"] == 320
     (row,) = read_annotations(store.path("annotations", "rcnn") / "annotations.parquet")
     assert row.image == "coco/000000040083.jpg" and (row.width, row.height) == (500, 333)
@@ -257,7 +258,7 @@ def test_keypoint_rcnn_runs_end_to_end_with_random_weights(cli, store, shared_da
 @needs_mediapipe
 def test_a_raw_folder_goes_from_annotate_to_training(cli, store, shared_data, tmp_path):
     """The real COCO and MPII images, their ground truth unused: annotate -> describe (rules) ->
-    build-dataset (keypoint and mask ROI) -> FocusCLIP, 3 steps."""
+    build-dataset (keypoint and mask ROI) -> FocusCLIP, 3 steps; analyze checks the descriptions."""
     images = sorted((shared_data / "coco_format" / "coco").glob("*.jpg"))
     images += sorted((shared_data / "mpii" / "mmpose_tests").glob("*.jpg"))
     folder = _link_folder(tmp_path / "photos", *images)
@@ -268,6 +269,7 @@ def test_a_raw_folder_goes_from_annotate_to_training(cli, store, shared_data, tm
          "--workers", "0"),
         ("build-dataset", "--annotations", "photos", "--descriptions", "photos", "--images", folder,
          "--workers", "0", "--roi", "mask", "--name", "photos-mask"),
+        ("analyze", "--descriptions", "photos", "--annotations", "photos"),
         ("train", "--dataset", "photos", "--model-type", "focusclip", "--arch", "focus-tiny", "--image-size",
          "32", "--batch-size", "2", "--max-steps", "3", "--device", "cpu", "--threads", "2"),
     ]  # fmt: skip
@@ -279,6 +281,10 @@ def test_a_raw_folder_goes_from_annotate_to_training(cli, store, shared_data, tm
     dataset = store.meta("datasets", "photos")["counts"]
     assert dataset["images"] == 9 and dataset["roi"]["instances"]["keypoints"] == 9
     assert store.meta("datasets", "photos-mask")["counts"]["roi"]["instances"]["mask"] == 9
+    assert store.meta("reports", "photos")["counts"]["checked_descriptions"] == 9
+    report = json.loads((store.path("reports", "photos") / "report.json").read_text())
+    faithful = report["per_source"]["rules"]["faithfulness"]
+    assert faithful["claims"] > 0 and faithful["agreement"] == 1.0  # the rules describe the predicted poses
     run = store.meta("runs", "photos-focusclip")
     assert run["counts"] == {"steps": 3, "images": 9} and np.isfinite(run["summary"]["final_loss"])
     assert run["heatmap_source"] == "keypoints"

@@ -44,7 +44,7 @@ def identity(weights: Path | None, input_size: int) -> dict[str, Any]:
     else:
         if not weights.is_file():
             raise PipelineError(f"--weights {weights}: no such file")
-        source = {"file": str(weights), "sha256": file_sha256(weights)}
+        source = {"sha256": file_sha256(weights)}  # the content, not the path: a moved file is the same
     return {
         "model": "keypointrcnn",
         "package": "torchvision",

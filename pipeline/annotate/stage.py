@@ -353,7 +353,7 @@ def to_annotations(
                 skeleton=COCO17,
                 width=rec.width,
                 height=rec.height,
-            )  # fmt: skip
+            )
         )
     tally.dropped = Counter({k: v for k, v in tally.dropped.items() if v})
     return rows, tally

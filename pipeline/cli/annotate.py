@@ -62,8 +62,8 @@ InputSize = Annotated[
     int | None,
     typer.Option(
         metavar="PX",
-        help="keypointrcnn: the shorter image side it resizes to (torchvision's 800; smaller is faster and "
-        "misses more small people).",
+        help="keypointrcnn: the shorter image side it resizes to (torchvision's 800; smaller is faster, with "
+        "fewer pixels per person).",
     ),
 ]
 Split = Annotated[str, typer.Option(metavar="|".join(SPLITS), help="The split every image gets.")]
