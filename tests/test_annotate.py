@@ -192,7 +192,10 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, store, shared_data, tmp_p
         ("--images", empty, "--name", "x"): "no image files",
         ("--images", coco, "--name", "x", "--model", "openpose"): "--model 'openpose': one of blazepose",
         ("--images", coco, "--name", "x", "--weights", weights): "--weights: blazepose runs the models",
-        ("--images", coco, "--name", "x", "--input-size", "320"): "--input-size: blazepose's input size is",
+        ("--images", coco, "--name", "x", "--input-size", "320"): "--input-size: blazepose fixes it",
+        ("--images", coco, "--name", "x", "--model", "keypointrcnn", "--max-people", "0"): (
+            "--max-people 0: must be at least 1"
+        ),
         ("--images", coco, "--name", "bad name"): "invalid artifact name",
         ("--images", coco, "--name", "x", "--split", "dev"): "--split must be one of",
         ("--images", coco, "--name", "x", "--model", "keypointrcnn", "--weights", tmp_path / "no.pth"): (
@@ -223,18 +226,20 @@ def test_keypoint_rcnn_runs_end_to_end_with_random_weights(cli, store, shared_da
     image = shared_data / "coco_format" / "coco" / "000000040083.jpg"
     folder = _link_folder(tmp_path / "photos", image)
     # random weights score people and joints anywhere: keep them all to check every one's shape
-    # (at 320 px instead of 800, for the suite's time)
+    # (at 320 px instead of 800 and 3 people at most instead of 20, for the suite's time)
     args = ["--images", folder, "--model", "keypointrcnn", "--weights", weights, "--device", "cpu",
-            "--input-size", "320", "--min-score", "0", "--min-keypoint-score", "-1e9"]  # fmt: skip
+            "--input-size", "320", "--max-people", "3", "--min-score", "0",
+            "--min-keypoint-score", "-1e9"]  # fmt: skip
     result = cli("annotate", *args, "--name", "rcnn")
     assert result.exit_code == 0, result.output
     meta = store.meta("annotations", "rcnn")
     assert meta["model"]["weights"] == {"sha256": file_sha256(weights)}
     assert meta["config"]["weights"] == str(weights.resolve())
-    assert meta["model"]["package"] == "torchvision" and meta["model"]["input_size"] == 320
+    assert meta["model"]["package"] == "torchvision"
+    assert (meta["model"]["input_size"], meta["model"]["max_people"]) == (320, 3)
     (row,) = read_annotations(store.path("annotations", "rcnn") / "annotations.parquet")
     assert row.image == "coco/000000040083.jpg" and (row.width, row.height) == (500, 333)
-    assert 1 <= len(row.people) <= 20 and row.skeleton.name == "coco-17"
+    assert 1 <= len(row.people) <= 3 and row.skeleton.name == "coco-17"
     for p in row.people:
         assert p.keypoints.shape == (17, 3) and (p.keypoints[:, 2] == 2).all()
         assert p.keypoint_scores.shape == (17,) and 0 <= p.score <= 1 and p.segmentation is None

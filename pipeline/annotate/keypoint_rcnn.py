@@ -1,6 +1,6 @@
 """torchvision's Keypoint R-CNN (keypointrcnn_resnet50_fpn): every person of an image, COCO-17, CPU or CUDA.
 
-    model = KeypointRCNN(Path("keypointrcnn_resnet50_fpn_coco-fc266e95.pth"), input_size=800, device="cuda")
+    model = KeypointRCNN(Path("keypointrcnn_resnet50_fpn_coco-fc266e95.pth"), input_size=800, max_people=20)
     people = model.predict([rgb, rgb2])     # a list of Predictions per image, one batch on the device
 
 Weights: a state dict file (--weights FILE, read with torch.load(weights_only=True)), or, without a file,
@@ -28,16 +28,12 @@ from pipeline.store import file_sha256
 DEFAULT_WEIGHTS = KeypointRCNN_ResNet50_FPN_Weights.COCO_V1
 # torchvision's own box score threshold: people down to it come back with their score, --min-score decides.
 DETECTION_FLOOR = 0.05
-# At most this many people per image (torchvision's default is 100): COCO's keypoint evaluation counts 20
-# (COCOeval maxDets), and the keypoint head runs once per person kept.
-MAX_PEOPLE = 20
-# torchvision resizes an image so that its shorter side is 800 px, its longer at most 1333 (the detectron
-# recipe); a smaller --input-size keeps that ratio: faster, and less accurate on small people.
-INPUT_SIZE = 800
+# torchvision resizes an image so that its shorter side is 800 px (annotate's --input-size), its longer at
+# most 1333 (the detectron recipe); another input size keeps that ratio.
 MAX_SIDE_RATIO = 1333 / 800
 
 
-def identity(weights: Path | None, input_size: int) -> dict[str, Any]:
+def identity(weights: Path | None, input_size: int, max_people: int) -> dict[str, Any]:
     """What determines this backend's predictions (annotate's journal keys hash it): the weights' content."""
     if weights is None:
         source = {"torchvision": str(DEFAULT_WEIGHTS), "url": DEFAULT_WEIGHTS.url}
@@ -51,7 +47,7 @@ def identity(weights: Path | None, input_size: int) -> dict[str, Any]:
         "version": torchvision.__version__,
         "weights": source,
         "detection_floor": DETECTION_FLOOR,
-        "max_people": MAX_PEOPLE,
+        "max_people": max_people,
         "input_size": input_size,
     }
 
@@ -80,15 +76,20 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 class KeypointRCNN:
-    def __init__(self, weights: Path | None, *, input_size: int = INPUT_SIZE, device: str = "auto") -> None:
+    def __init__(
+        self, weights: Path | None, *, input_size: int, max_people: int, device: str = "auto"
+    ) -> None:
         self.device = resolve_device(device)
         state = load_weights(weights) if weights is not None else _download()
-        model = keypointrcnn_resnet50_fpn(
-            weights=None, weights_backbone=None, box_score_thresh=DETECTION_FLOOR,
-            box_detections_per_img=MAX_PEOPLE, min_size=input_size,
-            max_size=round(input_size * MAX_SIDE_RATIO),
-        )  # fmt: skip
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Built on the meta device, its parameters then taken from the state dict: no random initialisation
+        # of 59 M parameters that the weights replace anyway (about 2 s on a CPU).
+        with torch.device("meta"):
+            model = keypointrcnn_resnet50_fpn(
+                weights=None, weights_backbone=None, box_score_thresh=DETECTION_FLOOR,
+                box_detections_per_img=max_people, min_size=input_size,
+                max_size=round(input_size * MAX_SIDE_RATIO),
+            )  # fmt: skip
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         if missing or unexpected:
             name = weights or DEFAULT_WEIGHTS.url
             raise PipelineError(

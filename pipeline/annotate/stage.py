@@ -38,7 +38,7 @@ from PIL import Image
 
 from pipeline.annotate.accuracy import GroundTruth, keypoint_accuracy
 from pipeline.annotate.backends import PoseModel, load_model, model_identity
-from pipeline.annotate.models import ModelInfo, model_info
+from pipeline.annotate.models import ModelInfo, ModelSettings, model_info
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
 from pipeline.build_dataset import ordered_map
 from pipeline.errors import PipelineError
@@ -65,6 +65,7 @@ class AnnotateConfig:
     split: str = "train"  # every image's split: a folder annotated for FocusCLIP is usually one to train on
     ground_truth: Path | None = None  # COCO-format keypoints of (some of) the images: measure the model
     input_size: int | None = None  # keypointrcnn: the shorter side it resizes to; None: the model's (800)
+    max_people: int | None = None  # keypointrcnn: people per image at most; None: the model's (20)
     batch_size: int | None = None  # images per model call; None: the model's default
     workers: int | None = None  # threads; None: the model's default (2 for BlazePose, 0 for Keypoint R-CNN)
     device: str = "auto"  # torch models: auto (CUDA when present), cpu, cuda, cuda:1
@@ -85,6 +86,8 @@ class AnnotateConfig:
             raise PipelineError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if self.input_size is not None and self.input_size < 32:
             raise PipelineError(f"--input-size {self.input_size}: must be at least 32 pixels")
+        settings = ModelSettings(self.model, self.weights, self.input_size, self.max_people).resolved()
+        self.input_size, self.max_people = settings.input_size, settings.max_people
         if self.batch_size < 1:
             raise PipelineError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.workers < 0:
@@ -95,6 +98,10 @@ class AnnotateConfig:
     @property
     def info(self) -> ModelInfo:
         return model_info(self.model)
+
+    @property
+    def settings(self) -> ModelSettings:
+        return ModelSettings(self.model, self.weights, self.input_size, self.max_people)
 
     def to_meta(self) -> dict[str, Any]:
         """The config as meta.json records it (paths as resolved text, defaults filled in)."""
@@ -238,8 +245,7 @@ class Predictor:
 
     def model(self) -> PoseModel:
         def build() -> PoseModel:
-            cfg = self.cfg
-            return load_model(cfg.model, cfg.weights, input_size=cfg.input_size, device=cfg.device)
+            return load_model(self.cfg.settings, self.cfg.device)
 
         if self.cfg.info.one_per_thread:
             if not hasattr(self._local, "model"):
@@ -377,7 +383,7 @@ def _counts(names: list[str], rows: list[ImageAnnotation], records: dict[str, Re
 def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
     """Run the model over cfg.images into annotations/<cfg.name>; returns the counts written to meta.json."""
     names = list_images(cfg.images)
-    identity = model_identity(cfg.model, cfg.weights, input_size=cfg.input_size)
+    identity = model_identity(cfg.settings)
     identity_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     truth = None if cfg.ground_truth is None else GroundTruth.read(cfg.ground_truth)
     with store.create(

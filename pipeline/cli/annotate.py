@@ -66,6 +66,10 @@ InputSize = Annotated[
         "fewer pixels per person).",
     ),
 ]
+MaxPeople = Annotated[
+    int | None,
+    typer.Option(metavar="N", help="keypointrcnn: people per image at most, the best scored (default 20)."),
+]
 Split = Annotated[str, typer.Option(metavar="|".join(SPLITS), help="The split every image gets.")]
 GroundTruth = Annotated[
     Path | None,
@@ -103,6 +107,7 @@ def annotate_cmd(
     min_score: MinScore = None,
     min_keypoint_score: MinKeypointScore = None,
     input_size: InputSize = None,
+    max_people: MaxPeople = None,
     split: Split = "train",
     ground_truth: GroundTruth = None,
     batch_size: BatchSize = None,
@@ -117,8 +122,8 @@ def annotate_cmd(
 
     cfg = AnnotateConfig(
         images=images, name=name, model=model, weights=weights, min_score=min_score,
-        min_keypoint_score=min_keypoint_score, input_size=input_size, split=split, ground_truth=ground_truth,
-        batch_size=batch_size, workers=workers, device=device, overwrite=overwrite,
+        min_keypoint_score=min_keypoint_score, input_size=input_size, max_people=max_people, split=split,
+        ground_truth=ground_truth, batch_size=batch_size, workers=workers, device=device, overwrite=overwrite,
     )  # fmt: skip
     counts = annotate(cfg, state.store)
     if as_json:
