@@ -57,7 +57,7 @@ MODELS: dict[str, ModelInfo] = {
         takes_weights=True,
         input_size=800,  # torchvision's
         # torchvision keeps 100; COCO's keypoint evaluation counts 20 (COCOeval maxDets), and the keypoint
-        # head runs once per person kept (most of a CPU's time with many people)
+        # head runs once per person kept
         max_people=20,
     ),
 }
