@@ -252,6 +252,10 @@ def test_keypoint_rcnn_runs_end_to_end_with_random_weights(cli, store, shared_da
     assert "not keypointrcnn_resnet50_fpn's state dict" in _line(
         cli("annotate", *args[:4], "--weights", other, "--name", "other")
     )
+    torch.save({"roi_heads.keypoint_predictor.kps_score_lowres.bias": torch.zeros(14)}, other)  # 14 joints
+    assert "size mismatch for roi_heads.keypoint_predictor.kps_score_lowres.bias" in _line(
+        cli("annotate", *args[:4], "--weights", other, "--name", "other")
+    )
     (code := tmp_path / "code.pth").write_bytes(pickle.dumps(Path("x"), protocol=2))
     assert "not a state dict that loads with weights_only=True" in _line(
         cli("annotate", *args[:4], "--weights", code, "--name", "code")

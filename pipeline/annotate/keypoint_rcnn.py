@@ -89,14 +89,20 @@ class KeypointRCNN:
                 box_detections_per_img=max_people, min_size=input_size,
                 max_size=round(input_size * MAX_SIDE_RATIO),
             )  # fmt: skip
-        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        name = weights or DEFAULT_WEIGHTS.url
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        except RuntimeError as err:  # tensors of other shapes
+            first = str(err).strip().splitlines()[-1].strip()
+            raise PipelineError(
+                f"--weights {name}: not keypointrcnn_resnet50_fpn's state dict ({first})"
+            ) from None
         if missing or unexpected:
-            name = weights or DEFAULT_WEIGHTS.url
             raise PipelineError(
                 f"--weights {name}: not keypointrcnn_resnet50_fpn's state dict ({len(missing)} parameters "
                 f"missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})"
             )
-        self.model = model.eval().to(self.device)
+        self.model = model.eval().float().to(self.device)  # float: a half-precision file computes in fp32
 
     def predict(self, images: list[np.ndarray]) -> list[list[Prediction]]:
         batch = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device) for im in images]
