@@ -11,7 +11,7 @@ from typer.core import TyperOption
 from pipeline.cli import app
 from pipeline.cli.app import PanelCommand
 
-PANELLED = ("describe", "eval")
+PANELLED = ("describe", "train", "eval")
 
 
 def _command(name: str) -> PanelCommand:
