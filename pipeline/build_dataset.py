@@ -51,6 +51,11 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from pipeline import hub
+from pipeline.artifacts.annotations import FILE as ANNOTATIONS_FILE
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.descriptions import FILE as DESCRIPTIONS_FILE
+from pipeline.artifacts.descriptions import STATUSES
+from pipeline.artifacts.descriptions import read_file as read_descriptions
 from pipeline.build_images import ImageJob, ImageOptions, ImageResult, run_job
 from pipeline.coco.bounds import Problem
 from pipeline.dataset_card import (
@@ -64,15 +69,7 @@ from pipeline.dataset_card import (
 from pipeline.errors import PipelineError
 from pipeline.images import ImageError, LinkOutside, find_image, max_pixels
 from pipeline.log import progress
-from pipeline.records import (
-    ANNOTATIONS_FILE,
-    DESCRIPTIONS_FILE,
-    STATUSES,
-    ImageAnnotation,
-    Person,
-    read_annotations,
-    read_descriptions,
-)
+from pipeline.records import ImageAnnotation, Person
 from pipeline.skeletons import MPII, Skeleton
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.store import Store, check_name
+from pipeline.store import Recorded, Store, check_name
 from pipeline.synthetic import BODY_STATES, SampleConfig, generate_sample
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class _Stages:
         title: str,
         kind: str,
         name: str,
-        config: dict[str, Any],
+        config: Recorded | dict[str, Any],
         fn: Callable[[], Any],
         *,
         inputs: list[dict[str, str]] = (),
@@ -312,7 +312,7 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     from pipeline.build_dataset import BuildConfig, build_dataset
     from pipeline.convert import ConvertConfig, convert
     from pipeline.describe import DescribeConfig, describe
-    from pipeline.describe.stage import meta_config
+    from pipeline.describe.stage import settle
     from training.config import TrainConfig
     from training.train import train
 
@@ -325,10 +325,10 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     ref = store.ref
 
     conv = ConvertConfig(sources=[layout.mat], name=name, overwrite=True)
-    stages.make("convert the MPII .mat", "annotations", name, conv.to_meta(), lambda: convert(conv, store),
+    stages.make("convert the MPII .mat", "annotations", name, conv.recorded(), lambda: convert(conv, store),
                 files=[layout.mat])  # fmt: skip
     desc = DescribeConfig(annotations=name, backend="rules", name=name, overwrite=True)
-    stages.make("describe with the rules backend", "descriptions", name, meta_config(desc),
+    stages.make("describe with the rules backend", "descriptions", name, settle(desc).recorded(),
                 lambda: describe(desc, store), inputs=[ref("annotations", name)])  # fmt: skip
     build = BuildConfig(annotations=name, descriptions=[name], images=layout.images, name=name,
                         overwrite=True, workers=2, origin="synthetic")  # fmt: skip

@@ -26,6 +26,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.annotations import write as write_annotations
+from pipeline.artifacts.descriptions import SCHEMA as DESCRIPTIONS_SCHEMA
 from pipeline.build_dataset import BuildConfig, build_dataset, index_descriptions
 from pipeline.build_images import stored_size
 from pipeline.cli.build_dataset import parse_size
@@ -33,14 +36,7 @@ from pipeline.convert import ConvertConfig, convert
 from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
-from pipeline.records import (
-    DESCRIPTIONS_SCHEMA,
-    ImageAnnotation,
-    Person,
-    image_file,
-    read_annotations,
-    write_annotations,
-)
+from pipeline.records import ImageAnnotation, Person, image_file
 
 # ---- inputs, published the way convert and describe publish them ----------------------------------------
 

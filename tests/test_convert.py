@@ -12,11 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
+from pipeline.artifacts.annotations import read_file as read_annotations
 from pipeline.convert import ConvertConfig, convert
 from pipeline.errors import PipelineError
 from pipeline.mpii import read_source, split_from_name
 from pipeline.mpii.merge import merge_sources
-from pipeline.records import MISSING, OCCLUDED, VISIBLE, read_annotations
+from pipeline.records import MISSING, OCCLUDED, VISIBLE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -35,6 +35,7 @@ from pipeline.analyze.inputs import (
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
+from pipeline.artifacts.descriptions import STATUSES
 from pipeline.bystanders import find_bystanders, mask_bystanders
 from pipeline.claims import parse_annotated
 from pipeline.errors import PipelineError
@@ -52,7 +53,7 @@ from pipeline.faithfulness import (
 from pipeline.images import ImageError, find_image, load_rgb
 from pipeline.instances import annotation_facts, groups, instances, plural
 from pipeline.log import progress
-from pipeline.records import STATUSES, ImageAnnotation
+from pipeline.records import ImageAnnotation
 
 log = logging.getLogger(__name__)
 CHECKS_SCHEMA = pa.schema([

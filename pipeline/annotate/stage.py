@@ -40,11 +40,12 @@ from pipeline.annotate.accuracy import GroundTruth, keypoint_accuracy
 from pipeline.annotate.backends import PoseModel, load_model, model_identity
 from pipeline.annotate.models import ModelInfo, ModelSettings, model_info
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
+from pipeline.artifacts import annotations
 from pipeline.build_dataset import ordered_map
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.records import ANNOTATIONS_FILE, SPLITS, ImageAnnotation, known, write_annotations
-from pipeline.store import Store, check_name
+from pipeline.records import SPLITS, ImageAnnotation, known
+from pipeline.store import Recorded, Store, check_name, recorded, run_only
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ class AnnotateConfig:
     input_size: int | None = None  # keypointrcnn: the shorter side it resizes to; None: the model's (800)
     max_people: int | None = None  # keypointrcnn: people per image at most; None: the model's (20)
     batch_size: int | None = None  # images per model call; None: the model's default
-    workers: int | None = None  # threads; None: the model's default (2 for BlazePose, 0 for Keypoint R-CNN)
-    device: str = "auto"  # torch models: auto (CUDA when present), cpu, cuda, cuda:1
-    overwrite: bool = False
+    workers: int | None = run_only(None)  # threads; None: the model's (2 for BlazePose, 0 for Keypoint R-CNN)
+    device: str = run_only("auto")  # torch models: auto (CUDA when present), cpu, cuda, cuda:1
+    overwrite: bool = run_only(False)
 
     def __post_init__(self) -> None:
         self.images = Path(self.images).expanduser()
@@ -103,12 +104,10 @@ class AnnotateConfig:
     def settings(self) -> ModelSettings:
         return ModelSettings(self.model, self.weights, self.input_size, self.max_people)
 
-    def to_meta(self) -> dict[str, Any]:
-        """The config as meta.json records it (paths as resolved text, defaults filled in)."""
-        out = dataclasses.asdict(self)
-        for key in ("images", "weights", "ground_truth"):
-            out[key] = None if out[key] is None else str(Path(out[key]).resolve())
-        return out
+    def recorded(self) -> Recorded:
+        """The config as meta.json records it (paths resolved, defaults filled in)."""
+        paths = {"images": self.images, "weights": self.weights, "ground_truth": self.ground_truth}
+        return recorded(self).add({k: None if v is None else v.resolve() for k, v in paths.items()})
 
 
 # ---- the journal of raw predictions ------------------------------------------------------------------------
@@ -387,7 +386,7 @@ def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
     identity_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     truth = None if cfg.ground_truth is None else GroundTruth.read(cfg.ground_truth)
     with store.create(
-        "annotations", cfg.name, stage="annotate", config=cfg.to_meta(), overwrite=cfg.overwrite,
+        "annotations", cfg.name, stage="annotate", config=cfg.recorded(), overwrite=cfg.overwrite,
         resumable=True, seed_from_existing=not cfg.overwrite,
     ) as w:  # fmt: skip
         journal = w.dir / PREDICTIONS_FILE
@@ -408,7 +407,7 @@ def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
         tmp = journal.with_suffix(".tmp")
         tmp.write_text("".join(records[n].to_json() + "\n" for n in names if records[n].key))
         tmp.replace(journal)
-        write_annotations(w.dir / ANNOTATIONS_FILE, rows)
+        annotations.write(w.dir / annotations.FILE, rows)
         counts = _counts(names, rows, records, tally) | {
             "predicted_now": ran,
             "from_journal": len(names) - ran,

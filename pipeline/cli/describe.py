@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 
+from pipeline.artifacts.descriptions import FAILED_STATUSES
 from pipeline.cli.app import app, state
 from pipeline.describe import DescribeConfig, Shard, describe
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
-from pipeline.records import FAILED_STATUSES
 
 # The command's options, one alias each, so the command itself reads as option -> config -> call.
 Annotations = Annotated[str, typer.Option(help="Name of the annotations artifact to describe.")]

@@ -26,7 +26,8 @@ from typing import Any
 
 import openai
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, scrub
+from pipeline.artifacts.descriptions import DescriptionResult
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, scrub
 from pipeline.describe.journal import Journal
 from pipeline.describe.openai_backend import (
     MalformedResponse,

@@ -42,14 +42,8 @@ import numpy as np
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from pipeline.describe.config import (
-    RANK,
-    DescribeConfig,
-    DescriptionRequest,
-    DescriptionResult,
-    public_base_url,
-    scrub,
-)
+from pipeline.artifacts.descriptions import RANK, DescriptionResult
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, public_base_url, scrub
 from pipeline.describe.image_input import image_url, with_image
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import MAX_REQUEST_TOKENS, Price
