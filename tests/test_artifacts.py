@@ -3,15 +3,20 @@ file whose columns are not the contract's (a column renamed) is a one-line error
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.artifacts import annotations, descriptions
+from pipeline.artifacts import annotations, descriptions, evals, reports, runs
 from pipeline.artifacts.descriptions import DescribeMeta, DescriptionResult
+from pipeline.artifacts.evals import TaskResult
+from pipeline.artifacts.runs import RunMeta
 from pipeline.errors import PipelineError
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import SKELETONS
+from pipeline.store import file_sha256
 
 COCO = SKELETONS["coco-17"]
 
@@ -98,3 +103,80 @@ def test_descriptions_reader_checks_every_row(tmp_path):
 
 def vars_of(result: DescriptionResult) -> dict:
     return {name: getattr(result, name) for name in descriptions.SCHEMA.names}
+
+
+def _task(task: str = "utkface-age", **overrides) -> TaskResult:
+    row = {"task": task, "dataset": "utkface", "model": "focus-tiny", "pretrained": "runs/r",
+           "metrics": {"acc@1": 0.5, "acc1": 0.5, "acc5": None, "mean_per_class_recall": 0.4},
+           "n_samples": 4, "skipped": {}, "status": "ok", "group": "Age", "title": "UTKFace", "k": 1,
+           "split": "test", "templates": "paper", "data_path": "/data/utkface",
+           "random": {"analytic": 0.2, "simulated": 0.25}}  # fmt: skip
+    return row | overrides
+
+
+def test_evals_round_trip_and_a_renamed_key_fails(store):
+    results = [_task(), _task("emotic-age", status="skipped", metrics={}, message="no data")]
+    with store.create("evals", "e", stage="test", config={}) as w:
+        evals.write_results(w.dir, results)
+        evals.write_clip_benchmark(w.dir, results)
+    assert evals.read(store, "e") == results
+    assert evals.read_entry("evals/e", store) == ("e", results)
+    folder = store.path("evals", "e")
+    record = json.loads((folder / evals.CLIP_BENCHMARK_DIR / "utkface-age.json").read_text())
+    assert record["dataset"] == "utkface-age" and record["metrics"]["acc1"] == 0.5
+    assert "acc5" not in record["metrics"]  # CLIP_benchmark's files leave an undefined metric out
+    assert sorted(p.name for p in (folder / evals.CLIP_BENCHMARK_DIR).iterdir()) == ["utkface-age.json"]
+    path = folder / evals.RESULTS_FILE
+    path.write_text(json.dumps([{("tasks" if k == "task" else k): v for k, v in _task().items()}]))
+    with pytest.raises(PipelineError, match=r"results.json: task 0: missing task"):
+        evals.read(store, "e")
+    path.write_text(json.dumps([_task(status="done")]))
+    with pytest.raises(PipelineError, match=r"task 0 \(utkface-age\): status 'done' is not one of ok, skip"):
+        evals.read(store, "e")
+    with pytest.raises(PipelineError, match=r"nope: no results.json there and no evals/nope"):
+        evals.read_entry("nope", store)
+
+
+def test_runs_round_trip_and_a_missing_arch_fails(store):
+    with store.create("datasets", "d", stage="test", config={}) as w:
+        (w.dir / "x").write_text("x")
+    summary = {"steps": 3, "images": 8, "first_loss": 2.0, "final_loss": 1.5}
+    config = {"arch": "focus-tiny", "context_length": 32, "image_size": 64, "model_type": "clip"}
+    with store.create("runs", "r", stage="test", config=config, inputs=[store.ref("datasets", "d")]) as w:
+        (w.dir / runs.MODEL_FILE).write_bytes(b"weights")
+        (w.dir / runs.METRICS_FILE).write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+        runs.record(w, preprocess={"size": 64}, summary=summary, heatmap_source="keypoints")
+    meta = RunMeta.read(store, "r")
+    assert (meta.arch, meta.context_length, meta.image_size) == ("focus-tiny", 32, 64)
+    assert meta.preprocess == {"size": 64} and meta.summary == summary and meta.heatmap_source == "keypoints"
+    assert meta.checksums == {runs.MODEL_FILE: file_sha256(store.path("runs", "r") / runs.MODEL_FILE)}
+    assert meta.dataset == store.ref("datasets", "d") and store.meta("runs", "r")["counts"]["steps"] == 3
+    assert [row["loss"] for row in runs.read_metrics(meta.folder)] == [2.0, 1.5]
+
+    path = store.path("runs", "r") / "meta.json"
+    path.write_text(path.read_text().replace('"arch"', '"architecture"'))
+    with pytest.raises(PipelineError, match=r"meta.json: has no config arch \(not a run\)"):
+        RunMeta.read_dir(store.path("runs", "r"))
+    (store.path("runs", "r") / runs.METRICS_FILE).write_text("{not json\n")
+    with pytest.raises(PipelineError, match=r"metrics.jsonl: not readable training metrics"):
+        runs.read_metrics(store.path("runs", "r"))
+
+
+def test_reports_round_trip_and_a_renamed_column_fails(store):
+    checks = pa.Table.from_pylist(
+        [{"image": "a.jpg", "source": "rules", "sample": 0, "kind": "arm", "part": "left arm",
+          "value": "raised", "person": 1, "verdict": "confirmed", "evidence": "wrist above shoulder",
+          "start": 4, "end": 20, "text": "left arm raised"}], schema=reports.CHECKS_SCHEMA)  # fmt: skip
+    with store.create("reports", "r", stage="test", config={}) as w:
+        reports.write(
+            w.dir, {"per_source": {"rules": {"rows": 1}}}, markdown="# r\n", html="<p>", checks=checks
+        )
+    assert reports.read(store, "r") == {"per_source": {"rules": {"rows": 1}}}
+    assert reports.read_checks(store, "r").equals(checks)
+    assert (store.path("reports", "r") / reports.MARKDOWN_FILE).read_text() == "# r\n"
+    _rename(store.path("reports", "r") / reports.CHECKS_FILE, "verdict", "outcome")
+    with pytest.raises(PipelineError, match=r"checks.parquet: missing column\(s\) verdict"):
+        reports.read_checks(store, "r")
+    (store.path("reports", "r") / reports.REPORT_FILE).write_text('{"sources": []}')
+    with pytest.raises(PipelineError, match=r"report.json: not an analyze report"):
+        reports.read(store, "r")
