@@ -333,7 +333,7 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
                 lambda: describe(desc, store), inputs=[ref("annotations", name)])  # fmt: skip
     build = BuildConfig(annotations=name, descriptions=[name], images=layout.images, name=name,
                         overwrite=True, workers=2, origin="synthetic")  # fmt: skip
-    stages.make("build the dataset", "datasets", name, build.to_meta(), lambda: build_dataset(build, store),
+    stages.make("build the dataset", "datasets", name, build.recorded(), lambda: build_dataset(build, store),
                 inputs=[ref("annotations", name), ref("descriptions", name)])  # fmt: skip
 
     train_summaries: dict[str, dict[str, Any]] = {}

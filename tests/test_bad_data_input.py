@@ -22,7 +22,7 @@ from PIL import Image
 
 from pipeline.artifacts.annotations import read_file as read_annotations
 from pipeline.artifacts.annotations import write as write_annotations
-from pipeline.coco.bounds import rescale_factor, rle_string_counts, segmentation_problem
+from pipeline.bounds import rescale_factor, rle_string_counts, segmentation_problem
 from pipeline.describe import DescribeConfig, describe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def _tiny_run(store) -> None:
     import open_clip
     import torch
 
-    from training.inference import register_model_configs
+    from training.towers import register_model_configs
 
     register_model_configs()
     torch.manual_seed(0)

@@ -16,6 +16,7 @@ import pytest
 from evaluation.stage import EvalConfig
 from pipeline.analyze.stage import AnalyzeConfig
 from pipeline.annotate.stage import AnnotateConfig
+from pipeline.build_dataset import BuildConfig
 from pipeline.convert import ConvertConfig
 from pipeline.demo import DemoConfig
 from pipeline.describe import DescribeConfig
@@ -89,6 +90,18 @@ def _cases(tmp: Path) -> dict[str, Case]:
             record=lambda cfg: settle(cfg).recorded(),
             derived_run_only={"price_per_1m"},
         ),
+        "build": Case(
+            "datasets",
+            lambda **kw: BuildConfig(**({"annotations": "a", "descriptions": ["d"], "images": images} | kw)),
+            run_only={
+                "workers": 3,
+                "executor": "thread",
+                "overwrite": True,
+                "push_to_hub": "me/x",
+                "private": True,
+            },
+            content={"max_side": 256, "roi": "box", "jpeg_quality": 80, "images": tmp, "descriptions": ["e"]},
+        ),
         "eval": Case(
             "evals",
             lambda **kw: EvalConfig(**({"run": "r"} | kw)),
@@ -110,7 +123,7 @@ def _cases(tmp: Path) -> dict[str, Case]:
     }
 
 
-CASES = ("convert", "annotate", "describe", "eval", "analyze", "demo")
+CASES = ("convert", "annotate", "describe", "build", "eval", "analyze", "demo")
 
 
 @pytest.fixture

@@ -41,9 +41,9 @@ from pipeline.annotate.backends import PoseModel, load_model, model_identity
 from pipeline.annotate.models import ModelInfo, ModelSettings, model_info
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
 from pipeline.artifacts import annotations
-from pipeline.build_dataset import ordered_map
 from pipeline.errors import PipelineError
 from pipeline.log import progress
+from pipeline.pool import ordered_map
 from pipeline.records import SPLITS, ImageAnnotation, known
 from pipeline.store import Recorded, Store, check_name, recorded, run_only
 

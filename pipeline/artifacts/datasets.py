@@ -61,7 +61,7 @@ FEATURES = hf.Features({
     "width": hf.Value("int32"),
     "height": hf.Value("int32"),
     "people": hf.List(PERSON_FEATURES),
-    "skeleton": hf.Value("string"),  # a pipeline.skeletons name (meta.json defines a custom one)
+    "skeleton": hf.Value("string"),  # a pipeline.skeletons name (the card lists its joints)
 })  # fmt: skip
 # What training reads of each row besides the pixels, and what a shard must have for it.
 META_COLUMNS = ("image_id", "description", "descriptions", "people", "width", "height", "skeleton")
