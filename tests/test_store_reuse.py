@@ -167,3 +167,24 @@ def test_the_api_key_is_never_recorded_and_never_makes_a_run_stale(cases, store)
     assert "api_key" not in with_key.config and key not in json.dumps(with_key.config)
     assert store.is_current(case.kind, "x", config=with_key)
     assert key not in (store.path(case.kind, "x") / "meta.json").read_text()
+
+
+def test_an_artifact_written_before_run_only_fields_stays_current(store, tmp_path):
+    """annotations/demo's meta.json as focus-pipeline wrote it before fields were marked (its config verbatim,
+    no run_only list): reused by a run that differs only in a run-only field, remade when content differs."""
+    source = tmp_path / "mpii_human_pose_v1_u12_1.mat"
+    legacy = {"sources": [str(source)], "name": "demo", "overwrite": True, "join": "left", "split": None,
+              "keep_people_without_keypoints": False, "keep_images_without_people": False,
+              "keep_crowd": False, "captions": None}  # fmt: skip
+    with store.create("annotations", "demo", stage="convert", config=legacy) as w:
+        (w.dir / "annotations.parquet").write_text("rows")
+    meta_path = store.path("annotations", "demo") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["run_only"]
+    meta_path.write_text(json.dumps(meta))
+    now = ConvertConfig(sources=[source], name="demo", overwrite=False)
+    assert now.recorded().config == legacy | {"overwrite": False}
+    assert store.is_current("annotations", "demo", config=now.recorded())
+    assert not store.is_current(
+        "annotations", "demo", config=dataclasses.replace(now, join="outer").recorded()
+    )
