@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import datasets as hf
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.artifacts import annotations, descriptions, evals, reports, runs
+from pipeline.artifacts import annotations, datasets, descriptions, evals, reports, runs
+from pipeline.artifacts.datasets import DatasetMeta
 from pipeline.artifacts.descriptions import DescribeMeta, DescriptionResult
 from pipeline.artifacts.evals import TaskResult
 from pipeline.artifacts.runs import RunMeta
@@ -17,6 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import SKELETONS
 from pipeline.store import file_sha256
+from pipeline.synthetic.dataset import synthetic_rows
 
 COCO = SKELETONS["coco-17"]
 
@@ -180,3 +183,36 @@ def test_reports_round_trip_and_a_renamed_column_fails(store):
     (store.path("reports", "r") / reports.REPORT_FILE).write_text('{"sources": []}')
     with pytest.raises(PipelineError, match=r"report.json: not an analyze report"):
         reports.read(store, "r")
+
+
+def test_datasets_round_trip_and_a_renamed_column_fails(store):
+    rows = synthetic_rows(5, size=(32, 24), seed=0, split="train")
+    with store.create("datasets", "d", stage="test", config={"roi": "box"}) as w:
+        (w.dir / datasets.DATA_DIR).mkdir()
+        writer = datasets.SplitWriter(w.dir / datasets.DATA_DIR, "train", max_rows=3, group_rows=2)
+        for row in rows:
+            writer.add(row, len(row["image"]["bytes"]))
+        files = writer.finish()
+        w.extra["skeletons"] = [{"name": "custom-x", "joints": ["a", "b"]}]
+    assert [f.name for f in files] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
+    paths = datasets.shard_paths(store.path("datasets", "d"), "train")
+    assert [p.name for p in paths] == [f.name for f in files]
+    tables = [
+        datasets.read_columns(p, datasets.META_COLUMNS, required=datasets.TRAIN_REQUIRED) for p in paths
+    ]
+    back = [r for t in tables for r in t.to_pylist()]
+    assert [r["image_id"] for r in back] == [r["image_id"] for r in rows]
+    assert [datasets.row_texts(r) for r in back] == [[d["text"] for d in r["descriptions"]] for r in rows]
+    assert back[0]["people"][0]["keypoints"] == pytest.approx(rows[0]["people"][0]["keypoints"], nan_ok=True)
+    # the features travel in the schema, as `datasets` writes them: load_dataset decodes the images
+    schema = pq.read_schema(paths[0])
+    assert schema.metadata[b"huggingface"] == datasets.SCHEMA.metadata[b"huggingface"]
+    assert hf.Features.from_arrow_schema(schema) == datasets.FEATURES
+    meta = DatasetMeta.read(store, "d")
+    assert meta.roi == "box" and "custom-x" in meta.skeletons and "mpii-16" in meta.skeletons
+
+    _rename(paths[0], "people", "persons")
+    with pytest.raises(PipelineError, match=r"train-00000-of-00002.parquet: missing column\(s\) people"):
+        datasets.read_columns(paths[0], datasets.META_COLUMNS, required=datasets.TRAIN_REQUIRED)
+    with pytest.raises(PipelineError, match=r"no 'val' shards in data/ \(splits found: train\)"):
+        datasets.shard_paths(store.path("datasets", "d"), "val")
