@@ -391,6 +391,7 @@ class Settled:
 
 
 def settle(cfg: DescribeConfig) -> Settled:
+    """What a run of `cfg` uses: the template, the sampling defaults it fills in, and the price."""
     tpl = _template(cfg)
     cfg = cfg.with_defaults(tpl.defaults)
     return Settled(cfg, tpl, _price(cfg))
