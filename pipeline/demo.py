@@ -343,7 +343,7 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, num_threads=cfg.threads,
             image_size=cfg.image_size, context_length=cfg.context_length, overwrite=True,
         )  # fmt: skip
-        made = stages.make(f"train {model_type}", "runs", run, tcfg.resolved().to_dict(),
+        made = stages.make(f"train {model_type}", "runs", run, tcfg.resolved().recorded(),
                            lambda t=tcfg: train(t, store), inputs=[ref("datasets", name)])  # fmt: skip
         train_summaries[model_type] = made if made is not None else RunMeta.read(store, run).summary
 

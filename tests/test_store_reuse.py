@@ -23,6 +23,7 @@ from pipeline.describe import DescribeConfig
 from pipeline.describe.stage import settle
 from pipeline.describe.validate import Gate
 from pipeline.store import Recorded, Store
+from training.config import TrainConfig
 
 
 @dataclass
@@ -102,6 +103,20 @@ def _cases(tmp: Path) -> dict[str, Case]:
             },
             content={"max_side": 256, "roi": "box", "jpeg_quality": 80, "images": tmp, "descriptions": ["e"]},
         ),
+        "train": Case(
+            "runs",
+            lambda **kw: TrainConfig(**({"dataset": "d", "arch": "focus-tiny", "max_steps": 5} | kw)),
+            run_only={
+                "device": "cpu",
+                "resume": True,
+                "overwrite": True,
+                "log_every": 2,
+                "checkpoint_every": 3,
+                "num_threads": 1,
+            },
+            content={"lr": 0.0123, "max_steps": 6, "seed": 1, "model_type": "clip", "compile": True},
+            record=lambda cfg: cfg.resolved().recorded(),
+        ),
         "eval": Case(
             "evals",
             lambda **kw: EvalConfig(**({"run": "r"} | kw)),
@@ -123,7 +138,7 @@ def _cases(tmp: Path) -> dict[str, Case]:
     }
 
 
-CASES = ("convert", "annotate", "describe", "build", "eval", "analyze", "demo")
+CASES = ("convert", "annotate", "describe", "build", "train", "eval", "analyze", "demo")
 
 
 @pytest.fixture
