@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import SKELETONS
 from pipeline.store import file_sha256
-from pipeline.synthetic.dataset import synthetic_rows
+from pipeline.synthetic.dataset import synthetic_rows, write_synthetic_dataset
 
 COCO = SKELETONS["coco-17"]
 
@@ -216,3 +216,14 @@ def test_datasets_round_trip_and_a_renamed_column_fails(store):
         datasets.read_columns(paths[0], datasets.META_COLUMNS, required=datasets.TRAIN_REQUIRED)
     with pytest.raises(PipelineError, match=r"no 'val' shards in data/ \(splits found: train\)"):
         datasets.shard_paths(store.path("datasets", "d"), "val")
+
+
+def test_the_synthetic_writer_writes_shards_through_the_one_split_writer(store):
+    folder = write_synthetic_dataset(store, "s", n_train=8, n_val=2, size=(32, 24), seed=0, shards=3)
+    train = datasets.shard_paths(folder, "train")
+    assert [p.name for p in train] == [datasets.shard_name("train", i, 3) for i in range(3)]
+    assert [pq.read_metadata(p).num_rows for p in train] == [3, 3, 2]
+    assert [pq.read_metadata(p).num_rows for p in datasets.shard_paths(folder, "val")] == [1, 1]  # none empty
+    assert pq.read_schema(train[0]).metadata[b"huggingface"] == datasets.SCHEMA.metadata[b"huggingface"]
+    with pytest.raises(PipelineError, match="shards=0: must be at least 1"):
+        write_synthetic_dataset(store, "t", n_train=2, shards=0)

@@ -145,7 +145,7 @@ class SplitWriter:
             self.max_rows is not None and self._shard_rows >= self.max_rows
         )
         if self._shard_rows and full:
-            self._close_shard()
+            self.close_shard()
         self._buf.append(row)
         self._buf_bytes += nbytes
         self._shard_rows += 1
@@ -166,7 +166,8 @@ class SplitWriter:
         self.num_bytes += table.nbytes
         self._buf, self._buf_bytes = [], 0
 
-    def _close_shard(self) -> None:
+    def close_shard(self) -> None:
+        """End the current shard here: the next row starts a new one (a writer that splits by count)."""
         self._flush()
         if self._writer is not None:
             self._writer.close()
@@ -174,7 +175,7 @@ class SplitWriter:
         self._shard_rows = self._shard_bytes = 0
 
     def finish(self) -> list[Path]:
-        self._close_shard()
+        self.close_shard()
         n = len(self.parts)
         final = [p.with_name(shard_name(self.split, i, n)) for i, p in enumerate(self.parts)]
         for part, path in zip(self.parts, final, strict=True):

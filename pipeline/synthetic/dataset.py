@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pipeline.artifacts import datasets
+from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.store import Recorded, Store
 
@@ -167,18 +168,25 @@ def write_synthetic_dataset(
     n_val: int = 0,
     size: tuple[int, int] = (96, 80),
     seed: int = 0,
+    shards: int = 1,
     overwrite: bool = False,
 ) -> Path:
-    """Write datasets/<name> (a train and an optional val shard + README.md); returns its folder."""
+    """Write datasets/<name> (train and optional val rows, each in `shards` shards of near-equal row counts
+    or one per row when fewer, + README.md); returns its folder."""
+    if shards < 1:
+        raise PipelineError(f"shards={shards}: must be at least 1")
     config = Recorded.plain({"n_train": n_train, "n_val": n_val, "size": size, "seed": seed})
     with store.create("datasets", name, stage="synthetic", config=config, overwrite=overwrite) as w:
         (w.dir / datasets.DATA_DIR).mkdir()
         for split, n, sd in (("train", n_train, seed), ("val", n_val, seed + 1)):
             if n == 0:
                 continue
+            rows = synthetic_rows(n, size=size, seed=sd, split=split)
             writer = datasets.SplitWriter(w.dir / datasets.DATA_DIR, split)
-            for row in synthetic_rows(n, size=size, seed=sd, split=split):
-                writer.add(row, len(row["image"]["bytes"]) + len(row["heatmap"]["bytes"]))
+            for part in np.array_split(np.arange(n), min(shards, n)):  # no empty shard
+                for i in part:
+                    writer.add(rows[i], len(rows[i]["image"]["bytes"]) + len(rows[i]["heatmap"]["bytes"]))
+                writer.close_shard()
             writer.finish()
             w.counts[split] = n
         (w.dir / datasets.CARD_FILE).write_text(
