@@ -48,8 +48,6 @@ from pipeline.store import Recorded, Store, check_name, recorded, run_only
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = "predictions.jsonl"  # annotations/<name>/, written by annotate: the raw model output
-SKIPPED_FILE = "skipped.jsonl"  # every image that gave no row, with its reason
 # What PIL decodes and a camera, phone or scraper writes; other files under --images are not images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -392,7 +390,7 @@ def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
         "annotations", cfg.name, stage="annotate", config=cfg.recorded(), overwrite=cfg.overwrite,
         resumable=True, seed_from_existing=not cfg.overwrite,
     ) as w:  # fmt: skip
-        journal = w.dir / PREDICTIONS_FILE
+        journal = w.dir / annotations.PREDICTIONS_FILE
         if cfg.overwrite:
             journal.unlink(missing_ok=True)
         started = time.perf_counter()
@@ -400,11 +398,12 @@ def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         rows, tally = to_annotations(names, records, cfg)
         accuracy = _accuracy(truth, records, cfg.min_score)
-        _write_skipped(w.dir / SKIPPED_FILE, tally)
+        skipped = w.dir / annotations.SKIPPED_FILE
+        _write_skipped(skipped, tally)
         if not rows:
             raise PipelineError(
                 f"--images {cfg.images}: no person found in its {len(names)} images ({dict(tally.dropped)}; "
-                f"see {w.dir / SKIPPED_FILE}); the predictions are kept for a re-run with lower thresholds"
+                f"see {skipped}); the predictions are kept for a re-run with lower thresholds"
             )
         # the journal keeps this run's lines only (a resumed one may hold another model's or file's)
         tmp = journal.with_suffix(".tmp")

@@ -26,6 +26,10 @@ from pipeline.skeletons import MPII, SKELETONS, Skeleton
 from pipeline.store import Store
 
 FILE = "annotations.parquet"
+# Beside it in an artifact made by annotate: the model's raw output (what a re-run with other thresholds
+# reads back instead of running the model again), and every image that gave no row, with its reason.
+PREDICTIONS_FILE = "predictions.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
 _F32_LIST = pa.list_(pa.float32())
 PERSON_TYPE = pa.struct([
     ("keypoints", _F32_LIST),  # 3K floats: x, y, v per joint of the image's skeleton

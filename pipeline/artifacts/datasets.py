@@ -63,17 +63,21 @@ FEATURES = hf.Features({
     "people": hf.List(PERSON_FEATURES),
     "skeleton": hf.Value("string"),  # a pipeline.skeletons name (the card lists its joints)
 })  # fmt: skip
+IMAGE, HEATMAP = "image", "heatmap"  # the pixel columns: {bytes, path} cells of encoded images
+KEYPOINTS = "keypoints"  # of each person: 3K floats (PERSON_FEATURES)
 # What training reads of each row besides the pixels, and what a shard must have for it.
 META_COLUMNS = ("image_id", "description", "descriptions", "people", "width", "height", "skeleton")
-TRAIN_REQUIRED = ("image", "width", "height", "people")
+TRAIN_REQUIRED = (IMAGE, "width", "height", "people")
 TEXT_COLUMNS = ("description", "descriptions")  # one of them: the text a row is trained on
 
 
 def _check_columns() -> None:
     """Every column named above is one of FEATURES: a renamed column fails here, at import."""
-    for name in (*META_COLUMNS, *TRAIN_REQUIRED, *TEXT_COLUMNS):
+    for name in (IMAGE, HEATMAP, *META_COLUMNS, *TRAIN_REQUIRED, *TEXT_COLUMNS):
         if name not in FEATURES:
             raise TypeError(f"datasets column {name!r} is not in FEATURES")
+    if KEYPOINTS not in PERSON_FEATURES:
+        raise TypeError(f"datasets person field {KEYPOINTS!r} is not in PERSON_FEATURES")
 
 
 _check_columns()
