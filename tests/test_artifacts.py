@@ -3,7 +3,10 @@ file whose columns are not the contract's (a column renamed) is a one-line error
 
 from __future__ import annotations
 
+import inspect
 import json
+import sys
+import types
 
 import datasets as hf
 import pyarrow as pa
@@ -227,3 +230,22 @@ def test_the_synthetic_writer_writes_shards_through_the_one_split_writer(store):
     assert pq.read_schema(train[0]).metadata[b"huggingface"] == datasets.SCHEMA.metadata[b"huggingface"]
     with pytest.raises(PipelineError, match="shards=0: must be at least 1"):
         write_synthetic_dataset(store, "t", n_train=2, shards=0)
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new"),
+    [
+        (datasets, '"people": hf.List(PERSON_FEATURES)', '"persons": hf.List(PERSON_FEATURES)'),
+        (datasets, '"keypoints": hf.List(hf.Value("float32")),', '"points": hf.List(hf.Value("float32")),'),
+        (descriptions, '("status", pa.string()),', '("state", pa.string()),'),
+    ],
+)
+def test_a_column_renamed_in_the_schema_fails_at_import(module, old, new, monkeypatch):
+    """The module's own source with one column renamed in its schema, imported: it stops at once."""
+    source = inspect.getsource(module)
+    assert source.count(old) == 1
+    renamed = types.ModuleType("renamed")
+    monkeypatch.setitem(sys.modules, "renamed", renamed)
+    exec(compile(source, module.__file__, "exec"), renamed.__dict__)  # as it is, it imports
+    with pytest.raises(TypeError, match="column|field"):
+        exec(compile(source.replace(old, new), module.__file__, "exec"), renamed.__dict__)

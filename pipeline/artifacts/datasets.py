@@ -63,17 +63,20 @@ FEATURES = hf.Features({
     "people": hf.List(PERSON_FEATURES),
     "skeleton": hf.Value("string"),  # a pipeline.skeletons name (the card lists its joints)
 })  # fmt: skip
-IMAGE, HEATMAP = "image", "heatmap"  # the pixel columns: {bytes, path} cells of encoded images
+# The columns readers name (a column renamed in FEATURES fails _check_columns at import, not a reader later).
+IMAGE, HEATMAP = "image", "heatmap"  # the pixels: {bytes, path} cells of encoded images
+IMAGE_ID, WIDTH, HEIGHT, PEOPLE, SKELETON = "image_id", "width", "height", "people", "skeleton"
+DESCRIPTION, DESCRIPTIONS = "description", "descriptions"
 KEYPOINTS = "keypoints"  # of each person: 3K floats (PERSON_FEATURES)
 # What training reads of each row besides the pixels, and what a shard must have for it.
-META_COLUMNS = ("image_id", "description", "descriptions", "people", "width", "height", "skeleton")
-TRAIN_REQUIRED = (IMAGE, "width", "height", "people")
-TEXT_COLUMNS = ("description", "descriptions")  # one of them: the text a row is trained on
+META_COLUMNS = (IMAGE_ID, DESCRIPTION, DESCRIPTIONS, PEOPLE, WIDTH, HEIGHT, SKELETON)
+TRAIN_REQUIRED = (IMAGE, WIDTH, HEIGHT, PEOPLE)
+TEXT_COLUMNS = (DESCRIPTION, DESCRIPTIONS)  # one of them: the text a row is trained on
 
 
 def _check_columns() -> None:
     """Every column named above is one of FEATURES: a renamed column fails here, at import."""
-    for name in (IMAGE, HEATMAP, *META_COLUMNS, *TRAIN_REQUIRED, *TEXT_COLUMNS):
+    for name in (IMAGE, HEATMAP, *META_COLUMNS):
         if name not in FEATURES:
             raise TypeError(f"datasets column {name!r} is not in FEATURES")
     if KEYPOINTS not in PERSON_FEATURES:
@@ -201,9 +204,9 @@ def read_columns(path: Path, columns: tuple[str, ...], *, required: tuple[str, .
 
 def row_texts(row: dict[str, Any]) -> list[str]:
     """The texts a row is trained on: its descriptions, or its one description (older datasets)."""
-    texts = [d["text"] for d in (row.get("descriptions") or []) if d and d.get("text")]
-    if not texts and row.get("description"):
-        texts = [row["description"]]
+    texts = [d["text"] for d in (row.get(DESCRIPTIONS) or []) if d and d.get("text")]
+    if not texts and row.get(DESCRIPTION):
+        texts = [row[DESCRIPTION]]
     return texts
 
 
