@@ -219,6 +219,10 @@ def test_datasets_round_trip_and_a_renamed_column_fails(store):
         datasets.read_columns(paths[0], datasets.META_COLUMNS, required=datasets.TRAIN_REQUIRED)
     with pytest.raises(PipelineError, match=r"no 'val' shards in data/ \(splits found: train\)"):
         datasets.shard_paths(store.path("datasets", "d"), "val")
+    pixels_only = {datasets.IMAGE, *datasets.TRAIN_REQUIRED}  # no text column, and training wants heatmaps
+    with_heatmaps = (*datasets.TRAIN_REQUIRED, datasets.HEATMAP)
+    with pytest.raises(PipelineError, match=r"^x.parquet: missing column\(s\) description, heatmap$"):
+        datasets.check_columns(pixels_only, "x.parquet", required=with_heatmaps)
 
 
 def test_the_synthetic_writer_writes_shards_through_the_one_split_writer(store):

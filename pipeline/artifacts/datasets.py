@@ -190,15 +190,20 @@ class SplitWriter:
         return final
 
 
-def read_columns(path: Path, columns: tuple[str, ...], *, required: tuple[str, ...]) -> pa.Table:
-    """The `columns` a shard has of those asked for; a one-line error naming the shard when it lacks one of
-    `required` or has neither text column."""
-    names = set(pq.read_schema(path).names)
+def check_columns(names: set[str], where: str | Path, *, required: tuple[str, ...] = TRAIN_REQUIRED) -> None:
+    """A one-line error naming the shard (`where`) when its columns (`names`) lack one of `required` or have
+    neither text column."""
     missing = set(required) - names
     if not names & set(TEXT_COLUMNS):
         missing.add(TEXT_COLUMNS[0])
     if missing:
-        raise PipelineError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        raise PipelineError(f"{where}: missing column(s) {', '.join(sorted(missing))}")
+
+
+def read_columns(path: Path, columns: tuple[str, ...], *, required: tuple[str, ...]) -> pa.Table:
+    """The `columns` a shard has of those asked for, after check_columns."""
+    names = set(pq.read_schema(path).names)
+    check_columns(names, path, required=required)
     return pq.read_table(path, columns=[c for c in columns if c in names])
 
 
