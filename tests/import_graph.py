@@ -7,7 +7,9 @@ tests/test_architecture.py asserts the rules; this module draws the graph and wo
 An edge is every `import` / `from ... import` statement wherever it runs: at module level, under an `if`, in a
 class body ("top") or inside a function ("def"), but not under `if TYPE_CHECKING:`, which never runs.
 `from pkg import name` points at pkg.name when that is a module, else at pkg. A string literal that is
-exactly a module's dotted name is an edge too ("str"): that is how an importlib dispatch table imports.
+exactly a module's dotted name is an edge too ("str"): that is how an importlib dispatch table imports (a
+bare "pipeline" is not: that is the CLI's logger). Importing a.b.c also runs a/__init__ and
+a/b/__init__; those implied edges are left out, so that a package's __init__ may re-export its modules' names.
 An import inside a function delays a circle to run time; it does not remove it, so those edges count.
 """
 
@@ -102,7 +104,12 @@ def _targets(module: str, is_package: bool, node: ast.AST, known: set[str]) -> l
         found = [
             f"{base}.{a.name}" if f"{base}.{a.name}" in known else _nearest(base, known) for a in node.names
         ]
-    elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in known:
+    elif (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and "." in node.value
+        and node.value in known
+    ):
         found = [node.value]
     else:
         found = []
