@@ -49,9 +49,12 @@ LAYERS = (
           ("pipeline.sources", "pipeline.synthetic")),
     Layer("stages", "the data stages: convert, annotate, describe, build-dataset",
           ("pipeline.convert", "pipeline.annotate", "pipeline.describe", "pipeline.build_dataset")),
+    # Scoring sits below training so that a run can score itself while it trains with the eval's own code.
+    Layer("scoring", "zero-shot scoring of any model: task readers, prompts, classifier, metrics",
+          ("evaluation",)),
     Layer("training", "training and the model it writes", ("training",)),
-    Layer("evaluation", "what reads finished runs: zero-shot evaluation and analyze",
-          ("evaluation", "pipeline.analyze")),
+    Layer("evaluation", "what reads finished runs: the eval stage, comparisons of evals, analyze",
+          ("evaluation.stage", "evaluation.compare", "pipeline.analyze")),
     Layer("entry", "the command line and the demo", ("pipeline.demo", "pipeline.cli")),
 )  # fmt: skip
 
