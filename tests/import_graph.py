@@ -187,8 +187,8 @@ def sub_package(module: str) -> str:
 
 
 def package_edges(edges: list[Edge]) -> list[Edge]:
-    """The graph between sub-packages (pipeline.describe.stage -> pipeline.describe), where circles mean that
-    two packages are one, or that a name lives in the wrong one."""
+    """The graph with each module counted as its sub-package (pipeline.describe.stage as pipeline.describe).
+    A circle here means that two packages are one, or that a name lives in the wrong one."""
     out = [Edge(sub_package(e.source), sub_package(e.target), e.kind, e.where) for e in edges]
     return [e for e in out if e.source != e.target]
 
