@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.convert import ConvertConfig, convert  # noqa: E402
 from pipeline.describe import DescribeConfig, describe  # noqa: E402
 from pipeline.describe.prompting import image_context, load_template  # noqa: E402
+from pipeline.facts import pose_facts  # noqa: E402
 from pipeline.records import ANNOTATIONS_FILE, ImageAnnotation, read_annotations  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
@@ -61,7 +62,7 @@ def paper_baseline(rows: list[ImageAnnotation], url: str, requests: int, out: Pa
     for ann in rows[:requests]:
         reply = client.chat.completions.create(
             model="fake",
-            messages=tpl.messages(image_context(ann)),
+            messages=tpl.messages(image_context(pose_facts(ann))),
             temperature=0.5,
             max_tokens=512,
             frequency_penalty=1.0,

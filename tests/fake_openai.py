@@ -140,9 +140,10 @@ def faithful(user: str, system: str = "") -> str:
     global _RULES
     from pipeline.describe.prompting import image_context, load_template
     from pipeline.describe.rules import rules_description
+    from pipeline.facts import pose_facts
 
     _RULES = _RULES or load_template("rules")
-    return rules_description(_RULES, image_context(_annotation(_input(user), system)))
+    return rules_description(_RULES, image_context(pose_facts(_annotation(_input(user), system))))
 
 
 def bad_reply(fault: str, user: str, system: str) -> str:

@@ -11,10 +11,13 @@ from test_describe_rules import csv_annotations, h5_annotations
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import Gate, echo_share, judge
+from pipeline.facts import pose_facts
 from pipeline.records import ImageAnnotation
 
-ONE = ImageAnnotation(image="a.jpg", activity="yoga", category="sports", people=[standing_left_arm_up()])
-TWO = ImageAnnotation(image="b.jpg", people=[standing_left_arm_up(), sitting_person(dx=300)])
+ONE = pose_facts(
+    ImageAnnotation(image="a.jpg", activity="yoga", category="sports", people=[standing_left_arm_up()])
+)
+TWO = pose_facts(ImageAnnotation(image="b.jpg", people=[standing_left_arm_up(), sitting_person(dx=300)]))
 # Written as a good LLM writes them, not in the rules describer's words.
 FAITHFUL_ONE = (
     "This image shows one person doing yoga. The person is standing tall with both legs straight and their "
@@ -56,7 +59,8 @@ def test_faithful_descriptions_are_ok():
 def test_rules_describer_stays_ok_on_real_annotations(shared_data):
     rules = load_template("rules")
     rows = csv_annotations(shared_data, 60) + h5_annotations(shared_data, 20)
-    verdicts = [judge(rules_description(rules, image_context(a)), "stop", a) for a in rows]
+    every = [pose_facts(a) for a in rows]
+    verdicts = [judge(rules_description(rules, image_context(f)), "stop", f) for f in every]
     assert [v for v in verdicts if v[0] != "ok"] == []
 
 
@@ -82,9 +86,9 @@ def test_rules_describer_stays_ok_on_real_annotations(shared_data):
 def test_each_bad_reply_is_invalid_with_its_reason(fault, reason):
     person = standing_left_arm_up()
     person.keypoints[[13, 14, 15], :] = (0, 0, 0)  # the left arm unannotated: what "limb" invents
-    ann = ImageAnnotation(image="c.jpg", activity="yoga", people=[person])
-    messages = load_template("paper").messages(image_context(ann, with_facts=False))
-    prompt = "\n".join(m["content"] for m in messages)
+    ann = pose_facts(ImageAnnotation(image="c.jpg", activity="yoga", people=[person]))
+    messages = load_template("paper").messages(image_context(ann))
+    prompt = [m["content"] for m in messages]
     reply = bad_reply(fault, messages[-1]["content"], messages[0]["content"])
     assert judge(faithful(messages[-1]["content"]), "stop", ann, prompt=prompt) == ("ok", None)
     status, why = judge(reply, "stop", ann, prompt=prompt)
@@ -111,12 +115,16 @@ def test_echo_threshold():
         "Describe the pose. For example: the person is standing with both arms hanging down by their side."
     )
     copied = "The person is standing with both arms hanging down by their side. " + FAITHFUL_ONE
-    share = echo_share(copied, prompt)
+    share = echo_share(copied, [prompt])
     assert 0 < share < 0.5
-    assert judge(copied, "stop", ONE, prompt=prompt) == ("ok", None)
-    status, why = judge(copied, "stop", ONE, Gate(max_echo=share - 0.01), prompt=prompt)
+    assert judge(copied, "stop", ONE, prompt=[prompt]) == ("ok", None)
+    status, why = judge(copied, "stop", ONE, Gate(max_echo=share - 0.01), prompt=[prompt])
     assert status == "invalid" and why.startswith("echoes the prompt")
-    assert judge(copied, "stop", ONE, Gate(max_echo=share), prompt=prompt)[0] == "ok"
+    assert judge(copied, "stop", ONE, Gate(max_echo=share), prompt=[prompt])[0] == "ok"
+    # Messages are read as one text, a line break between them: a 5-gram may run across two of them.
+    words = prompt.split(" ")
+    split = [" ".join(words[:9]), " ".join(words[9:11]), " ".join(words[11:])]  # the middle one 2 words long
+    assert echo_share(copied, split) == share and echo_share(copied, words) == share
 
 
 def test_list_threshold():
@@ -156,7 +164,7 @@ def test_min_pose_claims_threshold_and_its_cap():
     head_only = standing_left_arm_up()
     head_only.keypoints[:8, :] = 0
     head_only.keypoints[10:, :] = 0
-    ann = ImageAnnotation(image="d.jpg", people=[head_only])
+    ann = pose_facts(ImageAnnotation(image="d.jpg", people=[head_only]))
     assert judge("One person is visible here; their head is upright.", "stop", ann) == ("ok", None)
 
 
@@ -269,7 +277,7 @@ def test_a_leg_merely_not_lifted_is_not_asked_for():
     the arm only (the legs are known not to be lifted, which goes unsaid)."""
     person = standing_left_arm_up()
     person.keypoints[[0, 5, 6, 7, 8, 9, 10, 11, 12, 15], :] = 0  # left shoulder + elbow, hips + knees remain
-    ann = ImageAnnotation(image="e.jpg", people=[person])
+    ann = pose_facts(ImageAnnotation(image="e.jpg", people=[person]))
     text = rules_description(load_template("rules"), image_context(ann))
     assert "leg" not in text and judge(text, "stop", ann) == ("ok", None)
 

@@ -16,9 +16,9 @@ from pipeline.describe.image_input import MAX_SIZE, MIN_SIZE, ImageInput, ImageS
 from pipeline.describe.image_tokens import DETAILS, family_for, load_families
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
-from pipeline.faithfulness import Facts
+from pipeline.facts import PoseFacts
 from pipeline.marks import MARKS
-from pipeline.records import STATUSES, ImageAnnotation
+from pipeline.records import STATUSES
 
 BACKENDS = ("openai", "rules", "captions")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -322,8 +322,7 @@ class DescriptionRequest:
     template: str
     template_hash: str
     cache_key: str
-    annotation: ImageAnnotation  # the keypoints the gate checks the reply against
-    facts: list[Facts] | None = None  # their facts (pipeline.instances), when the template computed them
+    facts: PoseFacts  # the image's keypoints and their facts (the prompt's, the gate's), one per image
     messages: list[dict[str, str]] | None = None  # text only: the image part is added when it is sent
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate (image included), for plans, budgets and rate limits
@@ -331,9 +330,9 @@ class DescriptionRequest:
     key_payload: dict[str, Any] | None = None  # what cache_key hashes (pipeline.describe.stage.carry_over)
 
     @property
-    def prompt(self) -> str | None:
-        """The messages as one text (the gate's echo check)."""
-        return None if self.messages is None else "\n".join(m["content"] for m in self.messages)
+    def prompt(self) -> tuple[str, ...]:
+        """The texts of the messages (the gate's echo check); none for the rules describer."""
+        return () if self.messages is None else tuple(m["content"] for m in self.messages)
 
 
 @dataclass(slots=True)

@@ -56,7 +56,6 @@ from pipeline.describe.pricing import MAX_REQUEST_TOKENS, Price
 from pipeline.describe.transport import LeanTransport
 from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
-from pipeline.instances import instances
 from pipeline.log import progress
 
 log = logging.getLogger(__name__)
@@ -277,11 +276,11 @@ def render_image(req: DescriptionRequest) -> tuple[str | None, str | None]:
         return None, None
     if inp.problem:
         return None, inp.problem
-    ann = req.annotation
-    people = instances(ann)  # crowd regions are not drawn: the numbers are the prompt's instance numbers
-    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, ann.skeleton.num_joints, 3))
+    facts = req.facts
+    people = facts.instances  # crowd regions are not drawn: the numbers are the prompt's instance numbers
+    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, facts.skeleton.num_joints, 3))
     try:
-        return image_url(inp, kps, edges=ann.skeleton.edges), None
+        return image_url(inp, kps, edges=facts.skeleton.edges), None
     except OSError as err:
         return None, f"image {inp.name!r} cannot be sent ({type(err).__name__}: {err})"
 
@@ -307,10 +306,8 @@ def completion_result(
         status = "error"
         reason = f"malformed usage: {c.usage.problem} (charged at its worst case ${cost_usd:.6f})"
     else:
-        status, reason = judge(
-            c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts,
-            saw_image=req.image_input is not None,
-        )  # fmt: skip
+        seen = req.image_input is not None
+        status, reason = judge(c.text, c.finish_reason, req.facts, gate, prompt=req.prompt, saw_image=seen)
     return DescriptionResult(
         **request_fields(req),
         description=c.text.strip() if c.text and c.text.strip() and status != "error" else None,

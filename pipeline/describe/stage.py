@@ -42,6 +42,7 @@ from pipeline.describe.prompting import TemplateSet, image_context, load_templat
 from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
+from pipeline.facts import pose_facts_all
 from pipeline.log import progress
 from pipeline.records import (
     ANNOTATIONS_FILE,
@@ -74,7 +75,8 @@ def build_requests(
     rows: list[ImageAnnotation], tpl: TemplateSet, cfg: DescribeConfig
 ) -> list[DescriptionRequest]:
     """Render every prompt (or rules description) and key it by everything that determines the answer;
-    with --with-image, find, hash and size each row's image (pipeline.describe.image_input)."""
+    with --with-image, find, hash and size each row's image (pipeline.describe.image_input). Each image's
+    pose facts are computed once (all images' people in one pass) and shared by its samples and the gate."""
     rules = cfg.backend == "rules"
     model = "rules" if rules else cfg.model
     source = ("rules" if tpl.name == "rules" else f"rules/{tpl.name}") if rules else f"{cfg.model}/{tpl.name}"
@@ -84,9 +86,9 @@ def build_requests(
     settings = cfg.image_settings()
     # What a prompt may say about the image (grounded-image: the marks drawn, the size the keypoints are in).
     image_vars = {"with_image": cfg.with_image, "image_mark": cfg.image_mark if cfg.with_image else "none"}
-    out, with_facts = [], tpl.uses_facts
-    for ann in progress(rows, desc="render", unit="img"):
-        ctx = image_context(ann, with_facts=with_facts)
+    out, every = [], pose_facts_all(rows)
+    for ann, facts in progress(zip(rows, every, strict=True), total=len(rows), desc="render", unit="img"):
+        ctx = image_context(facts)
         recorded = (ann.width, ann.height) if ann.width and ann.height else None
         image = prepare(ann.image, settings, recorded) if settings else None
         if rules:
@@ -109,8 +111,7 @@ def build_requests(
                     template=tpl.name,
                     template_hash=tpl.hash,
                     cache_key=cache_key(payload),
-                    annotation=ann,
-                    facts=[p["facts"] for p in ctx["people"]] if with_facts else None,
+                    facts=facts,
                     messages=messages,
                     text=text,
                     prompt_tokens=tokens,
@@ -149,7 +150,7 @@ def carry_over(
 
 
 def rules_result(req: DescriptionRequest, cfg: DescribeConfig) -> DescriptionResult:
-    status, reason = judge(req.text, "stop", req.annotation, cfg.gate, facts=req.facts)
+    status, reason = judge(req.text, "stop", req.facts, cfg.gate)
     return DescriptionResult(
         cache_key=req.cache_key,
         image=req.image,
@@ -178,7 +179,7 @@ def rejudge(
         if row.status not in ("ok", "invalid"):
             continue
         status, reason = judge(
-            row.description, row.finish_reason, req.annotation, cfg.gate, prompt=req.prompt, facts=req.facts,
+            row.description, row.finish_reason, req.facts, cfg.gate, prompt=req.prompt,
             saw_image=req.image_input is not None,
         )  # fmt: skip
         if (status, reason) != (row.status, row.error):
