@@ -14,7 +14,6 @@ from fake_openai import FakeOpenAI
 from test_describe_rules import csv_annotations, h5_annotations, put_annotations
 
 from pipeline.analyze.controls import contradict
-from pipeline.coco.keypoints import read as read_coco
 from pipeline.describe import DescribeConfig, describe
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
@@ -23,6 +22,7 @@ from pipeline.facts import pose_facts
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description, read_claims
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import skeleton_for
+from pipeline.sources.coco_keypoints import read as read_coco
 
 
 def coco_rows(path):

@@ -40,9 +40,9 @@ from pipeline.annotate.accuracy import GroundTruth, keypoint_accuracy
 from pipeline.annotate.backends import PoseModel, load_model, model_identity
 from pipeline.annotate.models import ModelInfo, ModelSettings, model_info
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
-from pipeline.build_dataset import ordered_map
 from pipeline.errors import PipelineError
 from pipeline.log import progress
+from pipeline.pool import ordered_map
 from pipeline.records import ANNOTATIONS_FILE, SPLITS, ImageAnnotation, known, write_annotations
 from pipeline.store import Store, check_name
 
