@@ -78,10 +78,10 @@ from pipeline.claim_patterns import (
     PERSONISH,
     SENTENCE_END,
     SIDED_JOINTS,
-    THING_SUBJECT,
     NounPatterns,
     SubjectPatterns,
     noun_patterns,
+    thing_subject,
 )
 from pipeline.geometry import L_WRIST, LIMB_JOINTS, R_WRIST
 
@@ -150,7 +150,7 @@ def _mask(text: str, phrases: tuple[str | None, ...]) -> str:
 
 
 def _negated(text: str, start: int) -> bool:
-    return bool(pose_words.NEGATION.search(text[max(0, start - 24) : start]))
+    return pose_words.negated(text[max(0, start - 24) : start])
 
 
 def _norm_pos(word: str) -> str:
@@ -368,8 +368,8 @@ def _said_of_a_thing(t: str, start: int, instance_words: frozenset[str]) -> bool
     head = t[max(0, start - 80) : start]
     cut = CLAUSE_START.match(head)
     clause = head[cut.end() :] if cut else head
-    m = THING_SUBJECT.search(clause)
-    return bool(m) and m.group(1).lower() not in instance_words and not PERSONISH.search(clause)
+    thing = thing_subject(clause)
+    return bool(thing) and thing.lower() not in instance_words and not PERSONISH.search(clause)
 
 
 def _state_claims(t: str, subjects: list, is_taken, instance_words: frozenset[str]) -> list[Claim]:

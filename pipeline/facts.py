@@ -35,6 +35,9 @@ class PoseFacts:
     annotation: ImageAnnotation
     instances: tuple[Person, ...]  # crowd regions dropped
     known: np.ndarray  # (P, K) bool: each instance's known joints, in the skeleton's own order
+    flags: tuple[
+        tuple[float, ...], ...
+    ]  # (P, K) each joint's v (pipeline.records: missing, occluded, visible)
     body: np.ndarray | None  # (P, 16, 3) MPII view of human skeletons, None for the others
     nouns: tuple[str, ...]  # per instance: its category, else the skeleton's subject ("zebra", "person")
     groups: tuple[tuple[str, int], ...]  # (noun, number of instances), nouns in order of first appearance
@@ -134,6 +137,7 @@ def _finish(image: _Image, people: Sequence[Facts]) -> PoseFacts:
         annotation=ann,
         instances=tuple(image.people),
         known=known(image.kps),
+        flags=tuple(map(tuple, image.kps[..., 2].tolist())),
         body=image.body,
         nouns=nouns,
         groups=groups,

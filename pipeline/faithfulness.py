@@ -42,8 +42,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from pipeline.animals import AnimalFacts
 from pipeline.claims import Claim, ParsedDescription, Subject, parse_claims
 from pipeline.facts import PARTS, Facts, PoseFacts
@@ -199,9 +197,9 @@ def _check_head(claim: Claim, f: PersonFacts) -> tuple[str, str]:
     return _verdict(bowed, small), evidence
 
 
-def _check_one(claim: Claim, f: Facts, kps: np.ndarray) -> tuple[str, str]:
-    """One claim about one instance; kps: the instance's keypoints of the joints a visibility claim is about
-    (its skeleton's joints, pipeline.instances.native_joints), empty for other claims."""
+def _check_one(claim: Claim, f: Facts, flags: tuple[float, ...]) -> tuple[str, str]:
+    """One claim about one instance; flags: the instance's v of the joints a visibility claim is about (its
+    skeleton's joints, pipeline.instances.native_joints), empty for other claims."""
     kind = claim.kind
     if isinstance(f, AnimalFacts):
         return _check_animal(claim, f)
@@ -240,10 +238,9 @@ def _check_one(claim: Claim, f: Facts, kps: np.ndarray) -> tuple[str, str]:
             return UNVERIFIABLE, f"{kind.replace('_', ' ')} unknown"
         return (CONFIRMED if fact == claim.value else CONTRADICTED), f"{kind.replace('_', ' ')}: {fact}"
     if kind == "visible":
-        v = kps[:, 2]
-        if (v < VISIBLE).all():
+        if all(v < VISIBLE for v in flags):
             return CONFIRMED, f"{claim.part}: not marked visible"
-        if (v == VISIBLE).all():
+        if all(v == VISIBLE for v in flags):
             return CONTRADICTED, f"{claim.part}: annotated visible"
         return UNVERIFIABLE, f"{claim.part}: partly visible"
     raise ValueError(f"unknown claim kind {kind!r}")
@@ -281,7 +278,7 @@ def check_claim(claim: Claim, facts: PoseFacts) -> Check:
     joints = (
         list(native_joints(facts.skeleton, claim.joints)) if claim.kind == "visible" and facts.human else []
     )
-    results = [_check_one(claim, people[i], facts.instances[i].keypoints[joints]) for i in who]
+    results = [_check_one(claim, people[i], tuple(facts.flags[i][j] for j in joints)) for i in who]
     verdicts = {v for v, _ in results}
     verdict = verdicts.pop() if len(verdicts) == 1 else UNVERIFIABLE
     evidence = (
@@ -301,7 +298,7 @@ def check_description(parsed: ParsedDescription, facts: PoseFacts) -> Descriptio
             continue
         who = candidates(m.subject, facts.people)
         joints = list(native_joints(facts.skeleton, m.joints))
-        if who and all((facts.instances[i].keypoints[joints, 2] == MISSING).all() for i in who):
+        if who and all(all(facts.flags[i][j] == MISSING for j in joints) for i in who):
             out.missing_joint_mentions.append(m.part)
     return out
 
