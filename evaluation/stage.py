@@ -140,6 +140,7 @@ def pick_device(device: str) -> torch.device:
 
 
 def load(cfg: EvalConfig, store: Store) -> Model:
+    # open_clip (torchvision, timm, transformers) takes seconds to import; only scoring a model needs it
     from training.inference import load_model
 
     device = pick_device(cfg.device)
