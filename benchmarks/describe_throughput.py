@@ -5,9 +5,12 @@
 
 The bound is concurrency / latency (64 / 0.1 s = 640 requests/s): a client that adds nothing reaches it.
 Prints, for the openai client's own transport (the default) and for --lean-http, the measured rate over
-the request phase, its ratio to the bound and the client's CPU per request, and the rate of the
-paper-style baseline (one request at a time, the whole output JSON rewritten after each reply) measured
-in the same run against the same server.
+the request phase and its ratio to the bound; the CPU per request of the event loop, of the client's process
+(the loop and its threads) and of the gate's process (pipeline.describe.judging), and the whole stage's CPU
+per row (reading, facts, rendering, sending, judging, journaling, the parquet), so no cost is hidden by
+moving it; and the rate of the paper-style baseline (one request at a time, the whole output JSON rewritten
+after each reply) measured in the same run against the same server. The machine's load is printed before
+and after: on a shared machine compare figures of one run only.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("--baseline-requests", type=int, default=30)
     args = parser.parse_args()
 
+    print(f"load average before: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     proc, url = start_server(args.latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +104,9 @@ def main() -> None:
                     lean_http=lean,
                     overwrite=True,  # each transport sends every request itself (no journal reuse)
                 )
+                cpu = time.process_time()
                 runs[transport] = describe(cfg, store)
+                runs[transport]["stage_cpu_s"] = time.process_time() - cpu
             baseline = paper_baseline(rows, url, args.baseline_requests, Path(tmp) / "baseline.json")
     finally:
         proc.terminate()
@@ -125,12 +131,19 @@ def report(transport: str, summary: dict, images: int, bound: float, args: argpa
         f"  request phase: {rate:.1f} req/s, bound {bound:.0f} req/s (concurrency {args.concurrency} / "
         f"latency {args.latency} s), ratio {rate / bound:.3f}"
     )
-    cpu_ms = summary["client_cpu_ms_per_request"]
-    # What the client alone could sustain on one free core; the measured rate is lower when the machine is
-    # shared (load average above its core count), since client and server then wait for CPU.
+    loop_ms = summary["loop_cpu_ms_per_request"]
+    # What the event loop alone could sustain on one free core; the measured rate is lower when the machine
+    # is shared (load average above its core count), since client, gate and server then wait for CPU.
     print(
-        f"  client CPU per request: {cpu_ms:.2f} ms (one free core would sustain {1000 / cpu_ms:.0f} req/s, "
-        f"ratio {min(1.0, 1000 / cpu_ms / bound):.3f}); load average {os.getloadavg()[0]:.1f} on "
+        f"  CPU per request: event loop {loop_ms:.2f} ms (one free core would sustain {1000 / loop_ms:.0f} "
+        f"req/s, ratio {min(1.0, 1000 / loop_ms / bound):.3f}), client process "
+        f"{summary['client_cpu_ms_per_request']:.2f} ms, gate process "
+        f"{summary['judge_cpu_ms_per_request']:.2f} ms"
+    )
+    judge_s = summary["judge_cpu_ms_per_request"] * summary["requests_sent"] / 1000
+    print(
+        f"  whole stage CPU per row: {1000 * (summary['stage_cpu_s'] + judge_s) / summary['rows']:.2f} ms "
+        f"(the describe call's process and the gate's); load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores"
     )
 

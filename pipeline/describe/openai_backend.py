@@ -19,6 +19,8 @@ How it stays fast and within limits:
   usage is charged at its worst case too, so an endpoint's accounting can never credit the budget.
 - --retry-invalid N: a reply the gate judges invalid or truncated is asked again (seed + k, warmer) up to N
   times; every ask is journaled and paid for, the row keeps its best one.
+- The gate judges each reply in a process of its own (pipeline.describe.judging), so the event loop's CPU per
+  request is the transport's; the verdict is back before the re-ask decision and the journal entry.
 - --with-image: each row's image is rendered (read, checked against its hash, resized, marked, encoded) in a
   worker thread once per row, before its first ask; one that cannot be is an error row, and nothing is sent.
 - Error texts are scrubbed of the API key and Authorization / api-key values before they are stored,
@@ -61,6 +63,7 @@ from pipeline.describe.config import (
     public_base_url,
 )
 from pipeline.describe.journal import Journal
+from pipeline.describe.judging import JudgeProcess
 from pipeline.describe.pricing import Price
 from pipeline.describe.rate_limits import AIMDWindow, TokenBucket
 from pipeline.describe.transport import LeanTransport
@@ -176,8 +179,8 @@ def make_clients(cfg: DescribeConfig) -> list[openai.AsyncOpenAI]:
 
 
 class Runner:
-    def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal):
-        self.cfg, self.price, self.journal = cfg, price, journal
+    def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal, judging: JudgeProcess):
+        self.cfg, self.price, self.journal, self.judging = cfg, price, journal, judging
         self.window = AIMDWindow(cfg.concurrency)
         self.rpm = TokenBucket(cfg.rpm) if cfg.rpm else None
         self.tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
@@ -276,10 +279,12 @@ class Runner:
                 latency_s=round(time.monotonic() - started, 4),
                 error=error_text(exc, self.cfg.api_key),
             )
+        judged = completion.usage.problem is None
+        verdict = await self.judging.judge(req, completion.text, completion.finish_reason) if judged else None
         return completion_result(
             req,
             completion,
-            self.cfg.gate,
+            verdict,
             cost_usd=reply_cost(req, completion, self.price, self.cfg.max_tokens),
             attempts=ask.attempts,
             latency_s=round(time.monotonic() - started, 4),
@@ -365,10 +370,12 @@ def run_requests(
     """Send every request (journaling each result as it arrives); the run's own numbers."""
     if not todo:
         return {"requests_sent": 0}
-    runner = Runner(cfg, price, journal)
-    started, cpu = time.monotonic(), time.process_time()
-    asyncio.run(runner.run(todo))
-    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    with JudgeProcess(todo, cfg.gate) as judging:
+        runner = Runner(cfg, price, journal, judging)
+        started, cpu, loop_cpu = time.monotonic(), time.process_time(), time.thread_time()
+        asyncio.run(runner.run(todo))
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        loop_cpu = time.thread_time() - loop_cpu  # the event loop runs on this thread
     s = runner.stats
     stats = {
         "requests_sent": s.sent,
@@ -379,7 +386,11 @@ def run_requests(
         "spent_total_usd": round(s.spent, 6),
         "requests_per_s": round(s.done / elapsed, 2) if elapsed > 0 else None,
         "window_decreases": runner.window.decreases,
+        # CPU per HTTP attempt: of this process (the event loop and its threads), of the loop alone, and of
+        # the gate's process
         "client_cpu_ms_per_request": round(1000 * cpu / s.sent, 3) if s.sent else None,
+        "loop_cpu_ms_per_request": round(1000 * loop_cpu / s.sent, 3) if s.sent else None,
+        "judge_cpu_ms_per_request": round(1000 * judging.cpu_s / s.sent, 3) if s.sent else None,
     }
     if runner.stopping:
         raise PipelineError(

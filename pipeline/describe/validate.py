@@ -72,6 +72,7 @@ class Gate:
 
 
 BACKGROUND_POLICIES = ("reject", "scene")
+Verdict = tuple[str, str | None]  # a status (ok | truncated | refused | invalid) and why it is not ok
 
 
 _REFUSAL = re.compile(
@@ -261,7 +262,7 @@ def judge(
     *,
     prompt: Sequence[str] = (),
     saw_image: bool = False,
-) -> tuple[str, str | None]:
+) -> Verdict:
     """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream).
     `facts`: the image's pipeline.facts.PoseFacts; `prompt`: the texts of the request's messages, for the
     echo check (none for the rules describer); `saw_image`: the model was sent the image (describe
