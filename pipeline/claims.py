@@ -330,8 +330,8 @@ def _number(word: str) -> int:
 def _count_claims(t: str, extra: NounPatterns | None) -> list[Claim]:
     """The first people count, and the first count of each instance noun ("two zebras")."""
     out = []
-    counts = [(m.start(), m.end(), m.group(1)) for m in COUNT_PLURAL.finditer(t)]
-    counts += [(m.start(), m.end(), m.group(1)) for m in COUNT_SINGLE.finditer(t)]
+    # The earliest of the two patterns' first matches (a later match of either starts after its first one).
+    counts = [(m.start(), m.end(), m.group(1)) for m in (COUNT_PLURAL.search(t), COUNT_SINGLE.search(t)) if m]
     if counts:
         s, e, word = min(counts)
         out.append(Claim("count", _number(word), None, None, s, e))

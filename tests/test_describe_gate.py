@@ -241,6 +241,45 @@ def test_every_failure_class_from_the_server_ends_invalid(live, store):
         assert df.loc[image, "status"] == "invalid", (fault, df.loc[image, "description"])
         assert REASONS[fault] in df.loc[image, "error"], (fault, df.loc[image, "error"])
     assert summary["invalid"] == len(BAD_REPLIES) and summary["ok"] == 16 - len(BAD_REPLIES)
+    # The gate's process gave judge's own verdicts: the next run re-judges every row on its own thread
+    # (rejudge) and changes none, and sends nothing.
+    again = describe(_cfg(server, template), store)
+    assert again["cache_hits"] == 16 and again.get("requests_sent", 0) == 0
+    assert {k: again[k] for k in ("ok", "invalid")} == {k: summary[k] for k in ("ok", "invalid")}
+    assert (
+        pd.read_parquet(store.path("descriptions", "mpii") / "descriptions.parquet")
+        .set_index("image")
+        .equals(df)
+    )
+
+
+def test_the_gate_process_judges_as_the_loop_would_and_its_death_fails_the_run():
+    import asyncio
+
+    from pipeline.describe.judging import JudgeProcess
+    from pipeline.errors import PipelineError
+
+    req = _request(ONE, FAITHFUL_ONE)
+    texts = [FAITHFUL_ONE, "I'm sorry, I can't.", FAITHFUL_ONE.replace("right arm", "left leg"), None]
+    with JudgeProcess([req], Gate()) as judging:
+        verdicts = asyncio.run(_ask(judging, req, texts))
+    assert verdicts == [judge(t, "stop", ONE) for t in texts] and verdicts[0] == ("ok", None)
+    assert judging.cpu_s > 0
+    with JudgeProcess([req], Gate()) as judging:
+        judging._process.kill()
+        with pytest.raises(PipelineError, match=r"the gate's process \(\d+\) is gone"):
+            asyncio.run(_ask(judging, req, [FAITHFUL_ONE]))
+
+
+def _request(facts, text):
+    from pipeline.describe.config import DescriptionRequest
+
+    return DescriptionRequest(image="a.jpg", sample=0, source="fake", model="fake", template="paper",
+                              template_hash="h", cache_key="k", facts=facts, text=text)  # fmt: skip
+
+
+async def _ask(judging, req, texts):
+    return [await judging.judge(req, t, "stop") for t in texts]
 
 
 def test_retry_invalid_reasks_and_keeps_every_ask(live, store):
