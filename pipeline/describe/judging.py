@@ -1,8 +1,8 @@
 """describe's gate beside the event loop: during a live run a process of its own judges the replies, so the
 loop only sends, receives and journals (its CPU per request is the transport's).
 
-    with JudgeProcess(todo, cfg.gate) as judging:          # forked before the loop starts
-        asyncio.run(runner.run(todo))                       # ... where a reply is judged by
+    with JudgeProcess(todo, cfg.gate) as judging:          # forked before the event loop starts
+        ...                                                 # then on the loop, for each reply:
         status, reason = await judging.judge(req, text, finish_reason)
 
 The process is forked from the run's own process before the event loop starts, so it inherits the requests
@@ -44,8 +44,8 @@ def _serve(conn: Connection, runs_end: Connection, requests: list[DescriptionReq
                 verdict = ("failed", f"{type(err).__name__}: {err}")
             conn.send((number, verdict))
         conn.send(time.process_time())
-    except (EOFError, BrokenPipeError):
-        pass  # the run went away
+    except (EOFError, OSError):
+        pass  # the run went away (its end of the socket closed)
 
 
 class JudgeProcess:
@@ -77,7 +77,7 @@ class JudgeProcess:
             self._loop.add_reader(self._conn.fileno(), self._receive)
         number = next(self._numbers)
         self._pending[number] = future = self._loop.create_future()
-        try:
+        try:  # waits only when more than a socket buffer of texts is queued for the process
             self._conn.send((number, req.cache_key, text, finish_reason))
         except OSError:
             self._pending.pop(number)
