@@ -472,7 +472,7 @@ def results_markdown(results: list[dict[str, Any]], name: str) -> str:
 
 
 def plot_results(results: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
+    import matplotlib  # ~1-3 s to import; only the figure needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -227,11 +227,11 @@ class Runner:
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter").
         return random.uniform(0, min(_MAX_WAIT, self.cfg.backoff * 2 ** (attempts - 1)))
 
+    # ---- one ask: one HTTP request with its retries ---------------------------------------------
     async def _send(self, ask: _Ask) -> Completion:
         ask.attempts += 1
         return await self._attempt(ask.req, ask.client, ask.body)
 
-    # ---- one ask: one HTTP request with its retries ---------------------------------------------
     async def ask(
         self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int, url: str | None = None
     ) -> DescriptionResult:
