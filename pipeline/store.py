@@ -45,7 +45,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Config keys that say how a stage ran, not what it made: is_current ignores them.
 RUN_ONLY_KEYS = frozenset(
     {"overwrite", "resume", "workers", "executor", "num_threads", "device", "log_every", "checkpoint_every",
-     "push_to_hub", "private", "concurrency", "lean_http"}
+     "push_to_hub", "private", "concurrency", "lean_http", "replica_urls"}
 )  # fmt: skip
 # What every published meta.json holds (Store._publish) and readers rely on, with its JSON type.
 _META_FIELDS = {"stage": str, "config": dict, "inputs": list, "counts": dict, "fingerprint": str}

@@ -5,6 +5,8 @@
         --template grounded --concurrency 32 --max-cost 5 --dry-run
     focus-pipeline describe --annotations mpii --backend openai --base-url http://localhost:8000/v1 \
         --model llama-3-8b --retry-failed
+    focus-pipeline describe --annotations mpii --model llama-3-8b --base-url http://gpu1:8000/v1 \
+        --base-url http://gpu2:8000/v1      # or --base-urls-file endpoints.txt
     focus-pipeline describe --annotations mpii --model gpt-4o --with-image --images mpii/images \
         --image-mark box --dry-run
     focus-pipeline describe --annotations coco --backend captions --name coco-captions
@@ -19,6 +21,7 @@ import typer
 
 from pipeline.cli.app import app, state
 from pipeline.describe import DescribeConfig, Shard, describe
+from pipeline.describe.config import read_base_urls
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
 from pipeline.records import FAILED_STATUSES
@@ -35,8 +38,21 @@ Backend = Annotated[
 ]
 Model = Annotated[str | None, typer.Option(help="Model name sent to the endpoint.  [default: gpt-4o-mini]")]
 BaseUrl = Annotated[
+    list[str] | None,
+    typer.Option(
+        envvar="OPENAI_BASE_URL",
+        help="Endpoint, e.g. http://localhost:8000/v1 (vLLM). Repeat it for replicas of one model: each "
+        "request goes to the one with the fewest in flight, one that keeps failing is benched for a while; "
+        "rows are keyed under the first. --concurrency, --rpm, --tpm and --max-cost are the run's totals "
+        "over all endpoints, and one API key is sent to all.",
+    ),
+]
+BaseUrlsFile = Annotated[
     str | None,
-    typer.Option(envvar="OPENAI_BASE_URL", help="Endpoint, e.g. http://localhost:8000/v1 (vLLM)."),
+    typer.Option(
+        metavar="FILE",
+        help="More endpoints, one URL per line (# comments), after any --base-url.",
+    ),
 ]
 ApiKey = Annotated[
     str | None,
@@ -189,6 +205,7 @@ def _describe(
     backend: Backend = "auto",
     model: Model = None,
     base_url: BaseUrl = None,
+    base_urls_file: BaseUrlsFile = None,
     api_key: ApiKey = None,
     template: Template = None,
     temperature: Temperature = None,
@@ -235,8 +252,10 @@ def _describe(
 ) -> None:
     """Describe every image's pose: one single-shot LLM prompt per image, or the offline rules describer."""
     statuses = tuple(dict.fromkeys([*(retry or []), *(FAILED_STATUSES if retry_failed else ())]))
+    urls = [*(base_url or []), *(read_base_urls(base_urls_file) if base_urls_file else [])]
     cfg = DescribeConfig(
-        annotations=annotations, backend=backend, name=name, model=model, base_url=base_url, api_key=api_key,
+        annotations=annotations, backend=backend, name=name, model=model, base_url=urls[0] if urls else None,
+        replica_urls=tuple(urls[1:]), api_key=api_key,
         template=template, temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
         frequency_penalty=frequency_penalty, lean_http=lean_http,
         samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,

@@ -54,6 +54,26 @@ def is_local(url: str | None) -> bool:
         return False
 
 
+def read_base_urls(path: str | Path) -> list[str]:
+    """--base-urls-file: one endpoint URL per line; blank lines and `#` comments are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise PipelineError(f"--base-urls-file {path}: cannot read it ({err})") from None
+    urls = []
+    for number, line in enumerate(lines, 1):
+        url = line.split("#", 1)[0].strip()
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
+            raise PipelineError(f"{path}:{number}: {url!r} is not an http(s) URL (one URL per line)")
+        urls.append(url)
+    if not urls:
+        raise PipelineError(f"--base-urls-file {path}: no URL in it")
+    return urls
+
+
 # An Authorization / api-key header value as a server may echo it back in an error body.
 _HEADER_SECRET = re.compile(
     r"((?:authorization|proxy-authorization|api-key|x-api-key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+|basic\s+)?)"
@@ -145,7 +165,10 @@ class DescribeConfig:
     backend: str = "auto"  # openai | rules | captions | auto (openai when a key, base URL or model is given)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
     model: str | None = None  # default DEFAULT_MODEL
-    base_url: str | None = None
+    base_url: str | None = None  # the first endpoint: every row is keyed under it (see `endpoints`)
+    # The endpoints after the first (--base-url repeated, --base-urls-file): replicas of it, same model; run
+    # only, so adding or dropping one neither re-keys a row nor makes a finished artifact stale.
+    replica_urls: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never stored or logged
     template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
     # Sampling: None takes the template family's defaults.json (with_defaults), then FALLBACK_SAMPLING.
@@ -203,13 +226,28 @@ class DescribeConfig:
         self._check_numbers()
         if self.backend == "captions" and (self.dry_run or self.batch):
             raise PipelineError("--backend captions sends no request: --dry-run and --batch do not apply")
-        if self.lean_http and not public_base_url(self.base_url).startswith("http://"):
-            raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
+        self._check_endpoints()
         if self.retry_invalid and self.batch:
             raise PipelineError(
                 "--retry-invalid re-asks live requests; with --batch, re-run with --retry invalid instead"
             )
         self._check_image_options()
+
+    def _check_endpoints(self) -> None:
+        public = [public_base_url(url) for url in self.endpoints]
+        if twice := next((url for i, url in enumerate(public) if url in public[:i]), None):
+            raise PipelineError(f"--base-url {twice}: listed twice (each endpoint once)")
+        if self.replica_urls and self.base_url is None:
+            raise PipelineError("replica endpoints need a first --base-url")
+        if self.replica_urls and self.batch:
+            raise PipelineError("--batch sends one file to one endpoint: give a single --base-url")
+        if self.lean_http and not all(url.startswith("http://") for url in public):
+            raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Every endpoint of the run, the first (the one rows are keyed under) first."""
+        return (self.base_url or DEFAULT_BASE_URL, *self.replica_urls)
 
     def _check_numbers(self) -> None:
         for option, (attribute, bounds) in NUMBER_OPTIONS.items():
@@ -305,6 +343,10 @@ class DescribeConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         out["shard"] = None if self.shard is None else str(self.shard)
         out["retry"] = list(self.retry)
+        if self.replica_urls:
+            out["replica_urls"] = [public_base_url(url) for url in self.replica_urls]
+        else:  # a one-endpoint run records what it always did
+            del out["replica_urls"]
         out["gate"] = dataclasses.asdict(self.gate)
         if self.with_image:
             out["assume_image_size"] = list(self.assume_image_size)
