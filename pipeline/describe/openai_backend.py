@@ -396,7 +396,7 @@ class Runner:
             s.tokens += result.prompt_tokens + result.completion_tokens
             s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
             s.failures += result.status != "ok"
-            shown.update(s, self.pool.window_limit)
+            shown.update(s, min(self.cfg.concurrency, self.pool.window_limit))
 
 
 def run_requests(
