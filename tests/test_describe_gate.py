@@ -253,22 +253,60 @@ def test_every_failure_class_from_the_server_ends_invalid(live, store):
     )
 
 
-def test_the_gate_process_judges_as_the_loop_would_and_its_death_fails_the_run():
+def test_the_gate_process_judges_as_the_loop_would_and_after_its_death_the_loop_judges():
     import asyncio
 
     from pipeline.describe.judging import JudgeProcess
-    from pipeline.errors import PipelineError
 
     req = _request(ONE, FAITHFUL_ONE)
     texts = [FAITHFUL_ONE, "I'm sorry, I can't.", FAITHFUL_ONE.replace("right arm", "left leg"), None]
+    expected = [judge(t, "stop", ONE) for t in texts]
     with JudgeProcess([req], Gate()) as judging:
-        verdicts = asyncio.run(_ask(judging, req, texts))
-    assert verdicts == [judge(t, "stop", ONE) for t in texts] and verdicts[0] == ("ok", None)
-    assert judging.cpu_s > 0
+        assert asyncio.run(_ask(judging, req, texts)) == expected and expected[0] == ("ok", None)
+    assert judging.cpu_s > 0 and judging.gone is None
     with JudgeProcess([req], Gate()) as judging:
         judging._process.kill()
-        with pytest.raises(PipelineError, match=r"the gate's process \(\d+\) is gone"):
-            asyncio.run(_ask(judging, req, [FAITHFUL_ONE]))
+        assert asyncio.run(_ask(judging, req, texts)) == expected
+    assert judging.gone and "died mid-run (exit code -9)" in judging.gone
+
+
+def test_a_run_whose_gate_process_dies_fails_and_keeps_every_paid_reply(live, store):
+    """The gate's process is killed while the first asks are at the server: the run fails, every reply the
+    server sent is judged and journaled, and the re-run sends only the rows left."""
+    import multiprocessing
+    import sqlite3
+    import threading
+    import time
+
+    import pandas as pd
+
+    from pipeline.describe import describe
+    from pipeline.errors import PipelineError
+
+    server, im, template = live
+    server.latency = 0.5
+
+    def kill_the_gate() -> None:
+        while len(server.requests) < 4:
+            time.sleep(0.01)
+        for child in multiprocessing.active_children():
+            if child.name == "describe-gate":
+                child.kill()
+
+    killer = threading.Thread(target=kill_the_gate)
+    killer.start()
+    with pytest.raises(PipelineError, match=r"the gate's process \(\d+\) died mid-run .* re-run to send"):
+        describe(_cfg(server, template), store)
+    killer.join()
+    paid = len(server.requests)
+    db = sqlite3.connect(store.staging_dir("descriptions", "mpii") / "journal.sqlite")  # kept for the re-run
+    kept = dict(db.execute("SELECT image, status FROM results").fetchall())
+    assert 4 <= paid < 16 and len(kept) == paid and set(kept.values()) == {"ok"}
+    server.latency = 0.0
+    again = describe(_cfg(server, template), store)
+    assert len(server.requests) == 16 and again["requests_sent"] == 16 - paid and again["ok"] == 16
+    df = pd.read_parquet(store.path("descriptions", "mpii") / "descriptions.parquet")
+    assert sorted(df.image) == sorted(im)
 
 
 def _request(facts, text):

@@ -9,8 +9,10 @@ The process is forked from the run's own process before the event loop starts, s
 (each one's PoseFacts, prompt and image flag) instead of receiving them: per reply only (number, cache key,
 text, finish_reason) goes over a socket pair and (number, verdict) comes back. Verdicts are
 pipeline.describe.validate.judge's own, so they are those of judging on the loop. The process ends when the
-run closes its socket (or the run's process dies); one that fails or dies mid-run fails the run with a
-one-line error rather than hanging it. Its CPU time is reported (`cpu_s`), so a benchmark counts it.
+run closes its socket (or the run's process dies). If it dies mid-run, the replies it held (paid for) and
+every later one are judged on the loop instead, so each reaches the journal, and `gone` says why: the run then
+stops sending and fails (pipeline.describe.openai_backend.run_requests). A gate bug fails the run as it would
+on the loop. Its CPU time is reported (`cpu_s`), so a benchmark counts it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ from pipeline.describe.validate import Gate, Verdict, judge
 from pipeline.errors import PipelineError
 
 
+def _verdict(req: DescriptionRequest, text: str | None, finish_reason: str | None, gate: Gate) -> Verdict:
+    """judge's verdict on one reply to `req`; ("failed", the error) for a gate bug."""
+    try:
+        return judge(
+            text, finish_reason, req.facts, gate, prompt=req.prompt, saw_image=req.image_input is not None
+        )
+    except Exception as err:  # a gate bug: the run fails with it (JudgeProcess.judge)
+        return "failed", f"{type(err).__name__}: {err}"
+
+
 def _serve(conn: Connection, runs_end: Connection, requests: list[DescriptionRequest], gate: Gate) -> None:
     """The judging process: a verdict for every (number, cache key, text, finish_reason) until None arrives;
     then its CPU time."""
@@ -36,13 +48,7 @@ def _serve(conn: Connection, runs_end: Connection, requests: list[DescriptionReq
     try:
         while (msg := conn.recv()) is not None:
             number, key, text, finish_reason = msg
-            req = by_key[key]
-            seen = req.image_input is not None
-            try:
-                verdict = judge(text, finish_reason, req.facts, gate, prompt=req.prompt, saw_image=seen)
-            except Exception as err:  # a gate bug: the run fails with it, as it would on the loop
-                verdict = ("failed", f"{type(err).__name__}: {err}")
-            conn.send((number, verdict))
+            conn.send((number, _verdict(by_key[key], text, finish_reason, gate)))
         conn.send(time.process_time())
     except (EOFError, OSError):
         pass  # the run went away (its end of the socket closed)
@@ -59,10 +65,13 @@ class JudgeProcess:
         )
         self._process.start()
         its_end.close()
-        self._pending: dict[int, asyncio.Future] = {}
+        self._gate = gate
+        # number -> (the future its verdict resolves, the reply it judges)
+        self._pending: dict[int, tuple[asyncio.Future, DescriptionRequest, str | None, str | None]] = {}
         self._numbers = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.cpu_s = 0.0
+        self.gone: str | None = None  # why the process ended mid-run, once it has
 
     def __enter__(self) -> JudgeProcess:
         return self
@@ -75,14 +84,17 @@ class JudgeProcess:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._conn.fileno(), self._receive)
-        number = next(self._numbers)
-        self._pending[number] = future = self._loop.create_future()
-        try:  # waits only when more than a socket buffer of texts is queued for the process
-            self._conn.send((number, req.cache_key, text, finish_reason))
-        except OSError:
-            self._pending.pop(number)
-            raise PipelineError(f"the gate's process ({self._process.pid}) is gone: {self._why()}") from None
-        status, reason = await future
+        if self.gone is None:
+            number = next(self._numbers)
+            future = self._loop.create_future()
+            self._pending[number] = (future, req, text, finish_reason)
+            try:  # waits only when more than a socket buffer of texts is queued for the process
+                self._conn.send((number, req.cache_key, text, finish_reason))
+            except OSError:
+                self._lost()  # judges this reply too
+            status, reason = await future
+        else:
+            status, reason = _verdict(req, text, finish_reason, self._gate)
         if status == "failed":
             raise PipelineError(f"the gate failed on a reply to {req.image}: {reason}")
         return status, reason
@@ -92,16 +104,20 @@ class JudgeProcess:
         try:
             while self._conn.poll():
                 number, verdict = self._conn.recv()
-                future = self._pending.pop(number)
+                future = self._pending.pop(number)[0]
                 if not future.cancelled():
                     future.set_result(verdict)
         except (EOFError, OSError):
-            self._loop.remove_reader(self._conn.fileno())
-            gone = PipelineError(f"the gate's process ({self._process.pid}) is gone: {self._why()}")
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(gone)
-            self._pending.clear()
+            self._lost()
+
+    def _lost(self) -> None:
+        """The process died mid-run: the replies it held are judged here, and so is every later one."""
+        self._loop.remove_reader(self._conn.fileno())
+        self.gone = f"the gate's process ({self._process.pid}) died mid-run ({self._why()})"
+        for future, req, text, finish_reason in self._pending.values():
+            if not future.done():
+                future.set_result(_verdict(req, text, finish_reason, self._gate))
+        self._pending.clear()
 
     def _why(self) -> str:
         self._process.join(timeout=1.0)

@@ -23,7 +23,9 @@ How it stays fast and within limits:
 - --retry-invalid N: a reply the gate judges invalid or truncated is asked again (seed + k, warmer) up to N
   times; every ask is journaled and paid for, the row keeps its best one.
 - The gate judges each reply in a process of its own (pipeline.describe.judging), so the event loop's CPU per
-  request is the transport's; the verdict is back before the re-ask decision and the journal entry.
+  request is the transport's; the verdict is back before the re-ask decision and the journal entry. If that
+  process dies, the replies it held are judged on the loop and journaled, nothing more is sent, and the run
+  fails.
 - --with-image: each row's image is rendered (read, checked against its hash, resized, marked, encoded) in a
   worker thread once per row, before its first ask; one that cannot be is an error row, and nothing is sent.
 - Error texts are scrubbed of the API key and Authorization / api-key values before they are stored,
@@ -318,6 +320,9 @@ class Runner:
             )
         judged = completion.usage.problem is None
         verdict = await self.judging.judge(req, completion.text, completion.finish_reason) if judged else None
+        self.stopping |= (
+            self.judging.gone is not None
+        )  # the run fails (run_requests) once the asks in flight end
         return completion_result(
             req,
             completion,
@@ -412,6 +417,11 @@ def run_requests(
         elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         loop_cpu = time.thread_time() - loop_cpu  # the event loop runs on this thread
     s = runner.stats
+    if judging.gone:
+        raise PipelineError(
+            f"{judging.gone}; the {s.done} rows done, each judged, are kept in the journal: re-run to send "
+            f"the {len(todo) - s.done} left"
+        )
     stats = {
         "requests_sent": s.sent,
         "retries": s.retries,
