@@ -41,6 +41,7 @@ BaseUrl = Annotated[
     list[str] | None,
     typer.Option(
         envvar="OPENAI_BASE_URL",
+        metavar="URL",
         help="Endpoint, e.g. http://localhost:8000/v1 (vLLM). Repeat it for replicas of one model: each "
         "request goes to the one with the fewest in flight, one that keeps failing is benched for a while; "
         "rows are keyed under the first. --concurrency, --rpm, --tpm and --max-cost are the run's totals "
@@ -80,9 +81,15 @@ FrequencyPenalty = Annotated[
 TopP = Annotated[float | None, typer.Option(help="Nucleus sampling (not sent when unset).")]
 Seed = Annotated[int | None, typer.Option(help="Sampling seed (not sent when unset).")]
 Samples = Annotated[int, typer.Option(help="Descriptions per image, kept apart by the sample column.")]
-Concurrency = Annotated[int, typer.Option(help="Requests in flight at most (AIMD backs off on 429/5xx).")]
-Rpm = Annotated[float | None, typer.Option(help="Requests per minute limit.")]
-Tpm = Annotated[float | None, typer.Option(help="Tokens per minute limit (prompt + max_tokens).")]
+Concurrency = Annotated[
+    int,
+    typer.Option(help="Requests in flight at most, all endpoints together (AIMD backs off on 429/5xx)."),
+]
+Rpm = Annotated[float | None, typer.Option(help="Requests per minute limit, all endpoints together.")]
+Tpm = Annotated[
+    float | None,
+    typer.Option(help="Tokens per minute limit (prompt + max_tokens), all endpoints together."),
+]
 Timeout = Annotated[
     float, typer.Option(help="Seconds one attempt may take in all: connect, send and the whole reply.")
 ]
