@@ -33,11 +33,10 @@ _CODE = (
 )
 sys.path.insert(0, str(Path(_CODE).resolve() if _CODE else ROOT))
 
-from pipeline.claims import parse_annotated  # noqa: E402
 from pipeline.convert import ConvertConfig, select  # noqa: E402
 from pipeline.describe.validate import judge  # noqa: E402
-from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description  # noqa: E402
-from pipeline.instances import annotation_facts  # noqa: E402
+from pipeline.facts import pose_facts  # noqa: E402
+from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description, read_claims  # noqa: E402
 from pipeline.records import ImageAnnotation  # noqa: E402
 from pipeline.sources.formats import read_source  # noqa: E402
 
@@ -152,8 +151,8 @@ def score(replies: list[Reply], data: Path = SHARED_DATA) -> Report:
     """Run the gate (describe's judge, text-only as the paper prompt is) and the checker on every reply."""
     report = Report()
     for reply in replies:
-        ann = annotation(reply, data)
-        status, why = judge(reply.text, "stop", ann)
+        facts = pose_facts(annotation(reply, data))
+        status, why = judge(reply.text, "stop", facts)
         passed = status == "ok"
         if reply.kind == "faithful":
             report.faithful += 1
@@ -163,7 +162,7 @@ def score(replies: list[Reply], data: Path = SHARED_DATA) -> Report:
             report.bad += 1
             if passed:
                 report.let_through.append(Miss(reply.id, status, reply.text[:60], reply.wrong or ""))
-        checks = check_description(parse_annotated(reply.text, ann), ann, annotation_facts(ann))
+        checks = check_description(read_claims(reply.text, facts), facts)
         for check in checks.checks:
             c = check.claim
             said = reply.text[c.start : c.end]

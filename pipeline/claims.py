@@ -6,16 +6,16 @@
     #  ('state', ('position', 'left', 1), None, 'standing'),
     #  ('raised', ('position', 'left', 1), 'left arm', True)]
 
-The rules, in the order they are applied (every pattern is a module-level constant below, or, for an
-image's own nouns, built from them by _nouns):
+The rules, in the order they are applied (every pattern is a constant of pipeline.claim_patterns or
+pipeline.pose_words, or, for an image's own nouns, built from them by noun_patterns):
 
 1. Masking. The image's activity label and category (MPII activities such as "standing, talking in
    person" or "eating, sitting" would otherwise read as postures) and any "the activity is ..." clause
    are blanked out, keeping character offsets.
 2. Count. The first "<number> people/persons/individuals/..." (or "a single/one/lone person", "no
    people") is the number of people the description claims. Given the nouns of an image's instances
-   (parse_annotated: "zebra", "animal"), the first "<number> <noun>" of each noun ("two zebras", "a single
-   jaguar") is a count claim about that noun (Claim.part).
+   (PoseFacts.claim_nouns: "zebra", "animal"), the first "<number> <noun>" of each noun ("two zebras", "a
+   single jaguar") is a count claim about that noun (Claim.part).
 3. Subjects. "the left person", "the person on the left", "the leftmost player", "another person on the
    right", "person 3", and at the head of a sentence "On the right, one person ...", "Person on the left:",
    "Left: ...". A claim belongs to the last subject mentioned before it; before any subject (or "the
@@ -56,163 +56,38 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline import pose_words
-from pipeline.geometry import (
-    HEAD,
-    L_ANKLE,
-    L_ELBOW,
-    L_HIP,
-    L_KNEE,
-    L_SHOULDER,
-    L_WRIST,
-    LIMB_JOINTS,
-    NECK,
-    PELVIS,
-    R_ANKLE,
-    R_ELBOW,
-    R_HIP,
-    R_KNEE,
-    R_SHOULDER,
-    R_WRIST,
-    THORAX,
+from pipeline.claim_patterns import (
+    ACTIVITY_CLAUSE,
+    BACK_AS_PART,
+    BODY_JOINTS,
+    CLAUSE_START,
+    COUNT_PLURAL,
+    COUNT_SINGLE,
+    FACING,
+    HAND_LABELS,
+    HEAD_AS_PLACE,
+    IMPLIED,
+    JOINER,
+    JOINT_INDEX,
+    LIST_WORD,
+    NUMBERS,
+    PART_BODY,
+    PART_BOTH,
+    PART_SIDED,
+    PEOPLE_SUBJECTS,
+    PERSONISH,
+    SENTENCE_END,
+    SIDED_JOINTS,
+    NounPatterns,
+    SubjectPatterns,
+    noun_patterns,
+    thing_subject,
 )
-from pipeline.instances import claim_nouns, plural
-from pipeline.lexicon import ANIMALS_AND_THINGS, WORD_CLASSES
-from pipeline.records import ImageAnnotation
+from pipeline.geometry import L_WRIST, LIMB_JOINTS, R_WRIST
 
 # A subject: None (unspecified), ("position", "left" | "center" | "right", rank >= 1), ("index", n >= 1)
 # or ("unresolved",).
 Subject = tuple | None
-
-NUMBERS = {
-    "no": 0, "zero": 0, "one": 1, "a single": 1, "single": 1, "a lone": 1, "lone": 1, "only one": 1,
-    "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "eleven": 11, "twelve": 12,
-}  # fmt: skip
-_PERSON = r"(?:person|individual|figure|man|woman|boy|girl|child|kid|player|athlete|subject|adult|one)"
-_PEOPLE = r"(?:people|persons|individuals|figures|men|women|boys|girls|children|kids|players|athletes|adults)"
-_NUM = r"(?:\d+|" + "|".join(sorted((k for k in NUMBERS if " " not in k), key=len, reverse=True)) + ")"
-
-COUNT_PLURAL = re.compile(rf"\b({_NUM})\s+(?:[a-z-]+\s+)?{_PEOPLE}\b", re.I)
-COUNT_SINGLE = re.compile(rf"\b(a single|a lone|only one|one|single|lone|1)\s+{_PERSON}\b", re.I)
-ACTIVITY_CLAUSE = re.compile(
-    r"\b(?:the\s+)?activity\s+(?:is|:|of|appears to be|being performed is)\b[^.;\n]*", re.I
-)
-
-_POS = r"(left|right|center|centre|middle|leftmost|rightmost|central)"
-_DET = r"(the|a|an|another|other|one|second|third|fourth|fifth)"
-
-
-_NOT_A_LIMB = r"(?!\s+(?:arm|leg|hand|foot|elbow|knee|wrist|ankle|shoulder|hip|head)s?\b)"
-_CLAUSE_HEAD = r"(?:^|(?<=[.;:!?\n]))\s*"  # at the start of the text or of a sentence / list item
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectPatterns:
-    """How a description names one instance, for words `one` naming it ("person", "zebra")."""
-
-    adj: re.Pattern  # "the left person", "the far right player", "another leftmost one"
-    prep: re.Pattern  # "the person on the left", "another person standing on the right"
-    index: re.Pattern  # "person 3", "player #2"
-    ordinal: re.Pattern  # "the second person", "the other person": which one is not said
-    fronted: re.Pattern  # "On the right, one person stands ...", "Person on the left: seated", "Left: ..."
-    others: re.Pattern  # "the others", "the other two": several people, none named
-
-    @classmethod
-    def for_words(cls, one: str) -> SubjectPatterns:
-        return cls(
-            adj=re.compile(rf"\b(?:{_DET}\s+)?(?:(?:far|other)\s+)?{_POS}(?:-most)?\s+{one}\b", re.I),
-            prep=re.compile(
-                rf"\b{_DET}\s+(?:other\s+)?{one}\b,?\s+(?:(?:who\s+is|who's|standing|sitting|seated|lying)\s+)?"
-                rf"(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b",
-                re.I,
-            ),
-            index=re.compile(rf"\b{one}\s*(?:#|no\.?\s*)?(\d+)\b", re.I),
-            ordinal=re.compile(rf"\b(?:the\s+)?(first|second|third|fourth|fifth|other)\s+{one}\b", re.I),
-            fronted=re.compile(
-                rf"{_CLAUSE_HEAD}(?:(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\s*,\s*(?:{_DET}\s+)?"
-                rf"(?:other\s+)?{one}\b{_NOT_A_LIMB}|{one}\s+(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b|"
-                rf"{_POS}\s*:)",
-                re.I,
-            ),
-            others=re.compile(
-                r"\b(?:the\s+)?others\b|\bthe\s+other\s+(?:two|three|four|five|ones|people|persons)\b", re.I
-            ),
-        )
-
-
-PEOPLE_SUBJECTS = SubjectPatterns.for_words(_PERSON)
-# How many people an ordinal or determiner implies ("a second person": at least two).
-_IMPLIED = {"first": 1, "another": 2, "other": 2, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
-# Animals (parse_claims(human=False)): which side of the image the instance faces or moves to. "to its
-# left" is left out on purpose: the animal's own side, not the image's.
-FACING = re.compile(
-    r"\b(?:fac(?:es|ing|ed)|turned|looking|looks|heading|heads|walking|walks|moving|moves|pointing|points|"
-    r"oriented)\s+(?:(?:to(?:wards?)?|toward)\s+)?(?:the\s+)?(left|right)\b"
-    r"(?!\s+(?:front|back|hind|fore|arm|leg|paw|ear|eye|hip|shoulder|elbow|knee)s?\b)",
-    re.I,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Nouns:
-    """Patterns for the words naming an image's instances beyond the people words (species, "animal")."""
-
-    subjects: SubjectPatterns
-    count: re.Pattern  # "two zebras", "a single jaguar": group 1 the number, group 2 the noun
-    forms: dict[str, str]  # singular and plural forms (lower case, single spaces) -> the noun
-
-
-@functools.lru_cache(maxsize=256)
-def _nouns(nouns: tuple[str, ...]) -> _Nouns:
-    forms = {f: n for n in nouns for f in (n.lower(), plural(n).lower())}
-    alt = "|".join(r"\s+".join(map(re.escape, f.split())) for f in sorted(forms, key=len, reverse=True))
-    return _Nouns(
-        subjects=SubjectPatterns.for_words(f"(?:{_PERSON[3:-1]}|{alt})"),
-        count=re.compile(rf"\b(a single|a lone|only one|{_NUM})\s+(?:[a-z-]+\s+)?({alt})\b", re.I),
-        forms=forms,
-    )
-
-
-_SIDE = r"(left|right)"
-_LIMB_WORD = r"(arm|leg|hand|foot|elbow|knee|wrist|ankle|shoulder|hip|forearm|thigh|shin)s?"
-PART_SIDED = re.compile(rf"\b{_SIDE}\s+{_LIMB_WORD}\b", re.I)
-PART_BOTH = re.compile(r"\b(?:both|their|his|her|the)\s+(arms|legs|hands)\b", re.I)
-PART_BODY = re.compile(r"\b(torso|upper body|back|head)\b", re.I)
-# "above their head" is where an arm is, not a statement about the head.
-HEAD_AS_PLACE = re.compile(
-    r"\b(?:above|over|behind|overhead|toward|towards|to|on|near|beside|of)\s+"
-    r"(?:the|their|his|her|its)\s+$",
-    re.I,
-)
-SENTENCE_END = re.compile(r"[.;!?\n]")
-JOINER = re.compile(r"^\s*(?:,|and|, and|as well as|&|or)?\s*(?:the|their|his|her)?\s*$", re.I)
-LIST_WORD = re.compile(r"\b(?:and|or|as well as)\b|&", re.I)
-
-# What a part mention is about: its limb (for limb claims) and the joints it needs.
-_SIDED_JOINTS = {
-    "arm": ("arm", None), "hand": ("arm", "wrist"), "wrist": ("arm", "wrist"), "elbow": ("arm", "elbow"),
-    "forearm": ("arm", "forearm"), "shoulder": (None, "shoulder"), "leg": ("leg", None),
-    "foot": ("leg", "ankle"),
-    "ankle": ("leg", "ankle"), "knee": ("leg", "knee"), "thigh": ("leg", "thigh"), "shin": ("leg", "shin"),
-    "hip": (None, "hip"),
-}  # fmt: skip
-_JOINT_INDEX = {
-    ("left", "wrist"): (L_WRIST,), ("right", "wrist"): (R_WRIST,), ("left", "elbow"): (L_ELBOW,),
-    ("right", "elbow"): (R_ELBOW,), ("left", "forearm"): (L_ELBOW, L_WRIST),
-    ("right", "forearm"): (R_ELBOW, R_WRIST),
-    ("left", "shoulder"): (L_SHOULDER,), ("right", "shoulder"): (R_SHOULDER,), ("left", "ankle"): (L_ANKLE,),
-    ("right", "ankle"): (R_ANKLE,), ("left", "knee"): (L_KNEE,), ("right", "knee"): (R_KNEE,),
-    ("left", "thigh"): (L_HIP, L_KNEE), ("right", "thigh"): (R_HIP, R_KNEE),
-    ("left", "shin"): (L_KNEE, L_ANKLE),
-    ("right", "shin"): (R_KNEE, R_ANKLE), ("left", "hip"): (L_HIP,), ("right", "hip"): (R_HIP,),
-}  # fmt: skip
-_HAND_LABELS = ("hand", "hands", "wrist", "wrists", "forearm", "forearms")
-_BODY_JOINTS = {
-    "torso": (THORAX, PELVIS),
-    "upper body": (THORAX, PELVIS),
-    "back": (THORAX, PELVIS),
-    "head": (NECK, HEAD),
-}
 
 
 @dataclass(slots=True)
@@ -256,16 +131,26 @@ class ParsedDescription:
     people_implied: int = 0  # the fewest people the subject words imply ("a second person": 2)
 
 
-def _mask(text: str, phrases: list[str]) -> str:
+def _blank(m: re.Match) -> str:
+    return " " * len(m.group(0))
+
+
+@functools.lru_cache(maxsize=1024)
+def _phrase_patterns(phrases: tuple[str | None, ...]) -> tuple[re.Pattern, ...]:
+    """The phrases to mask, longest first, compiled once per image's activity and category."""
+    kept = sorted({p.strip() for p in phrases if p and p.strip()}, key=len, reverse=True)
+    return tuple(re.compile(re.escape(p), re.I) for p in kept)
+
+
+def _mask(text: str, phrases: tuple[str | None, ...]) -> str:
     """Blank out (same length) every occurrence of the phrases and of 'the activity is ...' clauses."""
-    out = text
-    for phrase in sorted({p.strip() for p in phrases if p and p.strip()}, key=len, reverse=True):
-        out = re.sub(re.escape(phrase), lambda m: " " * len(m.group(0)), out, flags=re.I)
-    return ACTIVITY_CLAUSE.sub(lambda m: " " * len(m.group(0)), out)
+    for pattern in _phrase_patterns(phrases):
+        text = pattern.sub(_blank, text)
+    return ACTIVITY_CLAUSE.sub(_blank, text)
 
 
 def _negated(text: str, start: int) -> bool:
-    return bool(pose_words.NEGATION.search(text[max(0, start - 24) : start]))
+    return pose_words.negated(text[max(0, start - 24) : start])
 
 
 def _norm_pos(word: str) -> str:
@@ -304,7 +189,7 @@ def _subjects(text: str, patterns: SubjectPatterns = PEOPLE_SUBJECTS) -> list[tu
 def _implied_people(raw: list[tuple[int, int, str, object]]) -> int:
     """The fewest people the subject words imply: "a second person", "another person on the right" 2."""
     words = [v[0] if kind == "position" else v for _, _, kind, v in raw if kind != "index"]
-    return max((_IMPLIED.get(w, 0) for w in words), default=0)
+    return max((IMPLIED.get(w, 0) for w in words), default=0)
 
 
 def _resolve_subjects(raw: list[tuple[int, int, str, object]]) -> list[tuple[int, int, Subject]]:
@@ -339,7 +224,7 @@ def _parts(text: str) -> list[tuple[int, int, list[str], str]]:
     out = []
     for m in PART_SIDED.finditer(text):
         side, word = m.group(1).lower(), m.group(2).lower()
-        limb, _ = _SIDED_JOINTS[word]
+        limb, _ = SIDED_JOINTS[word]
         out.append((m.start(), m.end(), [f"{side} {limb}"] if limb else [], f"{side} {word}"))
     for m in PART_BOTH.finditer(text):
         word = m.group(1).lower()
@@ -349,9 +234,7 @@ def _parts(text: str) -> list[tuple[int, int, list[str], str]]:
         word = m.group(1).lower()
         if word == "head" and HEAD_AS_PLACE.search(text[max(0, m.start() - 30) : m.start()]):
             continue
-        if word == "back" and not re.search(
-            r"(?:the|their|his|her)\s+$", text[max(0, m.start() - 8) : m.start()], re.I
-        ):
+        if word == "back" and not BACK_AS_PART.search(text[max(0, m.start() - 8) : m.start()]):
             continue  # "tilted back", "leaning back": not the body part
         out.append((m.start(), m.end(), ["head" if word == "head" else "torso"], word))
     out.sort()
@@ -362,16 +245,16 @@ def _parts(text: str) -> list[tuple[int, int, list[str], str]]:
 def _mention_joints(label: str) -> tuple[int, ...]:
     words = label.split()
     if words[0] in ("left", "right"):
-        limb, joint = _SIDED_JOINTS[words[1]]
+        limb, joint = SIDED_JOINTS[words[1]]
         if joint is None:
             return LIMB_JOINTS[f"{words[0]} {limb}"]
-        return _JOINT_INDEX[(words[0], joint)]
+        return JOINT_INDEX[(words[0], joint)]
     if words[0] == "both":
         if words[1] == "hands":
             return L_WRIST, R_WRIST
         limb = words[1][:-1]
         return LIMB_JOINTS[f"left {limb}"] + LIMB_JOINTS[f"right {limb}"]
-    return _BODY_JOINTS[label]
+    return BODY_JOINTS[label]
 
 
 def _first(pattern: re.Pattern, text: str) -> re.Match | None:
@@ -385,16 +268,21 @@ def _segment_claims(
     seg: str, offset: int, parts: list[str], subject: Subject, label: str
 ) -> tuple[list[Claim], bool]:
     """Claims of one part segment, and whether it says the part is not visible."""
-    claims: list[Claim] = []
+    said, invisible = _read_segment(seg, tuple(parts), label)
+    claims = [Claim(kind, value, subject, part, offset + s, offset + e, joints, hedged)
+              for kind, value, part, s, e, joints, hedged in said]  # fmt: skip
+    return claims, invisible
 
-    def span(m: re.Match) -> tuple[int, int]:
-        return offset + m.start(), offset + m.end()
 
+@functools.lru_cache(maxsize=4096)
+def _read_segment(seg: str, parts: tuple[str, ...], label: str) -> tuple[tuple[tuple, ...], bool]:
+    """What one segment says of its parts: (kind, value, part, start, end, joints, hedged) per claim, spans
+    within the segment, and whether it says the part is not visible. It depends on the segment's words
+    alone, and the same words recur from one description to the next ("is raised and straight"): read once."""
     inv = pose_words.INVISIBLE.search(seg)
     if inv:
-        s, e = span(inv)
-        claims.append(Claim("visible", False, subject, label, s, e, joints=_mention_joints(label)))
-        return claims, True
+        return (("visible", False, label, inv.start(), inv.end(), _mention_joints(label), False),), True
+    out: list[tuple] = []
     for part in parts:
         if part in ("torso", "head"):
             pattern, levels, default = (
@@ -409,7 +297,7 @@ def _segment_claims(
                     pose_words.HEDGE.search(seg, max(0, m.start() - 20), m.end() + 20)
                 )
                 if value:
-                    claims.append(Claim(part, value, subject, part, *span(m), hedged=hedged))
+                    out.append((part, value, part, m.start(), m.end(), (), hedged))
             continue
         is_arm = part.endswith("arm")
         up, down = (
@@ -422,16 +310,16 @@ def _segment_claims(
         if m_lift:
             # "the right hand raised to the chest", "the arm bent, the hand lifted to the face": the hand
             hand = is_arm and (
-                label.split()[-1] in _HAND_LABELS or pose_words.HAND_WORD.search(seg, 0, m_lift.start())
+                label.split()[-1] in HAND_LABELS or pose_words.HAND_WORD.search(seg, 0, m_lift.start())
             )
             said = part.replace("arm", "hand") if hand else part
-            claims.append(Claim("raised", m_lift is m_up, subject, said, *span(m_lift)))
+            out.append(("raised", m_lift is m_up, said, m_lift.start(), m_lift.end(), (), False))
         if is_arm and (m := _first(pose_words.ABOVE_HEAD, seg)):
-            claims.append(Claim("above_head", True, subject, part, *span(m)))
+            out.append(("above_head", True, part, m.start(), m.end(), (), False))
         m = _first(pose_words.BEND, seg)
         if m:
-            claims.append(Claim("bend", pose_words.bend_level(m.group(1)), subject, part, *span(m)))
-    return claims, False
+            out.append(("bend", pose_words.bend_level(m.group(1)), part, m.start(), m.end(), (), False))
+    return tuple(out), False
 
 
 def _number(word: str) -> int:
@@ -439,11 +327,11 @@ def _number(word: str) -> int:
     return int(word) if word.isdigit() else NUMBERS[word]
 
 
-def _count_claims(t: str, extra: _Nouns | None) -> list[Claim]:
+def _count_claims(t: str, extra: NounPatterns | None) -> list[Claim]:
     """The first people count, and the first count of each instance noun ("two zebras")."""
     out = []
-    counts = [(m.start(), m.end(), m.group(1)) for m in COUNT_PLURAL.finditer(t)]
-    counts += [(m.start(), m.end(), m.group(1)) for m in COUNT_SINGLE.finditer(t)]
+    # The earliest of the two patterns' first matches (a later match of either starts after its first one).
+    counts = [(m.start(), m.end(), m.group(1)) for m in (COUNT_PLURAL.search(t), COUNT_SINGLE.search(t)) if m]
     if counts:
         s, e, word = min(counts)
         out.append(Claim("count", _number(word), None, None, s, e))
@@ -476,24 +364,12 @@ def _state_word(word: str) -> str:
     return "standing" if word.startswith("stand") else "lying" if word[0] in "lr" else "sitting"
 
 
-# A posture verb said of a thing, not of the instance: "papers are lying on the desk", "a ball is lying at her
-# feet while she stands", "two bikes stand against the wall" (descriptions of photographs name such things).
-# The clause before the verb names one of these words and no person; the instances' own nouns never count.
-_THINGS = WORD_CLASSES["objects"] | WORD_CLASSES["clothes"] | ANIMALS_AND_THINGS
-_THING_SUBJECT = re.compile(
-    rf"\b({'|'.join(sorted(_THINGS, key=len, reverse=True))})\s+(?:(?:is|are|was|were|also|still|just)\s+)*$",
-    re.I,
-)
-_CLAUSE_START = re.compile(r".*(?:[.;:!?,\n]|\b(?:while|whilst|whereas|but|and|as|with)\b)", re.I | re.S)
-_PERSONISH = re.compile(rf"\b(?:{_PERSON}|{_PEOPLE}|he|she|they|him|them|someone|somebody)\b", re.I)
-
-
 def _said_of_a_thing(t: str, start: int, instance_words: frozenset[str]) -> bool:
     head = t[max(0, start - 80) : start]
-    cut = _CLAUSE_START.match(head)
+    cut = CLAUSE_START.match(head)
     clause = head[cut.end() :] if cut else head
-    m = _THING_SUBJECT.search(clause)
-    return bool(m) and m.group(1).lower() not in instance_words and not _PERSONISH.search(clause)
+    thing = thing_subject(clause)
+    return bool(thing) and thing.lower() not in instance_words and not PERSONISH.search(clause)
 
 
 def _state_claims(t: str, subjects: list, is_taken, instance_words: frozenset[str]) -> list[Claim]:
@@ -531,7 +407,8 @@ def _part_claims(t: str, subjects: list, is_taken) -> tuple[list[Claim], list[Me
     pending: list[tuple[int, int, list[str], str]] = []
     listed = False  # the pending parts are joined by "and" / "or" (a list), not only by commas
     for start, end, limbs, label in parts:
-        nxt = next((b for b in boundaries if b >= end), len(t))
+        at = bisect.bisect_left(boundaries, end)
+        nxt = boundaries[at] if at < len(boundaries) else len(t)
         stop = SENTENCE_END.search(t, end, nxt)
         seg = t[end : stop.start() if stop else nxt]
         subject = _subject_at(subjects, start)
@@ -567,12 +444,13 @@ def parse_claims(
 ) -> ParsedDescription:
     """Every claim and body-part mention of one description (see the module docstring for the rules).
     nouns: words naming the instances beyond the people words ("zebra", "animal"); human=False (an animal
-    or custom skeleton) also reads which way each instance faces. parse_annotated passes both."""
+    or custom skeleton) also reads which way each instance faces. pipeline.faithfulness.read_claims passes
+    an image's."""
     out = ParsedDescription()
     if not text:
         return out
-    t = _mask(text, [activity or "", category or ""])
-    extra = _nouns(tuple(nouns)) if nouns else None
+    t = _mask(text, (activity, category))
+    extra = noun_patterns(tuple(nouns)) if nouns else None
     out.claims += _count_claims(t, extra)
     raw = _subjects(t, extra.subjects) if extra else _subjects(t)
     out.people_implied = _implied_people(raw)
@@ -600,15 +478,3 @@ def parse_claims(
     out.claims += part_claims
     out.claims.sort(key=lambda c: (c.start, c.kind))
     return out
-
-
-def parse_annotated(text: str, ann: ImageAnnotation) -> ParsedDescription:
-    """parse_claims with what the image's annotation says: its activity and category to mask, the nouns of
-    its instances, and whether its skeleton is human."""
-    return parse_claims(
-        text,
-        activity=ann.activity,
-        category=ann.category,
-        nouns=claim_nouns(ann),
-        human=ann.skeleton.human,
-    )

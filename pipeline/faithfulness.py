@@ -1,10 +1,14 @@
 """Pose faithfulness: each parsed claim checked against pipeline.geometry's facts about the annotated pose.
 
-    checks = check_description(parse_annotated(text, ann), ann, annotation_facts(ann))
+    facts = pose_facts(ann)
+    checks = check_description(read_claims(text, facts), facts)
     summary = faithfulness_summary([checks, ...])     # agreement rate and per-kind counts of one source
 
 The one checker of the project: analyze reports it per source, describe's gate (pipeline.describe.validate)
 applies it to every row.
+
+Verdicts are claims x facts: the claims come from the text alone (pipeline.claims), the facts from the
+keypoints alone (pipeline.facts, computed once per image).
 
 A claim is *confirmed* when the keypoints say the same, *contradicted* when they say otherwise, and
 *unverifiable* when geometry has no fact for it (a joint it needs is unannotated, the posture is not
@@ -38,10 +42,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from pipeline.animals import AnimalFacts
-from pipeline.claims import Claim, ParsedDescription, Subject
+from pipeline.claims import Claim, ParsedDescription, Subject, parse_claims
+from pipeline.facts import PARTS, Facts, PoseFacts
 from pipeline.geometry import (
     BENT_MIN,
     BOWED_HEAD_MIN,
@@ -54,8 +57,8 @@ from pipeline.geometry import (
     LimbFacts,
     PersonFacts,
 )
-from pipeline.instances import instances, native_joints, noun
-from pipeline.records import MISSING, VISIBLE, ImageAnnotation
+from pipeline.instances import native_joints
+from pipeline.records import MISSING, VISIBLE
 
 CONFIRMED, CONTRADICTED, UNVERIFIABLE = "confirmed", "contradicted", "unverifiable"
 VERDICTS = (CONFIRMED, CONTRADICTED, UNVERIFIABLE)
@@ -83,14 +86,10 @@ HAND_LOWERED_MAX = -0.5  # a lowered hand: below the middle of the torso
 # A part word of a claim -> the limb whose facts decide it ("left hand raised": the left arm's wrist).
 LIMB_OF = {"left hand": "left arm", "right hand": "right arm"}
 
-
-# The body parts coverage is counted over (the paper's template describes each of them for each person).
-PARTS = ("left arm", "right arm", "left leg", "right leg", "torso", "head")
 # Claims about the pose itself; count, position and visibility claims say nothing about a posture.
 POSE_KINDS = (
     "state", "raised", "above_head", "bend", "torso", "head", "arms_crossed", "feet_apart", "facing",
 )  # fmt: skip
-Facts = PersonFacts | AnimalFacts  # per instance, as pipeline.instances.annotation_facts gives them
 
 
 @dataclass(slots=True)
@@ -112,7 +111,7 @@ class DescriptionChecks:
         return Counter(c.verdict for c in self.checks)
 
 
-def candidates(subject: Subject, facts: list[Facts]) -> list[int] | None:
+def candidates(subject: Subject, facts: tuple[Facts, ...]) -> list[int] | None:
     """People a claim may be about: a list of indices, or None when the subject names nobody present."""
     n = len(facts)
     if subject is None:
@@ -198,9 +197,9 @@ def _check_head(claim: Claim, f: PersonFacts) -> tuple[str, str]:
     return _verdict(bowed, small), evidence
 
 
-def _check_one(claim: Claim, f: Facts, kps: np.ndarray) -> tuple[str, str]:
-    """One claim about one instance; kps: the instance's keypoints of the joints a visibility claim is about
-    (its skeleton's joints, pipeline.instances.native_joints), empty for other claims."""
+def _check_one(claim: Claim, f: Facts, flags: tuple[float, ...]) -> tuple[str, str]:
+    """One claim about one instance; flags: the instance's v of the joints a visibility claim is about (its
+    skeleton's joints, pipeline.instances.native_joints), empty for other claims."""
     kind = claim.kind
     if isinstance(f, AnimalFacts):
         return _check_animal(claim, f)
@@ -239,38 +238,32 @@ def _check_one(claim: Claim, f: Facts, kps: np.ndarray) -> tuple[str, str]:
             return UNVERIFIABLE, f"{kind.replace('_', ' ')} unknown"
         return (CONFIRMED if fact == claim.value else CONTRADICTED), f"{kind.replace('_', ' ')}: {fact}"
     if kind == "visible":
-        v = kps[:, 2]
-        if (v < VISIBLE).all():
+        if all(v < VISIBLE for v in flags):
             return CONFIRMED, f"{claim.part}: not marked visible"
-        if (v == VISIBLE).all():
+        if all(v == VISIBLE for v in flags):
             return CONTRADICTED, f"{claim.part}: annotated visible"
         return UNVERIFIABLE, f"{claim.part}: partly visible"
     raise ValueError(f"unknown claim kind {kind!r}")
 
 
-def _joints(claim: Claim, ann: ImageAnnotation) -> list[int]:
-    """The image skeleton's joints a visibility claim is about (its MPII joints mapped)."""
-    return list(native_joints(ann.skeleton, claim.joints)) if ann.skeleton.human else []
+def read_claims(text: str, facts: PoseFacts) -> ParsedDescription:
+    """The claims of a description of this image, parsed from the text with the image's words only: its
+    activity and category to mask, the nouns of its instances, and whether its skeleton is human."""
+    return parse_claims(
+        text, activity=facts.activity, category=facts.category, nouns=facts.claim_nouns, human=facts.human
+    )
 
 
-def counted(ann: ImageAnnotation, what: str | None) -> int:
-    """How many instances a count claim is about: all of them, or those of one noun ("zebra")."""
-    people = instances(ann)
-    if what is None or what == ann.skeleton.subject:
-        return len(people)
-    return sum(noun(p, ann.skeleton) == what for p in people)
-
-
-def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[Facts]) -> Check:
-    n = len(facts)
+def check_claim(claim: Claim, facts: PoseFacts) -> Check:
+    people = facts.people
     if claim.kind == "count":
-        have = counted(ann, claim.part)
+        have = facts.count(claim.part)
         return Check(claim, CONFIRMED if claim.value == have else CONTRADICTED, f"{have} annotated")
-    who = candidates(claim.subject, facts)
+    who = candidates(claim.subject, people)
     if claim.kind == "position":
-        if n < 2:
+        if len(people) < 2:
             return Check(claim, UNVERIFIABLE, "one person: no left/right among people")
-        present = sorted({f.position for f in facts if f.position})
+        present = sorted({f.position for f in people if f.position})
         return Check(
             claim,
             CONFIRMED if who else CONTRADICTED,
@@ -281,9 +274,11 @@ def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[Facts]) -> Check
         return Check(
             claim, UNVERIFIABLE, "the person meant cannot be told" if who == [] else "no such person"
         )
-    people = instances(ann)
-    joints = _joints(claim, ann) if claim.kind == "visible" else []
-    results = [_check_one(claim, facts[i], people[i].keypoints[joints]) for i in who]
+    # A visibility claim is about the image skeleton's own joints (its MPII joints mapped).
+    joints = (
+        list(native_joints(facts.skeleton, claim.joints)) if claim.kind == "visible" and facts.human else []
+    )
+    results = [_check_one(claim, people[i], tuple(facts.flags[i][j] for j in joints)) for i in who]
     verdicts = {v for v, _ in results}
     verdict = verdicts.pop() if len(verdicts) == 1 else UNVERIFIABLE
     evidence = (
@@ -294,40 +289,17 @@ def check_claim(claim: Claim, ann: ImageAnnotation, facts: list[Facts]) -> Check
     return Check(claim, verdict, evidence, who[0] if len(who) == 1 else None)
 
 
-def check_description(
-    parsed: ParsedDescription, ann: ImageAnnotation, facts: list[Facts]
-) -> DescriptionChecks:
-    out = DescriptionChecks(checks=[check_claim(c, ann, facts) for c in parsed.claims])
-    if not ann.skeleton.human:
+def check_description(parsed: ParsedDescription, facts: PoseFacts) -> DescriptionChecks:
+    out = DescriptionChecks(checks=[check_claim(c, facts) for c in parsed.claims])
+    if not facts.human:
         return out  # the parsed parts are human limbs: nothing to look up in an animal's joints
-    people = instances(ann)
     for m in parsed.mentions:
         if m.says_invisible:
             continue
-        who = candidates(m.subject, facts)
-        joints = list(native_joints(ann.skeleton, m.joints))
-        if who and all((people[i].keypoints[joints, 2] == MISSING).all() for i in who):
+        who = candidates(m.subject, facts.people)
+        joints = list(native_joints(facts.skeleton, m.joints))
+        if who and all(all(facts.flags[i][j] == MISSING for j in joints) for i in who):
             out.missing_joint_mentions.append(m.part)
-    return out
-
-
-def annotated_parts(facts: list[Facts]) -> set[str]:
-    """The PARTS geometry has a fact about for some person that a description would state: what it could
-    cover. A leg known only to be not lifted does not count (a planted leg goes unsaid, by the rules
-    describer too). Animals have none of these human parts."""
-    out = set()
-    for f in facts:
-        if isinstance(f, AnimalFacts):
-            continue
-        out |= {
-            n
-            for n, limb in f.limbs.items()
-            if limb.angle is not None
-            or limb.raised is True
-            or (n.endswith("arm") and limb.raised is not None)
-        }
-        out |= {"torso"} if f.torso_tilt is not None else set()
-        out |= {"head"} if f.head is not None else set()
     return out
 
 

@@ -1,11 +1,9 @@
-"""What a description of one image speaks of, whatever its skeleton: the instances (people or animals), what
-each is called, where it is, and the facts its keypoints support. The one home for these rules: prompts, the
-rules describer, the claim checker, the gate and analyze all go through here.
+"""What a description of one image speaks of, whatever its skeleton: the instances (people or animals) and
+what each is called. pipeline.facts builds an image's PoseFacts from these words and the geometry.
 
     insts = instances(ann)          # crowd regions dropped: a region of several people is not one to describe
-    facts = annotation_facts(ann)   # per instance: PersonFacts (human skeletons) or AnimalFacts (the others)
     noun(person, ann.skeleton)      # "person", "zebra": the instance's category, else the skeleton's subject
-    plural("zebra"), groups(ann)    # "zebras", [("zebra", 2), ("giraffe", 1)]
+    plural("zebra"), article("ant") # "zebras", "an ant"
 
 Human skeletons (MPII-16, COCO-17, CrowdPose-14) reason through their MPII view (Skeleton.to_mpii), so
 pipeline.geometry stays MPII-indexed: a joint the skeleton lacks is v = 0 there and nothing is claimed about
@@ -18,10 +16,6 @@ pipeline.animals' facts: facing and visible parts, no posture.
 
 from __future__ import annotations
 
-import numpy as np
-
-from pipeline.animals import AnimalFacts, animal_facts
-from pipeline.geometry import PersonFacts, image_facts, person_center_x, positions
 from pipeline.records import ImageAnnotation, Person
 from pipeline.skeletons import MPII, Skeleton
 
@@ -58,47 +52,6 @@ def instances(ann: ImageAnnotation) -> list[Person]:
 
 def noun(person: Person, skeleton: Skeleton) -> str:
     return person.label or skeleton.subject
-
-
-def groups(ann: ImageAnnotation) -> list[tuple[str, int]]:
-    """(noun, number of instances) per noun, in the order the nouns first appear."""
-    out: dict[str, int] = {}
-    for p in instances(ann):
-        out[noun(p, ann.skeleton)] = out.get(noun(p, ann.skeleton), 0) + 1
-    return list(out.items())
-
-
-def claim_nouns(ann: ImageAnnotation) -> tuple[str, ...]:
-    """The words beyond "person" (which pipeline.claims always knows) that name this image's instances: its
-    categories and the skeleton's subject ("zebra", "animal"); none for people."""
-    words = [n for n, _ in groups(ann)] + [ann.skeleton.subject]
-    return tuple(dict.fromkeys(w for w in words if w != MPII.subject))
-
-
-def body_keypoints(ann: ImageAnnotation) -> list[np.ndarray] | None:
-    """Each instance's (16, 3) MPII view for pipeline.geometry, or None when the skeleton is not human."""
-    if not ann.skeleton.human:
-        return None
-    return [ann.skeleton.to_mpii(p.keypoints) for p in instances(ann)]
-
-
-def instance_positions(ann: ImageAnnotation) -> list[str | None]:
-    """left / center / right of each instance among the others (pipeline.geometry.positions), from the
-    joints its facts come from (a person's MPII view, an animal's own joints), else its center. Not from
-    the source box: the prompts give keypoints and centers, so a description model places instances so."""
-    people = instances(ann)
-    kps = body_keypoints(ann) or [p.keypoints for p in people]
-    return positions([person_center_x(k, p.center) for k, p in zip(kps, people, strict=True)])
-
-
-def annotation_facts(ann: ImageAnnotation) -> list[PersonFacts] | list[AnimalFacts]:
-    """The facts of every instance, with its position among the others as instance_positions gives it."""
-    people = instances(ann)
-    body = body_keypoints(ann)
-    if body is not None:
-        return image_facts(body, [p.center for p in people])
-    where = instance_positions(ann)
-    return [animal_facts(p.keypoints, ann.skeleton, pos) for p, pos in zip(people, where, strict=True)]
 
 
 def native_joints(skeleton: Skeleton, mpii_joints: tuple[int, ...]) -> tuple[int, ...]:

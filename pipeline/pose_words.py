@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import re
 
-NEGATION = re.compile(r"(?:\bnot|n't|\bnever|\bneither|\bnor)\s+(?:\w+\s+)?$", re.I)
+# The words just before a predicate negate it: (?:\bnot|n't|\bnever|\bneither|\bnor)\s+(?:\w+\s+)?$
+# ("is not ", "isn't really "), matched on the reversed words from their start (negated): the same answer
+# without trying the pattern at every position.
+_NEGATION_REVERSED = re.compile(r"\s+(?:\w+\s+)?(?:ton\b|t'n|reven\b|rehtien\b|ron\b)", re.I)
+
+
+def negated(before: str) -> bool:
+    """Whether the words just before a predicate negate it ("the person is not ", "isn't really ")."""
+    return _NEGATION_REVERSED.match(before[::-1]) is not None
+
+
 STATE = re.compile(
     r"\b(stand(?:s|ing)?|sit(?:s|ting)?|seated|lying(?:\s+down)?|lies|laying|reclin(?:es|ing))\b", re.I
 )

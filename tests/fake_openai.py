@@ -10,6 +10,7 @@ In a test (the server runs on its own event loop in a daemon thread):
 As a process (the benchmark, or a CLI run under test):
 
     python tests/fake_openai.py --latency 0.1 --port 0     # prints the base URL on its first line
+    python tests/fake_openai.py --latency 0.1 --max-concurrent 16   # a server that works on 16 at once
     POST <base>/_control {"latency": 0.1, "script": {...}, "faults": [...]}  ;  GET <base>/_stats
 
 Faults: ok (a faithful description of the keypoints in the prompt, written by the rules describer for the
@@ -140,9 +141,10 @@ def faithful(user: str, system: str = "") -> str:
     global _RULES
     from pipeline.describe.prompting import image_context, load_template
     from pipeline.describe.rules import rules_description
+    from pipeline.facts import pose_facts
 
     _RULES = _RULES or load_template("rules")
-    return rules_description(_RULES, image_context(_annotation(_input(user), system)))
+    return rules_description(_RULES, image_context(pose_facts(_annotation(_input(user), system))))
 
 
 def bad_reply(fault: str, user: str, system: str) -> str:
@@ -258,8 +260,15 @@ class FakeOpenAI:
         default: str = "ok",
         host: str = "127.0.0.1",
         port: int = 0,
+        max_concurrent: int | None = None,
     ):
         self.latency = latency
+        # At most this many chat requests are worked on at once; the rest wait their turn (a GPU server's
+        # batch size), so the server's rate is at most max_concurrent / latency.
+        self.max_concurrent = max_concurrent
+        self._slots: asyncio.Semaphore | None = None
+        self.in_flight = 0  # chat requests received and not yet answered (waiting ones included)
+        self.peak_in_flight = 0
         self.slow_s = slow_s
         self.trickle_s = trickle_s
         self.retry_after_ms = retry_after_ms
@@ -287,6 +296,8 @@ class FakeOpenAI:
         return f"http://{self.host}:{self.port}/v1"
 
     async def serve(self) -> None:
+        if self.max_concurrent:
+            self._slots = asyncio.Semaphore(self.max_concurrent)
         self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -330,6 +341,7 @@ class FakeOpenAI:
     def stats(self) -> dict[str, Any]:
         return {
             "requests": len(self.requests),
+            "peak_in_flight": self.peak_in_flight,
             "faults": dict(self.fault_counts),
             "log": [dict(r) for r in self.requests],
         }
@@ -409,7 +421,17 @@ class FakeOpenAI:
             await asyncio.sleep(self.trickle_s)
 
     async def _chat(self, body: dict[str, Any], writer: asyncio.StreamWriter, auth: str = "") -> bool:
-        """Answer one chat request; False when the connection must be dropped."""
+        """Answer one chat request (in turn, under max_concurrent); False when the connection must be
+        dropped."""
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            async with self._slots or contextlib.nullcontext():
+                return await self._answer(body, writer, auth)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, body: dict[str, Any], writer: asyncio.StreamWriter, auth: str) -> bool:
         self._n += 1
         messages = body.get("messages", [])
         raw = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
@@ -648,8 +670,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every reply")
     parser.add_argument("--default", default="ok", help="fault for requests nothing else picks")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="requests worked on at once")
     args = parser.parse_args()
-    server = FakeOpenAI(latency=args.latency, default=args.default, port=args.port)
+    server = FakeOpenAI(
+        latency=args.latency, default=args.default, port=args.port, max_concurrent=args.max_concurrent
+    )
 
     async def run() -> None:
         await server.serve()

@@ -16,6 +16,7 @@ from pipeline.analyze import AnalyzeConfig, analyze
 from pipeline.analyze.compare import added_words, content_words, word_class
 from pipeline.describe import DescribeConfig, describe
 from pipeline.describe.validate import Gate
+from pipeline.facts import pose_facts
 
 MPII = "mpii/mmpose_tests"
 
@@ -101,7 +102,7 @@ def test_scene_people_claim_nothing_in_analyze(store, shared_data):
     )
     from pipeline.describe.validate import judge
 
-    assert judge(text, "stop", ann, Gate(background_people="scene")) == ("ok", None)
+    assert judge(text, "stop", pose_facts(ann), Gate(background_people="scene")) == ("ok", None)
     publish_descriptions(store, "scene", [{"image": ann.image, "source": "vlm", "description": text}], "mpii")
     analyze(AnalyzeConfig(descriptions=["scene"]), store)
     checks = pq.read_table(store.path("reports", "scene") / "checks.parquet").to_pylist()

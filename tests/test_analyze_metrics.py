@@ -1,5 +1,5 @@
-"""analyze's pure parts: text metrics against brute force and hand counts, the claim parser on free text,
-the faithfulness verdicts on poses with known geometry, and the negative control."""
+"""analyze's pure parts: text metrics against brute force and hand counts, the faithfulness verdicts on
+poses with known geometry, and the negative control (the claim parser itself: tests/test_claims.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from pipeline.analyze.text_metrics import (
     words,
 )
 from pipeline.claims import parse_claims
+from pipeline.facts import pose_facts
 from pipeline.faithfulness import check_description
-from pipeline.geometry import image_facts
+from pipeline.geometry import person_facts
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 
 # ---- poses with known geometry (image coordinates, y down; MPII order) --------------------------------
@@ -50,9 +51,8 @@ def sitting_person(dx: float = 0.0) -> Person:
 
 
 def _checks(text: str, ann: ImageAnnotation):
-    facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
     parsed = parse_claims(text, activity=ann.activity, category=ann.category)
-    return parsed, check_description(parsed, ann, facts)
+    return parsed, check_description(parsed, pose_facts(ann))
 
 
 def _verdicts(res) -> dict[str, str]:
@@ -135,102 +135,6 @@ def test_trigram_repetition_and_readability():
 # ---- claims ------------------------------------------------------------------------------------------
 
 
-def test_parser_reads_free_text_claims_with_subjects():
-    text = ("In this image, two people are playing volleyball. The person on the left is standing with "
-            "their right arm raised above their head and the left arm bent at the elbow. The right person is "
-            "sitting; both legs are bent.")  # fmt: skip
-    got = [(c.kind, c.subject and c.subject[1], c.part, c.value) for c in parse_claims(text).claims]
-    assert got == [
-        ("count", None, None, 2),
-        ("position", "left", None, "left"),
-        ("state", "left", None, "standing"),
-        ("raised", "left", "right arm", True),
-        ("above_head", "left", "right arm", True),
-        ("bend", "left", "left arm", "bent"),
-        ("position", "right", None, "right"),
-        ("state", "right", None, "sitting"),
-        ("bend", "right", "left leg", "bent"),
-        ("bend", "right", "right leg", "bent"),
-    ]
-
-
-def test_parser_rules_negation_masking_joined_parts_and_ranks():
-    # MPII activity labels are full of postures: they are not claims about the pose.
-    p = parse_claims("This image shows one person; the activity is standing, talking in person (misc).",
-                     activity="standing, talking in person", category="misc")  # fmt: skip
-    assert [c.kind for c in p.claims] == ["count"]
-    assert [c.kind for c in parse_claims("The person is not sitting.").claims] == []
-    p = parse_claims("Their left arm and right leg are raised.")
-    assert [(c.part, c.kind, c.value) for c in p.claims] == [
-        ("left arm", "raised", True),
-        ("right leg", "raised", True),
-    ]
-    p = parse_claims(
-        "The person on the left is standing. Another person on the left is lying. Person 3 sits."
-    )
-    assert [c.subject for c in p.claims if c.kind == "state"] == [
-        ("position", "left", 1), ("position", "left", 2), ("index", 3)]  # fmt: skip
-    p = parse_claims("The left leg is not visible.")
-    assert [(c.kind, c.value) for c in p.claims] == [("visible", False)] and p.mentions[0].says_invisible
-    p = parse_claims("Their arms are crossed and their feet are shoulder-width apart.")
-    assert {(c.kind, c.value) for c in p.claims} == {("arms_crossed", True), ("feet_apart", True)}
-
-
-def test_parser_reads_what_strong_models_write():
-    """Forms found in tests/calibration's replies (benchmarks/gate_calibration.py)."""
-
-    def got(text):
-        return [(c.label, c.subject) for c in parse_claims(text).claims]
-
-    right, left = ("position", "right", 1), ("position", "left", 1)
-    # Subjects at the head of a sentence; "the others" are nobody in particular.
-    assert got("On the right, one person stands. Left: head tilted.") == [
-        ("position=right", right), ("count=1", None), ("state=standing", right), ("position=left", left),
-        ("head head=tilted", left)]  # fmt: skip
-    assert got("Person on the right: seated.")[-1] == ("state=sitting", right)
-    assert got("The person on the left sits; the others stand.")[-1] == ("state=standing", ("unresolved",))
-    # A raise whose subject is the hand is the hand's; an arm's own raise stays the arm's.
-    assert got("The right arm is sharply bent, the hand raised to the chest.") == [
-        ("right arm bend=sharply bent", None), ("right hand raised=True", None)]  # fmt: skip
-    assert got("Their right arm is raised, the hand open.")[0] == ("right arm raised=True", None)
-    assert got("Both hands hang down.") == [
-        ("left hand raised=False", None),
-        ("right hand raised=False", None),
-    ]
-    # A bare comma separates clauses; "and" lists parts that share the predicate.
-    assert got("Kneeling on the right knee, left leg extended.") == [("left leg bend=straight", None)]
-    # A single limb's words override the same sentence's "both arms".
-    assert got("Both arms are extended, the left elbow slightly bent.") == [
-        ("right arm bend=straight", None), ("left arm bend=slightly bent", None)]  # fmt: skip
-    # Hedges and levels.
-    head = parse_claims("The head is tilted slightly to the left.").claims[0]
-    assert head.label == "head head=tilted" and head.hedged
-    assert got("The left knee is a little bent; the right leg is almost fully extended.") == [
-        ("left leg bend=slightly bent", None), ("right leg bend=nearly straight", None)]  # fmt: skip
-    assert got("The torso is bent over at the hips.") == [("torso torso=bent forward", None)]
-    # How many people the words imply.
-    assert parse_claims("A second person stands behind them.").people_implied == 2
-    assert parse_claims("Another person on the right is sitting.").people_implied == 2
-    assert parse_claims("The person on the left is sitting.").people_implied == 0
-
-
-def test_parser_on_paper_style_llm_text():
-    text = ("The image shows 1 person who is bicycling. The individual is seated on the bike with the torso "
-            "leaning forward. The left leg is bent at the knee, while the right leg is nearly straight. Both "
-            "arms are extended towards the handlebars. The head is upright and facing forward.")  # fmt: skip
-    got = [(c.kind, c.part, c.value, text[c.start : c.end]) for c in parse_claims(text).claims]
-    assert got == [
-        ("count", None, 1, "1 person"),
-        ("state", None, "sitting", "seated"),
-        ("torso", "torso", "leaning", "leaning"),
-        ("bend", "left leg", "bent", "bent"),
-        ("bend", "right leg", "nearly straight", "nearly straight"),
-        ("bend", "left arm", "straight", "extended"),
-        ("bend", "right arm", "straight", "extended"),
-        ("head", "head", "upright", "upright"),
-    ]
-
-
 # ---- faithfulness ------------------------------------------------------------------------------------
 
 
@@ -279,7 +183,7 @@ def test_bend_margin_tolerates_threshold_edges():
     p = standing_left_arm_up()
     p.keypoints[10, :2] = (62, 113.7)  # right forearm turned 30 degrees out: elbow at 150
     ann = ImageAnnotation(image="x.jpg", people=[p])
-    angle = image_facts([p.keypoints])[0].limbs["right arm"].angle
+    angle = person_facts(p.keypoints).limbs["right arm"].angle
     assert 145 < angle < 155
     _, res = _checks("Their right arm is straight. Their right arm is sharply bent.", ann)
     assert [c.verdict for c in res.checks] == ["confirmed", "contradicted"]
@@ -291,26 +195,3 @@ def test_contradict_flips_without_cascading():
     )
     assert contradict("This image shows two people.") == "This image shows three people."
     assert contradict(None) is None
-
-
-@pytest.mark.parametrize(
-    ("text", "states"),
-    [
-        ("The person is standing. Papers are lying on the desk.", ["standing"]),
-        ("A ball is lying at her feet while she stands.", ["standing"]),
-        ("The man is sitting on a bench; a dog is lying beside him.", ["sitting"]),
-        ("Two bikes stand against the wall. The person is sitting.", ["sitting"]),
-        ("Their bag is lying on the floor, and they are lying on the mat.", ["lying"]),
-        # the person is still the subject when a thing follows a person word or opens the sentence
-        ("The woman in the red jacket is standing.", ["standing"]),
-        ("The man by the car is sitting.", ["sitting"]),
-        ("Standing on the left, the person raises an arm.", ["standing"]),
-    ],
-)
-def test_postures_of_things_are_not_claims_about_the_person(text, states):
-    assert [c.value for c in parse_claims(text).claims if c.kind == "state"] == states
-
-
-def test_an_instance_noun_is_never_a_thing():
-    claims = parse_claims("The dog is lying down.", nouns=("dog",), human=False).claims
-    assert [c.value for c in claims if c.kind == "state"] == ["lying"]

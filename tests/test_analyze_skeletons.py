@@ -12,10 +12,10 @@ from test_analyze_stage import publish_annotations
 from test_describe_skeletons import SKIER_LLM
 
 from pipeline.analyze.controls import contradict
-from pipeline.claims import parse_annotated, parse_claims
+from pipeline.claims import parse_claims
 from pipeline.describe import DescribeConfig, describe
-from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, check_description
-from pipeline.instances import annotation_facts
+from pipeline.facts import pose_facts
+from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, check_description, read_claims
 from pipeline.sources.coco_keypoints import read as read_coco
 
 
@@ -30,7 +30,8 @@ def skier(shared_data):
 
 
 def verdicts(text: str, ann) -> dict[str, str]:
-    checks = check_description(parse_annotated(text, ann), ann, annotation_facts(ann))
+    facts = pose_facts(ann)
+    checks = check_description(read_claims(text, facts), facts)
     return {c.claim.label: c.verdict for c in checks.checks}
 
 

@@ -1,4 +1,5 @@
-"""pipeline.animals and pipeline.instances on the real AP-10K file: facing, visible parts, nouns and counts.
+"""pipeline.animals, pipeline.instances and pipeline.facts on the real AP-10K file: facing, visible parts,
+nouns, counts.
 
 What the facts say was checked against the two real images (shared/data/coco_format/ap10k, viewed with the
 keypoints drawn on them): 000000037516.jpg is a jaguar walking along a wall, its head at the left of the
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 
 from pipeline.animals import FACING_MIN_COS, animal_facts, facing
-from pipeline.instances import annotation_facts, claim_nouns, groups, instances, plural
+from pipeline.facts import pose_facts
+from pipeline.instances import instances, plural
 from pipeline.records import MISSING, OCCLUDED, ImageAnnotation, Person
 from pipeline.skeletons import SKELETONS, skeleton_for
 from pipeline.sources.coco_keypoints import read as read_coco
@@ -47,7 +49,7 @@ def test_real_animals_face_left_with_every_part_visible(ap10k):
         "antelope"
     ]
     for ann in (jaguar, antelope):
-        (f,) = annotation_facts(ann)
+        (f,) = pose_facts(ann).people
         assert f.facing == "left" and f.position is None  # alone: no left/right among instances
         assert f.visible == ALL_PARTS and f.hidden == () and f.known_joints == 16
 
@@ -102,12 +104,18 @@ def test_nouns_counts_and_crowd_regions(ap10k):
     giraffe = replace(zebra, label="giraffe")
     crowd = Person(keypoints=zebra.keypoints * np.nan, label="zebra", crowd=True)
     ann = ImageAnnotation(image="z.jpg", people=[zebra, crowd, giraffe, zebra], skeleton=AP10K)
-    assert instances(ann) == [zebra, giraffe, zebra]
-    assert groups(ann) == [("zebra", 2), ("giraffe", 1)]
-    assert claim_nouns(ann) == ("zebra", "giraffe", "animal")
-    assert len(annotation_facts(ann)) == 3
+    facts = pose_facts(ann)
+    assert instances(ann) == [zebra, giraffe, zebra] and len(facts.people) == 3
+    assert facts.groups == (("zebra", 2), ("giraffe", 1))
+    assert facts.claim_nouns == ("zebra", "giraffe", "animal")
+    assert (facts.count(None), facts.count("animal"), facts.count("zebra"), facts.count("lion")) == (
+        3,
+        3,
+        2,
+        0,
+    )
     # People add no nouns: the claim parser knows the people words already.
-    assert claim_nouns(ImageAnnotation(image="p.jpg", people=[Person(label="person")])) == ()
+    assert pose_facts(ImageAnnotation(image="p.jpg", people=[Person(label="person")])).claim_nouns == ()
 
 
 def test_plurals_of_every_ap10k_species(shared_data):

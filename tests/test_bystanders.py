@@ -12,6 +12,7 @@ from pipeline.bystanders import find_bystanders, mask_bystanders
 from pipeline.claims import parse_claims
 from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
+from pipeline.facts import pose_facts
 
 # What a GPT-4o-class model writes for these images with the grounded-image prompt: the pose as the facts say,
 # plus clothes, objects and scene. Each CSV row annotates one person (the first of the image).
@@ -75,7 +76,7 @@ ADDED = {
 
 @pytest.fixture(scope="module")
 def rows(shared_data):
-    return {r.image: r for r in csv_annotations(shared_data, 17372) if r.image in VISION}
+    return {r.image: pose_facts(r) for r in csv_annotations(shared_data, 17372) if r.image in VISION}
 
 
 def test_faithful_vision_replies_are_ok(rows):

@@ -11,10 +11,13 @@ from test_describe_rules import csv_annotations, h5_annotations
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import Gate, echo_share, judge
+from pipeline.facts import pose_facts
 from pipeline.records import ImageAnnotation
 
-ONE = ImageAnnotation(image="a.jpg", activity="yoga", category="sports", people=[standing_left_arm_up()])
-TWO = ImageAnnotation(image="b.jpg", people=[standing_left_arm_up(), sitting_person(dx=300)])
+ONE = pose_facts(
+    ImageAnnotation(image="a.jpg", activity="yoga", category="sports", people=[standing_left_arm_up()])
+)
+TWO = pose_facts(ImageAnnotation(image="b.jpg", people=[standing_left_arm_up(), sitting_person(dx=300)]))
 # Written as a good LLM writes them, not in the rules describer's words.
 FAITHFUL_ONE = (
     "This image shows one person doing yoga. The person is standing tall with both legs straight and their "
@@ -56,7 +59,8 @@ def test_faithful_descriptions_are_ok():
 def test_rules_describer_stays_ok_on_real_annotations(shared_data):
     rules = load_template("rules")
     rows = csv_annotations(shared_data, 60) + h5_annotations(shared_data, 20)
-    verdicts = [judge(rules_description(rules, image_context(a)), "stop", a) for a in rows]
+    every = [pose_facts(a) for a in rows]
+    verdicts = [judge(rules_description(rules, image_context(f)), "stop", f) for f in every]
     assert [v for v in verdicts if v[0] != "ok"] == []
 
 
@@ -82,9 +86,9 @@ def test_rules_describer_stays_ok_on_real_annotations(shared_data):
 def test_each_bad_reply_is_invalid_with_its_reason(fault, reason):
     person = standing_left_arm_up()
     person.keypoints[[13, 14, 15], :] = (0, 0, 0)  # the left arm unannotated: what "limb" invents
-    ann = ImageAnnotation(image="c.jpg", activity="yoga", people=[person])
-    messages = load_template("paper").messages(image_context(ann, with_facts=False))
-    prompt = "\n".join(m["content"] for m in messages)
+    ann = pose_facts(ImageAnnotation(image="c.jpg", activity="yoga", people=[person]))
+    messages = load_template("paper").messages(image_context(ann))
+    prompt = [m["content"] for m in messages]
     reply = bad_reply(fault, messages[-1]["content"], messages[0]["content"])
     assert judge(faithful(messages[-1]["content"]), "stop", ann, prompt=prompt) == ("ok", None)
     status, why = judge(reply, "stop", ann, prompt=prompt)
@@ -111,12 +115,16 @@ def test_echo_threshold():
         "Describe the pose. For example: the person is standing with both arms hanging down by their side."
     )
     copied = "The person is standing with both arms hanging down by their side. " + FAITHFUL_ONE
-    share = echo_share(copied, prompt)
+    share = echo_share(copied, [prompt])
     assert 0 < share < 0.5
-    assert judge(copied, "stop", ONE, prompt=prompt) == ("ok", None)
-    status, why = judge(copied, "stop", ONE, Gate(max_echo=share - 0.01), prompt=prompt)
+    assert judge(copied, "stop", ONE, prompt=[prompt]) == ("ok", None)
+    status, why = judge(copied, "stop", ONE, Gate(max_echo=share - 0.01), prompt=[prompt])
     assert status == "invalid" and why.startswith("echoes the prompt")
-    assert judge(copied, "stop", ONE, Gate(max_echo=share), prompt=prompt)[0] == "ok"
+    assert judge(copied, "stop", ONE, Gate(max_echo=share), prompt=[prompt])[0] == "ok"
+    # Messages are read as one text, a line break between them: a 5-gram may run across two of them.
+    words = prompt.split(" ")
+    split = [" ".join(words[:9]), " ".join(words[9:11]), " ".join(words[11:])]  # the middle one 2 words long
+    assert echo_share(copied, split) == share and echo_share(copied, words) == share
 
 
 def test_list_threshold():
@@ -156,7 +164,7 @@ def test_min_pose_claims_threshold_and_its_cap():
     head_only = standing_left_arm_up()
     head_only.keypoints[:8, :] = 0
     head_only.keypoints[10:, :] = 0
-    ann = ImageAnnotation(image="d.jpg", people=[head_only])
+    ann = pose_facts(ImageAnnotation(image="d.jpg", people=[head_only]))
     assert judge("One person is visible here; their head is upright.", "stop", ann) == ("ok", None)
 
 
@@ -233,6 +241,83 @@ def test_every_failure_class_from_the_server_ends_invalid(live, store):
         assert df.loc[image, "status"] == "invalid", (fault, df.loc[image, "description"])
         assert REASONS[fault] in df.loc[image, "error"], (fault, df.loc[image, "error"])
     assert summary["invalid"] == len(BAD_REPLIES) and summary["ok"] == 16 - len(BAD_REPLIES)
+    # The gate's process gave judge's own verdicts: the next run re-judges every row on its own thread
+    # (rejudge) and changes none, and sends nothing.
+    again = describe(_cfg(server, template), store)
+    assert again["cache_hits"] == 16 and again.get("requests_sent", 0) == 0
+    assert {k: again[k] for k in ("ok", "invalid")} == {k: summary[k] for k in ("ok", "invalid")}
+    assert (
+        pd.read_parquet(store.path("descriptions", "mpii") / "descriptions.parquet")
+        .set_index("image")
+        .equals(df)
+    )
+
+
+def test_the_gate_process_judges_as_the_loop_would_and_after_its_death_the_loop_judges():
+    import asyncio
+
+    from pipeline.describe.judging import JudgeProcess
+
+    req = _request(ONE, FAITHFUL_ONE)
+    texts = [FAITHFUL_ONE, "I'm sorry, I can't.", FAITHFUL_ONE.replace("right arm", "left leg"), None]
+    expected = [judge(t, "stop", ONE) for t in texts]
+    with JudgeProcess([req], Gate()) as judging:
+        assert asyncio.run(_ask(judging, req, texts)) == expected and expected[0] == ("ok", None)
+    assert judging.cpu_s > 0 and judging.gone is None
+    with JudgeProcess([req], Gate()) as judging:
+        judging._process.kill()
+        assert asyncio.run(_ask(judging, req, texts)) == expected
+    assert judging.gone and "died mid-run (exit code -9)" in judging.gone
+
+
+def test_a_run_whose_gate_process_dies_fails_and_keeps_every_paid_reply(live, store):
+    """The gate's process is killed while the first asks are at the server: the run fails, every reply the
+    server sent is judged and journaled, and the re-run sends only the rows left."""
+    import multiprocessing
+    import sqlite3
+    import threading
+    import time
+
+    import pandas as pd
+
+    from pipeline.describe import describe
+    from pipeline.errors import PipelineError
+
+    server, im, template = live
+    server.latency = 0.5
+
+    def kill_the_gate() -> None:
+        while len(server.requests) < 4:
+            time.sleep(0.01)
+        for child in multiprocessing.active_children():
+            if child.name == "describe-gate":
+                child.kill()
+
+    killer = threading.Thread(target=kill_the_gate)
+    killer.start()
+    with pytest.raises(PipelineError, match=r"the gate's process \(\d+\) died mid-run .* re-run to send"):
+        describe(_cfg(server, template), store)
+    killer.join()
+    paid = len(server.requests)
+    db = sqlite3.connect(store.staging_dir("descriptions", "mpii") / "journal.sqlite")  # kept for the re-run
+    kept = dict(db.execute("SELECT image, status FROM results").fetchall())
+    assert 4 <= paid < 16 and len(kept) == paid and set(kept.values()) == {"ok"}
+    server.latency = 0.0
+    again = describe(_cfg(server, template), store)
+    assert len(server.requests) == 16 and again["requests_sent"] == 16 - paid and again["ok"] == 16
+    df = pd.read_parquet(store.path("descriptions", "mpii") / "descriptions.parquet")
+    assert sorted(df.image) == sorted(im)
+
+
+def _request(facts, text):
+    from pipeline.describe.config import DescriptionRequest
+
+    return DescriptionRequest(image="a.jpg", sample=0, source="fake", model="fake", template="paper",
+                              template_hash="h", cache_key="k", facts=facts, text=text)  # fmt: skip
+
+
+async def _ask(judging, req, texts):
+    return [await judging.judge(req, t, "stop") for t in texts]
 
 
 def test_retry_invalid_reasks_and_keeps_every_ask(live, store):
@@ -269,7 +354,7 @@ def test_a_leg_merely_not_lifted_is_not_asked_for():
     the arm only (the legs are known not to be lifted, which goes unsaid)."""
     person = standing_left_arm_up()
     person.keypoints[[0, 5, 6, 7, 8, 9, 10, 11, 12, 15], :] = 0  # left shoulder + elbow, hips + knees remain
-    ann = ImageAnnotation(image="e.jpg", people=[person])
+    ann = pose_facts(ImageAnnotation(image="e.jpg", people=[person]))
     text = rules_description(load_template("rules"), image_context(ann))
     assert "leg" not in text and judge(text, "stop", ann) == ("ok", None)
 

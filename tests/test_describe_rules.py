@@ -17,7 +17,7 @@ from pipeline.artifacts.annotations import write as write_annotations
 from pipeline.artifacts.descriptions import SCHEMA as DESCRIPTIONS_SCHEMA
 from pipeline.describe.prompting import PROMPTS_DIR, image_context, load_template
 from pipeline.errors import PipelineError
-from pipeline.geometry import image_facts
+from pipeline.facts import pose_facts
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 
 
@@ -119,8 +119,9 @@ def test_rules_text_states_only_geometry(mpii_store, shared_data):
     rows = real_rows(shared_data)
     positions_seen = set()
     for ann in rows:
-        text = rules_description(tpl, image_context(ann))
-        facts = image_facts([p.keypoints for p in ann.people], [p.center for p in ann.people])
+        facts = pose_facts(ann)
+        text = rules_description(tpl, image_context(facts))
+        facts = facts.people
         n = len(ann.people)
         counted = "one person" if n == 1 else f"{['two', 'three', 'four', 'five', 'six'][n - 2]} people"
         assert text.startswith(f"This image shows {counted}"), text

@@ -14,13 +14,12 @@ from fake_openai import FakeOpenAI
 from test_describe_rules import csv_annotations, h5_annotations, put_annotations
 
 from pipeline.analyze.controls import contradict
-from pipeline.claims import parse_annotated
 from pipeline.describe import DescribeConfig, describe
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import judge
-from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description
-from pipeline.instances import annotation_facts
+from pipeline.facts import pose_facts
+from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description, read_claims
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import skeleton_for
 from pipeline.sources.coco_keypoints import read as read_coco
@@ -46,12 +45,12 @@ def mpii_rendering_hashes(shared_data: Path) -> dict[str, str]:
     for family in ("paper", "grounded"):
         tpl, h = load_template(family), hashlib.sha256()
         for ann in rows:
-            for message in tpl.messages(image_context(ann, with_facts=tpl.uses_facts)):
+            for message in tpl.messages(image_context(pose_facts(ann))):
                 h.update(json.dumps(message, sort_keys=True).encode() + b"\n")
         out[family] = h.hexdigest()
     tpl, h = load_template("rules"), hashlib.sha256()
     for ann in rows:
-        h.update(rules_description(tpl, image_context(ann)).encode() + b"\n")
+        h.update(rules_description(tpl, image_context(pose_facts(ann))).encode() + b"\n")
     out["rules"] = h.hexdigest()
     return out
 
@@ -105,7 +104,7 @@ def ap10k(shared_data) -> dict[str, ImageAnnotation]:
 
 
 def rules_text(ann: ImageAnnotation) -> str:
-    return rules_description(load_template("rules"), image_context(ann))
+    return rules_description(load_template("rules"), image_context(pose_facts(ann)))
 
 
 def test_rules_describer_on_real_coco_crowdpose_and_ap10k(coco, crowdpose, ap10k):
@@ -130,7 +129,8 @@ def test_rules_describer_on_real_coco_crowdpose_and_ap10k(coco, crowdpose, ap10k
         # COCO marks no head top or upper neck: nothing is said about the head; CrowdPose marks both.
         assert ("Their head is" in text) == (ann.skeleton.name == "crowdpose-14"), text
         # What it says checks out against the keypoints (through the MPII view), and nothing contradicts.
-        checks = check_description(parse_annotated(text, ann), ann, annotation_facts(ann))
+        facts = pose_facts(ann)
+        checks = check_description(read_claims(text, facts), facts)
         assert checks.counts()[CONTRADICTED] == 0 and checks.counts()[CONFIRMED] >= 2 * described
         assert checks.missing_joint_mentions == []
 
@@ -142,19 +142,21 @@ def test_crowd_regions_are_not_people(coco):
     assert rules_text(with_crowd) == rules_text(ann)
     for family in ("paper", "grounded"):
         tpl = load_template(family)
-        assert tpl.messages(image_context(with_crowd)) == tpl.messages(image_context(ann))
-    assert judge(rules_text(ann), "stop", with_crowd) == ("ok", None)
+        assert tpl.messages(image_context(pose_facts(with_crowd))) == tpl.messages(
+            image_context(pose_facts(ann))
+        )
+    assert judge(rules_text(ann), "stop", pose_facts(with_crowd)) == ("ok", None)
 
 
 def test_prompts_speak_of_the_subject_and_the_skeletons_joints(coco, ap10k):
-    person = load_template("paper").messages(image_context(coco["000000000785.jpg"], with_facts=False))
+    person = load_template("paper").messages(image_context(pose_facts(coco["000000000785.jpg"])))
     assert "Each person has 17 keypoints, always in this order: " + COCO_JOINTS in person[0]["content"]
     assert '"label" (what the source calls it)' in person[0]["content"]
     sent = json.loads(person[1]["content"])
     assert sent["count"] == 1 and sent["activity"] is None
     assert sent["people"][0]["label"] == "person" and len(sent["people"][0]["kpts"]) == 17
 
-    animal = load_template("paper").messages(image_context(ap10k["000000037516.jpg"], with_facts=False))
+    animal = load_template("paper").messages(image_context(pose_facts(ap10k["000000037516.jpg"])))
     system = animal[0]["content"]
     assert system.startswith(
         "You are an expert animal pose analyst. You receive the 2-D keypoints of the animals"
@@ -166,13 +168,13 @@ def test_prompts_speak_of_the_subject_and_the_skeletons_joints(coco, ap10k):
     assert list(sent) == ["activity", "count", "istrain", "animals"]
     assert sent["animals"][0]["label"] == "jaguar" and sent["animals"][0]["kpts"][1] == [-1, -1]  # right eye
 
-    grounded = load_template("grounded").messages(image_context(ap10k["000000037516.jpg"]))
+    grounded = load_template("grounded").messages(image_context(pose_facts(ap10k["000000037516.jpg"])))
     assert "Each animal has 17 keypoints" in grounded[0]["content"]
     assert grounded[1]["content"].endswith(
         "Facts:\nJaguar 1:\n- faces: left\n- visible parts: head, body, left front leg, right front leg, "
         "left back leg, right back leg"
     )
-    grounded = load_template("grounded").messages(image_context(coco["000000040083.jpg"]))
+    grounded = load_template("grounded").messages(image_context(pose_facts(coco["000000040083.jpg"])))
     assert "Each person has 17 keypoints" in grounded[0]["content"]
     assert "Person 3:\n- no keypoint is visible" in grounded[1]["content"]
     assert "- body state: sitting" in grounded[1]["content"] and "- head:" not in grounded[1]["content"]
@@ -186,7 +188,7 @@ def test_a_custom_skeleton_gets_the_paper_prompt_from_its_categories_entry(share
     sk = skeleton_for(names, data["categories"][0]["skeleton"])
     ann = replace(coco_rows(shared_data / "coco_format/coco/test_coco.json")[0], skeleton=sk)
     assert sk.name.startswith("custom-") and not sk.human
-    system, user = load_template("paper").messages(image_context(ann, with_facts=False))
+    system, user = load_template("paper").messages(image_context(pose_facts(ann)))
     assert system["content"].startswith(
         "You are an expert pose analyst. You receive the 2-D keypoints of the instances"
     )
@@ -198,7 +200,7 @@ def test_a_custom_skeleton_gets_the_paper_prompt_from_its_categories_entry(share
     # The rules describer gives what such keypoints support: the count and which joints are visible; the gate
     # takes it (the category names the instance, no pose claim is asked for).
     assert rules_text(ann).startswith("This image shows one person. The marker 0, marker 1, marker 2,")
-    assert judge(rules_text(ann), "stop", ann) == ("ok", None)
+    assert judge(rules_text(ann), "stop", pose_facts(ann)) == ("ok", None)
 
 
 # ---- the gate ----------------------------------------------------------------------------------------
@@ -213,25 +215,25 @@ SKIER_LLM = (
 
 def test_gate_judges_coco_people_like_mpii_people(coco):
     ann = coco["000000000785.jpg"]
-    assert judge(SKIER_LLM, "stop", ann) == ("ok", None)
+    assert judge(SKIER_LLM, "stop", pose_facts(ann)) == ("ok", None)
     # The negative control flips the count too (n -> n + 1): that alone is caught; with the count put
     # back, the flipped postures are.
     flipped = contradict(SKIER_LLM)
-    assert judge(flipped, "stop", ann) == ("invalid", "says 2 people, the annotations have 1")
-    status, why = judge(flipped.replace("Two people is", "One person is"), "stop", ann)
+    assert judge(flipped, "stop", pose_facts(ann)) == ("invalid", "says 2 people, the annotations have 1")
+    status, why = judge(flipped.replace("Two people is", "One person is"), "stop", pose_facts(ann))
     assert status == "invalid" and why.startswith("5 of 8 checked claims contradict the keypoints"), why
     # Head posture is unverifiable on COCO (no head top or upper neck), so it neither counts as a checked
     # claim nor contradicts: a reply of nothing else has too few checkable pose claims.
-    assert judge("One person is skiing. Their head is bowed.", "stop", ann) == (
+    assert judge("One person is skiing. Their head is bowed.", "stop", pose_facts(ann)) == (
         "invalid",
         "too few checkable pose claims (0 < 3)",
     )
     # ... and talking about the COCO head is not talking about unknown joints (its face joints are known).
-    assert judge(SKIER_LLM + " Their head is turned to the side.", "stop", ann) == ("ok", None)
+    assert judge(SKIER_LLM + " Their head is turned to the side.", "stop", pose_facts(ann)) == ("ok", None)
     # Counts include the two people without keypoints; crowd regions would not count.
     three = coco["000000040083.jpg"]
-    assert judge(rules_text(three), "stop", three) == ("ok", None)
-    assert judge(rules_text(three).replace("three people", "two people"), "stop", three) == (
+    assert judge(rules_text(three), "stop", pose_facts(three)) == ("ok", None)
+    assert judge(rules_text(three).replace("three people", "two people"), "stop", pose_facts(three)) == (
         "invalid",
         "says 2 people, the annotations have 3",
     )
@@ -244,8 +246,8 @@ def test_gate_on_animals_checks_count_species_instances_and_facing(ap10k):
         "long spotted tail curling up behind it. All four legs are visible, the front ones mid-stride."
     )
     # No pose claim is checkable on an animal: a faithful description needs none.
-    assert judge(llm, "stop", jaguar) == ("ok", None)
-    assert judge(JAGUAR, "stop", jaguar) == ("ok", None)
+    assert judge(llm, "stop", pose_facts(jaguar)) == ("ok", None)
+    assert judge(JAGUAR, "stop", pose_facts(jaguar)) == ("ok", None)
     cases = [
         ("Two jaguars are walking to the left along a wall.", "says 2 jaguars, the annotations have 1"),
         (
@@ -267,10 +269,12 @@ def test_gate_on_animals_checks_count_species_instances_and_facing(ap10k):
         ("I'm an AI model designed to describe animals. The jaguar is facing left.", "meta talk"),
     ]
     for text, reason in cases:
-        status, why = judge(text, "stop", jaguar)
+        status, why = judge(text, "stop", pose_facts(jaguar))
         assert status == "invalid" and why.startswith(reason), (text, why)
     # Not a posture: the human words say nothing checkable about an animal, and cost nothing either.
-    assert judge("One jaguar. Its left leg is raised and its torso is upright.", "stop", jaguar) == (
+    assert judge(
+        "One jaguar. Its left leg is raised and its torso is upright.", "stop", pose_facts(jaguar)
+    ) == (
         "ok",
         None,
     )
@@ -278,7 +282,7 @@ def test_gate_on_animals_checks_count_species_instances_and_facing(ap10k):
 
 def test_gate_keeps_the_rules_describer_ok_on_every_real_file(coco, crowdpose, ap10k):
     for ann in [*coco.values(), *crowdpose.values(), *ap10k.values()]:
-        assert judge(rules_text(ann), "stop", ann) == ("ok", None), ann.image
+        assert judge(rules_text(ann), "stop", pose_facts(ann)) == ("ok", None), ann.image
 
 
 # ---- describe end to end -----------------------------------------------------------------------------

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from fake_openai import _FLIP, _FLIP_RE
 
-from pipeline.claims import parse_annotated
 from pipeline.convert import ConvertConfig, select
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import Gate, judge
-from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description
-from pipeline.instances import annotation_facts
+from pipeline.facts import pose_facts, pose_facts_all
+from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description, read_claims
 from pipeline.sources.formats import read_source
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_calibration.py"
@@ -61,18 +60,15 @@ def test_the_gate_and_checker_meet_the_goals(shared_data):
     assert len(report.wrongly_accepted) <= 0.05 * report.rejected_claims, report.wrongly_accepted
 
 
-def _checks(text, ann):
-    return {
-        c.claim.label: c.verdict
-        for c in check_description(parse_annotated(text, ann), ann, annotation_facts(ann)).checks
-    }
+def _checks(text, facts):
+    return {c.claim.label: c.verdict for c in check_description(read_claims(text, facts), facts).checks}
 
 
 def test_the_reported_cases(shared_data):
     """The three misses the issue reported, on the images they were found on (the activity CSV rows)."""
     csv = shared_data / "mpii/csv_activity/mpii_dataset.csv"
     images, _ = select(list(read_source(csv).images.values()), ConvertConfig(sources=[csv]))
-    by_name = {a.image: a for a in images}
+    by_name = {a.image: pose_facts(a) for a in images}
     truck, guide = by_name["004645041.jpg"], by_name["051423444.jpg"]
     # "task" for the activity is not talk about the prompt; talk about the prompt still is.
     activity = "The task involves lifting and securing heavy items. The person is standing upright."
@@ -102,9 +98,9 @@ def test_flipped_rules_descriptions_stay_rejected(shared_data):
     path = shared_data / "mpii/hourglass_annot/valid.h5"
     images, _ = select(list(read_source(path).images.values()), ConvertConfig(sources=[path]))
     rules = load_template("rules")
-    rows = images[:400]
+    rows = pose_facts_all(images[:400])
     flipped = [
-        _FLIP_RE.sub(lambda m: _FLIP[m.group(1)], rules_description(rules, image_context(a))) for a in rows
+        _FLIP_RE.sub(lambda m: _FLIP[m.group(1)], rules_description(rules, image_context(f))) for f in rows
     ]
     invalid = sum(judge(t, "stop", a)[0] == "invalid" for t, a in zip(flipped, rows, strict=True))
     assert invalid / len(rows) >= 0.99, invalid

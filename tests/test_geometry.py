@@ -1,4 +1,5 @@
-"""Pose geometry on hand-made poses whose angles and states are known by construction."""
+"""Pose geometry on hand-made poses whose angles and states are known by construction, and the array
+functions vectorised over people giving each person what it gives them one at a time."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline import geometry as g
-from pipeline.records import MISSING, OCCLUDED, VISIBLE, empty_keypoints
+from pipeline.facts import pose_facts
+from pipeline.records import MISSING, OCCLUDED, VISIBLE, ImageAnnotation, Person, empty_keypoints
 
 
 def pose(points: dict[int, tuple[float, float]], v: int = VISIBLE) -> np.ndarray:
@@ -16,6 +18,11 @@ def pose(points: dict[int, tuple[float, float]], v: int = VISIBLE) -> np.ndarray
     for j, (x, y) in points.items():
         kps[j] = (x, y, v)
     return kps
+
+
+def angle(kps: np.ndarray, name: str) -> float:
+    """One joint angle of one person through the vectorised g.joint_angles (NaN when unknown)."""
+    return float(g.joint_angles(g.points(kps[None]))[0, list(g.ANGLES).index(name)])
 
 
 def _deg(u: tuple[float, float], v: tuple[float, float]) -> float:
@@ -48,10 +55,10 @@ def test_standing_with_straight_limbs():
 def test_known_elbow_and_shoulder_angles():
     # Left upper arm straight down from the shoulder, forearm pointing right: a right angle at the elbow.
     kps = pose(STANDING | {g.L_ELBOW: (115, 65), g.L_WRIST: (150, 65)})
-    assert g.joint_angle(kps, g.L_SHOULDER, g.L_ELBOW, g.L_WRIST) == pytest.approx(90.0)
+    assert angle(kps, "left elbow") == pytest.approx(90.0)
     assert g.bend_word(90.0) == "bent" and g.bend_word(60.0) == "sharply bent"
     assert g.bend_word(140.0) == "slightly bent" and g.bend_word(170.0) == "straight"
-    limb = g.limb_facts(kps, "left arm")
+    limb = g.person_facts(kps).limbs["left arm"]
     assert (
         limb.angle == pytest.approx(90.0)
         and limb.upper_direction == "down"
@@ -59,25 +66,25 @@ def test_known_elbow_and_shoulder_angles():
     )
     # Arm held horizontally sideways: 90 degrees between torso side (shoulder->hip) and upper arm.
     side = pose(STANDING | {g.L_ELBOW: (150, 30), g.L_WRIST: (185, 30)})
-    shoulder = g.joint_angles(side)["left shoulder"]
+    shoulder = angle(side, "left shoulder")
     assert shoulder == pytest.approx(_deg((-5, 70), (35, 0)), abs=1e-4)
 
 
 def test_knee_angle_of_a_known_bend():
     # Thigh straight down, shin at 45 degrees: knee angle 135.
     kps = pose(STANDING | {g.R_ANKLE: (90 + 50 / np.sqrt(2), 150 + 50 / np.sqrt(2))})
-    assert g.joint_angles(kps)["right knee"] == pytest.approx(135.0, abs=1e-4)
-    assert g.limb_facts(kps, "right leg").bend == "slightly bent"
+    assert angle(kps, "right knee") == pytest.approx(135.0, abs=1e-4)
+    assert g.person_facts(kps).limbs["right leg"].bend == "slightly bent"
 
 
 def test_sitting_and_lying():
     sitting = pose(
         STANDING | {g.R_KNEE: (60, 102), g.L_KNEE: (80, 102), g.R_ANKLE: (60, 150), g.L_ANKLE: (80, 150)}
     )
-    state, conf = g.body_state(sitting)
-    assert state == "sitting" and conf > 0.5
+    f = g.person_facts(sitting)
+    assert f.state == "sitting" and f.state_confidence > 0.5
     # Hip angle between hip->shoulder (-5, -70) and hip->knee (-30, 2): close to a right angle.
-    assert g.joint_angles(sitting)["right hip"] == pytest.approx(_deg((-5, -70), (-30, 2)), abs=1e-4)
+    assert angle(sitting, "right hip") == pytest.approx(_deg((-5, -70), (-30, 2)), abs=1e-4)
     lying = pose(
         {
             g.HEAD: (0, 100),
@@ -90,9 +97,9 @@ def test_sitting_and_lying():
             g.L_KNEE: (150, 110),
         }
     )
-    state, conf = g.body_state(lying)
-    assert state == "lying" and conf >= 0.5
-    assert g.torso_posture(lying)[0] == "horizontal"
+    f = g.person_facts(lying)
+    assert f.state == "lying" and f.state_confidence >= 0.5
+    assert f.torso == "horizontal"
 
 
 def test_relations_raised_crossed_feet_apart():
@@ -101,13 +108,14 @@ def test_relations_raised_crossed_feet_apart():
     assert f.limbs["left arm"].raised is True and f.limbs["left arm"].above_head is True
     assert f.limbs["right arm"].raised is False
     crossed = pose(STANDING | {g.L_WRIST: (90, 60), g.R_WRIST: (110, 60)})
-    assert g.arms_crossed(crossed) is True
+    assert g.person_facts(crossed).arms_crossed is True
     wide = pose(
         STANDING | {g.R_ANKLE: (40, 200), g.L_ANKLE: (160, 200), g.R_KNEE: (65, 150), g.L_KNEE: (135, 150)}
     )
-    assert g.feet_apart(wide) is True
+    assert g.person_facts(wide).feet_apart is True
     knee_up = pose(STANDING | {g.L_KNEE: (130, 95), g.L_ANKLE: (130, 140)})
-    assert g.leg_raised(knee_up, "left") is True and g.leg_raised(knee_up, "right") is False
+    legs = g.person_facts(knee_up).limbs
+    assert legs["left leg"].raised is True and legs["right leg"].raised is False
 
 
 def test_occluded_joints_still_count():
@@ -115,7 +123,7 @@ def test_occluded_joints_still_count():
     assert g.person_facts(kps).state == "standing"
 
 
-# Which joints each joint angle needs (as pipeline.geometry.joint_angles defines them).
+# Which joints each joint angle needs (written out here, not read from g.ANGLES).
 ANGLE_JOINTS = {
     "left elbow": (g.L_SHOULDER, g.L_ELBOW, g.L_WRIST), "right elbow": (g.R_SHOULDER, g.R_ELBOW, g.R_WRIST),
     "left knee": (g.L_HIP, g.L_KNEE, g.L_ANKLE), "right knee": (g.R_HIP, g.R_KNEE, g.R_ANKLE),
@@ -177,6 +185,22 @@ def test_positions_among_people():
     assert g.positions([5.0, None, 9.0]) == ["left", None, "right"]
     a = pose({j: (x + 400, y) for j, (x, y) in STANDING.items()})
     b = pose(STANDING)
-    facts = g.image_facts([a, b, empty_keypoints()], [None, None, (250.0, 80.0)])
-    assert [f.position for f in facts] == ["right", "left", "center"]  # the third by its objpos
-    assert g.image_facts([empty_keypoints()], None)[0].position is None
+    people = [Person(keypoints=a), Person(keypoints=b), Person(center=(250.0, 80.0))]
+    facts = pose_facts(ImageAnnotation(image="x.jpg", people=people))
+    assert facts.positions == ("right", "left", "center")  # the third by its objpos
+    assert [f.position for f in facts.people] == ["right", "left", "center"]
+    assert facts.position_ranks == (1, 1, 1)
+    assert pose_facts(ImageAnnotation(image="y.jpg", people=[Person()])).positions == (None,)
+
+
+def test_people_at_once_get_what_each_gets_alone():
+    """The geometry runs over all people of many images as one array: each person's facts are the same as
+    when computed alone, whatever the others are (unknown joints, other poses)."""
+    rng = np.random.default_rng(0)
+    people = []
+    for _ in range(40):
+        kps = pose({j: (x + rng.normal(0, 25), y + rng.normal(0, 25)) for j, (x, y) in STANDING.items()})
+        kps[rng.choice(16, size=int(rng.integers(0, 10)), replace=False), 2] = MISSING
+        people.append(kps)
+    together = g.people_facts(np.stack(people))
+    assert [f.to_dict() for f in together] == [g.person_facts(k).to_dict() for k in people]

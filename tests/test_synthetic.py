@@ -55,10 +55,11 @@ def test_every_pose_reads_as_its_activity(activity):
     rng = np.random.default_rng(1)
     for _ in range(60):
         kps = _image_kps(sample_pose(activity.name, sample_body(rng), rng).keypoints)
+        f = geometry.person_facts(kps)
         if activity.state is not None:
-            assert geometry.body_state(kps)[0] == activity.state
-        above = [geometry.wrist_above_head(kps, s) for s in ("left", "right")]
-        raised = [geometry.arm_raised(kps, s) for s in ("left", "right")]
+            assert f.state == activity.state
+        above = [f.limbs[f"{s} arm"].above_head for s in ("left", "right")]
+        raised = [f.limbs[f"{s} arm"].raised for s in ("left", "right")]
         if activity.name == "raising both arms":
             assert all(above)
         elif activity.name == "waving":
@@ -66,13 +67,13 @@ def test_every_pose_reads_as_its_activity(activity):
         elif activity.name in ("standing", "walking", "sitting"):
             assert not any(raised)
         if activity.name == "lying down":
-            assert geometry.torso_posture(kps)[0] == "horizontal"
+            assert f.torso == "horizontal"
         if activity.name == "bending over":
-            assert geometry.torso_posture(kps)[0] == "leaning"
+            assert f.torso == "leaning"
         if activity.name == "kicking":
-            assert sum(geometry.leg_raised(kps, s) for s in ("left", "right")) == 1
+            assert sum(f.limbs[f"{s} leg"].raised for s in ("left", "right")) == 1
         if activity.name in ("sitting", "squatting", "running"):
-            assert min(geometry.joint_angles(kps)[k] for k in ("left knee", "right knee")) < 125
+            assert min(f.angles[k] for k in ("left knee", "right knee")) < 125
 
 
 def test_unknown_activity_is_refused():

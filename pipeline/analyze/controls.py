@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.claims import NUMBERS
+from pipeline.claim_patterns import NUMBERS
 
 _SWAPS = {
     "left": "right", "right": "left", "leftmost": "rightmost", "rightmost": "leftmost",

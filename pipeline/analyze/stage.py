@@ -37,21 +37,20 @@ from pipeline.analyze.text_metrics import text_summary
 from pipeline.artifacts import reports
 from pipeline.artifacts.descriptions import STATUSES
 from pipeline.bystanders import find_bystanders, mask_bystanders
-from pipeline.claims import parse_annotated
 from pipeline.errors import PipelineError
+from pipeline.facts import pose_facts_all
 from pipeline.faithfulness import (
     CONFIRMED,
     CONTRADICTED,
     UNVERIFIABLE,
     DescriptionChecks,
-    Facts,
-    annotated_parts,
     check_description,
     coverage_summary,
     faithfulness_summary,
+    read_claims,
 )
 from pipeline.images import ImageError, find_image, load_rgb
-from pipeline.instances import annotation_facts, groups, instances, plural
+from pipeline.instances import instances, noun, plural
 from pipeline.log import progress
 from pipeline.records import ImageAnnotation
 from pipeline.store import Recorded, recorded, run_only
@@ -214,35 +213,32 @@ def _check_rows(
 ) -> tuple[dict[int, DescriptionChecks], dict[int, set[str]], dict]:
     """Faithfulness checks of every usable row that has an annotation, and the annotated body parts of every
     row's image (all statuses: coverage counts the rows that failed too); facts computed once per image."""
-    facts_cache: dict[tuple[str, str], tuple[list[Facts], set[str]]] = {}
-    results: dict[int, DescriptionChecks] = {}
-    parts: dict[int, set[str]] = {}
+    rows = []  # (row, (annotations, image), description, usable) of the rows whose image is annotated
     no_annotation = Counter()
-    for idx, image, artifact, text, usable in progress(
-        zip(df.index, df["image"], df["artifact"], df["description"], df["usable"], strict=True),
-        total=len(df),
-        desc="faithfulness",
-        unit="desc",
+    for idx, image, artifact, text, usable, source in zip(
+        df.index, df["image"], df["artifact"], df["description"], df["usable"], df["source"], strict=True
     ):
         ann_name = ann_for_artifact.get(artifact)
-        ann = indexes.get(ann_name, {}).get(image) if ann_name else None
-        if ann is None:
-            no_annotation[df.at[idx, "source"]] += usable
-            continue
-        key = (ann_name, image)
-        if key not in facts_cache:
-            facts = annotation_facts(ann)
-            facts_cache[key] = facts, annotated_parts(facts)
-        facts, parts[idx] = facts_cache[key]
+        if ann_name and image in indexes.get(ann_name, {}):
+            rows.append((idx, (ann_name, image), text, usable))
+        else:
+            no_annotation[source] += usable
+    images = list(dict.fromkeys(key for _, key, _, _ in rows))
+    every = dict(zip(images, pose_facts_all([indexes[a][i] for a, i in images]), strict=True))
+    results: dict[int, DescriptionChecks] = {}
+    parts: dict[int, set[str]] = {}
+    for idx, key, text, usable in progress(rows, desc="faithfulness", unit="desc"):
+        facts = every[key]
+        parts[idx] = set(facts.annotated_parts)
         if usable:
             # People the annotations do not have (allowed as scene by describe --background-people scene)
             # claim nothing about the annotated ones: their clauses are blanked, as describe's gate does.
             others = (
-                find_bystanders(text, len(facts), activity=ann.activity, category=ann.category)
-                if ann.skeleton.human
+                find_bystanders(text, len(facts.people), activity=facts.activity, category=facts.category)
+                if facts.human
                 else []
             )
-            results[idx] = check_description(parse_annotated(mask_bystanders(text, others), ann), ann, facts)
+            results[idx] = check_description(read_claims(mask_bystanders(text, others), facts), facts)
     return results, parts, {k: v for k, v in no_annotation.items() if v}
 
 
@@ -293,7 +289,7 @@ def _cards(
                           "html": marked_html(text, c.checks if c else []), CONFIRMED: tally[CONFIRMED],
                           CONTRADICTED: tally[CONTRADICTED], UNVERIFIABLE: tally[UNVERIFIABLE],
                           "added": [[w, word_class(w)] for w in added]})  # fmt: skip
-        kinds = [n for n, _ in groups(ann)] if ann else []
+        kinds = list(dict.fromkeys(noun(p, ann.skeleton) for p in instances(ann))) if ann else []
         one = kinds[0] if len(kinds) == 1 else ann.skeleton.subject if ann else "person"
         cards.append({"image": image, "img": data_uri(jpeg), "people": len(instances(ann)) if ann else 0,
                       "noun": [one, plural(one)], "activity": ann.activity if ann else None,

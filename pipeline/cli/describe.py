@@ -5,6 +5,8 @@
         --template grounded --concurrency 32 --max-cost 5 --dry-run
     focus-pipeline describe --annotations mpii --backend openai --base-url http://localhost:8000/v1 \
         --model llama-3-8b --retry-failed
+    focus-pipeline describe --annotations mpii --model llama-3-8b --base-url http://gpu1:8000/v1 \
+        --base-url http://gpu2:8000/v1      # or --base-urls-file endpoints.txt
     focus-pipeline describe --annotations mpii --model gpt-4o --with-image --images mpii/images \
         --image-mark box --dry-run
     focus-pipeline describe --annotations coco --backend captions --name coco-captions
@@ -20,6 +22,7 @@ import typer
 from pipeline.artifacts.descriptions import FAILED_STATUSES
 from pipeline.cli.app import PanelCommand, app, state
 from pipeline.describe import DescribeConfig, Shard, describe
+from pipeline.describe.config import read_base_urls
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
 
@@ -51,10 +54,22 @@ Model = Annotated[
     typer.Option(help="Model name sent to the endpoint.  [default: gpt-4o-mini]", rich_help_panel=MODEL),
 ]
 BaseUrl = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         envvar="OPENAI_BASE_URL",
-        help="Endpoint, e.g. http://localhost:8000/v1 (vLLM).",
+        metavar="URL",
+        help="Endpoint, e.g. http://localhost:8000/v1 (vLLM). Repeat it for replicas of one model: each "
+        "request goes to the one with the fewest in flight, one that keeps failing is benched for a while; "
+        "rows are keyed under the first. --concurrency, --rpm, --tpm and --max-cost are the run's totals "
+        "over all endpoints, and one API key is sent to all.",
+        rich_help_panel=MODEL,
+    ),
+]
+BaseUrlsFile = Annotated[
+    str | None,
+    typer.Option(
+        metavar="FILE",
+        help="More endpoints, one URL per line (# comments), after any --base-url.",
         rich_help_panel=MODEL,
     ),
 ]
@@ -105,11 +120,20 @@ Samples = Annotated[
     int, typer.Option(help="Descriptions per image, kept apart by the sample column.", rich_help_panel=PROMPT)
 ]
 Concurrency = Annotated[
-    int, typer.Option(help="Requests in flight at most (AIMD backs off on 429/5xx).", rich_help_panel=RUN)
+    int,
+    typer.Option(
+        help="Requests in flight at most, all endpoints together (AIMD backs off on 429/5xx).",
+        rich_help_panel=RUN,
+    ),
 ]
-Rpm = Annotated[float | None, typer.Option(help="Requests per minute limit.", rich_help_panel=RUN)]
+Rpm = Annotated[
+    float | None, typer.Option(help="Requests per minute limit, all endpoints together.", rich_help_panel=RUN)
+]
 Tpm = Annotated[
-    float | None, typer.Option(help="Tokens per minute limit (prompt + max_tokens).", rich_help_panel=RUN)
+    float | None,
+    typer.Option(
+        help="Tokens per minute limit (prompt + max_tokens), all endpoints together.", rich_help_panel=RUN
+    ),
 ]
 Timeout = Annotated[
     float,
@@ -297,6 +321,7 @@ def _describe(
     backend: Backend = "auto",
     model: Model = None,
     base_url: BaseUrl = None,
+    base_urls_file: BaseUrlsFile = None,
     api_key: ApiKey = None,
     template: Template = None,
     temperature: Temperature = None,
@@ -341,8 +366,10 @@ def _describe(
 ) -> None:
     """Describe every image's pose: one single-shot LLM prompt per image, or the offline rules describer."""
     statuses = tuple(dict.fromkeys([*(retry or []), *(FAILED_STATUSES if retry_failed else ())]))
+    urls = [*(base_url or []), *(read_base_urls(base_urls_file) if base_urls_file else [])]
     cfg = DescribeConfig(
-        annotations=annotations, backend=backend, name=name, model=model, base_url=base_url, api_key=api_key,
+        annotations=annotations, backend=backend, name=name, model=model, base_url=urls[0] if urls else None,
+        replica_urls=tuple(urls[1:]), api_key=api_key,
         template=template, temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
         frequency_penalty=frequency_penalty, lean_http=lean_http,
         samples=samples, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries,

@@ -30,6 +30,7 @@ from pipeline.artifacts.descriptions import DescriptionResult
 from pipeline.describe.codec import (
     MalformedResponse,
     completion_result,
+    judged,
     parse_completion,
     render_image,
     reply_cost,
@@ -80,7 +81,7 @@ def _result(
     result = completion_result(
         req,
         c,
-        cfg.gate,
+        judged(req, c, cfg.gate),
         cost_usd=reply_cost(req, c, price, cfg.max_tokens) * BATCH_DISCOUNT,
         attempts=attempts,
         response_id=response.get("request_id") or line.get("id"),

@@ -20,8 +20,7 @@ from pipeline.artifacts.descriptions import DescriptionResult
 from pipeline.describe.config import DescriptionRequest, scrub
 from pipeline.describe.image_input import image_url, with_image
 from pipeline.describe.pricing import MAX_REQUEST_TOKENS, Price
-from pipeline.describe.validate import Gate, judge
-from pipeline.instances import instances
+from pipeline.describe.validate import Gate, Verdict, judge
 
 
 class MalformedResponse(Exception):
@@ -125,11 +124,11 @@ def render_image(req: DescriptionRequest) -> tuple[str | None, str | None]:
         return None, None
     if inp.problem:
         return None, inp.problem
-    ann = req.annotation
-    people = instances(ann)  # crowd regions are not drawn: the numbers are the prompt's instance numbers
-    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, ann.skeleton.num_joints, 3))
+    facts = req.facts
+    people = facts.instances  # crowd regions are not drawn: the numbers are the prompt's instance numbers
+    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, facts.skeleton.num_joints, 3))
     try:
-        return image_url(inp, kps, edges=ann.skeleton.edges), None
+        return image_url(inp, kps, edges=facts.skeleton.edges), None
     except OSError as err:
         return None, f"image {inp.name!r} cannot be sent ({type(err).__name__}: {err})"
 
@@ -139,26 +138,31 @@ def request_messages(req: DescriptionRequest, url: str | None) -> list[dict[str,
     return req.messages if url is None else with_image(req.messages, url, req.image_input.settings.detail)
 
 
+def judged(req: DescriptionRequest, c: Completion, gate: Gate) -> Verdict:
+    """The gate's verdict on a reply to `req` (pipeline.describe.validate.judge), on the caller's thread (a
+    live run judges in pipeline.describe.judging's process instead)."""
+    seen = req.image_input is not None
+    return judge(c.text, c.finish_reason, req.facts, gate, prompt=req.prompt, saw_image=seen)
+
+
 def completion_result(
     req: DescriptionRequest,
     c: Completion,
-    gate: Gate,
+    verdict: Verdict | None,
     *,
     cost_usd: float,
     attempts: int,
     latency_s: float = 0.0,
     response_id: str | None,
 ) -> DescriptionResult:
-    """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost; an error row when
-    its usage is malformed (an endpoint whose accounting is broken is not trusted with the text either)."""
+    """A reply and the gate's verdict on it as its row: ok / truncated / refused / invalid, with usage and
+    cost; an error row when its usage is malformed (an endpoint whose accounting is broken is not trusted
+    with the text either: its verdict, None when it was not judged, is not used)."""
     if c.usage.problem:
         status = "error"
         reason = f"malformed usage: {c.usage.problem} (charged at its worst case ${cost_usd:.6f})"
     else:
-        status, reason = judge(
-            c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts,
-            saw_image=req.image_input is not None,
-        )  # fmt: skip
+        status, reason = verdict
     return DescriptionResult(
         **request_fields(req),
         description=c.text.strip() if c.text and c.text.strip() and status != "error" else None,

@@ -17,9 +17,8 @@ from pipeline.describe.image_input import MAX_SIZE, MIN_SIZE, ImageInput, ImageS
 from pipeline.describe.image_tokens import DETAILS, family_for, load_families
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
-from pipeline.faithfulness import Facts
+from pipeline.facts import PoseFacts
 from pipeline.marks import MARKS
-from pipeline.records import ImageAnnotation
 from pipeline.store import Recorded, recorded, run_only, secret
 
 BACKENDS = ("openai", "rules", "captions")
@@ -52,6 +51,26 @@ def is_local(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_private  # loopback addresses are private too
     except ValueError:
         return False
+
+
+def read_base_urls(path: str | Path) -> list[str]:
+    """--base-urls-file: one endpoint URL per line; blank lines and `#` comments are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise PipelineError(f"--base-urls-file {path}: cannot read it ({err})") from None
+    urls = []
+    for number, line in enumerate(lines, 1):
+        url = line.split("#", 1)[0].strip()
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
+            raise PipelineError(f"{path}:{number}: {url!r} is not an http(s) URL (one URL per line)")
+        urls.append(url)
+    if not urls:
+        raise PipelineError(f"--base-urls-file {path}: no URL in it")
+    return urls
 
 
 # An Authorization / api-key header value as a server may echo it back in an error body.
@@ -145,7 +164,10 @@ class DescribeConfig:
     backend: str = "auto"  # openai | rules | captions | auto (openai when a key, base URL or model is given)
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
     model: str | None = None  # default DEFAULT_MODEL
-    base_url: str | None = None
+    base_url: str | None = None  # the first endpoint: every row is keyed under it (see `endpoints`)
+    # The endpoints after the first (--base-url repeated, --base-urls-file): replicas of it, same model; run
+    # only, so adding or dropping one neither re-keys a row nor makes a finished artifact stale.
+    replica_urls: tuple[str, ...] = run_only(())
     api_key: str | None = secret()  # from OPENAI_API_KEY; never stored or logged
     template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
     # Sampling: None takes the template family's defaults.json (with_defaults), then FALLBACK_SAMPLING.
@@ -205,13 +227,28 @@ class DescribeConfig:
         self._check_numbers()
         if self.backend == "captions" and (self.dry_run or self.batch):
             raise PipelineError("--backend captions sends no request: --dry-run and --batch do not apply")
-        if self.lean_http and not public_base_url(self.base_url).startswith("http://"):
-            raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
+        self._check_endpoints()
         if self.retry_invalid and self.batch:
             raise PipelineError(
                 "--retry-invalid re-asks live requests; with --batch, re-run with --retry invalid instead"
             )
         self._check_image_options()
+
+    def _check_endpoints(self) -> None:
+        public = [public_base_url(url) for url in self.endpoints]
+        if twice := next((url for i, url in enumerate(public) if url in public[:i]), None):
+            raise PipelineError(f"--base-url {twice}: listed twice (each endpoint once)")
+        if self.replica_urls and self.base_url is None:
+            raise PipelineError("replica endpoints need a first --base-url")
+        if self.replica_urls and self.batch:
+            raise PipelineError("--batch sends one file to one endpoint: give a single --base-url")
+        if self.lean_http and not all(url.startswith("http://") for url in public):
+            raise PipelineError("--lean-http: only for a plain-http --base-url (a local server)")
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Every endpoint of the run, the first (the one rows are keyed under) first."""
+        return (self.base_url or DEFAULT_BASE_URL, *self.replica_urls)
 
     def _check_numbers(self) -> None:
         for option, (attribute, bounds) in NUMBER_OPTIONS.items():
@@ -302,11 +339,17 @@ class DescribeConfig:
         return params
 
     def recorded(self) -> Recorded:
-        """The config as meta.json records it: shard as text; a text-only run records no image field, so
-        its meta.json is what it was before --with-image existed. (What a run derives from its template
-        and prices is added by pipeline.describe.stage.Settled.)"""
-        out = recorded(self, leave_out=() if self.with_image else IMAGE_FIELDS)
-        return out.add({"shard": None if self.shard is None else str(self.shard)})
+        """The config as meta.json records it: shard as text; a text-only run records no image field and a
+        one-endpoint run no replica list, so their meta.json is what it was before those options existed.
+        (What a run derives from its template and prices is added by pipeline.describe.stage.Settled.)"""
+        leave_out = ("replica_urls",) + (() if self.with_image else IMAGE_FIELDS)
+        out = recorded(self, leave_out=leave_out).add(
+            {"shard": None if self.shard is None else str(self.shard)}
+        )
+        if self.replica_urls:  # without credentials or query keys
+            replicas = [public_base_url(url) for url in self.replica_urls]
+            out = out.add({"replica_urls": replicas}, run_only=("replica_urls",))
+        return out
 
 
 @dataclass(slots=True)
@@ -320,8 +363,7 @@ class DescriptionRequest:
     template: str
     template_hash: str
     cache_key: str
-    annotation: ImageAnnotation  # the keypoints the gate checks the reply against
-    facts: list[Facts] | None = None  # their facts (pipeline.instances), when the template computed them
+    facts: PoseFacts  # the image's keypoints and their facts (the prompt's, the gate's), one per image
     messages: list[dict[str, str]] | None = None  # text only: the image part is added when it is sent
     text: str | None = None  # the rules describer's output
     prompt_tokens: int = 0  # estimate (image included), for plans, budgets and rate limits
@@ -329,6 +371,6 @@ class DescriptionRequest:
     key_payload: dict[str, Any] | None = None  # what cache_key hashes (pipeline.describe.stage.carry_over)
 
     @property
-    def prompt(self) -> str | None:
-        """The messages as one text (the gate's echo check)."""
-        return None if self.messages is None else "\n".join(m["content"] for m in self.messages)
+    def prompt(self) -> tuple[str, ...]:
+        """The texts of the messages (the gate's echo check); none for the rules describer."""
+        return () if self.messages is None else tuple(m["content"] for m in self.messages)

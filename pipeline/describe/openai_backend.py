@@ -3,9 +3,12 @@
     stats = run_requests(todo, cfg, price, journal)      # every request ends as one journal row
 
 How it stays fast and within limits:
-- K workers share one AIMD window: every 429/5xx/timeout halves the number of requests allowed in flight
-  (at most once per `_COOLDOWN`), every success adds 1/window, up to --concurrency.
-- --rpm / --tpm are token buckets (a request costs its prompt estimate + max_tokens, what OpenAI counts).
+- --concurrency workers (the run's total in flight) send through the endpoints (pipeline.describe.endpoints:
+  one or more --base-url; each attempt to the one with the fewest in flight, a failing one benched).
+- Each endpoint has its AIMD window: every 429/5xx/timeout halves the number of requests allowed in flight
+  there (at most once per `_COOLDOWN`), every success adds 1/window, up to --concurrency.
+- --rpm / --tpm are token buckets shared by all endpoints (a request costs its prompt estimate + max_tokens,
+  what OpenAI counts); --max-cost too is the run's, whichever endpoint answers.
 - tenacity retries transient failures (429, 5xx, timeouts, dropped connections, unparsable replies) with
   full-jitter exponential backoff; a Retry-After / retry-after-ms header sets the wait instead. Bounded
   by --max-retries; after that the row is recorded with status error, never dropped.
@@ -19,6 +22,10 @@ How it stays fast and within limits:
   usage is charged at its worst case too, so an endpoint's accounting can never credit the budget.
 - --retry-invalid N: a reply the gate judges invalid or truncated is asked again (seed + k, warmer) up to N
   times; every ask is journaled and paid for, the row keeps its best one.
+- The gate judges each reply in a process of its own (pipeline.describe.judging), so the event loop's CPU per
+  request is the transport's; the verdict is back before the re-ask decision and the journal entry. If that
+  process dies, the replies it held are judged on the loop and journaled, nothing more is sent, and the run
+  fails.
 - --with-image: each row's image is rendered (read, checked against its hash, resized, marked, encoded) in a
   worker thread once per row, before its first ask; one that cannot be is an error row, and nothing is sent.
 - Error texts are scrubbed of the API key and Authorization / api-key values before they are stored,
@@ -55,7 +62,9 @@ from pipeline.describe.codec import (
     unsendable_result,
 )
 from pipeline.describe.config import DescribeConfig, DescriptionRequest, public_base_url
+from pipeline.describe.endpoints import Endpoint, EndpointPool
 from pipeline.describe.journal import Journal
+from pipeline.describe.judging import JudgeProcess
 from pipeline.describe.pricing import Price
 from pipeline.describe.rate_limits import AIMDWindow, TokenBucket
 from pipeline.describe.transport import LeanTransport
@@ -65,7 +74,7 @@ from pipeline.log import progress
 log = logging.getLogger(__name__)
 
 _MAX_WAIT = 120.0  # longest single backoff, even when a server asks for more
-_POOL_SIZE = 8  # connections per client (see Runner.__init__)
+_POOL_SIZE = 8  # connections per client (see make_clients)
 _FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
@@ -108,6 +117,13 @@ def _congestion(exc: BaseException) -> bool:
     return isinstance(exc, openai.APITimeoutError | AttemptTimeout)
 
 
+def _sick(exc: BaseException) -> bool:
+    """A failure that says the server, not the request or the pace, is at fault (what benches it)."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError | MalformedResponse | AttemptTimeout)
+
+
 @dataclass(slots=True)
 class RunStats:
     sent: int = 0  # HTTP attempts, retries included
@@ -127,9 +143,9 @@ class _Ask:
     """One ask of a row: the request body it sends, and how many HTTP attempts it took (retries included)."""
 
     req: DescriptionRequest
-    client: openai.AsyncOpenAI
     body: bytes
     attempts: int = 0
+    endpoint: str | None = None  # public URL of the endpoint of the last attempt
 
 
 @dataclass(slots=True)
@@ -140,28 +156,29 @@ class _Progress:
     started: float = field(default_factory=time.monotonic)
     last: float = 0.0
 
-    def update(self, s: RunStats, window: AIMDWindow) -> None:
+    def update(self, s: RunStats, window: int) -> None:
         self.bar.update(1)
         now = time.monotonic()
         if now - self.last > 0.5:
             self.last = now
             self.bar.set_postfix_str(
                 f"tok/s={s.tokens / max(now - self.started, 1e-9):.0f} cost=${s.spent:.4f} "
-                f"fail={s.failures} window={int(window.limit)}",
+                f"fail={s.failures} window={window}",
                 refresh=False,
             )
 
 
-def make_clients(cfg: DescribeConfig) -> list[openai.AsyncOpenAI]:
-    """One client per _POOL_SIZE workers on the openai client's own transport, because httpcore scans its
-    whole pool on every request and response (one pool of 64 connections costs more CPU than the HTTP
-    exchange itself). With --lean-http (plain-http endpoints only): one client on the lean transport,
-    which saves client CPU only above a few hundred requests/s and ignores proxy settings."""
+def make_clients(cfg: DescribeConfig, base_url: str | None = None) -> list[openai.AsyncOpenAI]:
+    """Clients of one endpoint (default: the first): one per _POOL_SIZE workers on the openai client's own
+    transport, because httpcore scans its whole pool on every request and response (one pool of 64
+    connections costs more CPU than the HTTP exchange itself). With --lean-http (plain-http endpoints only):
+    one client on the lean transport, which saves client CPU only above a few hundred requests/s and ignores
+    proxy settings."""
     lean = cfg.lean_http
     return [
         openai.AsyncOpenAI(
             api_key=cfg.api_key or "not-needed",  # local servers take any key
-            base_url=cfg.base_url,
+            base_url=base_url or cfg.base_url,
             max_retries=0,  # tenacity retries, so every attempt is counted
             timeout=cfg.timeout,
             http_client=httpx2.AsyncClient(transport=LeanTransport(), timeout=cfg.timeout) if lean else None,
@@ -171,24 +188,36 @@ def make_clients(cfg: DescribeConfig) -> list[openai.AsyncOpenAI]:
 
 
 class Runner:
-    def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal):
-        self.cfg, self.price, self.journal = cfg, price, journal
-        self.window = AIMDWindow(cfg.concurrency)
+    def __init__(self, cfg: DescribeConfig, price: Price, journal: Journal, judging: JudgeProcess):
+        self.cfg, self.price, self.journal, self.judging = cfg, price, journal, judging
+        self.pool = EndpointPool(
+            [
+                Endpoint(public_base_url(url), make_clients(cfg, url), AIMDWindow(cfg.concurrency))
+                for url in cfg.endpoints
+            ]
+        )
         self.rpm = TokenBucket(cfg.rpm) if cfg.rpm else None
         self.tpm = TokenBucket(cfg.tpm) if cfg.tpm else None
         spent = journal.spent()
         self.stats = RunStats(spent=spent, spent_before=spent)
         self.stopping = False
-        self.clients = make_clients(cfg)
 
     # ---- one attempt --------------------------------------------------------------------------
-    async def _attempt(self, req: DescriptionRequest, client: openai.AsyncOpenAI, body: bytes) -> Completion:
+    async def _attempt(self, ask: _Ask) -> Completion:
+        req = ask.req
         if self.rpm:
             await self.rpm.take(1)
         if self.tpm:
             await self.tpm.take(req.prompt_tokens + self.cfg.max_tokens)
-        await self.window.acquire()
+        endpoint = self.pool.choose(retry=ask.attempts > 1)
+        ask.endpoint = endpoint.url
+        try:
+            await endpoint.window.acquire()
+        except BaseException:
+            self.pool.cancelled(endpoint)
+            raise
         self.stats.sent += 1
+        started = time.monotonic()
         try:
             try:
                 # client.post is the official client's own transport (auth, base URL, errors by status)
@@ -196,20 +225,34 @@ class Runner:
                 # build, which cost more CPU than the HTTP exchange; `parse_completion` checks the reply
                 # instead.
                 async with asyncio.timeout(self.cfg.timeout):
-                    reply = await client.post("/chat/completions", cast_to=object, content=body)
+                    client = endpoint.client()
+                    reply = await client.post("/chat/completions", cast_to=object, content=ask.body)
             except TimeoutError:
                 raise AttemptTimeout(f"no complete reply within --timeout {self.cfg.timeout:g} s") from None
             except ValueError as err:  # the body was not JSON
                 raise MalformedResponse(f"unparsable reply: {err}") from None
             completion = parse_completion(reply)
-        except BaseException as exc:
+        except Exception as exc:
             if _congestion(exc):
-                self.window.congestion()
+                endpoint.window.congestion()
+            self._failed(endpoint, exc)
+            raise
+        except BaseException:  # cancelled: the run is stopping
+            self.pool.cancelled(endpoint)
             raise
         finally:
-            self.window.release()
-        self.window.success()
+            endpoint.window.release()
+        endpoint.window.success()
+        self.pool.succeeded(endpoint, time.monotonic() - started)
         return completion
+
+    def _failed(self, endpoint: Endpoint, exc: Exception) -> None:
+        cool_down = self.pool.failed(endpoint, _sick(exc))
+        if cool_down is not None:
+            log.warning(
+                "%s benched for %g s after failed attempts in a row (the last: %s); its rows go to the "
+                "other endpoints", endpoint.url, cool_down, error_text(exc, self.cfg.api_key),
+            )  # fmt: skip
 
     def _delay(self, exc: BaseException | None, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th failed attempt."""
@@ -222,16 +265,14 @@ class Runner:
     # ---- one ask: one HTTP request with its retries ---------------------------------------------
     async def _send(self, ask: _Ask) -> Completion:
         ask.attempts += 1
-        return await self._attempt(ask.req, ask.client, ask.body)
+        return await self._attempt(ask)
 
-    async def ask(
-        self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int, url: str | None = None
-    ) -> DescriptionResult:
+    async def ask(self, req: DescriptionRequest, k: int, url: str | None = None) -> DescriptionResult:
         """Ask k of one row (0 = the first; k > 0 re-asks with cfg.sampling(k)); `url`: its image."""
         started = time.monotonic()
         messages = request_messages(req, url)
         body = json.dumps({"model": self.cfg.model, "messages": messages, **self.cfg.sampling(k)}).encode()
-        ask = _Ask(req, client, body)
+        ask = _Ask(req, body)
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
@@ -259,22 +300,28 @@ class Runner:
                 completion = await retrying(self._send, ask)
         except _FATAL as exc:
             raise PipelineError(
-                f"{public_base_url(self.cfg.base_url)}: {error_text(exc, self.cfg.api_key)} (check the key, "
+                f"{ask.endpoint}: {error_text(exc, self.cfg.api_key)} (check the key, "
                 f"model and --base-url; finished rows are kept in the journal)"
             ) from None
         except (openai.APIError, MalformedResponse, AttemptTimeout) as exc:
+            where = f"{ask.endpoint}: " if self.cfg.replica_urls else ""  # which of the endpoints said it
             return DescriptionResult(
                 **request_fields(req),
                 description=None,
                 status="error",
                 attempts=ask.attempts,
                 latency_s=round(time.monotonic() - started, 4),
-                error=error_text(exc, self.cfg.api_key),
+                error=where + error_text(exc, self.cfg.api_key),
             )
+        judged = completion.usage.problem is None
+        verdict = await self.judging.judge(req, completion.text, completion.finish_reason) if judged else None
+        self.stopping |= (
+            self.judging.gone is not None
+        )  # the run fails (run_requests) once the asks in flight end
         return completion_result(
             req,
             completion,
-            self.cfg.gate,
+            verdict,
             cost_usd=reply_cost(req, completion, self.price, self.cfg.max_tokens),
             attempts=ask.attempts,
             latency_s=round(time.monotonic() - started, 4),
@@ -286,7 +333,7 @@ class Runner:
         s = self.stats
         return self.cfg.max_cost is None or s.spent + s.in_flight_cost + worst <= self.cfg.max_cost
 
-    async def describe_one(self, req: DescriptionRequest, client: openai.AsyncOpenAI) -> DescriptionResult:
+    async def describe_one(self, req: DescriptionRequest) -> DescriptionResult:
         """Ask, and re-ask an invalid / truncated reply up to --retry-invalid times while the budget lasts;
         the row is its best ask, with the attempts, tokens and cost of all of them."""
         url, problem = await asyncio.to_thread(render_image, req) if req.image_input else (None, None)
@@ -301,7 +348,7 @@ class Runner:
                 break
             self.stats.in_flight_cost += worst
             try:
-                result = await self.ask(req, client, k, url)
+                result = await self.ask(req, k, url)
             finally:
                 self.stats.in_flight_cost -= worst
             self.stats.spent += result.cost_usd
@@ -326,32 +373,30 @@ class Runner:
         shown = _Progress(progress(total=len(todo), desc="describe", unit="req"))
         try:
             async with asyncio.TaskGroup() as group:
-                for i in range(min(self.cfg.concurrency, len(todo))):
-                    client = self.clients[(i // _POOL_SIZE) % len(self.clients)]
-                    group.create_task(self._worker(queue, client, shown))
+                for _ in range(min(self.cfg.concurrency, len(todo))):
+                    group.create_task(self._worker(queue, shown))
         except* Exception as group_error:  # one worker's error (a fatal HTTP status) stops them all
             raise group_error.exceptions[0] from None
         finally:
             shown.bar.close()
-            for client in self.clients:
-                await client.close()
+            for endpoint in self.pool.endpoints:
+                for client in endpoint.clients:
+                    await client.close()
 
-    async def _worker(
-        self, queue: Iterator[DescriptionRequest], client: openai.AsyncOpenAI, shown: _Progress
-    ) -> None:
+    async def _worker(self, queue: Iterator[DescriptionRequest], shown: _Progress) -> None:
         for req in queue:
             if not self.affordable(self.price.cost(req.prompt_tokens, self.cfg.max_tokens)):
                 self.stopping = True
             if self.stopping:
                 return
-            result = await self.describe_one(req, client)
+            result = await self.describe_one(req)
             self.journal.record(result)  # the moment it arrives: a crash after this loses nothing
             s = self.stats
             s.done += 1
             s.tokens += result.prompt_tokens + result.completion_tokens
             s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
             s.failures += result.status != "ok"
-            shown.update(s, self.window)
+            shown.update(s, min(self.cfg.concurrency, self.pool.window_limit))
 
 
 def run_requests(
@@ -360,11 +405,18 @@ def run_requests(
     """Send every request (journaling each result as it arrives); the run's own numbers."""
     if not todo:
         return {"requests_sent": 0}
-    runner = Runner(cfg, price, journal)
-    started, cpu = time.monotonic(), time.process_time()
-    asyncio.run(runner.run(todo))
-    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    with JudgeProcess(todo, cfg.gate) as judging:
+        runner = Runner(cfg, price, journal, judging)
+        started, cpu, loop_cpu = time.monotonic(), time.process_time(), time.thread_time()
+        asyncio.run(runner.run(todo))
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        loop_cpu = time.thread_time() - loop_cpu  # the event loop runs on this thread
     s = runner.stats
+    if judging.gone:
+        raise PipelineError(
+            f"{judging.gone}; the {s.done} rows done, each judged, are kept in the journal: re-run to send "
+            f"the {len(todo) - s.done} left"
+        )
     stats = {
         "requests_sent": s.sent,
         "retries": s.retries,
@@ -373,9 +425,20 @@ def run_requests(
         "spent_usd": round(s.spent - s.spent_before, 6),
         "spent_total_usd": round(s.spent, 6),
         "requests_per_s": round(s.done / elapsed, 2) if elapsed > 0 else None,
-        "window_decreases": runner.window.decreases,
+        "window_decreases": runner.pool.window_decreases,
+        # CPU per HTTP attempt: of this process (the event loop and its threads), of the loop alone, and of
+        # the gate's process
         "client_cpu_ms_per_request": round(1000 * cpu / s.sent, 3) if s.sent else None,
+        "loop_cpu_ms_per_request": round(1000 * loop_cpu / s.sent, 3) if s.sent else None,
+        "judge_cpu_ms_per_request": round(1000 * judging.cpu_s / s.sent, 3) if s.sent else None,
+        "endpoints": runner.pool.stats(),
     }
+    for e in stats["endpoints"]:
+        log.info(
+            "%s: %d requests, %d ok, %d errors, %d retries, latency p50 %s s p95 %s s, benched %d times",
+            e["url"], e["requests"], e["ok"], e["errors"], e["retries"], e["latency_p50_s"],
+            e["latency_p95_s"], e["benched"],
+        )  # fmt: skip
     if runner.stopping:
         raise PipelineError(
             f"stopped at --max-cost ${cfg.max_cost} (the artifact's total): spent ${s.spent:.4f} in all, "

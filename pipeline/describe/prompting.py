@@ -1,7 +1,7 @@
 """Prompt templates: one folder per family under prompts/, rendered in a sandbox with StrictUndefined.
 
     tpl = load_template("grounded")                 # or a user's folder: load_template("my/prompts")
-    ctx = image_context(annotation)                 # the variables every template sees (below)
+    ctx = image_context(pose_facts(annotation))    # the variables every template sees (below)
     messages = tpl.messages(ctx)                    # [{"role": "system", ...}, {"role": "user", ...}]
 
 A family folder holds system.j2 + user.j2 (LLM prompts) or description.j2 (the rules describer writes the
@@ -22,8 +22,8 @@ reference_json (the reference code's user message, below), and what differs per 
 name), human (whether it maps onto MPII), subject ("person", "animal", "instance") and subjects (its
 plural, also the JSON key of the instances: "people" for people), body_parts (the skeleton's part names),
 groups (list of {noun, plural, count} per kind of instance, "two zebras"). Crowd regions are not among
-the people (pipeline.instances). Facts are computed only for templates that mention them (geometry is
-most of the rendering time).
+the people (pipeline.instances). Everything about the instances comes from the image's PoseFacts
+(pipeline.facts), computed once per image and shared with the gate.
 """
 
 from __future__ import annotations
@@ -41,17 +41,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from pipeline.animals import parts
 from pipeline.describe.config import SAMPLING_FIELDS
 from pipeline.errors import PipelineError
-from pipeline.geometry import LIMBS
-from pipeline.instances import (
-    annotation_facts,
-    body_keypoints,
-    groups,
-    instance_positions,
-    instances,
-    noun,
-    plural,
-)
-from pipeline.records import ImageAnnotation, known
+from pipeline.facts import PoseFacts
+from pipeline.geometry import PersonFacts
+from pipeline.instances import plural
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 DEFAULTS_FILE = "defaults.json"
@@ -95,10 +87,6 @@ class TemplateSet:
     hash: str
     env: SandboxedEnvironment
     defaults: dict[str, Any]  # the family's sampling settings (defaults.json), {} when it has none
-
-    @property
-    def uses_facts(self) -> bool:
-        return any("facts" in f.read_text(errors="replace") for f in self.folder.glob("*.j2"))
 
     @property
     def is_rules(self) -> bool:
@@ -171,36 +159,31 @@ def _num(v: float) -> float | int:
     return int(r) if r == int(r) else r
 
 
-def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str, Any]:
+def image_context(facts: PoseFacts) -> dict[str, Any]:
     """Every variable a template may use for one image (see the module docstring)."""
-    sk = ann.skeleton
-    insts = instances(ann)
-    facts = annotation_facts(ann) if with_facts else None
-    where = instance_positions(ann)
-    body = body_keypoints(ann)
-    people, seen_at, int_keypoints = [], {}, []
-    for i, person in enumerate(insts):
-        mask = known(person.keypoints)
-        joints = list(zip(person.keypoints.tolist(), mask.tolist(), strict=True))
+    ann, sk = facts.annotation, facts.skeleton
+    people, int_keypoints = [], []
+    for i, (person, f) in enumerate(zip(facts.instances, facts.people, strict=True)):
+        joints = list(zip(person.keypoints.tolist(), facts.known[i].tolist(), strict=True))
         keypoints = [[_num(x), _num(y)] if ok else [-1, -1] for (x, y, _), ok in joints]
         int_keypoints.append([[int(x), int(y)] if ok else [-1, -1] for (x, y, _), ok in joints])
-        seen_at[where[i]] = seen_at.get(where[i], 0) + 1
-        limbs = {} if body is None else {n: int(known(body[i][list(j)]).sum()) for n, j in LIMBS.items()}
-        entry = {
-            "index": i + 1,
-            "position": where[i],
-            "position_rank": seen_at[where[i]],
-            "label": person.label,
-            "noun": noun(person, sk),
-            "center": None if person.center is None else [_num(c) for c in person.center],
-            "scale": None if person.scale is None else round(float(person.scale), 3),
-            "keypoints": keypoints,
-            "known_joints": int(mask.sum()),
-            "limb_joints": limbs,
-        }
-        if facts is not None:
-            entry["facts"] = facts[i]
-        people.append(entry)
+        people.append(
+            {
+                "index": i + 1,
+                "position": facts.positions[i],
+                "position_rank": facts.position_ranks[i],
+                "label": person.label,
+                "noun": facts.nouns[i],
+                "center": None if person.center is None else [_num(c) for c in person.center],
+                "scale": None if person.scale is None else round(float(person.scale), 3),
+                "keypoints": keypoints,
+                "known_joints": int(facts.known[i].sum()),
+                "limb_joints": {n: limb.known_joints for n, limb in f.limbs.items()}
+                if isinstance(f, PersonFacts)
+                else {},
+                "facts": f,
+            }
+        )
     # The source's category of each instance (the species) when it names one; MPII names none, so its
     # messages stay the paper's.
     label = [{"label": p["label"]} if p["label"] else {} for p in people]
@@ -237,5 +220,5 @@ def image_context(ann: ImageAnnotation, *, with_facts: bool = True) -> dict[str,
         "subject": sk.subject,
         "subjects": plural(sk.subject),
         "body_parts": list(parts(sk)),
-        "groups": [{"noun": n, "plural": plural(n), "count": c} for n, c in groups(ann)],
+        "groups": [{"noun": n, "plural": plural(n), "count": c} for n, c in facts.groups],
     }

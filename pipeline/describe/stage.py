@@ -41,6 +41,7 @@ from pipeline.describe.prompting import TemplateSet, image_context, load_templat
 from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
+from pipeline.facts import pose_facts_all
 from pipeline.log import progress
 from pipeline.records import ImageAnnotation
 from pipeline.store import Recorded, Store
@@ -66,7 +67,8 @@ def build_requests(
     rows: list[ImageAnnotation], tpl: TemplateSet, cfg: DescribeConfig
 ) -> list[DescriptionRequest]:
     """Render every prompt (or rules description) and key it by everything that determines the answer;
-    with --with-image, find, hash and size each row's image (pipeline.describe.image_input)."""
+    with --with-image, find, hash and size each row's image (pipeline.describe.image_input). Each image's
+    pose facts are computed once (all images' people in one pass) and shared by its samples and the gate."""
     rules = cfg.backend == "rules"
     model = "rules" if rules else cfg.model
     source = ("rules" if tpl.name == "rules" else f"rules/{tpl.name}") if rules else f"{cfg.model}/{tpl.name}"
@@ -76,9 +78,9 @@ def build_requests(
     settings = cfg.image_settings()
     # What a prompt may say about the image (grounded-image: the marks drawn, the size the keypoints are in).
     image_vars = {"with_image": cfg.with_image, "image_mark": cfg.image_mark if cfg.with_image else "none"}
-    out, with_facts = [], tpl.uses_facts
-    for ann in progress(rows, desc="render", unit="img"):
-        ctx = image_context(ann, with_facts=with_facts)
+    out, every = [], pose_facts_all(rows)
+    for ann, facts in progress(zip(rows, every, strict=True), total=len(rows), desc="render", unit="img"):
+        ctx = image_context(facts)
         recorded = (ann.width, ann.height) if ann.width and ann.height else None
         image = prepare(ann.image, settings, recorded) if settings else None
         if rules:
@@ -101,8 +103,7 @@ def build_requests(
                     template=tpl.name,
                     template_hash=tpl.hash,
                     cache_key=cache_key(payload),
-                    annotation=ann,
-                    facts=[p["facts"] for p in ctx["people"]] if with_facts else None,
+                    facts=facts,
                     messages=messages,
                     text=text,
                     prompt_tokens=tokens,
@@ -114,34 +115,41 @@ def build_requests(
 
 
 def carry_over(
-    requests: list[DescriptionRequest], done: dict[str, DescriptionResult]
+    requests: list[DescriptionRequest], done: dict[str, DescriptionResult], endpoints: tuple[str, ...] = ()
 ) -> list[DescriptionResult]:
-    """Journal rows of an earlier version of the template files whose request equals today's, re-keyed.
+    """Journal rows of an earlier version of the template files, or keyed under another endpoint of this
+    run's list, whose request equals today's, re-keyed.
 
     A key hashes the template files' hash beside the rendered messages, so any edit of a template folder (a
     comment, a branch for other skeletons) changes every key, even where the messages sent are byte for byte
     the same. Such a row was paid for: the key it had is today's payload with the hash it recorded, and a hit
     there proves the same messages, model, sampling, endpoint and image went out, so it answers again.
+    Likewise a row keyed under another of the run's `endpoints` (public URLs; rows are keyed under the first,
+    and the list was reordered since): the endpoints of one run are replicas of one model.
     """
     earlier = {r.template_hash for r in done.values() if r.template_hash} - {
         r.template_hash for r in requests
     }
+    others = endpoints[1:] if done else ()
     out = []
     for req in requests:
         if req.cache_key in done or req.key_payload is None:
             continue
-        for old_hash in earlier:
-            row = done.get(cache_key(req.key_payload | {"template_hash": old_hash}))
+        variants = [{"template_hash": h} for h in earlier]
+        hashes = (req.template_hash, *earlier)
+        variants += [{"template_hash": h, "base_url": url} for url in others for h in hashes]
+        for variant in variants:
+            row = done.get(cache_key(req.key_payload | variant))
             if row is not None and row.template == req.template:
                 out.append(dataclasses.replace(row, cache_key=req.cache_key, template_hash=req.template_hash))
                 break
     if out:
-        log.info("%d journal rows carried over from earlier versions of the template files", len(out))
+        log.info("%d journal rows carried over from earlier template files or another endpoint", len(out))
     return out
 
 
 def rules_result(req: DescriptionRequest, cfg: DescribeConfig) -> DescriptionResult:
-    status, reason = judge(req.text, "stop", req.annotation, cfg.gate, facts=req.facts)
+    status, reason = judge(req.text, "stop", req.facts, cfg.gate)
     return DescriptionResult(
         cache_key=req.cache_key,
         image=req.image,
@@ -170,7 +178,7 @@ def rejudge(
         if row.status not in ("ok", "invalid"):
             continue
         status, reason = judge(
-            row.description, row.finish_reason, req.annotation, cfg.gate, prompt=req.prompt, facts=req.facts,
+            row.description, row.finish_reason, req.facts, cfg.gate, prompt=req.prompt,
             saw_image=req.image_input is not None,
         )  # fmt: skip
         if (status, reason) != (row.status, row.error):
@@ -264,7 +272,7 @@ def plan(
 ) -> dict[str, Any]:
     """--dry-run: what a run would send and cost (and what the artifact has cost so far, which --max-cost
     counts); nothing is sent or written."""
-    done = done | {r.cache_key: r for r in carry_over(requests, done)}
+    done = done | {r.cache_key: r for r in carry_over(requests, done, _public_endpoints(cfg))}
     todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
     prompt_tokens = sum(r.prompt_tokens for r in todo)
     seen = [d.completion_tokens for d in done.values() if d.status == "ok" and d.completion_tokens]
@@ -397,6 +405,11 @@ def settle(cfg: DescribeConfig) -> Settled:
     return Settled(cfg, tpl, _price(cfg))
 
 
+def _public_endpoints(cfg: DescribeConfig) -> tuple[str, ...]:
+    """The run's endpoints as rows are keyed under them (none for the rules backend: it has no endpoint)."""
+    return () if cfg.backend == "rules" else tuple(public_base_url(url) for url in cfg.endpoints)
+
+
 def _send(todo: list[DescriptionRequest], cfg: DescribeConfig, price: Price, journal: Journal) -> dict:
     """Describe the rows still to do into the journal, with the configured backend; returns its stats."""
     if cfg.backend == "rules":
@@ -418,7 +431,7 @@ def _run(
 ) -> tuple[dict[str, DescriptionResult], int, dict]:
     """Send what the journal lacks, re-judge the rest under this run's gate; (rows by key, todo, stats)."""
     done = journal.load()
-    carried = carry_over(requests, done)
+    carried = carry_over(requests, done, _public_endpoints(cfg))
     journal.record_many(carried)
     done |= {r.cache_key: r for r in carried}
     todo = [r for r in requests if r.cache_key not in done or done[r.cache_key].status in cfg.retry]
@@ -440,9 +453,10 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     rows = select(_load_rows(cfg, store), cfg)
     if not rows:
         raise PipelineError(f"annotations/{cfg.annotations}: no image left after --shard/--limit")
-    if cfg.backend == "openai" and not (cfg.api_key or is_local(cfg.base_url) or cfg.dry_run):
+    remote = [url for url in cfg.endpoints if not is_local(url)]
+    if cfg.backend == "openai" and remote and not (cfg.api_key or cfg.dry_run):
         raise PipelineError(
-            f"--model {cfg.model} at {public_base_url(cfg.base_url)} needs OPENAI_API_KEY (a local "
+            f"--model {cfg.model} at {public_base_url(remote[0])} needs OPENAI_API_KEY (a local "
             f"--base-url needs none); --backend rules describes offline"
         )
     if cfg.backend == "captions":  # the source's human captions: no prompt, journal or gate

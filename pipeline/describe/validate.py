@@ -1,8 +1,9 @@
 """The quality gate: one description judged against its image's keypoints -> status + why it is not ok.
 
-    status, reason = judge(text, finish_reason, annotation)                    # ("ok", None)
-    judge("I'm an AI model designed to analyze ...", "stop", annotation)    # ("invalid", "meta talk ...")
-    judge(text, "stop", annotation, Gate(min_pose_claims=2), prompt=prompt_text)
+    facts = pose_facts(annotation)                                  # once per image (pipeline.facts)
+    status, reason = judge(text, finish_reason, facts)                   # ("ok", None)
+    judge("I'm an AI model designed to analyze ...", "stop", facts)   # ("invalid", "meta talk ...")
+    judge(text, "stop", facts, Gate(min_pose_claims=2), prompt=[system_text, user_text])
 
 A reply is ok only when it reads as a description of these people's poses. In order:
 - shape: content filter, empty or a refusal -> refused; finish_reason length -> truncated; under
@@ -37,23 +38,17 @@ have; a restated template is caught by the echo check).
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.bystanders import find_bystanders, mask_bystanders
-from pipeline.claims import parse_annotated, parse_claims
+from pipeline.claims import parse_claims
 from pipeline.errors import PipelineError
-from pipeline.faithfulness import (
-    CONTRADICTED,
-    POSE_KINDS,
-    Facts,
-    annotated_parts,
-    check_description,
-    counted,
-    decided,
-)
-from pipeline.instances import annotation_facts, article, instances, plural
-from pipeline.records import ImageAnnotation
+from pipeline.facts import PoseFacts
+from pipeline.faithfulness import CONTRADICTED, POSE_KINDS, check_description, decided, read_claims
+from pipeline.instances import article, plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +72,7 @@ class Gate:
 
 
 BACKGROUND_POLICIES = ("reject", "scene")
+Verdict = tuple[str, str | None]  # a status (ok | truncated | refused | invalid) and why it is not ok
 
 
 _REFUSAL = re.compile(
@@ -133,34 +129,56 @@ def _quote(m: re.Match) -> str:
     return repr((before + m.group(0) + after).strip())
 
 
-def _grams(text: str, n: int = 5) -> list[tuple[str, ...]]:
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+_WORD = re.compile(r"[a-z0-9]+")
+_ECHO_N = 5  # the echo check compares word 5-grams
+_EDGE = _ECHO_N - 1  # words at a message's edge that a 5-gram across two messages may take
 
 
-def echo_share(text: str, prompt: str) -> float:
-    """Share of the reply's word 5-grams that also occur in the prompt."""
-    grams = _grams(text)
+def _grams(words: Sequence[str]) -> list[tuple[str, ...]]:
+    return list(zip(*(words[i:] for i in range(_ECHO_N)), strict=False))  # stops at the last whole 5-gram
+
+
+@functools.lru_cache(maxsize=1024)
+def _message_grams(text: str) -> tuple[frozenset[tuple[str, ...]], tuple[str, ...], tuple[str, ...], int]:
+    """One message's word 5-grams, its first and last _EDGE words and its number of words. A template's system
+    message is the same on every row, and a re-ask or re-judged row repeats its user message: read once."""
+    words = _WORD.findall(text.lower())
+    return frozenset(_grams(words)), tuple(words[:_EDGE]), tuple(words[-_EDGE:]), len(words)
+
+
+def echo_share(text: str, prompt: Sequence[str]) -> float:
+    """Share of the reply's word 5-grams that also occur in the prompt (its messages' texts, read as one text
+    with a line break between messages: a 5-gram may run across two of them)."""
+    grams = _grams(_WORD.findall(text.lower()))
     if not grams:
         return 0.0
-    seen = set(_grams(prompt))
-    return sum(g in seen for g in grams) / len(grams)
+    seen, across, tail = [], set(), ()
+    for message in prompt:
+        own, head, last, count = _message_grams(message)
+        joined = tail + head
+        across.update(joined[i : i + _ECHO_N] for i in range(len(tail)) if i + _ECHO_N <= len(joined))
+        tail = last if count >= _EDGE else joined[-_EDGE:]
+        seen.append(own)
+    left = grams
+    for grams_of in (*seen, across):
+        left = [g for g in left if g not in grams_of]
+    return (len(grams) - len(left)) / len(grams)
 
 
-def _mask(text: str, ann: ImageAnnotation) -> str:
+def _mask(text: str, facts: PoseFacts) -> str:
     """The activity label may hold digits or slashes ("running, 100m"): blank it before the word checks."""
-    for phrase in sorted({p for p in (ann.activity, ann.category) if p}, key=len, reverse=True):
+    for phrase in sorted({p for p in (facts.activity, facts.category) if p}, key=len, reverse=True):
         text = re.sub(re.escape(phrase), lambda m: " " * len(m.group(0)), text, flags=re.I)
     return text
 
 
-def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> str | None:
+def _shape(text: str, facts: PoseFacts, gate: Gate, prompt: Sequence[str]) -> str | None:
     """Why the text is not a pose description at all, or None."""
     if prompt and (share := echo_share(text, prompt)) > gate.max_echo:
         return f"echoes the prompt ({share:.0%} of its word 5-grams are in the prompt > {gate.max_echo:.0%})"
     if m := _CODE.search(text):
         return f"JSON or code in the reply: {_quote(m)}"
-    masked = _mask(text, ann)
+    masked = _mask(text, facts)
     if m := _PLACEHOLDER.search(masked):
         return f"template placeholder: {_quote(m)}"
     if m := _META.search(masked):
@@ -169,7 +187,7 @@ def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> s
         return f"coordinates or keypoint numbers: {_quote(m)}"
     if m := _MEASUREMENT.search(masked):
         return f"a measurement the keypoints cannot give: {_quote(m)}"
-    items = _LIST_ITEM.findall(masked) if ann.skeleton.human else []
+    items = _LIST_ITEM.findall(masked) if facts.human else []
     if len(items) >= 2:
         empty = sum(not any(c.kind in POSE_KINDS for c in parse_claims(item).claims) for item in items)
         if empty / len(items) > gate.max_list_share:
@@ -177,23 +195,19 @@ def _shape(text: str, ann: ImageAnnotation, gate: Gate, prompt: str | None) -> s
     return None
 
 
-def _claims(
-    text: str, ann: ImageAnnotation, gate: Gate, facts: list[Facts] | None, saw_image: bool
-) -> str | None:
+def _claims(text: str, facts: PoseFacts, gate: Gate, saw_image: bool) -> str | None:
     """Why the claims do not fit the keypoints, or None."""
-    if facts is None:
-        facts = annotation_facts(ann)
-    n, one = len(facts), ann.skeleton.subject
+    n, one = len(facts.people), facts.skeleton.subject
     # People besides the annotated ones (pipeline.bystanders): checked in replies of models that saw an image
     # of people. A text-only model knows only the annotated people; its rows are judged as they always were.
-    look = saw_image and ann.skeleton.human
-    others = find_bystanders(text, n, activity=ann.activity, category=ann.category) if look else []
+    look = saw_image and facts.human
+    others = find_bystanders(text, n, activity=facts.activity, category=facts.category) if look else []
     scene = gate.background_people == "scene"
-    parsed = parse_annotated(mask_bystanders(text, others) if scene else text, ann)
-    checks = check_description(parsed, ann, facts)
+    parsed = read_claims(mask_bystanders(text, others) if scene else text, facts)
+    checks = check_description(parsed, facts)
     for c in checks.checks:
         if c.claim.kind == "count" and c.verdict == CONTRADICTED:
-            have = counted(ann, c.claim.part)
+            have = facts.count(c.claim.part)
             return f"says {c.claim.value} {plural(c.claim.part or one)}, the annotations have {have}"
         if c.claim.kind == "position" and c.verdict == CONTRADICTED:
             return f"describes {article(one)} on the {c.claim.value} the image does not have ({c.evidence})"
@@ -220,20 +234,19 @@ def _claims(
             f"{len(wrong)} of {len(settled)} checked claims contradict the keypoints "
             f"(> {gate.max_contradicted:.0%}): {said}"
         )
-    if not ann.skeleton.human:
-        return _names_the_instances(text, ann)
-    decidable = len(annotated_parts(facts)) + any(f.state != "unknown" for f in facts)
-    need = min(gate.min_pose_claims, decidable)
+    if not facts.human:
+        return _names_the_instances(text, facts)
+    need = min(gate.min_pose_claims, facts.decidable)
     have = len(decided(checks))
     if have < need:
         return f"too few checkable pose claims ({have} < {need})"
     return None
 
 
-def _names_the_instances(text: str, ann: ImageAnnotation) -> str | None:
+def _names_the_instances(text: str, facts: PoseFacts) -> str | None:
     """An animal description must name what it describes: one of the instances' categories ("jaguar"), in
     either number; "animal" alone is not enough when the source names the species."""
-    labels = [p.label for p in instances(ann) if p.label]
+    labels = [p.label for p in facts.instances if p.label]
     forms = {f for n in labels for f in (n, plural(n))}
     words = (r"\b" + r"\s+".join(map(re.escape, f.split())) + r"\b" for f in forms)
     if forms and not any(re.search(w, text, re.I) for w in words):
@@ -244,17 +257,16 @@ def _names_the_instances(text: str, ann: ImageAnnotation) -> str | None:
 def judge(
     text: str | None,
     finish_reason: str | None,
-    ann: ImageAnnotation,
+    facts: PoseFacts,
     gate: Gate = Gate(),
     *,
-    prompt: str | None = None,
-    facts: list[Facts] | None = None,
+    prompt: Sequence[str] = (),
     saw_image: bool = False,
-) -> tuple[str, str | None]:
+) -> Verdict:
     """One of ok | truncated | refused | invalid, and why when not ok (error rows are decided upstream).
-    `prompt`: the request's messages as one text, for the echo check (None for the rules describer);
-    `facts`: the image's pipeline.instances.annotation_facts when already computed (else computed here);
-    `saw_image`: the model was sent the image (describe --with-image), so it may describe bystanders."""
+    `facts`: the image's pipeline.facts.PoseFacts; `prompt`: the texts of the request's messages, for the
+    echo check (none for the rules describer); `saw_image`: the model was sent the image (describe
+    --with-image), so it may describe bystanders."""
     if finish_reason == "content_filter":
         return "refused", "finish_reason content_filter"
     if text is None or not text.strip():
@@ -268,5 +280,5 @@ def judge(
         return "invalid", f"too short ({len(text)} chars < {gate.min_chars})"
     if len(text) > gate.max_chars:
         return "invalid", f"too long ({len(text)} chars > {gate.max_chars})"
-    reason = _shape(text, ann, gate, prompt) or _claims(text, ann, gate, facts, saw_image)
+    reason = _shape(text, facts, gate, prompt) or _claims(text, facts, gate, saw_image)
     return ("invalid", reason) if reason else ("ok", None)

@@ -48,7 +48,7 @@ class Activity:
     category: str  # cat_name
     act_id: int
     # The body state this activity stands for in the body-state eval set (None: not used there). It is
-    # what pipeline.geometry.body_state reports for these poses, so the descriptions say the same word.
+    # what pipeline.geometry reports as the body state for these poses, so the descriptions say the same word.
     state: str | None
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.geometry import body_state
+from pipeline.geometry import person_facts
 from pipeline.log import progress
 from pipeline.records import ImageAnnotation
 from pipeline.synthetic.poses import ACTIVITIES, ACTIVITY_BY_NAME, BODY_STATES
@@ -192,7 +192,7 @@ def _crop(image: Image.Image, box: tuple[float, float, float, float], size: int)
 
 def write_body_states(cfg: SampleConfig, root: Path) -> int:
     """FER2013 image-folder layout (`<split>/<class>/*.jpg`) with body states as the classes: person crops
-    whose state pipeline.geometry.body_state confirms (so the label is the word the descriptions use).
+    whose state pipeline.geometry confirms (so the label is the word the descriptions use).
     Returns the number of test images."""
     total = 0
     for split, stream, n in (
@@ -209,7 +209,7 @@ def write_body_states(cfg: SampleConfig, root: Path) -> int:
                 rng = np.random.default_rng([cfg.seed, stream, s_index, k])
                 for _ in range(20):  # redraw the rare pose the geometry reads differently
                     scene = render_scene(sources[k % len(sources)], rng, cfg.scene, n_people=1)
-                    if body_state(scene.people[0].keypoints)[0] == state:
+                    if person_facts(scene.people[0].keypoints).state == state:
                         break
                 else:
                     raise RuntimeError(f"could not draw a {state!r} pose that the geometry confirms")
