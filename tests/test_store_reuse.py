@@ -78,6 +78,7 @@ def _cases(tmp: Path) -> dict[str, Case]:
                 "overwrite": True,
                 "max_error_share": 0.5,
                 "allow_partial": True,
+                "replica_urls": ("http://localhost:8001/v1",),
             },  # fmt: skip
             content={
                 "temperature": 0.9,

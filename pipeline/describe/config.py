@@ -346,10 +346,11 @@ class DescribeConfig:
         out = recorded(self, leave_out=leave_out).add(
             {"shard": None if self.shard is None else str(self.shard)}
         )
-        if self.replica_urls:  # without credentials or query keys
-            replicas = [public_base_url(url) for url in self.replica_urls]
-            out = out.add({"replica_urls": replicas}, run_only=("replica_urls",))
-        return out
+        # the replicas without credentials or query keys
+        replicas = (
+            {"replica_urls": [public_base_url(url) for url in self.replica_urls]} if self.replica_urls else {}
+        )
+        return out.add(replicas, run_only=("replica_urls",))
 
 
 @dataclass(slots=True)

@@ -267,6 +267,8 @@ def judge(
     `facts`: the image's pipeline.facts.PoseFacts; `prompt`: the texts of the request's messages, for the
     echo check (none for the rules describer); `saw_image`: the model was sent the image (describe
     --with-image), so it may describe bystanders."""
+    if isinstance(prompt, str):  # a plain string would be read as one-character texts: the echo check off
+        raise TypeError("judge(prompt=...) takes the messages' texts as a sequence, not one string")
     if finish_reason == "content_filter":
         return "refused", "finish_reason content_filter"
     if text is None or not text.strip():
