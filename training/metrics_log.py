@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,3 +127,43 @@ class MetricsLog:
         self.bar.close()
         if self.file is not None:
             self.file.close()
+
+
+def trim_metrics(path: Path, step: int) -> None:
+    """Keep metrics.jsonl lines up to the checkpoint's step, so the resumed curve continues it exactly."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def plot_metrics(metrics_path: Path, out: Path, terms: list[str]) -> None:
+    """Loss (and its terms) per step, with alpha and temperature below; matplotlib's Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
+    ax1.plot(steps, [r["loss"] for r in rows], label="loss", color="black", lw=1.5)
+    if len(terms) > 1:
+        for t in terms:
+            ax1.plot(steps, [r[t] for r in rows], label=t.removeprefix("loss_").replace("_", "-"), lw=0.8)
+    ax1.set_ylabel("loss")
+    ax1.legend(loc="upper right")
+    ax1.grid(alpha=0.3)
+    if rows[0].get("alpha") is not None:
+        ax2.plot(steps, [r["alpha"] for r in rows], label="alpha", color="tab:green")
+    ax2.plot(steps, [r["temperature"] for r in rows], label="temperature", color="tab:purple")
+    ax2.set_xlabel("step")
+    ax2.legend(loc="upper right")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
