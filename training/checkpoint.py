@@ -12,6 +12,7 @@ open_clip's --pretrained read them), plus what only FocusCLIP and an exact resum
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -33,17 +34,24 @@ from training.optim import apply_optimizer_settings, join_optimizer_state, split
 log = logging.getLogger(__name__)
 
 # What --resume takes from the command line from the resume step on: the optimizer's hyperparameters and the
-# schedule are set anew (so "lower --lr and --resume" does what it says), and every change is recorded.
+# schedule are set anew (so "lower --lr and --resume" does what it says), and so are the zero-shot
+# evaluations; every change is recorded.
 RESUME_APPLIES = (
     "lr", "momentum", "weight_decay", "betas", "eps", "grad_clip", "schedule", "warmup", "epochs",
-    "max_steps", "precision",
+    "max_steps", "precision", "zeroshot_every", "zeroshot_tasks", "data_root",
 )  # fmt: skip
-# What it refuses to change: the data order (batch size, seed), the model and the optimizer's state layout.
+# What it refuses to change: the data order (batch size, seed), the model and the optimizer's state layout
+# (a locked tower's parameters have no optimizer state: locking or unlocking one changes that layout).
 RESUME_REFUSES = (
     "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
     "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
     "normalize", "interpolation", "cache_scale",  # the pixels the model has learnt from
+    "lock_image", "lock_text", "unlock_last",
 )  # fmt: skip
+# A setting a checkpoint's config does not record (it was written before the setting existed) had its default.
+_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING
+}
 
 
 def _plain(value: Any) -> Any:
@@ -183,8 +191,8 @@ class Checkpointer:
                 f"{path} was written by a run with {ckpt.get('world')} processes; resume with the "
                 f"same number (this one has {self.info.world}) so the data order stays the same"
             )
-        new = self.cfg.to_dict()
-        refused = _changes(ckpt["config"], new, RESUME_REFUSES)
+        new, old = self.cfg.to_dict(), {**_DEFAULTS, **ckpt["config"]}
+        refused = _changes(old, new, RESUME_REFUSES)
         if refused:
             what = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in refused.items())
             raise PipelineError(
@@ -199,7 +207,7 @@ class Checkpointer:
             self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
-        changed = _changes(ckpt["config"], new, RESUME_APPLIES)
+        changed = _changes(old, new, RESUME_APPLIES)
         self.resumes = [*ckpt.get("resumes", []), {"step": step, "changed": changed}]
         apply_optimizer_settings(self.optimizer, self.scheduler, self.cfg)
         if self.info.main:

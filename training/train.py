@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,14 @@ from training.config import RECIPES, TrainConfig
 from training.data import BatchLoader, dataset_roi, heatmap_source_for, load_train_data
 from training.distributed import DistInfo, barrier, init_distributed, train_device
 from training.export import export_model_cfg, write_export
+from training.locking import lock_towers
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
-from training.metrics_log import MetricsLog, plot_metrics, trim_metrics
+from training.metrics_log import MetricsLog, StepClock, plot_metrics, trim_metrics
 from training.model import FocusCLIP
 from training.optim import autocast_dtype, build_optimizer, build_schedule
 from training.preprocess import Preprocess
 from training.towers import Towers, arch_config, create_clip, foreign_towers, has_schema, make_tokenizer
+from training.zeroshot_eval import ZEROSHOT_DIR, ZeroShotEval, drop_evaluations_after, due, zeroshot_tasks
 
 __all__ = ["RECIPES", "TrainConfig", "train"]
 
@@ -108,6 +111,7 @@ class Trainer:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.focus = cfg.model_type == "focusclip"
         self.terms = TERMS[cfg.model_type]
+        self.last_zeroshot: dict[str, float] = {}  # the last zero-shot evaluation's metrics
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _barrier(self) -> None:
@@ -115,6 +119,8 @@ class Trainer:
 
     def setup(self) -> None:
         self._build_model()
+        self._lock_towers()
+        self._build_zeroshot()
         self._build_data()
         self._build_optimizer()
         if self.info.main:
@@ -170,6 +176,38 @@ class Trainer:
         self.tokenizer = make_tokenizer(
             cfg.arch, context_length=cfg.context_length, text_tower=cfg.text_tower
         )
+
+    def _lock_towers(self) -> None:
+        """--lock-image / --lock-text (training/locking.py): frozen weights that the optimizer never sees, and
+        norm statistics that stay fixed; refused when nothing would be left to train."""
+        cfg = self.cfg
+        self.locked = lock_towers(
+            self.model.clip, image=cfg.lock_image, text=cfg.lock_text, unlock_last=cfg.unlock_last
+        )
+        self.model.fix_norm_stats(self.locked.fixed_norms)
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise PipelineError(
+                "nothing left to train: both towers are locked and the temperature (and alpha) fixed; "
+                "unlock a tower, --unlock-last N, or learn the temperature"
+            )
+        if self.locked.towers and self.info.main:
+            log.info("%s", self.locked.describe())
+            if not (cfg.pretrained or cfg.pretrained_towers or cfg.image_tower or cfg.text_tower):
+                log.warning("locking towers that start from random weights: pass --pretrained (CLIP weights)")
+
+    def _build_zeroshot(self) -> None:
+        """--zeroshot-every: rank 0's evaluator, its tasks' data checked now (training/zeroshot_eval.py)."""
+        self.zeroshot = None
+        if self.cfg.zeroshot_every and self.info.main:
+            self.zeroshot = ZeroShotEval.create(
+                self.cfg,
+                model=self.model,
+                preprocess=self.preprocess,
+                tokenizer=self.tokenizer,
+                device=self.device,
+                store=self.store,
+                out=self.run_dir / ZEROSHOT_DIR,
+            )
 
     def _build_data(self) -> None:
         """The decoded data (rank 0 decodes the cache, the others read it after the barrier), its loader."""
@@ -326,6 +364,7 @@ class Trainer:
         if self.info.main and not self.cfg.resume:
             self.ckpt.clear()
         if self.info.main:
+            drop_evaluations_after(self.run_dir / ZEROSHOT_DIR, start)
             if start == 0:
                 self.metrics_path.unlink(missing_ok=True)
             else:
@@ -345,15 +384,19 @@ class Trainer:
 
     def _loop(self, net: torch.nn.Module, step: int, metrics: MetricsLog) -> int:
         """Step to the end of the run (Ctrl-C: save a checkpoint at this step and stop); returns the step."""
-        cfg = self.cfg
+        cfg, clock = self.cfg, StepClock(self.device)
         with _StopFlag() as flag:
             while step < self.total:
                 epoch, i = divmod(step, self.spe)
+                asked = clock.now()
                 batch = self.loader.get(epoch, i)
+                got = clock.now()
                 lr = self.optimizer.param_groups[0]["lr"]  # this step's lr, a host float
                 values = self._step(net, batch)
                 step += 1
-                metrics.add(step, values, lr, batch.text_stats)
+                metrics.add(step, values, lr, batch.text_stats, clock.times(asked, got, clock.now()))
+                if due(step, every=cfg.zeroshot_every, total=self.total):
+                    self._evaluate(step, metrics)
                 stop = self._stop_requested(flag, step)
                 if step % cfg.log_every == 0 or step == self.total or stop:
                     metrics.flush(self.ckpt.last_good)
@@ -365,6 +408,16 @@ class Trainer:
                     raise KeyboardInterrupt
         metrics.flush(self.ckpt.last_good)
         return step
+
+    def _evaluate(self, step: int, metrics: MetricsLog) -> None:
+        """Zero-shot on rank 0 while the other ranks wait at a barrier (no collective runs meanwhile, so
+        none can hang); the time it takes is not training time."""
+        started = time.perf_counter()
+        if self.zeroshot is not None:
+            self.last_zeroshot = self.zeroshot.evaluate(step)
+            metrics.add_eval(step, self.last_zeroshot)
+        self._barrier()
+        metrics.exclude(time.perf_counter() - started)
 
     def _stop_requested(self, flag: _StopFlag, step: int) -> bool:
         if self.info.world == 1:
@@ -389,7 +442,11 @@ class Trainer:
             **loop,
             "alpha": float(self.model.alpha().detach()) if self.focus else None,
             "temperature": float(1.0 / self.model.clip.logit_scale.detach().exp()),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "trainable_params": sum(p.numel() for p in self.params),
         }
+        if self.last_zeroshot:
+            summary["zeroshot"] = self.last_zeroshot
         if self.ckpt.resumes:
             summary["resumes"] = self.ckpt.resumes
         return summary
@@ -455,6 +512,8 @@ def _with_heatmap_source(cfg: TrainConfig, store: Store) -> TrainConfig:
 def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
     """Train and publish runs/<cfg.name>; returns a summary (losses, alpha, throughput, truncation rate)."""
     cfg = cfg.resolved()
+    if cfg.zeroshot_every:
+        zeroshot_tasks(cfg.zeroshot_tasks)  # an unknown task id fails every rank before anything is built
     _resolve_shapes(cfg)
     run_cfg = _with_heatmap_source(cfg, store)
     if cfg.num_threads:
@@ -491,6 +550,8 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 w.counts.update({"steps": summary["steps"], "images": summary["images"]})
                 w.extra["summary"] = summary
                 w.extra["heatmap_source"] = run_cfg.heatmap_source  # the config's None, resolved
+                if trainer.locked.towers:
+                    w.extra["locked"] = trainer.locked.towers  # the model card says what was locked
             summary["run_dir"] = str(store.path("runs", cfg.name))
             log.info(
                 "run %s: %d steps, loss %.4f -> %.4f, %.1f samples/s",
