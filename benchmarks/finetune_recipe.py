@@ -208,7 +208,10 @@ def finetune_recipe(cfg: RecipeConfig, store: Store) -> str:
                       name=f"{cfg.name}-start", overwrite=True)  # fmt: skip
     base_eval = evaluate(ecfg, store)
     start = {r["task"]: 100 * r["metrics"][f"acc@{r['k']}"] for r in base_eval}
-    runs = {arm: [run_arm(cfg, store, arm, seed) for seed in range(cfg.seeds)] for arm in ARMS}
+    runs: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for seed in range(cfg.seeds):  # arms interleaved, so a change in the machine's load hits both alike
+        for arm in ARMS:
+            runs[arm].append(run_arm(cfg, store, arm, seed))
     wall = time.perf_counter() - started
     table = markdown(cfg, runs, start, wall)
     inputs = [store.ref("runs", cfg.base)] + [store.ref("runs", r["run"]) for rs in runs.values() for r in rs]

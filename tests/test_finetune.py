@@ -75,11 +75,15 @@ def _rows(store: Store, run: str) -> list[dict]:
 @pytest.mark.parametrize(
     ("arch", "model_type"), [("focus-tiny", "focusclip"), ("focus-small", "clip")], ids=["vit", "resnet"]
 )
-def test_a_locked_tower_stays_bit_identical_and_is_not_in_the_optimizer(store, tmp_path, arch, model_type):
+def test_a_locked_tower_stays_bit_identical_and_is_not_in_the_optimizer(
+    store, eval_root, tmp_path, arch, model_type
+):
+    """With a zero-shot evaluation at step 2: the training mode it restores keeps the fixed norms fixed."""
     start = _start(tmp_path, arch)
     name = f"lock-{arch}"
     cfg = TrainConfig(dataset="synth", model_type=model_type, arch=arch, name=name, max_steps=3, lr=1e-3,
-                      pretrained=str(start), lock_image=True, **SMALL)  # fmt: skip
+                      pretrained=str(start), lock_image=True, zeroshot_every=2, zeroshot_tasks=TASKS[1:],
+                      data_root=str(eval_root), **SMALL)  # fmt: skip
     summary = train(cfg, store)
     before = torch.load(start, weights_only=True)
     after = torch.load(store.path("runs", name) / "model.pt", weights_only=True)
@@ -145,7 +149,8 @@ def test_unlock_last_one_changes_exactly_the_last_block_and_the_head(store, tmp_
 
 
 @pytest.mark.slow
-def test_lock_options_are_checked_and_resume_refuses_a_changed_lock(store, monkeypatch):
+def test_lock_options_are_checked_and_resume_refuses_a_changed_lock(store, eval_root, monkeypatch):
+    """Also: a resumed run redoes the evaluations after its checkpoint and keeps those before."""
     with pytest.raises(PipelineError, match="--unlock-last applies to a locked tower"):
         TrainConfig(dataset="synth", unlock_last=1).resolved()
     with pytest.raises(
@@ -162,15 +167,22 @@ def test_lock_options_are_checked_and_resume_refuses_a_changed_lock(store, monke
         return real_get(self, epoch, step)
 
     base = {"dataset": "synth", "model_type": "clip", "arch": "focus-tiny", "name": "relock", "max_steps": 4,
-            "checkpoint_every": 2, **SMALL}  # fmt: skip
+            "checkpoint_every": 2, "zeroshot_every": 1, "zeroshot_tasks": TASKS[1:],
+            "data_root": str(eval_root), **SMALL}  # fmt: skip
     monkeypatch.setattr(train_data.BatchLoader, "get", crash_at_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(TrainConfig(**base), store)
+    evaluations = store.staging_dir("runs", "relock") / "zeroshot"
+    assert len(list(evaluations.iterdir())) == 3  # steps 1, 2, 3; the checkpoint is step 2's
     monkeypatch.setattr(train_data.BatchLoader, "get", real_get)
     with pytest.raises(PipelineError, match="--resume cannot change lock_image False -> True"):
         train(TrainConfig(**base, resume=True, lock_image=True), store)
     train(TrainConfig(**base, resume=True), store)  # the run's own setting resumes
-    assert [r["step"] for r in _rows(store, "relock")] == [1, 2, 3, 4]
+    rows = _rows(store, "relock")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all("zeroshot/synthetic-body-state/acc@1" in r for r in rows)
+    names = sorted(p.name for p in (store.path("runs", "relock") / "zeroshot").iterdir())
+    assert names == [f"step-{s:06d}_synthetic-body-state.json" for s in (1, 2, 3, 4)]
 
 
 @pytest.mark.slow

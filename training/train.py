@@ -11,7 +11,9 @@ force_context_length=, force_image_size=)` loads it), checkpoints/last.pt (+ las
 line per optimizer step), loss_curve.png, meta.json (config with arch, model_type, context_length,
 image_size; "preprocess", the pipeline eval must use; counts; summary), export/ (the run in open_clip's
 Hub layout with a Hugging Face text tower's config and tokenizer, so the run loads offline, and SHA256SUMS;
-training/export.py; training/inference.py load_model reads it all).
+training/export.py; training/inference.py load_model reads it all), and with --zeroshot-every, zeroshot/ (one
+CLIP_benchmark file per task and evaluation; training/zeroshot_eval.py). --lock-image / --lock-text freeze
+towers (training/locking.py); meta.json "locked" records what.
 The run is staged aside and published when training ends; an interrupted or failed run keeps its staging
 folder, so `--resume` continues from its last checkpoint, mid-epoch, with the very same batches (data order
 and augmentation are functions of seed and step). A changed --lr (or other RESUME_APPLIES setting) takes
