@@ -1,9 +1,13 @@
 """Several evals side by side, in the layout of the paper's Table 2: tasks as columns grouped Action / Age /
 Emotion / Race, one row per eval, a random-baseline row and an average column; plus a grouped bar chart.
-The paper's published Table 2 (evaluation/paper_table2.csv) is shown beside them, its rows marked "(paper)".
+The paper's published numbers are shown beside them, by version (PAPERS): v1's Table 2
+(evaluation/paper_table2.csv, one column per dataset, rows marked "(paper)"), or v3's (evaluation/
+paper_v3.csv: what could be read of it, the per-task and average numbers of its abstract, in a block of
+their own, rows marked "(paper v3)"). The default is the latest version.
 
     focus-pipeline eval --compare evals/clip evals/focusclip   # prints it, writes reports/compare
-    focus-pipeline eval --compare                              # the published Table 2 alone
+    focus-pipeline eval --compare                              # the latest published numbers alone
+    focus-pipeline eval --compare --paper v1                   # v1's Table 2 alone
     from evaluation.compare import compare
     table = compare(["evals/clip", "evals/focusclip"], store, out_dir=Path("out"))
     print(table.markdown)
@@ -33,6 +37,24 @@ PAPER_TABLE = Path(__file__).parent / "paper_table2.csv"
 PUBLISHED_MARK = "†"
 
 
+@dataclass(frozen=True)
+class PaperVersion:
+    """One arXiv version's published results: the stored file, and where it comes from."""
+
+    path: Path
+    source: str
+
+
+PAPERS = {
+    "v1": PaperVersion(PAPER_TABLE, "Table 2 of arXiv 2403.06904v1 (https://arxiv.org/abs/2403.06904v1)"),
+    "v3": PaperVersion(
+        Path(__file__).parent / "paper_v3.csv",
+        "the abstract of arXiv 2403.06904v3 (https://arxiv.org/html/2403.06904v3)",
+    ),
+}
+LATEST = "v3"
+
+
 @dataclass
 class Column:
     task: str
@@ -48,6 +70,8 @@ class Comparison:
     random: list[float | None]  # the simulated random classifier per column (the paper's "Sim. Rand")
     analytic: list[float | None] = field(default_factory=list)  # k / C per column
     published: list[tuple[str, list[float | None]]] = field(default_factory=list)  # the paper's rows
+    paper: str | None = None  # the PAPERS version shown
+    scopes: PublishedScopes | None = None  # a version published per task group, not per dataset (v3)
     notes: dict[str, str] = field(default_factory=dict)  # task -> why its published cells need a caveat
     splits: list[str] = field(default_factory=list)  # "row: task on split" where a row left the default
     markdown: str = ""
@@ -80,6 +104,34 @@ def published(path: Path = PAPER_TABLE) -> Published:
     return Published(acc, notes)
 
 
+@dataclass(frozen=True)
+class PublishedScopes:
+    """A version's numbers per task group and on average (v3's abstract): values in points by row label
+    and scope; a row's missing scope was not published."""
+
+    scopes: tuple[str, ...]
+    rows: dict[str, dict[str, float]]
+
+
+@cache
+def published_scopes(path: Path) -> PublishedScopes:
+    """paper_v3.csv: '#' comment lines citing the source, then one row per scope (activity, age, emotion,
+    average) with CLIP, FocusCLIP and FocusCLIP - CLIP in points, empty where the version gave none."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(line for line in f if not line.startswith("#"))
+        models = [c for c in reader.fieldnames or [] if c != "scope"]
+        scopes, rows = [], {f"{m} (paper v3)": {} for m in models}
+        for line, row in enumerate(reader, start=2):
+            scopes.append(row["scope"])
+            for m in models:
+                if row[m]:
+                    try:
+                        rows[f"{m} (paper v3)"][row["scope"]] = float(row[m])
+                    except ValueError:
+                        raise PipelineError(f"{path} row {line}: {m} is not a number: {row[m]!r}") from None
+    return PublishedScopes(tuple(scopes), rows)
+
+
 def load_results(entry: str | Path, store: Store | None) -> tuple[str, list[dict[str, Any]]]:
     path = Path(entry).expanduser()
     if (path / "results.json").is_file():
@@ -95,9 +147,14 @@ def _order(task: str, group: str) -> tuple[int, int, str]:
     return g, PAPER_TASKS.index(task) if task in PAPER_TASKS else len(PAPER_TASKS), task
 
 
-def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None = None) -> Comparison:
+def build(
+    runs: list[tuple[str, list[dict[str, Any]]]],
+    paper: Published | None = None,
+    scopes: PublishedScopes | None = None,
+) -> Comparison:
     """The table's numbers from each eval's results (tasks any eval scored become columns; with no eval,
-    the paper's ten), with the paper's published rows beside them when given."""
+    the paper's ten for v1), with a version's published rows beside them when given: per dataset (v1's
+    `paper`) or per task group (v3's `scopes`), either only where the evals include a paper task."""
     columns: dict[str, Column] = {}
     random: dict[str, float] = {}
     analytic: dict[str, float] = {}
@@ -112,6 +169,7 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None 
                     analytic.setdefault(r["task"], r["random"]["analytic"])
     if not runs and paper is not None:
         columns = {t: Column(t, TASKS[t].name, TASKS[t].group, TASKS[t].k) for t in PAPER_TASKS}
+    human_centric = not runs or any(t in PAPER_TASKS for t in columns)  # not the demo's synthetic tasks
     ordered = sorted(columns.values(), key=lambda c: _order(c.task, c.group))
     rows, splits = [], []
     for label, results in runs:
@@ -138,6 +196,8 @@ def build(runs: list[tuple[str, list[dict[str, Any]]]], paper: Published | None 
     if paper is not None and any(c.task in PAPER_TASKS for c in ordered):  # none: the rows would be empty
         table.published = [(label, [acc.get(c.task) for c in ordered]) for label, acc in paper.acc.items()]
         table.notes = {c.task: paper.notes[c.task] for c in ordered if c.task in paper.notes}
+    if scopes is not None and human_centric:
+        table.scopes = scopes
     return table
 
 
@@ -154,6 +214,11 @@ def _average(values: list[float | None]) -> str:
 
 
 def markdown(table: Comparison) -> str:
+    lines = [] if table.columns else scopes_markdown(table.scopes)  # a version's numbers alone (v3)
+    return "\n".join(lines or _columns_markdown(table)) + "\n"
+
+
+def _columns_markdown(table: Comparison) -> list[str]:
     header = ["Model"] + [f"{c.group}: {c.title} (Acc@{c.k})" for c in table.columns] + ["Avg."]
     lines = [
         "Zero-shot accuracy (%), columns grouped by task type as in the paper's Table 2; Avg. is the mean "
@@ -174,13 +239,32 @@ def markdown(table: Comparison) -> str:
     if table.splits:
         lines += ["", "Scored on another split than the task's default:", *(f"- {s}" for s in table.splits)]
     if table.published:
-        lines += ["", "(paper): published in Table 2 of arXiv 2403.06904, not measured here."]
+        lines += ["", "(paper): published in Table 2 of arXiv 2403.06904v1, not measured here."]
         lines += [f"{PUBLISHED_MARK} {TASKS[task].name}: {note}." for task, note in table.notes.items()]
-    return "\n".join(lines) + "\n"
+    if table.scopes is not None:
+        lines += ["", *scopes_markdown(table.scopes)]
+    return lines
+
+
+def scopes_markdown(scopes: PublishedScopes) -> list[str]:
+    """v3's published numbers (points) per task group and on average, as a table of their own."""
+    lines = [
+        f"(paper v3): published in {PAPERS['v3'].source}, not measured here; accuracy points, '-' where the "
+        "abstract gives none. v3's per-dataset table could not be read here, so these rows have no dataset "
+        "columns (--paper v1 shows v1's Table 2, per dataset).",
+        "",
+        "| Model | " + " | ".join(s.capitalize() for s in scopes.scopes) + " |",
+        "|" + "---|" * (1 + len(scopes.scopes)),
+    ]
+    for label, values in scopes.rows.items():
+        sign = "+" if " - " in label else ""
+        cells = [f"{values[s]:{sign}.2f}" if s in values else "-" for s in scopes.scopes]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    return lines
 
 
 def plot(table: Comparison, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # ~1-3 s to import; only the figure needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -210,15 +294,27 @@ def plot(table: Comparison, path: Path) -> None:
 
 
 def compare(
-    entries: list[str | Path], store: Store | None = None, out_dir: Path | None = None, *, paper: bool = True
+    entries: list[str | Path],
+    store: Store | None = None,
+    out_dir: Path | None = None,
+    *,
+    paper: str | None = LATEST,
 ) -> Comparison:
-    """Load each eval, build the table (with the paper's published rows unless paper=False); with out_dir,
-    write comparison.md, comparison.json, comparison.png."""
-    if not entries and not paper:
+    """Load each eval, build the table with the published rows of the PAPERS version `paper` ("latest": the
+    newest; None: none); with out_dir, write comparison.md, comparison.json, comparison.png."""
+    paper = LATEST if paper == "latest" else paper
+    if paper is not None and paper not in PAPERS:
+        raise PipelineError(f"--paper must be one of {', '.join(PAPERS)}, not {paper!r}")
+    if not entries and paper is None:
         raise PipelineError("--compare needs at least one eval (a folder with results.json or an evals name)")
-    table = build([load_results(e, store) for e in entries], published() if paper else None)
-    if not table.columns:
+    runs = [load_results(e, store) for e in entries]
+    if paper == "v1":
+        table = build(runs, published(PAPERS["v1"].path))
+    else:
+        table = build(runs, None, published_scopes(PAPERS[paper].path) if paper else None)
+    if not table.columns and table.scopes is None:
         raise PipelineError("none of the given evals has a scored task to compare")
+    table.paper = paper
     table.markdown = markdown(table)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -230,19 +326,25 @@ def compare(
             + [{"label": label, "acc": values, "published": True} for label, values in table.published],
             "notes": table.notes,
             "splits": table.splits,
+            "paper": table.paper,
         }
+        if table.scopes is not None:
+            data["paper_v3"] = {"scopes": list(table.scopes.scopes), "rows": table.scopes.rows}
         (out_dir / "comparison.json").write_text(json.dumps(data, indent=2) + "\n")
-        plot(table, out_dir / "comparison.png")
-        table.files = [out_dir / n for n in ("comparison.md", "comparison.json", "comparison.png")]
+        table.files = [out_dir / "comparison.md", out_dir / "comparison.json"]
+        if table.columns:  # v3's numbers alone have no dataset column to draw
+            plot(table, out_dir / "comparison.png")
+            table.files.append(out_dir / "comparison.png")
     return table
 
 
 def compare_stage(
-    entries: list[str], store: Store, name: str | None = None, *, paper: bool = True
+    entries: list[str], store: Store, name: str | None = None, *, paper: str | None = LATEST
 ) -> Comparison:
     """The compare step: publish reports/<name> (default "compare") with the comparison's files.
 
     A comparison is derived from the evals it names and cheap to redo, so it replaces an older one."""
+    paper = LATEST if paper == "latest" else paper  # the report records the version it shows
     report = name or "compare"
     with store.create(
         "reports", report, stage="eval-compare", config={"evals": entries, "paper": paper}, overwrite=True

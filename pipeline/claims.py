@@ -17,22 +17,26 @@ image's own nouns, built from them by _nouns):
    (parse_annotated: "zebra", "animal"), the first "<number> <noun>" of each noun ("two zebras", "a single
    jaguar") is a count claim about that noun (Claim.part).
 3. Subjects. "the left person", "the person on the left", "the leftmost player", "another person on the
-   right", "person 3". A claim belongs to the last subject mentioned before it; before any subject (or
-   "the person") it belongs to the only person, or to every person when there are several. "the ..."
-   keeps the rank of that position (first person there), "another"/"a second" moves to the next one at the
-   same position (how the rules describer and most people enumerate). An ordinal with no position ("the
-   second person") makes the subject unresolved until the next subject. Each positional subject is also a
-   "position" claim: that position exists among the people. The image's nouns name subjects too ("the
-   zebra on the left", "zebra 2").
+   right", "person 3", and at the head of a sentence "On the right, one person ...", "Person on the left:",
+   "Left: ...". A claim belongs to the last subject mentioned before it; before any subject (or "the
+   person") it belongs to the only person, or to every person when there are several. "the ..." keeps the
+   rank of that position (first person there), "another"/"a second" moves to the next one at the same
+   position (how the rules describer and most people enumerate). An ordinal with no position ("the second
+   person") or "the others" makes the subject unresolved until the next subject. Each positional subject is
+   also a "position" claim: that position exists among the people; "another" and ordinals also say how many
+   people there are at least (people_implied: "a second person" for one is an invented person). The image's
+   nouns name subjects too ("the zebra on the left", "zebra 2").
 4. Posture. standing / sitting (seated) / lying (reclining), unless negated ("not", "n't" just before).
-5. Parts. "left arm", "right knee", "both legs", "their arms", "torso", "head": each mention opens a
-   segment that runs to the next part or subject mention or the end of the sentence. A part joined to the
-   next one by "and" or a comma shares its predicates ("their left arm and right leg are raised"). In a
-   segment: raised / lowered (arms: raised, lifted, above the head, by their side, hanging, lowered; legs:
-   raised, lifted, off the ground vs planted, on the ground), above the head, straight / slightly bent /
-   bent / sharply bent (elbow, knee, hand, foot map to their limb), torso upright / leaning / horizontal,
-   head upright / tilted / bowed, and "not visible / occluded / out of frame" (a visibility claim that
-   replaces every other claim of that segment).
+5. Parts. "left arm", "right knee", "both legs", "their hands", "torso", "head": each mention opens a
+   segment that runs to the next part or subject mention or the end of the sentence. Parts listed with "and"
+   share the predicates that follow ("their left arm and right leg are raised"); a bare comma between two
+   parts separates clauses. The words of each predicate are pipeline.pose_words': raised / lowered (a raise
+   whose subject is a hand, wrist or forearm, "the hand raised to the chest", is the hand's: part "left
+   hand"), above the head, straight / nearly straight / slightly bent / bent / sharply bent (elbow, knee,
+   hand, foot map to their limb), torso upright / leaning / bent forward / horizontal, head upright / tilted
+   / bowed (hedged: "tilted slightly"), and "not visible / occluded / out of frame" (a visibility claim that
+   replaces every other claim of that segment). A claim about both limbs gives way to one about a single
+   limb in the same sentence ("both arms are extended, the left elbow slightly bent").
 6. Whole-body phrases: "arms crossed/folded", "feet apart / wide stance" vs "feet together".
 7. Joint mentions: every part mention is recorded with its joints (the faithfulness check flags a mention
    of a part whose joints are all unannotated, unless the segment says it is not visible).
@@ -45,11 +49,13 @@ Joints are MPII's (pipeline.geometry); pipeline.instances maps them onto the ima
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pipeline import pose_words
 from pipeline.geometry import (
     HEAD,
     L_ANKLE,
@@ -96,20 +102,47 @@ _POS = r"(left|right|center|centre|middle|leftmost|rightmost|central)"
 _DET = r"(the|a|an|another|other|one|second|third|fourth|fifth)"
 
 
-def _subject_patterns(one: str) -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
-    """The subject patterns (adjective, preposition, index, ordinal) for words `one` naming an instance."""
-    adj = re.compile(rf"\b(?:{_DET}\s+)?(?:(?:far|other)\s+)?{_POS}(?:-most)?\s+{one}\b", re.I)
-    prep = re.compile(
-        rf"\b{_DET}\s+(?:other\s+)?{one}\b,?\s+(?:(?:who\s+is|who's|standing|sitting|seated|lying)\s+)?"
-        rf"(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b",
-        re.I,
-    )
-    index = re.compile(rf"\b{one}\s*(?:#|no\.?\s*)?(\d+)\b", re.I)
-    ordinal = re.compile(r"\b(?:the\s+)?(first|second|third|fourth|fifth|other)\s+" + one + r"\b", re.I)
-    return adj, prep, index, ordinal
+_NOT_A_LIMB = r"(?!\s+(?:arm|leg|hand|foot|elbow|knee|wrist|ankle|shoulder|hip|head)s?\b)"
+_CLAUSE_HEAD = r"(?:^|(?<=[.;:!?\n]))\s*"  # at the start of the text or of a sentence / list item
 
 
-SUBJECT_ADJ, SUBJECT_PREP, SUBJECT_INDEX, SUBJECT_ORDINAL = _subject_patterns(_PERSON)
+@dataclass(frozen=True, slots=True)
+class SubjectPatterns:
+    """How a description names one instance, for words `one` naming it ("person", "zebra")."""
+
+    adj: re.Pattern  # "the left person", "the far right player", "another leftmost one"
+    prep: re.Pattern  # "the person on the left", "another person standing on the right"
+    index: re.Pattern  # "person 3", "player #2"
+    ordinal: re.Pattern  # "the second person", "the other person": which one is not said
+    fronted: re.Pattern  # "On the right, one person stands ...", "Person on the left: seated", "Left: ..."
+    others: re.Pattern  # "the others", "the other two": several people, none named
+
+    @classmethod
+    def for_words(cls, one: str) -> SubjectPatterns:
+        return cls(
+            adj=re.compile(rf"\b(?:{_DET}\s+)?(?:(?:far|other)\s+)?{_POS}(?:-most)?\s+{one}\b", re.I),
+            prep=re.compile(
+                rf"\b{_DET}\s+(?:other\s+)?{one}\b,?\s+(?:(?:who\s+is|who's|standing|sitting|seated|lying)\s+)?"
+                rf"(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b",
+                re.I,
+            ),
+            index=re.compile(rf"\b{one}\s*(?:#|no\.?\s*)?(\d+)\b", re.I),
+            ordinal=re.compile(rf"\b(?:the\s+)?(first|second|third|fourth|fifth|other)\s+{one}\b", re.I),
+            fronted=re.compile(
+                rf"{_CLAUSE_HEAD}(?:(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\s*,\s*(?:{_DET}\s+)?"
+                rf"(?:other\s+)?{one}\b{_NOT_A_LIMB}|{one}\s+(?:on|to|at|in)\s+the\s+(?:far\s+)?{_POS}\b|"
+                rf"{_POS}\s*:)",
+                re.I,
+            ),
+            others=re.compile(
+                r"\b(?:the\s+)?others\b|\bthe\s+other\s+(?:two|three|four|five|ones|people|persons)\b", re.I
+            ),
+        )
+
+
+PEOPLE_SUBJECTS = SubjectPatterns.for_words(_PERSON)
+# How many people an ordinal or determiner implies ("a second person": at least two).
+_IMPLIED = {"first": 1, "another": 2, "other": 2, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
 # Animals (parse_claims(human=False)): which side of the image the instance faces or moves to. "to its
 # left" is left out on purpose: the animal's own side, not the image's.
 FACING = re.compile(
@@ -124,7 +157,7 @@ FACING = re.compile(
 class _Nouns:
     """Patterns for the words naming an image's instances beyond the people words (species, "animal")."""
 
-    subjects: tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]
+    subjects: SubjectPatterns
     count: re.Pattern  # "two zebras", "a single jaguar": group 1 the number, group 2 the noun
     forms: dict[str, str]  # singular and plural forms (lower case, single spaces) -> the noun
 
@@ -134,21 +167,16 @@ def _nouns(nouns: tuple[str, ...]) -> _Nouns:
     forms = {f: n for n in nouns for f in (n.lower(), plural(n).lower())}
     alt = "|".join(r"\s+".join(map(re.escape, f.split())) for f in sorted(forms, key=len, reverse=True))
     return _Nouns(
-        subjects=_subject_patterns(f"(?:{_PERSON[3:-1]}|{alt})"),
+        subjects=SubjectPatterns.for_words(f"(?:{_PERSON[3:-1]}|{alt})"),
         count=re.compile(rf"\b(a single|a lone|only one|{_NUM})\s+(?:[a-z-]+\s+)?({alt})\b", re.I),
         forms=forms,
     )
 
 
-NEGATION = re.compile(r"(?:\bnot|n't|\bnever|\bneither|\bnor)\s+(?:\w+\s+)?$", re.I)
-STATE = re.compile(
-    r"\b(stand(?:s|ing)?|sit(?:s|ting)?|seated|lying(?:\s+down)?|lies|laying|reclin(?:es|ing))\b", re.I
-)
-
 _SIDE = r"(left|right)"
 _LIMB_WORD = r"(arm|leg|hand|foot|elbow|knee|wrist|ankle|shoulder|hip|forearm|thigh|shin)s?"
 PART_SIDED = re.compile(rf"\b{_SIDE}\s+{_LIMB_WORD}\b", re.I)
-PART_BOTH = re.compile(r"\b(?:both|their|his|her|the)\s+(arms|legs)\b", re.I)
+PART_BOTH = re.compile(r"\b(?:both|their|his|her|the)\s+(arms|legs|hands)\b", re.I)
 PART_BODY = re.compile(r"\b(torso|upper body|back|head)\b", re.I)
 # "above their head" is where an arm is, not a statement about the head.
 HEAD_AS_PLACE = re.compile(
@@ -158,78 +186,7 @@ HEAD_AS_PLACE = re.compile(
 )
 SENTENCE_END = re.compile(r"[.;!?\n]")
 JOINER = re.compile(r"^\s*(?:,|and|, and|as well as|&|or)?\s*(?:the|their|his|her)?\s*$", re.I)
-
-RAISED_ARM = re.compile(
-    r"\b(raised|raising|lifted|lifting|elevated|upwards?|overhead|in the air|above (?:the|their|"
-    r"his|her|its) (?:heads?|shoulders?)|(?:held|pointing|reaching|stretched|extended) up)\b",
-    re.I,
-)
-LOWERED_ARM = re.compile(
-    r"\b(lowered|hanging|hangs|down(?:wards?)?|(?:by|at) (?:the|their|his|her|its) sides?)\b", re.I
-)
-RAISED_LEG = re.compile(r"\b(raised|raising|lifted|lifting|off the ground|in the air|kicking)\b", re.I)
-LOWERED_LEG = re.compile(r"\b(lowered|planted|on the ground|on the floor|grounded)\b", re.I)
-ABOVE_HEAD = re.compile(
-    r"\b(above (?:the|their|his|her|its) heads?|overhead|over (?:the|their|his|her) head)\b", re.I
-)
-BEND = re.compile(
-    r"\b(sharply bent|bent sharply|tightly bent|fully bent|deeply bent|slightly bent|bent slightly|"
-    r"partially bent|"
-    r"bent|flexed|bending|folded|crooked|straight|straightened|extended|outstretched|stretched out|locked)\b",
-    re.I,
-)
-BEND_LEVEL = {
-    "sharply bent": "sharply bent", "bent sharply": "sharply bent", "tightly bent": "sharply bent",
-    "fully bent": "sharply bent", "deeply bent": "sharply bent", "slightly bent": "slightly bent",
-    "bent slightly": "slightly bent", "partially bent": "slightly bent", "bent": "bent", "flexed": "bent",
-    "bending": "bent", "folded": "sharply bent", "crooked": "bent", "straight": "straight",
-    "straightened": "straight", "extended": "straight", "outstretched": "straight",
-    "stretched out": "straight",
-    "locked": "straight",
-}  # fmt: skip
-TORSO = re.compile(
-    r"\b(upright|vertical|erect|leaning|leans|inclined|hunched|tilted|bent forward|bending forward|"
-    r"horizontal|flat)\b",
-    re.I,
-)
-TORSO_LEVEL = {
-    "upright": "upright",
-    "vertical": "upright",
-    "erect": "upright",
-    "horizontal": "horizontal",
-    "flat": "horizontal",
-}  # everything else: leaning
-HEAD_WORDS = re.compile(
-    r"\b(upright|level|held high|tilted back|tipped back|thrown back|tilted|tilts|tilting|cocked|"
-    r"bowed|looking down|drooping|hanging down|lowered)\b",
-    re.I,
-)
-HEAD_LEVEL = {
-    "upright": "upright",
-    "level": "upright",
-    "held high": "upright",
-    "tilted": "tilted",
-    "tilts": "tilted",
-    "tilting": "tilted",
-    "cocked": "tilted",
-    "bowed": "bowed",
-    "looking down": "bowed",
-    "drooping": "bowed",
-    "hanging down": "bowed",
-    "lowered": "bowed",
-}  # back-tipping: geometry can't tell
-INVISIBLE = re.compile(
-    r"\b(not visible|invisible|hidden|occluded|obscured|out of (?:the )?(?:frame|view|image|picture)|"
-    r"cannot be seen|can't be seen|not shown|cut off|not annotated|unknown)\b",
-    re.I,
-)
-ARMS_CROSSED = re.compile(r"\b(arms (?:are |were )?(?:crossed|folded)|(?:crossed|folded) arms)\b", re.I)
-FEET_APART = re.compile(
-    r"\b(feet (?:are )?(?:[\w-]+[- ]width |wide |spread )?apart|legs (?:are )?(?:spread|apart)|"
-    r"wide stance|feet spread)\b",
-    re.I,
-)
-FEET_TOGETHER = re.compile(r"\b(feet (?:are )?together|legs (?:are )?together)\b", re.I)
+LIST_WORD = re.compile(r"\b(?:and|or|as well as)\b|&", re.I)
 
 # What a part mention is about: its limb (for limb claims) and the joints it needs.
 _SIDED_JOINTS = {
@@ -249,6 +206,7 @@ _JOINT_INDEX = {
     ("left", "shin"): (L_KNEE, L_ANKLE),
     ("right", "shin"): (R_KNEE, R_ANKLE), ("left", "hip"): (L_HIP,), ("right", "hip"): (R_HIP,),
 }  # fmt: skip
+_HAND_LABELS = ("hand", "hands", "wrist", "wrists", "forearm", "forearms")
 _BODY_JOINTS = {
     "torso": (THORAX, PELVIS),
     "upper body": (THORAX, PELVIS),
@@ -264,12 +222,14 @@ class Claim:
     kind: str
     value: object  # int (count), str (state, bend, torso, head, position, facing), bool (the rest)
     subject: Subject = None
-    # "left arm", ..., "torso", "head"; the label for "visible"; for "count", the noun counted ("zebra")
-    # when it is not the people words
+    # "left arm", ..., "torso", "head"; "left hand" / "right hand" for a raised or lowered hand (its wrist's
+    # height, on a bent arm too); the label for "visible"; for "count", the noun counted ("zebra") when it
+    # is not the people words
     part: str | None = None
     start: int = 0  # character span of the words that make the claim
     end: int = 0
     joints: tuple[int, ...] = ()  # for "visible": the joints the claim is about
+    hedged: bool = False  # a head posture said with "slightly", "a little", ...: a small amount
 
     @property
     def label(self) -> str:
@@ -293,6 +253,7 @@ class Mention:
 class ParsedDescription:
     claims: list[Claim] = field(default_factory=list)
     mentions: list[Mention] = field(default_factory=list)
+    people_implied: int = 0  # the fewest people the subject words imply ("a second person": 2)
 
 
 def _mask(text: str, phrases: list[str]) -> str:
@@ -304,7 +265,7 @@ def _mask(text: str, phrases: list[str]) -> str:
 
 
 def _negated(text: str, start: int) -> bool:
-    return bool(NEGATION.search(text[max(0, start - 24) : start]))
+    return bool(pose_words.NEGATION.search(text[max(0, start - 24) : start]))
 
 
 def _norm_pos(word: str) -> str:
@@ -313,30 +274,37 @@ def _norm_pos(word: str) -> str:
             "central": "center"}.get(w, w)  # fmt: skip
 
 
-def _subjects(
-    text: str, patterns: tuple[re.Pattern, ...] = (SUBJECT_ADJ, SUBJECT_PREP, SUBJECT_INDEX, SUBJECT_ORDINAL)
-) -> list[tuple[int, int, str, object]]:
+def _subjects(text: str, patterns: SubjectPatterns = PEOPLE_SUBJECTS) -> list[tuple[int, int, str, object]]:
     """(start, end, kind, value) of every subject mention, earliest first, overlaps resolved by priority."""
     found: list[tuple[int, int, str, object]] = []
-    subject_adj, subject_prep, subject_index, subject_ordinal = patterns
 
     def free(s: int, e: int) -> bool:
         return all(e <= a or s >= b for a, b, _, _ in found)
 
-    for m in subject_prep.finditer(text):
-        found.append((m.start(), m.end(), "position", (m.group(1).lower(), _norm_pos(m.group(2)))))
-    for m in subject_adj.finditer(text):
-        if free(m.start(), m.end()):
-            found.append(
-                (m.start(), m.end(), "position", ((m.group(1) or "the").lower(), _norm_pos(m.group(2))))
-            )
-    for m in subject_index.finditer(text):
-        if free(m.start(), m.end()):
-            found.append((m.start(), m.end(), "index", int(m.group(1))))
-    for m in subject_ordinal.finditer(text):
-        if free(m.start(), m.end()):
-            found.append((m.start(), m.end(), "unresolved", m.group(1).lower()))
+    def add(m: re.Match, kind: str, value: object) -> None:
+        start = m.start() + len(m.group(0)) - len(m.group(0).lstrip())  # the fronted pattern's spaces
+        if free(start, m.end()):
+            found.append((start, m.end(), kind, value))
+
+    for m in patterns.prep.finditer(text):
+        add(m, "position", (m.group(1).lower(), _norm_pos(m.group(2))))
+    for m in patterns.fronted.finditer(text):
+        add(m, "position", ((m.group(2) or "the").lower(), _norm_pos(m.group(1) or m.group(3) or m.group(4))))
+    for m in patterns.adj.finditer(text):
+        add(m, "position", ((m.group(1) or "the").lower(), _norm_pos(m.group(2))))
+    for m in patterns.index.finditer(text):
+        add(m, "index", int(m.group(1)))
+    for m in patterns.ordinal.finditer(text):
+        add(m, "unresolved", m.group(1).lower())
+    for m in patterns.others.finditer(text):
+        add(m, "unresolved", "others")
     return sorted(found)
+
+
+def _implied_people(raw: list[tuple[int, int, str, object]]) -> int:
+    """The fewest people the subject words imply: "a second person", "another person on the right" 2."""
+    words = [v[0] if kind == "position" else v for _, _, kind, v in raw if kind != "index"]
+    return max((_IMPLIED.get(w, 0) for w in words), default=0)
 
 
 def _resolve_subjects(raw: list[tuple[int, int, str, object]]) -> list[tuple[int, int, Subject]]:
@@ -374,8 +342,9 @@ def _parts(text: str) -> list[tuple[int, int, list[str], str]]:
         limb, _ = _SIDED_JOINTS[word]
         out.append((m.start(), m.end(), [f"{side} {limb}"] if limb else [], f"{side} {word}"))
     for m in PART_BOTH.finditer(text):
-        limb = m.group(1).lower()[:-1]
-        out.append((m.start(), m.end(), [f"left {limb}", f"right {limb}"], f"both {limb}s"))
+        word = m.group(1).lower()
+        limb = "arm" if word == "hands" else word[:-1]
+        out.append((m.start(), m.end(), [f"left {limb}", f"right {limb}"], f"both {word}"))
     for m in PART_BODY.finditer(text):
         word = m.group(1).lower()
         if word == "head" and HEAD_AS_PLACE.search(text[max(0, m.start() - 30) : m.start()]):
@@ -398,6 +367,8 @@ def _mention_joints(label: str) -> tuple[int, ...]:
             return LIMB_JOINTS[f"{words[0]} {limb}"]
         return _JOINT_INDEX[(words[0], joint)]
     if words[0] == "both":
+        if words[1] == "hands":
+            return L_WRIST, R_WRIST
         limb = words[1][:-1]
         return LIMB_JOINTS[f"left {limb}"] + LIMB_JOINTS[f"right {limb}"]
     return _BODY_JOINTS[label]
@@ -419,7 +390,7 @@ def _segment_claims(
     def span(m: re.Match) -> tuple[int, int]:
         return offset + m.start(), offset + m.end()
 
-    inv = INVISIBLE.search(seg)
+    inv = pose_words.INVISIBLE.search(seg)
     if inv:
         s, e = span(inv)
         claims.append(Claim("visible", False, subject, label, s, e, joints=_mention_joints(label)))
@@ -427,26 +398,39 @@ def _segment_claims(
     for part in parts:
         if part in ("torso", "head"):
             pattern, levels, default = (
-                (TORSO, TORSO_LEVEL, "leaning") if part == "torso" else (HEAD_WORDS, HEAD_LEVEL, None)
+                (pose_words.TORSO, pose_words.TORSO_LEVEL, "leaning")
+                if part == "torso"
+                else (pose_words.HEAD_WORDS, pose_words.HEAD_LEVEL, None)
             )
             m = _first(pattern, seg)
             if m:
-                value = levels.get(m.group(1).lower(), default)
+                value = levels.get(" ".join(m.group(1).lower().split()), default)
+                hedged = part == "head" and bool(
+                    pose_words.HEDGE.search(seg, max(0, m.start() - 20), m.end() + 20)
+                )
                 if value:
-                    claims.append(Claim(part, value, subject, part, *span(m)))
+                    claims.append(Claim(part, value, subject, part, *span(m), hedged=hedged))
             continue
         is_arm = part.endswith("arm")
-        up, down = (RAISED_ARM, LOWERED_ARM) if is_arm else (RAISED_LEG, LOWERED_LEG)
+        up, down = (
+            (pose_words.RAISED_ARM, pose_words.LOWERED_ARM)
+            if is_arm
+            else (pose_words.RAISED_LEG, pose_words.LOWERED_LEG)
+        )
         m_up, m_down = _first(up, seg), _first(down, seg)
-        if m_up and (not m_down or m_up.start() <= m_down.start()):
-            claims.append(Claim("raised", True, subject, part, *span(m_up)))
-        elif m_down:
-            claims.append(Claim("raised", False, subject, part, *span(m_down)))
-        if is_arm and (m := _first(ABOVE_HEAD, seg)):
+        m_lift = m_up if m_up and (not m_down or m_up.start() <= m_down.start()) else m_down
+        if m_lift:
+            # "the right hand raised to the chest", "the arm bent, the hand lifted to the face": the hand
+            hand = is_arm and (
+                label.split()[-1] in _HAND_LABELS or pose_words.HAND_WORD.search(seg, 0, m_lift.start())
+            )
+            said = part.replace("arm", "hand") if hand else part
+            claims.append(Claim("raised", m_lift is m_up, subject, said, *span(m_lift)))
+        if is_arm and (m := _first(pose_words.ABOVE_HEAD, seg)):
             claims.append(Claim("above_head", True, subject, part, *span(m)))
-        m = _first(BEND, seg)
+        m = _first(pose_words.BEND, seg)
         if m:
-            claims.append(Claim("bend", BEND_LEVEL[m.group(1).lower()], subject, part, *span(m)))
+            claims.append(Claim("bend", pose_words.bend_level(m.group(1)), subject, part, *span(m)))
     return claims, False
 
 
@@ -476,9 +460,9 @@ def _whole_body_claims(t: str, subjects: list) -> tuple[list[Claim], list[tuple[
     """Arms crossed / feet apart or together, and the spans they take."""
     out, taken = [], []
     for pattern, kind, value in (
-        (ARMS_CROSSED, "arms_crossed", True),
-        (FEET_APART, "feet_apart", True),
-        (FEET_TOGETHER, "feet_apart", False),
+        (pose_words.ARMS_CROSSED, "arms_crossed", True),
+        (pose_words.FEET_APART, "feet_apart", True),
+        (pose_words.FEET_TOGETHER, "feet_apart", False),
     ):
         for m in pattern.finditer(t):
             if not _negated(t, m.start()):
@@ -514,7 +498,7 @@ def _said_of_a_thing(t: str, start: int, instance_words: frozenset[str]) -> bool
 
 def _state_claims(t: str, subjects: list, is_taken, instance_words: frozenset[str]) -> list[Claim]:
     out = []
-    for m in STATE.finditer(t):
+    for m in pose_words.STATE.finditer(t):
         if _negated(t, m.start()) or is_taken(m.start(), m.end()):
             continue
         if _said_of_a_thing(t, m.start(), instance_words):
@@ -527,39 +511,50 @@ def _state_claims(t: str, subjects: list, is_taken, instance_words: frozenset[st
             )
         )
     for s, e, subj in subjects:  # postures written inside a subject phrase ("the person sitting on the left")
-        m = STATE.search(t, s, e)
+        m = pose_words.STATE.search(t, s, e)
         if m:
             out.append(Claim("state", _state_word(m.group(1)), subj, None, m.start(), m.end()))
     return out
 
 
 def _part_claims(t: str, subjects: list, is_taken) -> tuple[list[Claim], list[Mention]]:
-    """Claims about limbs and body parts, each part's predicates read up to the next part or subject."""
-    claims, mentions = [], []
+    """Claims about limbs and body parts, each part's predicates read up to the next part or subject. Parts
+    joined into a list share the predicates that follow ("left arm and right leg are raised"); a bare comma
+    between two parts separates clauses instead ("kneeling on the right knee, left leg extended"). A claim
+    about both limbs ("both arms are extended") gives way to one about a single limb in the same sentence
+    ("... with the left elbow slightly bent"): the writer made an exception."""
+    found, mentions = [], []
     parts = [p for p in _parts(t) if not is_taken(p[0], p[1])]
     starts = [p[0] for p in parts]
     boundaries = sorted([s for s, _, _ in subjects] + starts)
+    sentence_ends = [m.start() for m in SENTENCE_END.finditer(t)]
     pending: list[tuple[int, int, list[str], str]] = []
+    listed = False  # the pending parts are joined by "and" / "or" (a list), not only by commas
     for start, end, limbs, label in parts:
         nxt = next((b for b in boundaries if b >= end), len(t))
         stop = SENTENCE_END.search(t, end, nxt)
         seg = t[end : stop.start() if stop else nxt]
         subject = _subject_at(subjects, start)
         if JOINER.match(seg) and not stop and nxt < len(t) and nxt in starts:
-            pending.append(
-                (start, end, limbs, label)
-            )  # "left arm and right leg are ...": share the predicates
+            pending.append((start, end, limbs, label))
+            listed = listed or bool(LIST_WORD.search(seg))
             continue
+        sentence = bisect.bisect_left(sentence_ends, start)
         for g_start, g_end, g_limbs, g_label in [*pending, (start, end, limbs, label)]:
-            found, invisible = _segment_claims(seg, end, g_limbs, subject, g_label)
-            claims.extend(found)
+            shared = listed or g_start == start
+            claims, invisible = _segment_claims(seg if shared else "", end, g_limbs, subject, g_label)
+            found += [(c, sentence, len(g_limbs) > 1) for c in claims]
             mentions.append(Mention(g_label, _mention_joints(g_label), subject, g_start, g_end, invisible))
-        pending = []
+        pending, listed = [], False
     for g_start, g_end, _, g_label in pending:
         mentions.append(
             Mention(g_label, _mention_joints(g_label), _subject_at(subjects, g_start), g_start, g_end)
         )
-    return claims, mentions
+    single = {(c.subject, c.part, c.kind, sentence) for c, sentence, both in found if not both}
+    kept = [
+        c for c, sentence, both in found if not both or (c.subject, c.part, c.kind, sentence) not in single
+    ]
+    return kept, mentions
 
 
 def parse_claims(
@@ -579,7 +574,9 @@ def parse_claims(
     t = _mask(text, [activity or "", category or ""])
     extra = _nouns(tuple(nouns)) if nouns else None
     out.claims += _count_claims(t, extra)
-    subjects = _resolve_subjects(_subjects(t, extra.subjects) if extra else _subjects(t))
+    raw = _subjects(t, extra.subjects) if extra else _subjects(t)
+    out.people_implied = _implied_people(raw)
+    subjects = _resolve_subjects(raw)
     out.claims += [
         Claim("position", subj[1], subj, None, s, e)
         for s, e, subj in subjects

@@ -40,12 +40,17 @@ SLIGHTLY_BENT_MIN = 125.0
 BENT_MIN = 70.0  # below this the limb is "sharply bent"
 LYING_TORSO_MIN = 55.0  # torso this far from vertical = lying
 UPRIGHT_TORSO_MAX = 20.0
+FOOT_LIFT_MIN = 0.5  # torso lengths one ankle must be above the other for a lifted leg
+UPRIGHT_HEAD_MAX = 20.0  # head this far from the torso's direction = tilted
+BOWED_HEAD_MIN = 100.0  # ... and this far = bowed (pointing down along the body)
 
 
 def _pt(kps: np.ndarray, j: int) -> np.ndarray | None:
-    if not known(kps[j : j + 1])[0]:
+    """Joint j's (x, y), or None when it is unknown (records.known, for one joint: called for every fact)."""
+    x, y, v = kps[j].tolist()
+    if not (v > 0 and math.isfinite(x) and math.isfinite(y)):
         return None
-    return kps[j, :2].astype(np.float64)
+    return np.array((x, y), dtype=np.float64)
 
 
 def joint_angle(kps: np.ndarray, a: int, b: int, c: int) -> float | None:
@@ -157,6 +162,25 @@ def _torso_length(kps: np.ndarray) -> float | None:
     return None if vec is None else float(np.linalg.norm(vec))
 
 
+def hand_height(kps: np.ndarray, side: str, torso: float | None) -> float | None:
+    """How far the wrist is above the shoulder, in torso lengths (negative: below it; about -1 for a hanging
+    arm, -0.5 for a forearm held level at the waist, 0 at shoulder height). torso: _torso_length(kps)."""
+    shoulder = _pt(kps, L_SHOULDER if side == "left" else R_SHOULDER)
+    wrist = _pt(kps, L_WRIST if side == "left" else R_WRIST)
+    if shoulder is None or wrist is None or not torso:
+        return None
+    return float(shoulder[1] - wrist[1]) / torso
+
+
+def foot_lift(kps: np.ndarray, side: str, torso: float | None) -> float | None:
+    """How far the ankle is above the other ankle, in torso lengths (leg_raised's foot test)."""
+    ankle = _pt(kps, L_ANKLE if side == "left" else R_ANKLE)
+    other = _pt(kps, R_ANKLE if side == "left" else L_ANKLE)
+    if ankle is None or other is None or not torso:
+        return None
+    return float(other[1] - ankle[1]) / torso
+
+
 def leg_raised(kps: np.ndarray, side: str) -> bool | None:
     """Knee lifted to hip height or above, or the foot clearly higher than the other foot."""
     hip, knee, ankle = (_pt(kps, j) for j in (LIMBS[f"{side} leg"]))
@@ -167,7 +191,7 @@ def leg_raised(kps: np.ndarray, side: str) -> bool | None:
     if knee[1] <= hip[1]:
         return True
     if ankle is not None and other_ankle is not None and torso is not None:
-        return bool(other_ankle[1] - ankle[1] > 0.5 * torso)
+        return bool(other_ankle[1] - ankle[1] > FOOT_LIFT_MIN * torso)
     return False
 
 
@@ -205,20 +229,36 @@ def torso_posture(kps: np.ndarray) -> tuple[str, float] | None:
     return "horizontal", tilt
 
 
-def head_posture(kps: np.ndarray) -> str | None:
-    """Head direction (neck -> head top) relative to the torso: 'upright', 'tilted' or 'bowed'."""
+def head_angles(kps: np.ndarray) -> tuple[float | None, float | None]:
+    """The head's direction (neck -> head top) in degrees: from the torso's direction (0 = in line with the
+    body; None when the torso is unknown) and from the image vertical (0 = straight up). A reader may mean
+    either by "upright" or "tilted" (a head in line with a leaning body is tilted in the picture)."""
     neck, head = _pt(kps, NECK), _pt(kps, HEAD)
-    torso = torso_vector(kps)
-    if neck is None or head is None or torso is None or np.linalg.norm(head - neck) < 1e-6:
-        return None
+    if neck is None or head is None or np.linalg.norm(head - neck) < 1e-6:
+        return None, None
     h = (head - neck) / np.linalg.norm(head - neck)
+    vertical = angle_from_vertical(h, up=True)
+    torso = torso_vector(kps)
+    if torso is None:
+        return None, vertical
     t = torso / np.linalg.norm(torso)
-    rel = math.degrees(math.acos(float(np.clip(np.dot(h, t), -1.0, 1.0))))
-    if rel < 20.0:
+    return math.degrees(math.acos(float(np.clip(np.dot(h, t), -1.0, 1.0)))), vertical
+
+
+def head_word(tilt: float | None) -> str | None:
+    """'upright', 'tilted' or 'bowed' for the head's angle from the torso's direction (head_angles)."""
+    if tilt is None:
+        return None
+    if tilt < UPRIGHT_HEAD_MAX:
         return "upright"
-    if rel > 100.0:
+    if tilt > BOWED_HEAD_MIN:
         return "bowed"
     return "tilted"
+
+
+def head_posture(kps: np.ndarray) -> str | None:
+    """Head direction relative to the torso: 'upright', 'tilted' or 'bowed'."""
+    return head_word(head_angles(kps)[0])
 
 
 def body_state(kps: np.ndarray) -> tuple[str, float]:
@@ -236,11 +276,10 @@ def body_state(kps: np.ndarray) -> tuple[str, float]:
     if kind == "horizontal":
         return "lying", float(min(1.0, 0.5 + (tilt - LYING_TORSO_MIN) / 70.0))
     drops, knees = [], []
+    axis = -torso_vector(kps) / torso  # project the thighs on the torso axis: robust to a leaning torso
     for side in ("left", "right"):
         hip, knee, _ = (_pt(kps, j) for j in LIMBS[f"{side} leg"])
         if hip is not None and knee is not None:
-            # Project the thigh on the torso axis: robust to a leaning torso.
-            axis = -torso_vector(kps) / torso
             drops.append(float(np.dot(knee - hip, axis)) / torso)
         angle = joint_angle(kps, *LIMBS[f"{side} leg"])
         if angle is not None:
@@ -287,6 +326,8 @@ class LimbFacts:
     bend: str | None = None  # straight / slightly bent / bent / sharply bent
     raised: bool | None = None
     above_head: bool | None = None  # arms only
+    hand_height: float | None = None  # arms: wrist above the shoulder, torso lengths (hand_height)
+    foot_lift: float | None = None  # legs: ankle above the other ankle, torso lengths (foot_lift)
     upper_direction: str | None = None  # shoulder->elbow or hip->knee, image direction
     lower_direction: str | None = None  # elbow->wrist or knee->ankle
     known_joints: int = 0
@@ -300,6 +341,8 @@ class PersonFacts:
     torso: str | None = None  # upright / leaning / horizontal
     torso_tilt: float | None = None
     head: str | None = None  # upright / tilted / bowed
+    head_tilt: float | None = None  # degrees from the torso's direction (head_angles)
+    head_vertical: float | None = None  # degrees from the image vertical (head_angles)
     arms_crossed: bool | None = None
     feet_apart: bool | None = None
     angles: dict[str, float | None] = field(default_factory=dict)
@@ -310,17 +353,25 @@ class PersonFacts:
         return asdict(self)
 
 
-def limb_facts(kps: np.ndarray, name: str) -> LimbFacts:
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def limb_facts(kps: np.ndarray, name: str, torso: float | None = None) -> LimbFacts:
+    """torso: _torso_length(kps) when the caller has it (person_facts), else computed here."""
     root, mid, end = LIMBS[name]
     side = name.split()[0]
     angle = joint_angle(kps, root, mid, end)
     is_arm = name.endswith("arm")
+    torso = _torso_length(kps) if torso is None else torso
     return LimbFacts(
         name=name,
         angle=None if angle is None else round(angle, 1),
         bend=bend_word(angle),
         raised=arm_raised(kps, side) if is_arm else leg_raised(kps, side),
         above_head=wrist_above_head(kps, side) if is_arm else None,
+        hand_height=_round(hand_height(kps, side, torso)) if is_arm else None,
+        foot_lift=None if is_arm else _round(foot_lift(kps, side, torso)),
         upper_direction=limb_direction(kps, root, mid),
         lower_direction=limb_direction(kps, mid, end),
         known_joints=int(known(kps[[root, mid, end]]).sum()),
@@ -330,17 +381,21 @@ def limb_facts(kps: np.ndarray, name: str) -> LimbFacts:
 def person_facts(kps: np.ndarray, position: str | None = None) -> PersonFacts:
     state, conf = body_state(kps)
     posture = torso_posture(kps)
+    head_tilt, head_vertical = head_angles(kps)
+    torso = _torso_length(kps)
     return PersonFacts(
         state=state,
         state_confidence=conf,
         position=position,
         torso=None if posture is None else posture[0],
         torso_tilt=None if posture is None else round(posture[1], 1),
-        head=head_posture(kps),
+        head=head_word(head_tilt),
+        head_tilt=_round(head_tilt, 1),
+        head_vertical=_round(head_vertical, 1),
         arms_crossed=arms_crossed(kps),
         feet_apart=feet_apart(kps),
         angles={k: (None if v is None else round(v, 1)) for k, v in joint_angles(kps).items()},
-        limbs={name: limb_facts(kps, name) for name in LIMBS},
+        limbs={name: limb_facts(kps, name, torso) for name in LIMBS},
         known_joints=int(known(kps).sum()),
     )
 

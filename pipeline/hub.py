@@ -3,6 +3,7 @@
     token = hub_token("user/name", flag="--push-to-hub")      # before hours of work, not after
     url = upload(folder, "user/name", kind="dataset", token=token, files=["README.md", "data/*.parquet"],
                  replace=["data/*.parquet"], resume_hint="`hf upload ...`")
+    url = push_dataset(store.path("datasets", name), "user/name", token=token)   # a built dataset
 
 Network failures are huggingface_hub's own (it honours HTTPS_PROXY and HF_ENDPOINT); any of them leaves the
 local folder untouched and the error names the exact command that retries the upload.
@@ -25,7 +26,7 @@ def hub_token(repo_id: str, *, flag: str) -> str:
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts):
         raise PipelineError(f"{flag} {repo_id!r}: expected a repo id like 'user/name'")
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # ~1 s to import, and every CLI command imports this module
 
     token = get_token()
     if not token:
@@ -59,7 +60,7 @@ def upload(
     if offline():
         raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set, nothing was uploaded; {keep}")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # (as above: only a push needs it)
 
     api = HfApi(endpoint=endpoint, token=token)
     try:
@@ -79,3 +80,22 @@ def upload(
     url = f"{endpoint}/{'datasets/' if kind == 'dataset' else ''}{repo_id}"
     log.info("pushed %s -> %s", folder, url)
     return url
+
+
+def push_dataset(path: Path, repo_id: str, *, token: str, private: bool = False) -> str:
+    """Upload README.md and data/ of a built dataset to a Hub dataset repo; returns its URL. Shards the repo
+    holds from an earlier push that are not part of this build are deleted in the same commit."""
+    hint = (
+        f"`hf upload {repo_id} {path} . --repo-type dataset --exclude meta.json --exclude skipped.jsonl "
+        f"--delete 'data/*.parquet'`"
+    )
+    return upload(
+        path,
+        repo_id,
+        kind="dataset",
+        token=token,
+        files=["README.md", "data/*.parquet"],
+        replace=["data/*.parquet"],
+        resume_hint=hint,
+        private=private,
+    )

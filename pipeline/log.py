@@ -22,8 +22,10 @@ def setup_logging(verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
-    # httpx logs every request at INFO; that would bury our own counters.
-    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "urllib3", "filelock", "fsspec"):
+    # httpx logs every request at INFO; that would bury our own counters. datasets logs "JAX version ...
+    # available" when jax is installed (mediapipe, the annotate extra, brings it).
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "urllib3", "filelock", "fsspec",
+                  "datasets"):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -84,6 +84,8 @@ class Person:
     source_box: tuple[float, float, float, float] | None = None  # the source's instance box, x1, y1, x2, y2
     segmentation: str | None = None  # the source's instance mask as COCO JSON text (polygons or RLE)
     crowd: bool = False  # a COCO iscrowd region: several people under one box/mask, no keypoints
+    score: float | None = None  # a pose model's detection score for the person (annotate); None: people's
+    keypoint_scores: np.ndarray | None = None  # (K,) float32, the model's confidence in each joint (annotate)
 
     @property
     def num_known(self) -> int:
@@ -139,6 +141,8 @@ PERSON_TYPE = pa.struct([
     ("source_box", _F32_LIST),
     ("segmentation", pa.string()),
     ("crowd", pa.bool_()),
+    ("score", pa.float32()),  # detection score of a predicted person (annotate)
+    ("keypoint_scores", _F32_LIST),  # K per-joint confidences of a predicted person (annotate)
 ])  # fmt: skip
 ANNOTATIONS_SCHEMA = pa.schema([
     ("image", pa.string()),
@@ -205,6 +209,8 @@ def _person_structs(people: list[Person]) -> tuple[pa.StructArray, np.ndarray]:
             _optional_boxes([p.source_box for p in people], 4),
             pa.array([p.segmentation for p in people], type=pa.string()),
             pa.array([bool(p.crowd) for p in people], type=pa.bool_()),
+            pa.array([p.score for p in people], type=pa.float32()),
+            pa.array([_opt_scores(p.keypoint_scores) for p in people], type=_F32_LIST),
         ],
         fields=list(PERSON_TYPE),
     )
@@ -251,6 +257,10 @@ def _opt_tuple(values: Sequence[float] | None) -> tuple | None:
     return None if values is None else tuple(float(v) for v in values)
 
 
+def _opt_scores(values: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float32)
+
+
 def _fixed_lists(arr: pa.Array, width: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(values (N, width), valid (N,)) of a list<float> column, or None when a list has another length."""
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
@@ -286,6 +296,7 @@ def _people_fast(people: pa.ListArray) -> list[Person] | None:
     centers, heads, sources = boxes(center), boxes(head), boxes(source_box)
     scales, labels = fields["scale"].to_pylist(), fields["label"].to_pylist()
     segmentations, crowds = fields["segmentation"].to_pylist(), fields["crowd"].to_pylist()
+    scores, keypoint_scores = fields["score"].to_pylist(), fields["keypoint_scores"].to_pylist()
     return [
         Person(
             keypoints=keypoints[i],
@@ -296,6 +307,8 @@ def _people_fast(people: pa.ListArray) -> list[Person] | None:
             source_box=sources[i],
             segmentation=segmentations[i],
             crowd=bool(crowds[i]),
+            score=scores[i],
+            keypoint_scores=_opt_scores(keypoint_scores[i]),
         )  # fmt: skip
         for i in range(len(keypoints))
     ]
@@ -312,6 +325,8 @@ def _people_slow(people: pa.ListArray) -> list[Person]:
             source_box=_opt_tuple(p["source_box"]),
             segmentation=p["segmentation"],
             crowd=bool(p["crowd"]),
+            score=p["score"],
+            keypoint_scores=_opt_scores(p["keypoint_scores"]),
         )
         for ps in people.to_pylist()
         for p in ps or []

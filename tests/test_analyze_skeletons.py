@@ -13,10 +13,10 @@ from test_describe_skeletons import SKIER_LLM
 
 from pipeline.analyze.controls import contradict
 from pipeline.claims import parse_annotated, parse_claims
-from pipeline.coco.keypoints import read as read_coco
 from pipeline.describe import DescribeConfig, describe
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, check_description
 from pipeline.instances import annotation_facts
+from pipeline.sources.coco_keypoints import read as read_coco
 
 
 def coco_rows(path):
@@ -40,13 +40,13 @@ def test_coco_claims_are_checked_against_coco_keypoints(skier):
     assert set(faithful.values()) == {CONFIRMED} and len(faithful) == 8, faithful
     flipped = verdicts(contradict(SKIER_LLM), skier)
     assert list(flipped.values()).count(CONTRADICTED) == 6 and flipped["count=2"] == CONTRADICTED, flipped
-    # COCO has no head top: head posture and "above the head" are unverifiable, never guessed; the arm
+    # COCO has no head top: head posture and "above the head" are unverifiable, never guessed; the hand
     # being raised at all is still checked (the wrist against the shoulder) and is wrong here.
     head = verdicts("One person. Their head is bowed. Their left hand is raised above their head.", skier)
     assert head == {
         "count=1": CONFIRMED,
         "head head=bowed": UNVERIFIABLE,
-        "left arm raised=True": CONTRADICTED,
+        "left hand raised=True": CONTRADICTED,
         "left arm above_head=True": UNVERIFIABLE,
     }
     # A COCO head is its face joints: all marked visible on the skier, so "not visible" is contradicted.

@@ -26,13 +26,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.build_dataset import BuildConfig, build_dataset, index_descriptions
-from pipeline.build_images import stored_size
+from pipeline.build_dataset import BuildConfig, build_dataset
+from pipeline.build_dataset.card import FEATURES, token_counter
+from pipeline.build_dataset.images import stored_size
+from pipeline.build_dataset.index import index_descriptions
 from pipeline.cli.build_dataset import parse_size
 from pipeline.convert import ConvertConfig, convert
-from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
-from pipeline.heatmaps import roi_heatmap, to_uint8
+from pipeline.heatmaps import PNG_ENCODERS, roi_heatmap, to_uint8
 from pipeline.records import (
     DESCRIPTIONS_SCHEMA,
     ImageAnnotation,
@@ -475,6 +476,7 @@ def test_user_errors_are_one_line_and_write_nothing(cli, store, tmp_path, monkey
         ((*base, "--images", folder, "--push-to-hub", "no-slash"), "repo id"),
         ((*base, "--images", folder, "--include-status", "great"), "not a description status"),
         ((*base, "--images", folder, "--shard-size", "lots"), "--shard-size"),
+        ((*base, "--images", folder, "--heatmap-encoder", "zopfli"), "--heatmap-encoder"),
         ((*base, "--images", tmp_path), "no image has both"),  # no image file found at all
         (
             ("build-dataset", "--annotations", "ann", "--descriptions", "missing", "--images", folder),
@@ -515,6 +517,21 @@ def test_workers_and_executors_write_identical_rows(store, tmp_path):
     # repr: NaN keypoints (v = 0) compare equal as text, not as floats.
     assert repr(tables["serial"].to_pylist()) == repr(tables["threads"].to_pylist())
     assert repr(tables["serial"].to_pylist()) == repr(tables["procs"].to_pylist())
+
+
+def test_both_heatmap_encoders_store_the_same_heatmap_pixels(store, tmp_path):
+    """--heatmap-encoder fast writes other PNG bytes than Pillow (the default), never other pixels."""
+    folder = _small_inputs(store, tmp_path)
+    heatmaps = {}
+    for encoder in ("pillow", "fast"):
+        cfg = BuildConfig(annotations="ann", descriptions=["d"], images=folder, name=encoder, workers=0,
+                          heatmap_encoder=encoder)  # fmt: skip
+        build_dataset(cfg, store)
+        assert store.meta("datasets", encoder)["config"]["heatmap_encoder"] == encoder
+        ds = load(store.path("datasets", encoder), tmp_path / encoder)
+        heatmaps[encoder] = [np.asarray(h) for h in ds["train"]["heatmap"]]
+    assert len(heatmaps["fast"]) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(heatmaps["pillow"], heatmaps["fast"], strict=True))
 
 
 def test_image_names_that_escape_images_are_skipped_and_named(cli, store, tmp_path):
@@ -618,7 +635,7 @@ def test_parse_size():
 
 
 def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_path):
-    from pipeline.build_images import ImageJob, ImageOptions, process_image
+    from pipeline.build_dataset.images import ImageJob, ImageOptions, process_image
 
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
@@ -632,18 +649,17 @@ def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_pat
     assert decoded.shape == (40, 100, 3) and decoded[:, :45].min() > 200 and decoded[:, 55:].max() < 50
 
 
+@pytest.mark.parametrize("encoder", ["pillow", "fast"])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
-def test_png_gray_decodes_to_the_same_pixels(shape):
-    from pipeline.build_images import png_gray
-
+def test_png_gray_decodes_to_the_same_pixels(shape, encoder):
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    with Image.open(io.BytesIO(png_gray(pixels))) as im:
+    with Image.open(io.BytesIO(PNG_ENCODERS[encoder](pixels, 1))) as im:
         assert (im.format, im.mode, im.size) == ("PNG", "L", shape[::-1])
         assert np.array_equal(np.asarray(im), pixels)
 
 
 def test_heatmap_png_is_8bit_grayscale_of_the_image_size():
-    from pipeline.build_images import encode_heatmap
+    from pipeline.build_dataset.images import encode_heatmap
 
     kps = np.zeros((1, 16, 3), np.float32)
     kps[0, :, :2] = np.linspace(10, 50, 32).reshape(16, 2)
@@ -694,7 +710,7 @@ def test_a_synthetic_dataset_card_carries_the_project_licence(cli, store, tmp_pa
 def test_shard_features_are_written_in_the_form_older_datasets_read():
     # datasets >= 4 writes {"_type": "List"}, which 3.x cannot parse; the one-element-list form reads in both
     # (benchmarks/datasets_compat.py loads real shards in datasets 3.6 in a throwaway venv)
-    from pipeline.dataset_card import SCHEMA
+    from pipeline.build_dataset.card import SCHEMA
 
     stored = json.loads(SCHEMA.metadata[b"huggingface"])["info"]["features"]
     assert '"List"' not in json.dumps(stored)

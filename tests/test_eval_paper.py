@@ -1,15 +1,17 @@
-"""The reference protocol: the paper's published Table 2 as data, shown by `eval --compare` beside our
-rows; Kinetics-400's labelled test split (val when absent, said in the result); UTKFace's split list."""
+"""The reference protocol: the paper's published numbers as data (v1's Table 2, v3's abstract), shown by
+`eval --compare` beside our rows; Kinetics-400's labelled test split (val when absent, said in the result);
+UTKFace's split list."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
 import pandas as pd
 from PIL import Image
 
-from evaluation.compare import published
+from evaluation.compare import PAPERS, published
 from evaluation.readers import READERS, ReaderInput
 from evaluation.tasks import PAPER_TASKS
 
@@ -50,7 +52,7 @@ def test_stored_table_holds_the_30_published_values():
 
 
 def test_compare_alone_prints_table2(cli, store):
-    res = cli("eval", "--compare")
+    res = cli("eval", "--compare", "--paper", "v1")
     assert res.exit_code == 0, res.output
     for label, i in (("CLIP (paper)", 0), ("FocusCLIP (paper)", 1), ("Sim. random (paper)", 2)):
         cells = [f"{v[i]:.2f}" + ("†" if task == "stanford40-action" else "") for task, v in TABLE2.items()]
@@ -72,7 +74,7 @@ def test_compare_puts_the_paper_beside_our_columns(cli, store, tmp_path):
         result("utkface-age", "Age", "UTKFace", 1, 0.25) | {"split": "list val.csv"},
     ]
     (ours / "results.json").write_text(json.dumps(rows))
-    res = cli("eval", "--compare", str(ours), "--name", "cmp")
+    res = cli("eval", "--compare", str(ours), "--name", "cmp", "--paper", "v1")
     assert res.exit_code == 0, res.output
     assert "| Model | Age: UTKFace (Acc@1) | Race: UTKFace (Acc@1) | Avg. |" in res.output
     assert "| ours | 25.00 | 50.00 | 37.50 |" in res.output
@@ -85,9 +87,40 @@ def test_compare_puts_the_paper_beside_our_columns(cli, store, tmp_path):
         "FocusCLIP (paper)",
         "Sim. random (paper)",
     ]
-    assert store.meta("reports", "cmp")["config"] == {"evals": [str(ours)], "paper": True}
+    assert store.meta("reports", "cmp")["config"] == {"evals": [str(ours)], "paper": "v1"}
     res = cli("eval", "--compare", str(ours), "--no-paper")
-    assert res.exit_code == 0 and "(paper)" not in res.output
+    assert res.exit_code == 0 and "(paper" not in res.output
+    res = cli("eval", "--compare", str(ours))  # the latest version: v3's block under our columns
+    assert res.exit_code == 0 and "| ours | 25.00 | 50.00 | 37.50 |" in res.output
+    assert "(paper)" not in res.output and "| FocusCLIP (paper v3) |" in res.output
+
+
+def test_compare_prints_the_v3_rows_from_the_stored_file(cli, store):
+    """`eval --compare --paper v3` (and the default, the latest) prints one row per model of
+    evaluation/paper_v3.csv, read here with the csv module: every value, '-' where v3 gave none."""
+    path = PAPERS["v3"].path
+    text = path.read_text()
+    assert "https://arxiv.org/html/2403.06904v3" in text  # the file cites its version
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    assert [r["scope"] for r in rows] == ["activity", "age", "emotion", "average"]
+    expected = []
+    for model in ("CLIP", "FocusCLIP", "FocusCLIP - CLIP"):
+        sign = "+" if model == "FocusCLIP - CLIP" else ""
+        cells = [f"{float(r[model]):{sign}.2f}" if r[model] else "-" for r in rows]
+        expected.append(f"| {model} (paper v3) | {' | '.join(cells)} |")
+    assert expected[2] == "| FocusCLIP - CLIP (paper v3) | +3.98 | +14.78 | +7.06 | +8.61 |"
+    for args in (["--paper", "v3"], []):
+        res = cli("eval", "--compare", *args)
+        assert res.exit_code == 0, res.output
+        assert "| Model | Activity | Age | Emotion | Average |" in res.output
+        for line in expected:
+            assert line in res.output
+        assert "arXiv 2403.06904v3 (https://arxiv.org/html/2403.06904v3)" in res.output
+        assert "(paper)" not in res.output  # v1's rows only with --paper v1
+    saved = json.loads((store.path("reports", "compare") / "comparison.json").read_text())
+    assert saved["paper"] == "v3" and saved["paper_v3"]["rows"]["FocusCLIP (paper v3)"] == {"average": 33.65}
+    res = cli("eval", "--compare", "--paper", "v2")
+    assert res.exit_code == 2 and "--paper must be one of v1, v3" in res.output
 
 
 def frames(root, rows):

@@ -4,7 +4,9 @@ that must reuse the CLIP runs."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import math
 import sys
@@ -69,14 +71,57 @@ def test_collapse_step():
     assert fe.collapse([0.01, 0.2]) is None
 
 
+def test_verdict_screen_and_holm():
+    t = {"ci": [0.5, 4.0], "sign_flip_p": 0.03}
+    assert fe.verdict(t) == "beats CLIP"
+    assert (
+        fe.verdict({**t, "sign_flip_p": 0.06}) == "no difference detected"
+    )  # both conditions, as registered
+    assert fe.verdict({"ci": [-5.0, -0.1], "sign_flip_p": 0.2}) == "worse than CLIP"
+    assert fe.verdict({"ci": [-5.0, 3.0], "sign_flip_p": 0.5}) == "no difference detected"
+    assert fe.survives_screen({"a": {"mean": -1.0}, "b": {"mean": 0.5}})
+    assert not fe.survives_screen({"a": {"mean": -1.0}, "b": {"mean": 0.0}})
+    # Holm against statsmodels' definition, worked by hand: sorted p * (m - rank), running max, capped at 1
+    assert fe.holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+
+
+def test_variants_change_only_what_they_say():
+    base = fe.EffectConfig(seeds=2, steps=30)
+    assert base.with_variant("default") == base
+    large = base.with_variant("large")
+    assert (large.images, large.steps, large.variant) == (3000, 90, "large")
+    independent = base.with_variant("independent-views")
+    assert (
+        independent.masked_view == "independent"
+        and independent.train_config("d", "clip", 0).masked_view == "shared"
+    )
+    no_mi = base.with_variant("no-masked-image").train_config("d", "focusclip", 0)
+    assert no_mi.loss_weights == (0.0, 1.0, 1.0) and no_mi.focus_mode == "pixels"
+    assert base.with_variant("guided-pooling").train_config("d", "focusclip", 0).focus_mode == "pooling"
+    # validation: the layouts' train streams only, whatever the training sample's size
+    assert base.validation == large.validation
+    assert (base.validation.action_test_per_class, base.validation.action_train_per_class) == (0, 30)
+
+
+TINY = ["--seeds", "2", "--steps", "2", "--images", "30", "--batch-size", "8", "--arch", "focus-tiny",
+        "--image-size", "32", "--action-per-class", "2", "--state-per-class", "2",
+        "--val-action-per-class", "2", "--val-state-per-class", "2", "--bootstrap", "100",
+        "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory) -> tuple[Store, list[str], str]:
+    """The default protocol, reduced, run once for the module: (store, its arguments, what it printed)."""
+    store = Store(tmp_path_factory.mktemp("effect") / "store")
+    tiny = [*TINY, "--store", str(store.root)]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert fe.main(tiny) == 0
+    return store, tiny, out.getvalue()
+
+
 @pytest.mark.slow
-def test_reduced_run_then_an_ablation_reuses_clip(tmp_path, capsys):
-    store = Store(tmp_path / "store")
-    tiny = ["--seeds", "2", "--steps", "2", "--images", "30", "--batch-size", "8", "--arch", "focus-tiny",
-            "--image-size", "32", "--action-per-class", "2", "--state-per-class", "2", "--bootstrap", "100",
-            "--threads", "1", "--store", str(store.root)]  # fmt: skip
-    assert fe.main(tiny) == 0
-    out = capsys.readouterr().out
+def test_reduced_run_then_an_ablation_reuses_clip(reduced, capsys):
+    store, tiny, out = reduced
     assert out.startswith("Protocol (fixed before any result):")
     last = out.strip().splitlines()[-2:]
     for line, task in zip(last, ("synthetic-action", "synthetic-body-state"), strict=True):
@@ -90,20 +135,35 @@ def test_reduced_run_then_an_ablation_reuses_clip(tmp_path, capsys):
     assert action["diff"] == pytest.approx(
         [f - c for f, c in zip(action["acc"]["focusclip"], action["acc"]["clip"], strict=True)]
     )
+    assert action["verdict"] == fe.verdict(action)
+    # the validation split: its own images (the layouts' train lists), scored for every run
+    assert result["validation"]["synthetic-action"]["n_images"] == 20
+    assert result["validation"]["synthetic-body-state"]["n_images"] == 6
+    assert result["screen"]["seeds"] == [0, 1]
+    assert result["screen"]["survives"] == fe.survives_screen(result["validation"])
+    collapse = result["collapse"]
+    assert set(collapse["trajectory"]) == {"1"} and collapse["weight"] == 1.0
+    assert collapse["trajectory"]["1"][0] == pytest.approx(
+        np.mean([fe.curves(store, r)["loss_masked_image"][0] for r in result["runs"]["focusclip"]])
+    )
     # each per-seed accuracy equals what the eval stage itself reports for that run
     from evaluation.stage import EvalConfig, evaluate
     from pipeline.demo import eval_paths, eval_tasks
 
     run = result["runs"]["focusclip"][1]
     sample = next(store.cache_dir("focus-effect-sample").iterdir())
-    ecfg = EvalConfig(run=run, tasks=eval_tasks(), paths=eval_paths(sample / "eval"), workers=0)
-    ours = evaluate(ecfg, store)
-    for r in ours:
-        got = result["stats"][r["task"]]["acc"]["focusclip"][1]
-        assert got == pytest.approx(100 * r["metrics"][f"acc@{r['k']}"], abs=1e-3)  # stored rounded
+    for split, root, by_task in (("test", sample / "eval", result["stats"]),
+                                 ("train", next(store.cache_dir("focus-effect-validation").iterdir()),
+                                  result["validation"])):  # fmt: skip
+        ecfg = EvalConfig(run=run, tasks=eval_tasks(), paths=eval_paths(root), workers=0, split=split,
+                          name=f"check-{split}")  # fmt: skip
+        for r in evaluate(ecfg, store):
+            got = by_task[r["task"]]["acc"]["focusclip"][1]
+            assert got == pytest.approx(100 * r["metrics"][f"acc@{r['k']}"], abs=1e-3)  # stored rounded
     inputs = {i["name"] for i in store.meta("evals", "focus-effect")["inputs"]}
     assert set(result["runs"]["clip"]) | set(result["runs"]["focusclip"]) < inputs
-    assert "| focusclip |" in (folder / "results.md").read_text()
+    report = (folder / "results.md").read_text()
+    assert "| focusclip |" in report and "## Collapse of L(masked,image)" in report and "survives:" in report
 
     assert fe.main([*tiny, "--heatmap", "uniform", "--name", "fe-uniform"]) == 0
     uniform = json.loads((store.path("evals", "fe-uniform") / "results.json").read_text())
@@ -115,6 +175,57 @@ def test_reduced_run_then_an_ablation_reuses_clip(tmp_path, capsys):
 
     capsys.readouterr()
     assert fe.main(["--store", str(store.root), "--compare", "focus-effect", "fe-uniform"]) == 0
-    head, _, first, second = capsys.readouterr().out.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()
+    head, _, first, second = lines[:4]
     assert head.startswith("| Setting | Seeds | Synthetic actions CLIP / FocusCLIP")
     assert "heatmap=uniform" in second and "heatmap" not in first and "| 2 |" in first
+    assert lines[5].startswith("Holm-adjusted sign-flip p over the 4 tests above")
+    assert (
+        "Screen (validation split):" in lines
+        and "Collapse of L(masked,image), mean (min-max) over seeds:" in lines
+    )
+    versus = lines.index("FocusCLIP minus focus-effect's FocusCLIP, paired by seed (seeds both have):")
+    f_diff = np.subtract(uniform["stats"]["synthetic-action"]["acc"]["focusclip"], action["acc"]["focusclip"])
+    row = lines[versus + 4]
+    assert (
+        row.startswith("| fe-uniform | ")
+        and "heatmap=uniform, " in row
+        and f"| 2 | {f_diff.mean():+.2f} [" in row
+    )
+
+
+@pytest.mark.slow
+def test_every_variant_runs_reduced_and_prints_the_ci_lines(reduced, capsys):
+    """Each registered variant end to end, reduced: FocusCLIP-only variants reuse the default's CLIP runs and
+    record their setting in the run's config; large trains both models on 3x the images for 3x the steps."""
+    store, tiny, _ = reduced
+    default = json.loads((store.path("evals", "focus-effect") / "results.json").read_text())
+    expect = {
+        "independent-views": ("masked_view", "independent"),
+        "no-masked-image": ("loss_weights", [0.0, 1.0, 1.0]),
+        "guided-pooling": ("focus_mode", "pooling"),
+    }
+    for variant, (key, value) in expect.items():
+        capsys.readouterr()
+        assert fe.main([*tiny, "--variant", variant]) == 0
+        out = capsys.readouterr().out
+        assert f"variant   {variant}: " in out.splitlines()[1]
+        assert out.strip().splitlines()[-1].startswith("FocusCLIP - CLIP: synthetic-body-state mean ")
+        result = json.loads((store.path("evals", f"fe-{variant}") / "results.json").read_text())
+        assert result["runs"]["clip"] == default["runs"]["clip"]
+        assert store.meta("runs", result["runs"]["focusclip"][0])["config"][key] == value
+    no_mi = json.loads((store.path("evals", "fe-no-masked-image") / "results.json").read_text())
+    assert no_mi["collapse"]["weight"] == 0.0  # logged, not trained
+
+    capsys.readouterr()
+    assert fe.main([*tiny, "--variant", "large"]) == 0
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .splitlines()[-2]
+        .startswith("FocusCLIP - CLIP: synthetic-action mean ")
+    )
+    large = json.loads((store.path("evals", "fe-large") / "results.json").read_text())
+    assert not set(large["runs"]["clip"]) & set(default["runs"]["clip"])
+    meta = store.meta("runs", large["runs"]["clip"][0])
+    assert meta["config"]["max_steps"] == 6 and meta["counts"]["images"] == 90

@@ -46,6 +46,7 @@ RESUME_REFUSES = (
     "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
     "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
     "normalize", "interpolation", "cache_scale",  # the pixels the model has learnt from
+    "masked_view", "loss_weights", "focus_mode",  # the FocusCLIP variant
     "lock_image", "lock_text", "unlock_last",
 )  # fmt: skip
 # A setting a checkpoint's config does not record (it was written before the setting existed) had its default.

@@ -8,6 +8,7 @@ Every recipe value is a default only: a field set on the TrainConfig (CLI option
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +70,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# The FocusCLIP variant settings at their defaults (the method as published): a run that leaves them there
+# trains exactly as before they existed.
+FOCUS_VARIANT_DEFAULTS: dict[str, Any] = {
+    "masked_view": "shared",
+    "loss_weights": (1.0, 1.0, 1.0),
+    "focus_mode": "pixels",
+}
+
+
 @dataclass(slots=True)
 class TrainConfig:
     dataset: str
@@ -110,6 +120,15 @@ class TrainConfig:
     # "dataset" when it was built with --roi box or mask, else "keypoints" (training.data.heatmap_source_for).
     heatmap_source: Literal["keypoints", "dataset", "uniform"] | None = None
     heatmap_parts: bool = False  # one blob per body part instead of per person
+    # ---- FocusCLIP variants (benchmarks/README.md, the pre-registered study); the defaults are the paper's.
+    # "independent": the masked view is cropped, flipped and colour-jittered on its own (training/data.py),
+    # so L(masked, image) is an invariance task rather than a brightness match.
+    masked_view: Literal["shared", "independent"] = "shared"
+    # weights of L(masked, image), L(masked, text), L(image, text); a 0 leaves the term logged but untrained
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # "pooling": the masked view keeps its pixels and the heatmap becomes an additive log-prior on the image
+    # tower's attention pooling instead (training/model.py); inference never sees a heatmap either way.
+    focus_mode: Literal["pixels", "pooling"] = "pixels"
     # Horizontal flips are off by default: the descriptions name left/right arms and people, and a
     # mirrored image would contradict its text.
     hflip: bool = False
@@ -150,6 +169,7 @@ class TrainConfig:
             cfg.name = f"{cfg.dataset}-{cfg.model_type}"
         cfg.betas = tuple(cfg.betas)
         cfg.crop_scale = tuple(cfg.crop_scale)
+        cfg.loss_weights = tuple(float(w) for w in cfg.loss_weights)
         cfg.check()
         cfg.check_fine_tuning()
         return cfg
@@ -193,6 +213,17 @@ class TrainConfig:
             raise bad(f"interpolation must be bicubic or bilinear, not {self.interpolation!r}")
         if self.heatmap_source not in ("keypoints", "dataset", "uniform", None):
             raise bad("heatmap_source must be keypoints, dataset or uniform (or unset: from the dataset)")
+        if self.masked_view not in ("shared", "independent"):
+            raise bad(f"masked_view must be shared or independent, not {self.masked_view!r}")
+        if self.focus_mode not in ("pixels", "pooling"):
+            raise bad(f"focus_mode must be pixels or pooling, not {self.focus_mode!r}")
+        weights = self.loss_weights
+        if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+            raise bad(f"loss_weights must be 3 finite values >= 0, not all 0 (got {list(weights)})")
+        variant = {k: getattr(self, k) for k in FOCUS_VARIANT_DEFAULTS}
+        if self.model_type == "clip" and variant != FOCUS_VARIANT_DEFAULTS:
+            changed = ", ".join(k for k, v in variant.items() if v != FOCUS_VARIANT_DEFAULTS[k])
+            raise bad(f"{changed} change(s) FocusCLIP's masked view or loss; a CLIP run has neither")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

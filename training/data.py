@@ -74,9 +74,10 @@ class TrainData:
 @dataclass(slots=True)
 class Batch:
     images: torch.Tensor  # (B, 3, H, W) float in [0, 1], on the device
-    heatmaps: torch.Tensor | None  # (B, H, W) float in [0, 1]
+    heatmaps: torch.Tensor | None  # (B, H, W) float in [0, 1]: of the masked view
     tokens: torch.Tensor  # (B, L) int64
     text_stats: BatchStats
+    masked_images: torch.Tensor | None = None  # the masked view's own pixels (independent views), or None
 
 
 def shard_paths(root: Path, split: str) -> list[Path]:
@@ -392,6 +393,27 @@ def crop_images(x: torch.Tensor, params: torch.Tensor, out: int) -> torch.Tensor
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+# The independent masked view (masked_view="independent"), fixed before any run of the study
+# (benchmarks/README.md): a random square crop of 50-100% of the area (the image view keeps the recipe's),
+# a horizontal flip half the time, and brightness, contrast and saturation each scaled by a factor drawn
+# from [0.6, 1.4] (torchvision's ColorJitter(0.4, 0.4, 0.4) without hue, SimCLR's strongest terms).
+VIEW_CROP_SCALE = (0.5, 1.0)
+VIEW_JITTER = 0.4
+
+
+def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] with (B, 3) factors for brightness, contrast and saturation, applied in that
+    order as torchvision's adjust_* do (contrast about the image's mean grey, saturation about each pixel's
+    grey, with torchvision's rgb_to_grayscale weights), clamped to [0, 1] after each."""
+    luma = torch.tensor([0.2989, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    b, c, s = (f.view(-1, 1, 1, 1) for f in factors.to(x.dtype).unbind(1))
+    x = (x * b).clamp(0, 1)
+    mean = (x * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    x = ((x - mean) * c + mean).clamp(0, 1)
+    grey = (x * luma).sum(1, keepdim=True)
+    return ((x - grey) * s + grey).clamp(0, 1)
+
+
 def crop_keypoints(kps: torch.Tensor, params: torch.Tensor, src: int, out: int) -> torch.Tensor:
     """The same crop applied to keypoints (B, P, K, 3) given in source pixels: returns output pixels."""
     side, x0, y0, flip = (t[:, None, None] for t in params.unbind(1))
@@ -424,6 +446,7 @@ class BatchLoader:
         all_descriptions: bool = True,
         channels_last: bool = False,
         data_on_device: bool | None = None,
+        masked_view: str = "shared",
     ):
         self.data = data
         self.batch_size, self.image_size = batch_size, image_size
@@ -431,6 +454,7 @@ class BatchLoader:
         self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
         self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or data.side != image_size
         self.uniform = uniform_heatmap
+        self.independent = focus and masked_view == "independent"
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
         self.channels_last = channels_last
         rendered = focus and data.heatmaps is None and not uniform_heatmap  # from the keypoints, per step
@@ -461,6 +485,11 @@ class BatchLoader:
     def _generator(self, epoch: int, step: int) -> tuple[torch.Generator, np.random.Generator]:
         rng = np.random.default_rng([self.seed, self.rank, epoch, step])
         return torch.Generator().manual_seed(int(rng.integers(2**62))), rng
+
+    def _view_generator(self, epoch: int, step: int) -> torch.Generator:
+        """The independent masked view's own stream, so the image view's crops stay those of a default run."""
+        rng = np.random.default_rng([self.seed, self.rank, epoch, step, 1])
+        return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
     def _gather_host(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Index the pinned host cache into one of two pinned staging buffers, then copy asynchronously."""
@@ -514,21 +543,46 @@ class BatchLoader:
             heat_u8 = self.heatmaps.index_select(0, didx) if self.heatmaps is not None else None
         else:
             imgs, heat_u8 = self._gather_host(idx)
-        x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
+        source = imgs.permute(0, 3, 1, 2).float().div_(255.0)
         if heat_u8 is not None and self.focus:
-            x = torch.cat([x, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
-        if self.crop:
-            x = crop_images(x, params, self.image_size)
+            source = torch.cat([source, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
+        x, heat = self._view(source, params, idx, crop=self.crop, render=not self.independent)
+        masked = None
+        if self.independent:  # its own crop, flip and jitter; the heatmap goes with the masked view
+            view_gen = self._view_generator(epoch, step)
+            view = crop_params(len(idx), view_gen, scale=VIEW_CROP_SCALE, hflip=True).to(self.device)
+            factors = 1 + VIEW_JITTER * (2 * torch.rand(len(idx), 3, generator=view_gen) - 1)
+            masked, heat = self._view(source, view, idx, crop=True)
+            masked = color_jitter(masked, factors.to(self.device))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if masked is not None:
+                masked = masked.contiguous(memory_format=torch.channels_last)
+        return Batch(images=x, heatmaps=heat, tokens=tokens, text_stats=stats, masked_images=masked)
+
+    def _view(
+        self,
+        source: torch.Tensor,
+        params: torch.Tensor,
+        idx: torch.Tensor,
+        *,
+        crop: bool,
+        render: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One view of the batch: (B, 3, S, S) pixels [+ a stored heatmap channel] cropped by `params`, and
+        its heatmap (FocusCLIP: the stored one under the same crop, ones, or, with `render`, drawn from the
+        keypoints under the same crop)."""
+        x = crop_images(source, params, self.image_size) if crop else source
         heat = None
         if self.focus:
             if self.uniform:
                 heat = torch.ones((len(idx), self.image_size, self.image_size), device=self.device)
-            elif heat_u8 is not None:
+            elif x.shape[1] == 4:
                 heat = x[:, 3].clamp(0, 1)
                 x = x[:, :3]
-            else:
+            elif render:
                 kps = self.keypoints.index_select(0, idx.to(self.device, non_blocking=True))
-                if self.crop:
+                if crop:
                     kps = crop_keypoints(kps, params, self.data.side, self.image_size)
                 sizes = torch.full((len(idx), 2), float(self.image_size), device=self.device)
                 heat = roi_heatmap_torch(
@@ -538,7 +592,4 @@ class BatchLoader:
                     parts=self.parts,
                     skeleton=self.data.skeleton,
                 )
-        x = x.clamp_(0, 1)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return Batch(images=x, heatmaps=heat, tokens=tokens, text_stats=stats)
+        return x.clamp(0, 1), heat

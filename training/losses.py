@@ -16,6 +16,8 @@ rows against everybody's columns, so the logits are B x (world*B) and gradients 
 
 from __future__ import annotations
 
+import functools
+import operator
 import warnings
 from collections.abc import Callable
 from typing import Literal
@@ -91,7 +93,7 @@ PAIR_LOSSES = {"infonce": contrastive_loss, "ntxent": ntxent_loss}
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather along dim 0, differentiable (torch.distributed.nn, as open_clip's gather_with_grad)."""
-    import torch.distributed.nn as dist_nn
+    import torch.distributed.nn as dist_nn  # only multi-process runs gather; some torch builds lack it
 
     return torch.cat(dist_nn.all_gather(x), dim=0)
 
@@ -122,8 +124,11 @@ def focusclip_loss(
     gather: Gather | None = None,
     rank: int = 0,
     kind: LossKind = "infonce",
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """FocusCLIP: L(masked, image) + L(masked, text) + L(image, text); returns (sum, the three terms)."""
+    """FocusCLIP: L(masked, image) + L(masked, text) + L(image, text), each times its weight; returns (the
+    weighted sum, the three unweighted terms). A term of weight 0 is still computed and reported, so its
+    curve shows what the model learns about it without being trained on it."""
     pair = PAIR_LOSSES[kind]
     g = _gathered(gather, image=image, text=text, masked=masked)
     off = rank * image.shape[0]
@@ -135,7 +140,9 @@ def focusclip_loss(
         "loss_masked_text": mt.detach(),
         "loss_image_text": it.detach(),
     }
-    return mi + mt + it, terms
+    # a weight of 1 adds the term itself, so the default sum is mi + mt + it, bit for bit as before weights
+    weighted = [t if w == 1 else w * t for w, t in zip(weights, (mi, mt, it), strict=True) if w]
+    return functools.reduce(operator.add, weighted), terms
 
 
 def _gathered(gather: Gather | None, **feats: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -13,6 +13,13 @@ occupancy than two).
 The masking is applied to pixels in [0, 1] before the tower's mean/std normalisation, so "masked out" is
 black, as in the paper's figures. The exported checkpoint is the plain open_clip model: inference needs
 no heatmap.
+
+focus_mode="pooling" (a variant, benchmarks/README.md) moves the same weight from the pixels into the image
+tower's attention pooling: the masked view keeps its pixels, and log(alpha + heatmap * (1 - alpha)),
+averaged over each token's area, is added to the attention logits of the pooling query. Supported towers:
+open_clip's ModifiedResNet (its attention pool: focus-small, RN50, ...) and VisionTransformer with class-
+token pooling (the class token's query in the last block: focus-tiny, ViT-B-16, ...). Only training sees
+the prior; the plain image view and every later use of the tower (eval, export) run it unchanged.
 """
 
 from __future__ import annotations
@@ -25,13 +32,18 @@ from typing import Literal
 
 import open_clip
 import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
+from pipeline.errors import PipelineError
 from training.towers import Towers, create_clip
 
 log = logging.getLogger(__name__)
 
 AlphaParam = Literal["sigmoid", "plain"]
+FocusMode = Literal["pixels", "pooling"]
 
 
 class FocusCLIP(nn.Module):
@@ -47,12 +59,16 @@ class FocusCLIP(nn.Module):
         learn_temperature: bool = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        focus_mode: FocusMode = "pixels",
     ):
         """mean/std: the pixel normalisation (the run's recorded preprocessing); default the tower's own."""
         super().__init__()
         self.clip = clip
         self.focus = focus
         self.alpha_param = alpha_param
+        self.focus_mode = focus_mode
+        if focus and focus_mode == "pooling":
+            token_grid(clip.visual)  # refuses a tower without attention pooling now, not at the first step
         if focus and alpha_param == "plain":
             self.alpha_plain = nn.Parameter(torch.tensor(float(alpha_init)))
         elif focus:
@@ -87,6 +103,7 @@ class FocusCLIP(nn.Module):
         learn_temperature: bool = True,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        focus_mode: FocusMode = "pixels",
     ) -> FocusCLIP:
         clip = create_clip(
             arch, context_length=context_length, image_size=image_size, pretrained=pretrained, towers=towers
@@ -101,6 +118,7 @@ class FocusCLIP(nn.Module):
             learn_temperature=learn_temperature,
             mean=mean,
             std=std,
+            focus_mode=focus_mode,
         )
 
     @property
@@ -123,18 +141,36 @@ class FocusCLIP(nn.Module):
         return self.alpha_plain if self.alpha_param == "plain" else self.alpha_logit
 
     def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor, heatmaps: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        tokens: torch.Tensor,
+        heatmaps: torch.Tensor | None = None,
+        masked_images: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """images (B,3,H,W) floats in [0,1]; tokens (B,L); heatmaps (B,H,W) in [0,1] (FocusCLIP only)."""
+        """images (B,3,H,W) floats in [0,1]; tokens (B,L); heatmaps (B,H,W) in [0,1] (FocusCLIP only);
+        masked_images: the masked view's own pixels (independent views), else the images are masked."""
         b = images.shape[0]
+        prior = None
         if self.focus:
             if heatmaps is None:
                 raise ValueError("FocusCLIP needs heatmaps")
             alpha = self.alpha().to(images.dtype)
-            masked = images * (alpha + heatmaps.unsqueeze(1).to(images.dtype) * (1 - alpha))
+            source = images if masked_images is None else masked_images
+            if self.focus_mode == "pooling":
+                grid = token_grid(self.clip.visual)
+                area = F.adaptive_avg_pool2d(heatmaps.unsqueeze(1).to(images.dtype), grid).flatten(1)
+                # clamped: the reference's plain alpha is not kept inside (0, 1]
+                focus_prior = torch.log((alpha + area * (1 - alpha)).clamp_min(1e-6))
+                prior = torch.cat([torch.zeros_like(focus_prior), focus_prior], dim=0)
+                masked = source
+            else:
+                masked = source * (alpha + heatmaps.unsqueeze(1).to(images.dtype) * (1 - alpha))
             images = torch.cat([images, masked], dim=0)
         pixels = (images - self.mean) / self.std
-        vis = self.clip.encode_image(pixels, normalize=True)
+        if prior is None:
+            vis = self.clip.encode_image(pixels, normalize=True)
+        else:
+            vis = F.normalize(encode_image_with_prior(self.clip.visual, pixels, prior), dim=-1)
         out = {
             "image": vis[:b],
             "text": self.clip.encode_text(tokens, normalize=True),
@@ -160,3 +196,81 @@ class FocusCLIP(nn.Module):
         for module in getattr(self, "_fixed_norms", ()):  # set by fix_norm_stats only
             module.eval()
         return self
+
+
+# ---- heatmap-guided pooling (focus_mode="pooling") --------------------------------------------------------
+def token_grid(visual: nn.Module) -> tuple[int, int]:
+    """The (rows, cols) of tokens the tower's pooling attends over; refuses a tower it cannot guide."""
+    if isinstance(visual, ModifiedResNet) and visual.attnpool is not None:
+        side = math.isqrt(visual.attnpool.positional_embedding.shape[0] - 1)
+        return side, side
+    if (
+        isinstance(visual, VisionTransformer)
+        and visual.attn_pool is None
+        and visual.pool_type == "tok"
+        and isinstance(visual.patch_dropout, nn.Identity)  # dropped patches would unalign the prior
+        and isinstance(visual.transformer.resblocks[-1], ResidualAttentionBlock)
+    ):
+        return tuple(visual.grid_size)
+    raise PipelineError(
+        "--focus-mode pooling guides open_clip's ModifiedResNet attention pool (focus-small, RN50, ...) or "
+        "a VisionTransformer's class token (focus-tiny, ViT-B-16, ... without patch dropout or an "
+        f"attentional pooler); this image tower is a {type(visual).__name__}: use --focus-mode pixels"
+    )
+
+
+def encode_image_with_prior(visual: nn.Module, pixels: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The tower's unnormalised image features with `prior` (N, rows*cols), an additive log-weight per
+    token, on the pooling query's attention logits; the summary token's own key gets none. A zero prior
+    gives the tower's own output."""
+    if isinstance(visual, ModifiedResNet):
+        x = visual.stem(pixels)
+        x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+        return _attnpool_with_prior(visual.attnpool, x, prior)
+    last = visual.transformer.resblocks[-1]
+    n, tokens, heads = prior.shape[0], prior.shape[1] + 1, last.attn.num_heads
+    mask = prior.new_zeros(n, heads, tokens, tokens)
+    mask[:, :, 0, 1:] = prior[:, None, :]  # row 0: the class token's query
+    mask = mask.reshape(n * heads, tokens, tokens)
+
+    def with_mask(module, args, kwargs):
+        return args, {**kwargs, "attn_mask": mask}
+
+    handle = last.register_forward_pre_hook(with_mask, with_kwargs=True)
+    try:
+        return visual(pixels)
+    finally:
+        handle.remove()
+
+
+def _attnpool_with_prior(pool: nn.Module, x: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """open_clip's AttentionPool2d.forward (modified_resnet.py) with the prior as its attention mask."""
+    n = x.shape[0]
+    x = x.reshape(n, x.shape[1], x.shape[2] * x.shape[3]).permute(2, 0, 1)  # NCHW -> (HW)NC
+    x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)  # (HW+1)NC
+    x = x + pool.positional_embedding[:, None, :].to(x.dtype)
+    tokens = x.shape[0]
+    mask = F.pad(prior, (1, 0))[:, None, None, :].expand(n, pool.num_heads, tokens, tokens)
+    x, _ = F.multi_head_attention_forward(
+        query=x,
+        key=x,
+        value=x,
+        embed_dim_to_check=x.shape[-1],
+        num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight,
+        k_proj_weight=pool.k_proj.weight,
+        v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None,
+        in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None,
+        bias_v=None,
+        add_zero_attn=False,
+        dropout_p=0.0,
+        out_proj_weight=pool.c_proj.weight,
+        out_proj_bias=pool.c_proj.bias,
+        use_separate_proj_weight=True,
+        training=pool.training,
+        need_weights=False,
+        attn_mask=mask.reshape(n * pool.num_heads, tokens, tokens).to(x.dtype),
+    )
+    return x[0]

@@ -30,8 +30,9 @@ from typing import Any
 import open_clip
 import torch
 from open_clip import hf_model
-from open_clip.factory import load_state_dict
+from open_clip.factory import _get_hf_config, load_state_dict
 from open_clip.model import set_model_preprocess_cfg
+from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 from open_clip.tokenizer import HFTokenizer
 from timm.layers import to_2tuple
 from torch import nn
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 SCHEMAS = ("local-dir:", "hf-hub:")
 # file names of a timm checkpoint inside a folder (a hub snapshot of timm/<model>), preferred first
 _TIMM_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "model.pth")
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+_registered = False
 
 
 class AllPositionsMeanPooler(nn.Module):
@@ -72,14 +75,21 @@ class Towers:
         return self.hub or self.image is not None or self.text is not None
 
 
+def register_model_configs() -> None:
+    """Make our architectures (training/model_configs) known to open_clip (importing this module registered
+    the reference text pooler)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(MODEL_CONFIGS)
+        _registered = True
+
+
 def has_schema(name: str | None) -> bool:
     return bool(name) and name.startswith(SCHEMAS)
 
 
 def arch_config(arch: str) -> dict[str, Any]:
     """A copy of the open_clip model config of `arch`: a registered name, local-dir:PATH or hf-hub:ID."""
-    from training.inference import register_model_configs
-
     register_model_configs()
     if arch.startswith("local-dir:"):
         path = Path(arch.removeprefix("local-dir:")).expanduser() / "open_clip_config.json"
@@ -90,8 +100,6 @@ def arch_config(arch: str) -> dict[str, Any]:
             raise PipelineError(f"{path}: no 'model_cfg' in it")
         return cfg
     if arch.startswith("hf-hub:"):
-        from open_clip.factory import _get_hf_config
-
         try:
             return _get_hf_config(arch.removeprefix("hf-hub:"))["model_cfg"]
         except Exception as err:  # offline, no such repo, or no open_clip config in it
@@ -141,8 +149,6 @@ def _pretrained_tag(arch: str, pretrained: str) -> bool:
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if pretrained not in tags:
         return False
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
-
     try:
         download_pretrained(get_pretrained_cfg(arch, pretrained))
     except Exception as err:

@@ -171,6 +171,7 @@ class Trainer:
             learn_temperature=cfg.learn_temperature,
             mean=self.preprocess.mean,
             std=self.preprocess.std,
+            focus_mode=cfg.focus_mode,
         ).to(dev)
         self.channels_last = dev.type == "cuda" if cfg.channels_last is None else cfg.channels_last
         if self.channels_last:
@@ -236,6 +237,7 @@ class Trainer:
             sample_sentences=cfg.sentence_sampling,
             all_descriptions=cfg.all_descriptions,
             channels_last=self.channels_last,
+            masked_view=cfg.masked_view,
         )
         self.spe = self.loader.steps_per_epoch
         self.total = cfg.max_steps or self.spe * cfg.epochs
@@ -284,7 +286,7 @@ class Trainer:
         with torch.autocast(
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
         ):
-            out = net(batch.images, batch.tokens, batch.heatmaps)
+            out = net(batch.images, batch.tokens, batch.heatmaps, batch.masked_images)
         gather = gather_with_grad if self.info.world > 1 else None
         feats = {k: v.float() for k, v in out.items()}
         if self.focus:
@@ -296,6 +298,7 @@ class Trainer:
                 gather=gather,
                 rank=self.info.rank,
                 kind=self.cfg.loss,
+                weights=self.cfg.loss_weights,
             )
         return clip_loss(
             feats["image"],

@@ -2,6 +2,7 @@
 
 from pipeline.cli import (  # noqa: F401  (importing a module registers its command)
     analyze,
+    annotate,
     build_dataset,
     convert,
     demo,

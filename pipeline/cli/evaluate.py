@@ -4,7 +4,8 @@ of finished evals.
     focus-pipeline eval --run demo-focusclip --data-root ~/eval-data
     focus-pipeline eval --arch ViT-B-16 --checkpoint model.pt --tasks fer2013-emotion utkface-age \
         --path fer2013=~/fer2013_images --split test --templates ensemble
-    focus-pipeline eval --compare evals/clip evals/focusclip      # beside the paper's published Table 2
+    focus-pipeline eval --compare evals/clip evals/focusclip      # beside the paper's latest numbers (v3)
+    focus-pipeline eval --compare --paper v1 evals/clip evals/focusclip   # beside v1's Table 2, per dataset
     focus-pipeline eval --list-tasks
     focus-pipeline eval --check-data --data-root ~/eval-data     # what is found where, and what is missing
 """
@@ -101,8 +102,14 @@ Compare = Annotated[
     ),
 ]
 Paper = Annotated[
-    bool, typer.Option("--paper/--no-paper", help="With --compare: show the paper's Table 2 rows.")
+    str,
+    typer.Option(
+        "--paper",
+        help="With --compare: the paper version whose published numbers are shown: v1 (Table 2, per "
+        "dataset), v3 (its abstract: per task group and on average) or latest (v3).",
+    ),
 ]
+NoPaper = Annotated[bool, typer.Option("--no-paper", help="With --compare: no published numbers.")]
 ListTasks = Annotated[bool, typer.Option("--list-tasks", help="Print the task registry and exit.")]
 CheckData = Annotated[
     bool,
@@ -134,7 +141,8 @@ def _evaluate(
     overwrite: Overwrite = False,
     allow_empty: AllowEmpty = False,
     compare: Compare = False,
-    paper: Paper = True,
+    paper: Paper = "latest",
+    no_paper: NoPaper = False,
     list_tasks: ListTasks = False,
     check_data: CheckData = False,
 ) -> None:
@@ -142,7 +150,7 @@ def _evaluate(
     if list_tasks:
         return _list_tasks()
     if compare:
-        return _compare(entries or [], name, paper)
+        return _compare(entries or [], name, None if no_paper else paper)
     from evaluation.stage import EvalConfig
     from evaluation.tasks import PAPER_TASKS, TASKS
 
@@ -202,9 +210,10 @@ def _check_data(cfg) -> None:
     typer.echo(format_checks(checks, {t.id: dataset_hint(t) for t in tasks}))
 
 
-def _compare(entries: list[str], name: str | None, paper: bool) -> None:
+def _compare(entries: list[str], name: str | None, paper: str | None) -> None:
     from evaluation.compare import compare_stage
 
     table = compare_stage(entries, state.store, name, paper=paper)
     typer.echo(table.markdown)
-    typer.echo(f"wrote reports/{name or 'compare'} (comparison.md, comparison.png)", err=True)
+    files = ", ".join(f.name for f in table.files)
+    typer.echo(f"wrote reports/{name or 'compare'} ({files})", err=True)

@@ -78,6 +78,31 @@ HeatmapSource = Annotated[
         "with --roi box or mask, else keypoints].",
     ),
 ]
+MaskedView = Annotated[
+    str,
+    typer.Option(
+        "--masked-view",
+        help="FocusCLIP's masked view: shared (the image itself, masked; the paper's) or independent "
+        "(its own crop, flip and colour jitter).",
+    ),
+]
+LossWeights = Annotated[
+    tuple[float, float, float],
+    typer.Option(
+        "--loss-weights",
+        metavar="MI MT IT",
+        help="Weights of FocusCLIP's L(masked,image), L(masked,text), L(image,text); 0 leaves a term "
+        "untrained.",
+    ),
+]
+FocusMode = Annotated[
+    str,
+    typer.Option(
+        "--focus-mode",
+        help="pixels (the heatmap masks the pixels; the paper's) or pooling (an additive log-prior on the "
+        "image tower's attention pooling; ModifiedResNet and class-token ViT towers).",
+    ),
+]
 Pretrained = Annotated[
     str | None,
     typer.Option(
@@ -183,6 +208,9 @@ def _train(
     image_size: ImageSize = None,
     sentence_sampling: SentenceSampling = True,
     heatmap_source: HeatmapSource = None,
+    masked_view: MaskedView = "shared",
+    loss_weights: LossWeights = (1.0, 1.0, 1.0),
+    focus_mode: FocusMode = "pixels",
     pretrained: Pretrained = None,
     pretrained_towers: PretrainedTowers = False,
     image_tower: ImageTower = None,

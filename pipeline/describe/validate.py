@@ -9,17 +9,20 @@ A reply is ok only when it reads as a description of these people's poses. In or
   `min_chars` or over `max_chars` -> invalid;
 - what a weak model writes instead of a description (each -> invalid with the reason): JSON or code, an echo
   of the prompt (more than `max_echo` of the reply's word 5-grams are in the prompt), template placeholders
-  ("left/right/center", "<activity>"), meta talk (being an AI, the task, the template, the input data),
+  ("left/right/center", "<activity>"), meta talk (being an AI, the request or the model's task, the prompt or
+  template, the data it was given: not the words "task" or "data" said of the activity),
   coordinates or keypoint numbers, measurements the keypoints cannot give (lengths, weights, ages), a list
   whose items mostly make no pose claim (more than `max_list_share` of them: the template restated);
 - people besides the annotated ones (pipeline.bystanders: "a crowd watches", "another man stands behind
   her", "two spectators"): invalid under `background_people="reject"` (the default); under "scene" they are
   allowed and their clauses are left out of the claims below;
 - the claims, parsed and checked by pipeline.claims / pipeline.faithfulness (the checker analyze reports):
-  a people count that disagrees, a person or a limb the image does not have, more than `max_contradicted`
-  of the decided claims contradicting the keypoints (the reason lists them), and fewer than
-  `min_pose_claims` decided pose claims (capped at what the keypoints can decide, so a person with two
-  annotated joints is not asked for three claims).
+  a people count that disagrees, a person or a limb the image does not have ("another person", "a second
+  person" for one included), more than `max_contradicted` of the decided claims contradicting the keypoints
+  (the reason lists them), and fewer than `min_pose_claims` decided pose claims (capped at what the keypoints
+  can decide, so a person with two annotated joints is not asked for three claims).
+
+Calibrated on good text as well as on garbage: benchmarks/gate_calibration.py scores it on tests/calibration.
 
 Other skeletons (pipeline.instances): COCO-17 and CrowdPose-14 people are judged exactly like MPII ones,
 their claims checked through the MPII view (a COCO head posture is unverifiable, so never required); crowd
@@ -85,11 +88,20 @@ _CODE = re.compile(r"```|\{\s*\"|\"\s*:\s*[\[{\d\"-]|\[\s*-?\d+(?:\.\d+)?\s*,\s*
 _PLACEHOLDER = re.compile(
     r"<[a-z][^<>\n]{0,40}>|\b[a-z]+/[a-z]+/[a-z]+\b|\[(?:activity|category|number)[^\]]*\]", re.I
 )
+# Talk about the request instead of the people: being a model, the prompt or template, the data it was given.
+# "Task", "data" and "input" alone are ordinary words a description uses for the activity ("the task involves
+# lifting heavy items", "data entry", "the copier's input tray"), so they count only in those senses.
 _META = re.compile(
     r"\b(?:as an ai|i'?m an ai|i am an ai|an ai (?:language )?model|language model|"
     r"i (?:was|am|have been) (?:designed|trained|programmed)|designed to (?:analy[sz]e|assist|help)|"
-    r"my (?:task|purpose|role|analysis)|(?:the|this|your) (?:task|template|prompt|instructions?)\b|"
+    r"my (?:task|purpose|role|analysis)|your (?:task|request|question)|"
+    r"(?:the|this) task (?:is|was) to (?:describe|analy[sz]e|provide|write|generate)|"
+    r"(?:the|this) task of (?:describing|analy[sz]ing)|the (?:given|assigned|requested) task|"
+    r"(?:the|this|your) (?:template|prompt)\b|as (?:instructed|requested)|"
+    r"(?:the|your|these|the given|the provided|the above) instructions|"
     r"(?:the|this) (?:given|provided|input|supplied) (?:json|data|input|information|annotations?)|json|"
+    r"(?:the|this) (?:data|information|input|annotations?) (?:you )?(?:provided|given|supplied)|"
+    r"(?:information|data) (?:that )?you (?:provided|gave|supplied)|"
     r"here is (?:a|the|my) (?:description|analysis)|i (?:will|'ll) (?:now )?(?:describe|analy[sz]e|provide))",
     re.I,
 )
@@ -189,8 +201,9 @@ def _claims(
             have = f"{n} {one if n == 1 else plural(one)}"
             return f"describes {article(one)} the annotations do not have ({have}): {c.claim.label}"
     named = {c.claim.subject for c in checks.checks if c.claim.subject and c.claim.subject[0] != "unresolved"}
-    if len(named) > n:
-        return f"describes {len(named)} different {plural(one)}, the annotations have {n}"
+    described = max(len(named), parsed.people_implied)  # "a second person ..." for one: two
+    if described > n:
+        return f"describes {described} different {plural(one)}, the annotations have {n}"
     if others and not scene:
         said = "; ".join(repr(text[b.clause_start : b.clause_end].strip()) for b in others[:3])
         return f"describes people the annotations do not have ({n} annotated): {said}"
