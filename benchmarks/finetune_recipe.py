@@ -203,6 +203,11 @@ def plot(runs: dict[str, list[dict]], start: dict[str, float], out: Path) -> Non
 def finetune_recipe(cfg: RecipeConfig, store: Store) -> str:
     """Score the starting point, train every arm and seed, publish evals/<name>; returns the table."""
     print(protocol(cfg), flush=True)
+    if not store.exists("runs", cfg.base):
+        raise PipelineError(
+            f"no runs/{cfg.base} in store {store.root} to continue: `focus-pipeline demo` trains "
+            "runs/demo-clip (or pass --base RUN)"
+        )
     started = time.perf_counter()
     ecfg = EvalConfig(run=cfg.base, tasks=TASKS, data_root=cfg.eval_root(store), workers=0, device=cfg.device,
                       name=f"{cfg.name}-start", overwrite=True)  # fmt: skip

@@ -114,9 +114,8 @@ class ZeroShotEval:
         self.out.mkdir(parents=True, exist_ok=True)
         values = {}
         for r in results:
-            if (
-                r["status"] != "ok"
-            ):  # its data was checked at set-up: a load or scoring failure (out of memory)
+            # its data was checked at set-up, so this is a load or scoring failure (out of memory, say)
+            if r["status"] != "ok":
                 log.error("zero-shot at step %d: %s not scored: %s", step, r["task"], r.get("message", ""))
                 continue
             record = {**clip_benchmark_record(r), "pretrained": f"runs/{self.run}@{step}", "step": step}
