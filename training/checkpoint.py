@@ -60,6 +60,8 @@ def _plain(value: Any) -> Any:
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The keys whose value differs; a key an older checkpoint lacks had its default then."""
+    old = {**_DEFAULTS, **old}
     return {
         k: {"from": old.get(k), "to": new.get(k)} for k in keys if _plain(old.get(k)) != _plain(new.get(k))
     }
@@ -192,7 +194,7 @@ class Checkpointer:
                 f"{path} was written by a run with {ckpt.get('world')} processes; resume with the "
                 f"same number (this one has {self.info.world}) so the data order stays the same"
             )
-        new, old = self.cfg.to_dict(), {**_DEFAULTS, **ckpt["config"]}
+        new, old = self.cfg.to_dict(), ckpt["config"]
         refused = _changes(old, new, RESUME_REFUSES)
         if refused:
             what = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in refused.items())
