@@ -230,7 +230,7 @@ def _report(
         f"One seed, one draw: this table shows whether each model learns (see the checks below), not whether "
         f"FocusCLIP beats CLIP. On {counts['stanford40_test']} test images a few points either way is within "
         "seed-to-seed noise; `benchmarks/focus_effect.py` measures the paired difference over seeds with "
-        "confidence intervals (README: 'Does FocusCLIP beat CLIP here?').",
+        "confidence intervals (benchmarks/README.md).",
         "",
         "## Training",
         "",
