@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.errors import PipelineError
+from pipeline.store import Recorded, recorded, run_only
 
 ModelType = Literal["clip", "focusclip"]
 
@@ -134,18 +135,18 @@ class TrainConfig:
     hflip: bool = False
     split: str = "train"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = run_only("auto")  # auto | cpu | cuda | cuda:N
     compile: bool = False
     channels_last: bool | None = None  # default: on CUDA
     pretrained: str | None = None  # CLIP weights: a local file, an open_clip tag, local-dir:/hf-hub: ids
     pretrained_towers: bool = False  # timm / Hugging Face towers' base weights from the hub
     image_tower: str | None = None  # offline: a timm checkpoint file (or folder) for the image tower
     text_tower: str | None = None  # offline: a Hugging Face model folder for the text tower
-    resume: bool = False
-    overwrite: bool = False
-    log_every: int = 10  # steps between host syncs (metrics are still written for every step)
-    checkpoint_every: int | None = None  # steps; default: once per epoch
-    num_threads: int | None = None  # torch CPU threads
+    resume: bool = run_only(False)
+    overwrite: bool = run_only(False)
+    log_every: int = run_only(10)  # steps between host syncs (metrics are still written for every step)
+    checkpoint_every: int | None = run_only(None)  # steps; default: once per epoch
+    num_threads: int | None = run_only(None)  # torch CPU threads
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in meta.json
     # ---- fine-tuning on small data (training/locking.py, training/zeroshot_eval.py) --------------------
     lock_image: bool = False  # LiT: the image tower's weights frozen and its norm statistics fixed
@@ -225,7 +226,13 @@ class TrainConfig:
             changed = ", ".join(k for k, v in variant.items() if v != FOCUS_VARIANT_DEFAULTS[k])
             raise bad(f"{changed} change(s) FocusCLIP's masked view or loss; a CLIP run has neither")
 
+    def recorded(self) -> Recorded:
+        """The config as a run's meta.json records it (of the resolved config: what the run trained with).
+        device, threads, logging and checkpoint cadence, resume and overwrite are run-only."""
+        return recorded(self)
+
     def to_dict(self) -> dict[str, Any]:
+        """Every field as it is: a checkpoint's config (what --resume compares)."""
         return dataclasses.asdict(self)
 
     @classmethod

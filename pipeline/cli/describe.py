@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 
+from pipeline.artifacts.descriptions import FAILED_STATUSES
 from pipeline.cli.app import PanelCommand, app, state
 from pipeline.describe import DescribeConfig, Shard, describe
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
-from pipeline.records import FAILED_STATUSES
 
 # --help groups the options into these panels, in the order of the command's parameters.
 INPUT = "Input"
