@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from evaluation.data_check import check_task, dataset_hint
-from evaluation.stage import EvalConfig, Model, clip_benchmark_record, dataset_roots, evaluate_task
+from evaluation.stage import EvalConfig, Model, dataset_roots, evaluate_task
 from evaluation.tasks import TASKS, Task
+from pipeline.artifacts.evals import clip_benchmark_record
 from pipeline.errors import PipelineError
 from pipeline.store import Store
 from training.checkpoint import rng_state, set_rng_state
