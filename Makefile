@@ -35,6 +35,7 @@ bench: install
 	  case $$f in \
 	    *focus_effect.py) args="--seeds 2 --steps 30" ;; \
 	    *paper_step.py) args="--batch-size 2 --steps 1" ;; \
+	    *finetune_recipe.py) args="--seeds 2 --steps 10" ;; \
 	    *) args="" ;; \
 	  esac; \
 	  $(PY) $$f $$args || exit 1; \

@@ -200,7 +200,7 @@ def score(
 
 
 def dataset_roots(cfg: EvalConfig, tasks: list[Task]) -> dict[str, Path]:
-    roots = {t.dataset: Path(cfg.data_root).expanduser() / t.dataset for t in tasks}
+    roots = {t.dataset: Path(cfg.data_root).expanduser() / (t.folder or t.dataset) for t in tasks}
     for name in ("fer2013",):  # FER+ can take its pixels from FER2013's CSV
         roots.setdefault(name, Path(cfg.data_root).expanduser() / name)
     roots.update({k: Path(v).expanduser() for k, v in cfg.paths.items()})

@@ -38,16 +38,13 @@ from pipeline.synthetic import BODY_STATES, SampleConfig, generate_sample
 log = logging.getLogger(__name__)
 
 MODEL_TYPES = ("clip", "focusclip")
-ACTION_TASK = "synthetic-action"
+ACTION_TASK = "synthetic-action"  # the sample's held-out sets' tasks (evaluation/tasks.py)
 STATE_TASK = "synthetic-body-state"
-# task -> (dataset name in results, the sample's folder in the layout the real reader reads)
-SYNTHETIC_DATASETS = {ACTION_TASK: "synthetic-stanford40-layout", STATE_TASK: "synthetic-fer2013-layout"}
-SYNTHETIC_FOLDERS = {ACTION_TASK: "stanford40", STATE_TASK: "fer2013"}
 
 
 def eval_paths(eval_root: Path) -> dict[str, str]:
     """EvalConfig.paths for eval_tasks(): each synthetic dataset's folder in the sample's eval layout."""
-    return {SYNTHETIC_DATASETS[t]: str(eval_root / folder) for t, folder in SYNTHETIC_FOLDERS.items()}
+    return {t.dataset: str(eval_root / t.folder) for t in eval_tasks()}
 
 
 @dataclass(slots=True)
@@ -108,19 +105,10 @@ class DemoResult:
 
 def eval_tasks():
     """The two zero-shot tasks the sample's eval sets are read with (the real Stanford 40 and FER2013
-    readers; the classes are the generator's activities and body states). Their datasets carry names of
-    their own, so that results tables never file them as the real Stanford 40 or FER2013."""
-    from evaluation.tasks import Task, load_templates
+    readers; the classes are the generator's activities and body states)."""
+    from evaluation.tasks import TASKS
 
-    return (
-        Task(id=ACTION_TASK, dataset=SYNTHETIC_DATASETS[ACTION_TASK], reader="stanford40", label="action",
-             classes=None, templates=load_templates("action"), k=3, split="test", group="Action",
-             title="Synthetic actions"),
-        # "a photo of a person sitting": the word the rules describer uses for the body state.
-        Task(id=STATE_TASK, dataset=SYNTHETIC_DATASETS[STATE_TASK], reader="fer2013", label="emotion",
-             classes=BODY_STATES, templates=("a photo of a person {c}",), k=1, split="test",
-             group="Body state", title="Synthetic body states"),
-    )  # fmt: skip
+    return TASKS[ACTION_TASK], TASKS[STATE_TASK]
 
 
 class _Stages:

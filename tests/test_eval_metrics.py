@@ -72,7 +72,7 @@ def test_class_embeddings_average_unit_vectors():
 
 
 def test_registry_matches_the_paper_protocol():
-    assert len(PAPER_TASKS) == 10 and len(TASKS) == 12
+    assert len(PAPER_TASKS) == 10 and len(TASKS) == 14
     assert {TASKS[t].k for t in PAPER_TASKS if TASKS[t].group in ("Action", "Emotion")} == {3}
     assert {TASKS[t].k for t in PAPER_TASKS if TASKS[t].group in ("Age", "Race")} == {1}
     assert TASKS["ferplus-emotion"].split == "test" and TASKS["fer2013-emotion"].split == "train"

@@ -18,11 +18,12 @@ from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
+from training.checkpoint import RESUME_REFUSES, _changes
 from training.config import FOCUS_VARIANT_DEFAULTS, TrainConfig
 from training.losses import contrastive_loss, focusclip_loss
 from training.model import FocusCLIP, _attnpool_with_prior, encode_image_with_prior, token_grid
 from training.towers import create_clip
-from training.train import RESUME_REFUSES, _changes, train
+from training.train import train
 
 torch.set_num_threads(2)
 

@@ -15,7 +15,7 @@ from pipeline.store import Store
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
 from training.inference import load_model
-from training.train import lr_factor
+from training.optim import lr_factor
 
 torch.set_num_threads(2)
 

@@ -1,5 +1,6 @@
 """Real training runs of focus-tiny on CPU over a real parquet dataset artifact: loss goes down, resume is
-exact, NaN stops cleanly, open_clip loads the export, and a 2-process torchrun/gloo run publishes a run."""
+exact, NaN stops cleanly, open_clip loads the export, and a 2-process torchrun/gloo run (with a locked tower
+and zero-shot evaluations) publishes a run."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.store import Store
+from pipeline.synthetic import SampleConfig, generate_sample
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
 from training import train as train_mod
@@ -158,13 +160,16 @@ def test_cli_rejects_a_missing_dataset(cli):
 
 
 @pytest.mark.slow
-def test_torchrun_two_process_gloo_run(store):
+def test_torchrun_two_process_gloo_run(store, tmp_path):
+    """Also with a locked tower and zero-shot evaluations (rank 0 evaluates, rank 1 waits at a barrier)."""
     torchrun = Path(sys.executable).with_name("torchrun")
     cli = Path(sys.executable).with_name("focus-pipeline")
     if not torchrun.is_file() or not cli.is_file():
         pytest.skip("torchrun / focus-pipeline entry points not installed in this environment")
     root = Path(str(store.root)).parent / "ddp-store"
     shutil.copytree(store.root, root, ignore=shutil.ignore_patterns(".cache", "runs"))
+    sample = SampleConfig(seed=3, images=10, action_test_per_class=1, state_test_per_class=2)
+    eval_root = generate_sample(sample, tmp_path / "sample").eval_root  # the demo's held-out sets, small
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FOCUS_PROGRESS": "0"}
     cmd = [
         str(torchrun),
@@ -196,14 +201,24 @@ def test_torchrun_two_process_gloo_run(store):
         "cpu",
         "--name",
         "ddp",
+        "--lock-text",
+        "--zeroshot-every",
+        "3",
+        "--zeroshot-tasks",
+        "synthetic-action,synthetic-body-state",
+        "--data-root",
+        str(eval_root),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = Store(root)
     rows = [json.loads(ln) for ln in (ddp.path("runs", "ddp") / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows if "zeroshot/synthetic-action/acc@3" in r] == [3, 4]
+    assert len(list((ddp.path("runs", "ddp") / "zeroshot").glob("step-*.json"))) == 4
     meta = ddp.meta("runs", "ddp")
     assert meta["summary"]["global_batch"] == 8 and meta["counts"]["steps"] == 4
+    assert meta["locked"]["text"]["unlocked_blocks"] == 0
     model, _, _ = load_model(run_dir=ddp.path("runs", "ddp"))
     assert sum(p.numel() for p in model.parameters()) > 0
 

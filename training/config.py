@@ -148,6 +148,13 @@ class TrainConfig:
     checkpoint_every: int | None = run_only(None)  # steps; default: once per epoch
     num_threads: int | None = run_only(None)  # torch CPU threads
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in meta.json
+    # ---- fine-tuning on small data (training/locking.py, training/zeroshot_eval.py) --------------------
+    lock_image: bool = False  # LiT: the image tower's weights frozen and its norm statistics fixed
+    lock_text: bool = False
+    unlock_last: int = 0  # the last N blocks (and the head) of each locked tower still train
+    zeroshot_every: int | None = None  # steps between zero-shot evaluations (and one at the last step)
+    zeroshot_tasks: tuple[str, ...] = ()  # evaluation task ids (evaluation/tasks.py)
+    data_root: str = "eval-data"  # the evaluation datasets' folder, as `eval --data-root`
 
     def resolved(self) -> TrainConfig:
         """A copy with every recipe-owned field filled in and the values checked."""
@@ -165,6 +172,7 @@ class TrainConfig:
         cfg.crop_scale = tuple(cfg.crop_scale)
         cfg.loss_weights = tuple(float(w) for w in cfg.loss_weights)
         cfg.check()
+        cfg.check_fine_tuning()
         return cfg
 
     def check(self) -> None:
@@ -231,3 +239,19 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def check_fine_tuning(self) -> None:
+        """The locking and zero-shot options (each needs its partner); zeroshot_tasks as a tuple."""
+        self.zeroshot_tasks = tuple(self.zeroshot_tasks)
+        if self.unlock_last < 0:
+            raise PipelineError("train config: unlock_last must be >= 0")
+        if self.unlock_last and not (self.lock_image or self.lock_text):
+            raise PipelineError(
+                "--unlock-last applies to a locked tower: add --lock-image and/or --lock-text"
+            )
+        if self.zeroshot_every is not None and self.zeroshot_every < 1:
+            raise PipelineError("train config: zeroshot_every must be >= 1")
+        if self.zeroshot_every and not self.zeroshot_tasks:
+            raise PipelineError("--zeroshot-every needs the tasks to evaluate: --zeroshot-tasks ID[,ID...]")
+        if self.zeroshot_tasks and not self.zeroshot_every:
+            raise PipelineError("--zeroshot-tasks needs --zeroshot-every N (steps between evaluations)")

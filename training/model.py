@@ -185,6 +185,18 @@ class FocusCLIP(nn.Module):
         with torch.no_grad():
             self.clip.logit_scale.clamp_(0, math.log(100))
 
+    def fix_norm_stats(self, modules: Sequence[nn.Module]) -> None:
+        """Keep these norm layers in eval mode, in training too: a locked tower normalises with the statistics
+        it was trained with (training/locking.py), and no batch updates them."""
+        self._fixed_norms = tuple(modules)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> FocusCLIP:
+        super().train(mode)
+        for module in getattr(self, "_fixed_norms", ()):  # set by fix_norm_stats only
+            module.eval()
+        return self
+
 
 # ---- heatmap-guided pooling (focus_mode="pooling") --------------------------------------------------------
 def token_grid(visual: nn.Module) -> tuple[int, int]:

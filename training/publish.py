@@ -76,6 +76,7 @@ def model_card(store: Store, run: str, repo_id: str) -> str:
         recipe=[(k, config.get(k)) for k in RECIPE_KEYS if config.get(k) is not None],
         preprocess=meta.preprocess or {},
         summary=meta.summary,
+        locked=meta.locked,
         evals=run_evals(store, run),
         plain_open_clip=plain_open_clip_loads(export_cfg),
         manifest=MANIFEST_NAME,

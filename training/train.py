@@ -11,12 +11,14 @@ force_context_length=, force_image_size=)` loads it), checkpoints/last.pt (+ las
 line per optimizer step), loss_curve.png, meta.json (config with arch, model_type, context_length,
 image_size; "preprocess", the pipeline eval must use; counts; summary), export/ (the run in open_clip's
 Hub layout with a Hugging Face text tower's config and tokenizer, so the run loads offline, and SHA256SUMS;
-training/export.py; training/inference.py load_model reads it all).
+training/export.py; training/inference.py load_model reads it all), and with --zeroshot-every, zeroshot/ (one
+CLIP_benchmark file per task and evaluation; training/zeroshot_eval.py). --lock-image / --lock-text freeze
+towers (training/locking.py); meta.json "locked" records what.
 The run is staged aside and published when training ends; an interrupted or failed run keeps its staging
 folder, so `--resume` continues from its last checkpoint, mid-epoch, with the very same batches (data order
 and augmentation are functions of seed and step). A changed --lr (or other RESUME_APPLIES setting) takes
 effect from the resume step and is recorded in the summary's `resumes`; a changed batch size, seed or model
-(RESUME_REFUSES) is refused.
+(RESUME_REFUSES) is refused (training/checkpoint.py; the optimizer and its schedule: training/optim.py).
 
 The step never waits on the device: metrics stay on the device and are fetched every `log_every` steps
 in one transfer (which is also when a NaN/inf loss is noticed). A checkpoint is written only when the
@@ -27,18 +29,14 @@ model.pt's, which load_model checks.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
 import logging
-import math
 import os
-import random
 import signal
-from dataclasses import dataclass, replace
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from open_clip.model import set_model_preprocess_cfg
@@ -47,15 +45,20 @@ from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.store import Store, file_sha256, verify_sha256
-from training.config import FOCUS_VARIANT_DEFAULTS, RECIPES, TrainConfig
+from pipeline.store import Store, file_sha256
+from training.checkpoint import Checkpointer
+from training.config import RECIPES, TrainConfig
 from training.data import BatchLoader, dataset_roi, heatmap_source_for, load_train_data
+from training.distributed import DistInfo, barrier, init_distributed, train_device
 from training.export import export_model_cfg, write_export
+from training.locking import lock_towers
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
-from training.metrics_log import MetricsLog
+from training.metrics_log import MetricsLog, StepClock, plot_metrics, trim_metrics
 from training.model import FocusCLIP
+from training.optim import autocast_dtype, build_optimizer, build_schedule
 from training.preprocess import Preprocess
 from training.towers import Towers, arch_config, create_clip, foreign_towers, has_schema, make_tokenizer
+from training.zeroshot_eval import ZEROSHOT_DIR, ZeroShotEval, drop_evaluations_after, due, zeroshot_tasks
 
 __all__ = ["RECIPES", "TrainConfig", "train"]
 
@@ -65,71 +68,6 @@ TERMS = {
     "clip": ["loss_image_text"],
     "focusclip": ["loss_masked_image", "loss_masked_text", "loss_image_text"],
 }
-
-
-# What --resume takes from the command line from the resume step on: the optimizer's hyperparameters and the
-# schedule are set anew (so "lower --lr and --resume" does what it says), and every change is recorded.
-RESUME_APPLIES = (
-    "lr", "momentum", "weight_decay", "betas", "eps", "grad_clip", "schedule", "warmup", "epochs",
-    "max_steps", "precision",
-)  # fmt: skip
-# What it refuses to change: the data order (batch size, seed), the model and the optimizer's state layout.
-RESUME_REFUSES = (
-    "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
-    "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
-    "normalize", "interpolation", "cache_scale",  # the pixels the model has learnt from
-    "masked_view", "loss_weights", "focus_mode",  # the FocusCLIP variant
-)  # fmt: skip
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
-
-
-def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """The keys whose value differs; a key an older checkpoint lacks had the variant's default then."""
-    old = {**FOCUS_VARIANT_DEFAULTS, **old}
-    return {
-        k: {"from": old.get(k), "to": new.get(k)} for k in keys if _plain(old.get(k)) != _plain(new.get(k))
-    }
-
-
-@dataclass(slots=True)
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    started_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed(device: torch.device) -> DistInfo:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on CUDA."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    info = DistInfo(
-        rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", 0))
-    )
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        info.started_here = True
-    return info
-
-
-def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    name = cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise PipelineError(f"device {cfg.device!r} asked for but CUDA is not available here")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-    return torch.device(name)
 
 
 def _resolve_shapes(cfg: TrainConfig) -> None:
@@ -143,57 +81,6 @@ def _resolve_shapes(cfg: TrainConfig) -> None:
         cfg.image_size = int(size[0] if isinstance(size, list | tuple) else size)
     if cfg.context_length is None:
         cfg.context_length = int(arch_cfg.get("text_cfg", {}).get("context_length", 77))
-
-
-def lr_factor(step: int, *, total: int, warmup: int, schedule: str) -> float:
-    """Linear warmup to 1, then constant or cosine to 0 at `total` (step counts completed steps)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress_frac = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress_frac)))
-
-
-def build_optimizer(model: FocusCLIP, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """open_clip_train's two groups over the open_clip model's parameters, in its order and with its rule (no
-    weight decay on gains, biases, norms and the logit scale), so that a checkpoint's optimizer state loads
-    in open_clip_train; FocusCLIP's alpha, which a plain CLIP has no place for, is a third group."""
-    decay, no_decay = [], []
-    for name, p in model.clip.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
-        (no_decay if skip else decay).append(p)
-    groups = [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": cfg.weight_decay}]
-    own = [p for name, p in model.named_parameters() if not name.startswith("clip.") and p.requires_grad]
-    if own:
-        groups.append({"params": own, "weight_decay": 0.0})
-    fused = {"fused": True} if device.type == "cuda" else {}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, **fused)
-
-
-def split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the first two groups, as open_clip_train's optimizer over a plain CLIP holds them; the rest)."""
-    groups = state["param_groups"]
-    ids = {i for g in groups[:2] for i in g["params"]}
-    clip = {"state": {i: s for i, s in state["state"].items() if i in ids}, "param_groups": groups[:2]}
-    own = {"state": {i: s for i, s in state["state"].items() if i not in ids}, "param_groups": groups[2:]}
-    return clip, own
-
-
-def join_optimizer_state(clip: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-    groups = clip["param_groups"] + own["param_groups"]
-    return {"state": {**clip["state"], **own["state"]}, "param_groups": groups}
-
-
-def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 class _StopFlag:
@@ -219,54 +106,23 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": {
-            k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v)
-            for k, v in zip(
-                ("kind", "keys", "pos", "has_gauss", "cached"), np.random.get_state(), strict=True
-            )
-        },
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy(), n["pos"], n["has_gauss"], n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, store: Store, info: DistInfo, device: torch.device, run_dir: Path):
         self.cfg, self.store, self.info, self.device = cfg, store, info, device
         self.run_dir = run_dir
-        self.ckpt_dir = run_dir / "checkpoints"
         self.metrics_path = run_dir / "metrics.jsonl"
         self.focus = cfg.model_type == "focusclip"
         self.terms = TERMS[cfg.model_type]
-        self.resumes: list[dict[str, Any]] = []  # {step, changed} per --resume, kept in the checkpoints
+        self.last_zeroshot: dict[str, float] = {}  # the last zero-shot evaluation's metrics
 
     # ---- set-up ---------------------------------------------------------------------------------------
     def _barrier(self) -> None:
-        if self.info.world > 1:
-            dist.barrier()
+        barrier(self.info)
 
     def setup(self) -> None:
         self._build_model()
+        self._lock_towers()
+        self._build_zeroshot()
         self._build_data()
         self._build_optimizer()
         if self.info.main:
@@ -324,6 +180,38 @@ class Trainer:
             cfg.arch, context_length=cfg.context_length, text_tower=cfg.text_tower
         )
 
+    def _lock_towers(self) -> None:
+        """--lock-image / --lock-text (training/locking.py): frozen weights that the optimizer never sees, and
+        norm statistics that stay fixed; refused when nothing would be left to train."""
+        cfg = self.cfg
+        self.locked = lock_towers(
+            self.model.clip, image=cfg.lock_image, text=cfg.lock_text, unlock_last=cfg.unlock_last
+        )
+        self.model.fix_norm_stats(self.locked.fixed_norms)
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise PipelineError(
+                "nothing left to train: both towers are locked and the temperature (and alpha) fixed; "
+                "unlock a tower, --unlock-last N, or learn the temperature"
+            )
+        if self.locked.towers and self.info.main:
+            log.info("%s", self.locked.describe())
+            if not (cfg.pretrained or cfg.pretrained_towers or cfg.image_tower or cfg.text_tower):
+                log.warning("locking towers that start from random weights: pass --pretrained (CLIP weights)")
+
+    def _build_zeroshot(self) -> None:
+        """--zeroshot-every: rank 0's evaluator, its tasks' data checked now (training/zeroshot_eval.py)."""
+        self.zeroshot = None
+        if self.cfg.zeroshot_every and self.info.main:
+            self.zeroshot = ZeroShotEval.create(
+                self.cfg,
+                model=self.model,
+                preprocess=self.preprocess,
+                tokenizer=self.tokenizer,
+                device=self.device,
+                store=self.store,
+                out=self.run_dir / ZEROSHOT_DIR,
+            )
+
     def _build_data(self) -> None:
         """The decoded data (rank 0 decodes the cache, the others read it after the barrier), its loader."""
         cfg = self.cfg
@@ -356,16 +244,27 @@ class Trainer:
         self.ckpt_every = cfg.checkpoint_every or self.spe
 
     def _build_optimizer(self) -> None:
-        """Optimizer, the schedule sized to this run's steps, and the precision's autocast and scaler."""
+        """Optimizer, the schedule sized to this run's steps, the precision's autocast and scaler, and the
+        checkpoints that save and restore them."""
         cfg, dev = self.cfg, self.device
         self.warmup = int(round(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * self.total))
         self.optimizer = build_optimizer(self.model, cfg, dev)
-        total, wu, sched = self.total, self.warmup, cfg.schedule
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, total=total, warmup=wu, schedule=sched)
+        self.scheduler = build_schedule(
+            self.optimizer, total=self.total, warmup=self.warmup, schedule=cfg.schedule
         )
-        self.amp_dtype = _autocast_dtype(cfg, dev)
+        self.amp_dtype = autocast_dtype(cfg, dev)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
+        self.ckpt = Checkpointer(
+            self.run_dir / "checkpoints",
+            self.info,
+            cfg,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.spe,
+            dev,
+        )
 
     def _load_data(self, tokenizer, *, build: bool):
         cfg = self.cfg
@@ -381,133 +280,6 @@ class Trainer:
             interpolation=cfg.interpolation,
             build_cache=build,
         )
-
-    # ---- checkpoints ----------------------------------------------------------------------------------
-    def _checkpoint_state(self, step: int) -> dict[str, Any]:
-        """open_clip_train's checkpoint keys (epoch, name, state_dict, optimizer[, scaler]: its --resume and
-        open_clip's --pretrained read them), plus what only FocusCLIP and an exact resume need."""
-        clip_opt, own_opt = split_optimizer_state(self.optimizer.state_dict())
-        scaler = self.scaler.state_dict()
-        return {
-            "epoch": step // self.spe,
-            "name": self.cfg.name,
-            "state_dict": self.model.clip.state_dict(),
-            "optimizer": clip_opt,
-            **({"scaler": scaler} if scaler else {}),  # open_clip_train loads a non-empty one only
-            "focus_state": {k: v for k, v in self.model.state_dict().items() if not k.startswith("clip.")},
-            "focus_optimizer": own_opt,
-            "scheduler": self.scheduler.state_dict(),
-            "step": step,
-            "rng": _rng_state(),
-            "config": self.cfg.to_dict(),
-            "world": self.info.world,
-            "resumes": self.resumes,
-        }
-
-    def _weights_finite(self) -> bool:
-        floats = [v for v in self.model.state_dict().values() if v.is_floating_point()]
-        return bool(torch.stack([v.isfinite().all() for v in floats]).all())  # one sync
-
-    def last_good(self) -> str:
-        """Where the run can be resumed from, for error messages."""
-        try:
-            step = json.loads((self.ckpt_dir / "last.json").read_text())["step"]
-        except (OSError, ValueError, KeyError):
-            return "no checkpoint was saved yet"
-        return f"the last good checkpoint is {self.ckpt_dir / 'last.pt'} (step {step})"
-
-    def save_checkpoint(self, step: int, last_loss: float | None) -> None:
-        # Checked here, on the weights being saved: the loss seen last was computed before this update.
-        if not self._weights_finite():
-            raise PipelineError(
-                f"weights are not finite after step {step}: training stopped; {self.last_good()} "
-                f"(lower --lr, or use --precision fp32, then --resume)"
-            )
-        if not self.info.main:
-            return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save(self._checkpoint_state(step), self.ckpt_dir / "last.pt")
-        info = {
-            "step": step,
-            "epoch": step // self.spe,
-            "loss": last_loss,
-            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "sha256": file_sha256(self.ckpt_dir / "last.pt"),  # verified by --resume
-        }
-        tmp = self.ckpt_dir / "last.json.tmp"
-        tmp.write_text(json.dumps(info) + "\n")
-        os.replace(tmp, self.ckpt_dir / "last.json")
-
-    def load_checkpoint(self) -> int:
-        path = self.ckpt_dir / "last.pt"
-        if not path.is_file():
-            if self.info.main:
-                log.warning("--resume: no checkpoint at %s, starting from step 0", path)
-            return 0
-        try:
-            recorded = json.loads((self.ckpt_dir / "last.json").read_text()).get("sha256")
-        except (OSError, ValueError):
-            recorded = None
-        verify_sha256(path, recorded, remedy="start the run again with --overwrite instead of --resume")
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        if ckpt.get("world", 1) != self.info.world:
-            raise PipelineError(
-                f"{path} was written by a run with {ckpt.get('world')} processes; resume with the "
-                f"same number (this one has {self.info.world}) so the data order stays the same"
-            )
-        new = self.cfg.to_dict()
-        refused = _changes(ckpt["config"], new, RESUME_REFUSES)
-        if refused:
-            what = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in refused.items())
-            raise PipelineError(
-                f"--resume cannot change {what} (the data order, the model or the optimizer state depend "
-                f"on it); resume with the run's values, or start a new run (--name, or --overwrite)"
-            )
-        clip_state = {f"clip.{k}": v for k, v in ckpt["state_dict"].items()}
-        self.model.load_state_dict({**clip_state, **ckpt["focus_state"]})
-        self.optimizer.load_state_dict(join_optimizer_state(ckpt["optimizer"], ckpt["focus_optimizer"]))
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):  # only an fp16 run has one: resuming with --precision fp16 starts a scaler
-            self.scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
-        step = int(ckpt["step"])
-        changed = _changes(ckpt["config"], new, RESUME_APPLIES)
-        self.resumes = [*ckpt.get("resumes", []), {"step": step, "changed": changed}]
-        self._apply_optimizer_settings()
-        if self.info.main:
-            log.info("resumed from %s at step %d (epoch %d)", path, step, step // self.spe)
-            for k, v in changed.items():
-                log.warning(
-                    "--resume: %s changed from %s to %s, applied from step %d on", k, v["from"], v["to"], step
-                )
-        return step
-
-    def _apply_optimizer_settings(self) -> None:
-        """Put this config's hyperparameters into the loaded optimizer and schedule (the state dicts carry the
-        old run's); the schedule's lambda is already built from this config's steps and warmup."""
-        cfg = self.cfg
-        groups = self.optimizer.param_groups  # build_optimizer's order: no decay, decay[, FocusCLIP's own]
-        groups[1]["weight_decay"] = cfg.weight_decay
-        for group in groups:
-            group["initial_lr"] = cfg.lr
-            if cfg.optimizer == "sgd":
-                group["momentum"] = cfg.momentum
-            else:
-                group["betas"], group["eps"] = tuple(cfg.betas), cfg.eps
-        self.scheduler.base_lrs = [cfg.lr] * len(groups)
-        for group, fn in zip(groups, self.scheduler.lr_lambdas, strict=True):
-            group["lr"] = cfg.lr * fn(self.scheduler.last_epoch)
-
-    def _trim_metrics(self, step: int) -> None:
-        """Keep metrics.jsonl lines up to the checkpoint's step, so the resumed curve continues it exactly."""
-        if not self.metrics_path.is_file():
-            return
-        keep = [
-            ln for ln in self.metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step
-        ]
-        tmp = self.metrics_path.with_suffix(".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, self.metrics_path)
 
     # ---- the step -------------------------------------------------------------------------------------
     def _forward_loss(self, net, batch):
@@ -584,7 +356,7 @@ class Trainer:
         finally:
             metrics.close()
         if step % self.ckpt_every:
-            self.save_checkpoint(step, metrics.last_loss)
+            self.ckpt.save(step, metrics.last_loss)
         summary = self._summary(step, metrics.summary(step - start))
         if self.info.main:
             self._write_model()
@@ -593,15 +365,15 @@ class Trainer:
 
     def _start_step(self) -> int:
         """0 for a new run (old checkpoints and metrics cleared), the checkpoint's step with --resume."""
-        start = self.load_checkpoint() if self.cfg.resume else 0
-        if self.info.main and not self.cfg.resume and self.ckpt_dir.exists():
-            for f in self.ckpt_dir.glob("*"):
-                f.unlink()
+        start = self.ckpt.load() if self.cfg.resume else 0
+        if self.info.main and not self.cfg.resume:
+            self.ckpt.clear()
         if self.info.main:
+            drop_evaluations_after(self.run_dir / ZEROSHOT_DIR, start)
             if start == 0:
                 self.metrics_path.unlink(missing_ok=True)
             else:
-                self._trim_metrics(start)
+                trim_metrics(self.metrics_path, start)
         self._barrier()
         return start
 
@@ -617,26 +389,40 @@ class Trainer:
 
     def _loop(self, net: torch.nn.Module, step: int, metrics: MetricsLog) -> int:
         """Step to the end of the run (Ctrl-C: save a checkpoint at this step and stop); returns the step."""
-        cfg = self.cfg
+        cfg, clock = self.cfg, StepClock(self.device)
         with _StopFlag() as flag:
             while step < self.total:
                 epoch, i = divmod(step, self.spe)
+                asked = clock.now()
                 batch = self.loader.get(epoch, i)
+                got = clock.now()
                 lr = self.optimizer.param_groups[0]["lr"]  # this step's lr, a host float
                 values = self._step(net, batch)
                 step += 1
-                metrics.add(step, values, lr, batch.text_stats)
+                metrics.add(step, values, lr, batch.text_stats, clock.times(asked, got, clock.now()))
+                if due(step, every=cfg.zeroshot_every, total=self.total):
+                    self._evaluate(step, metrics)
                 stop = self._stop_requested(flag, step)
                 if step % cfg.log_every == 0 or step == self.total or stop:
-                    metrics.flush(self.last_good)
+                    metrics.flush(self.ckpt.last_good)
                 if step % self.ckpt_every == 0 or stop:
-                    metrics.flush(self.last_good)
-                    self.save_checkpoint(step, metrics.last_loss)
+                    metrics.flush(self.ckpt.last_good)
+                    self.ckpt.save(step, metrics.last_loss)
                     metrics.restart_window()  # saving is not training time
                 if stop:
                     raise KeyboardInterrupt
-        metrics.flush(self.last_good)
+        metrics.flush(self.ckpt.last_good)
         return step
+
+    def _evaluate(self, step: int, metrics: MetricsLog) -> None:
+        """Zero-shot on rank 0 while the other ranks wait at a barrier (no collective runs meanwhile, so
+        none can hang); the time it takes is not training time."""
+        started = time.perf_counter()
+        if self.zeroshot is not None:
+            self.last_zeroshot = self.zeroshot.evaluate(step)
+            metrics.add_eval(step, self.last_zeroshot)
+        self._barrier()
+        metrics.exclude(time.perf_counter() - started)
 
     def _stop_requested(self, flag: _StopFlag, step: int) -> bool:
         if self.info.world == 1:
@@ -661,9 +447,13 @@ class Trainer:
             **loop,
             "alpha": float(self.model.alpha().detach()) if self.focus else None,
             "temperature": float(1.0 / self.model.clip.logit_scale.detach().exp()),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "trainable_params": sum(p.numel() for p in self.params),
         }
-        if self.resumes:
-            summary["resumes"] = self.resumes
+        if self.last_zeroshot:
+            summary["zeroshot"] = self.last_zeroshot
+        if self.ckpt.resumes:
+            summary["resumes"] = self.ckpt.resumes
         return summary
 
     def _write_model(self) -> None:
@@ -709,36 +499,6 @@ def record_run(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
     return pp.to_dict()
 
 
-def plot_metrics(metrics_path: Path, out: Path, terms: list[str]) -> None:
-    """Loss (and its terms) per step, with alpha and temperature below; matplotlib's Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
-    if not rows:
-        return
-    steps = [r["step"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 1])
-    ax1.plot(steps, [r["loss"] for r in rows], label="loss", color="black", lw=1.5)
-    if len(terms) > 1:
-        for t in terms:
-            ax1.plot(steps, [r[t] for r in rows], label=t.removeprefix("loss_").replace("_", "-"), lw=0.8)
-    ax1.set_ylabel("loss")
-    ax1.legend(loc="upper right")
-    ax1.grid(alpha=0.3)
-    if rows[0].get("alpha") is not None:
-        ax2.plot(steps, [r["alpha"] for r in rows], label="alpha", color="tab:green")
-    ax2.plot(steps, [r["temperature"] for r in rows], label="temperature", color="tab:purple")
-    ax2.set_xlabel("step")
-    ax2.legend(loc="upper right")
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
 def _with_heatmap_source(cfg: TrainConfig, store: Store) -> TrainConfig:
     """The config the trainer runs: heatmap_source resolved from the dataset's ROI when unset. The run records
     the config as given (so that an unchanged command is the same run) and the resolved source beside it."""
@@ -757,18 +517,20 @@ def _with_heatmap_source(cfg: TrainConfig, store: Store) -> TrainConfig:
 def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
     """Train and publish runs/<cfg.name>; returns a summary (losses, alpha, throughput, truncation rate)."""
     cfg = cfg.resolved()
+    if cfg.zeroshot_every:
+        zeroshot_tasks(cfg.zeroshot_tasks)  # an unknown task id fails every rank before anything is built
     _resolve_shapes(cfg)
     run_cfg = _with_heatmap_source(cfg, store)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg, local_rank)
+    device = train_device(cfg.device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    info = _init_distributed(device)
+    info = init_distributed(device)
     try:
         if cfg.batch_size * info.world < 2:
             raise PipelineError(
@@ -793,6 +555,8 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 w.counts.update({"steps": summary["steps"], "images": summary["images"]})
                 w.extra["summary"] = summary
                 w.extra["heatmap_source"] = run_cfg.heatmap_source  # the config's None, resolved
+                if trainer.locked.towers:
+                    w.extra["locked"] = trainer.locked.towers  # the model card says what was locked
             summary["run_dir"] = str(store.path("runs", cfg.name))
             log.info(
                 "run %s: %d steps, loss %.4f -> %.4f, %.1f samples/s",

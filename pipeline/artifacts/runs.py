@@ -52,6 +52,7 @@ class RunMeta:
     summary: dict[str, Any]
     heatmap_source: str | None
     dataset: dict[str, str] | None  # the datasets artifact it was trained on: kind, name, fingerprint
+    locked: dict[str, Any]  # tower -> what --lock-image / --lock-text froze (training/locking.py); {}: none
 
     @classmethod
     def read(cls, store: Store, name: str) -> RunMeta:
@@ -79,6 +80,7 @@ class RunMeta:
             summary=meta.get("summary") or {},
             heatmap_source=meta.get("heatmap_source"),
             dataset=next((i for i in meta["inputs"] if i["kind"] == "datasets"), None),
+            locked=meta.get("locked") or {},
         )
 
     @property

@@ -3,6 +3,8 @@
     focus-pipeline train --dataset mpii --model-type focusclip --arch ViT-B-16 --recipe paper
     focus-pipeline train --dataset mpii --model-type clip --max-steps 2000 --batch-size 256 --compile
     focus-pipeline train --dataset mpii --model-type focusclip --resume          # continue an interrupted run
+    focus-pipeline train --dataset mpii --model-type clip --pretrained runs/base/model.pt --lock-image \
+        --lr 1e-4 --zeroshot-every 50 --zeroshot-tasks stanford40-action --data-root ~/eval-data   # fine-tune
     focus-pipeline train --dataset mpii --model-type focusclip --arch FocusCLIP-ViT-B-16-BERT --recipe paper \
         --pretrained-towers                         # the paper's model: ImageNet ViT-B/16 + BERT from the hub
     torchrun --nproc_per_node 8 --no-python focus-pipeline train --dataset mpii --model-type focusclip
@@ -227,6 +229,51 @@ PushToHub = Annotated[
 Private = Annotated[
     bool, typer.Option("--private", help="Create the Hub repo as private.", rich_help_panel=OUTPUT)
 ]
+LockImage = Annotated[
+    bool,
+    typer.Option(
+        "--lock-image",
+        help="LiT-style: freeze the image tower (its norm statistics too); see --unlock-last.",
+        rich_help_panel=MODEL,
+    ),
+]
+LockText = Annotated[
+    bool, typer.Option("--lock-text", help="Freeze the text tower; see --unlock-last.", rich_help_panel=MODEL)
+]
+UnlockLast = Annotated[
+    int,
+    typer.Option(
+        "--unlock-last",
+        help="With --lock-image/--lock-text: the last N blocks (and the head) still train.",
+        rich_help_panel=MODEL,
+    ),
+]
+ZeroshotEvery = Annotated[
+    int | None,
+    typer.Option(
+        "--zeroshot-every",
+        help="Zero-shot evaluation every N steps and at the last (rank 0; metrics.jsonl, plot, "
+        "runs/<name>/zeroshot/ in CLIP_benchmark's format).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+ZeroshotTasks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--zeroshot-tasks",
+        help="Task ids for --zeroshot-every (repeat or comma-separate; `eval --list-tasks` lists them).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+DataRoot = Annotated[
+    str,
+    typer.Option(
+        "--data-root",
+        envvar="FOCUS_EVAL_DATA",
+        help="Evaluation datasets' folder for --zeroshot-tasks (as `eval --data-root`).",
+        rich_help_panel=OUTPUT,
+    ),
+]
 
 
 @app.command("train", cls=PanelCommand)
@@ -271,10 +318,19 @@ def _train(
     log_every: LogEvery = 10,
     push_to_hub: PushToHub = None,
     private: Private = False,
+    lock_image: LockImage = False,
+    lock_text: LockText = False,
+    unlock_last: UnlockLast = 0,
+    zeroshot_every: ZeroshotEvery = None,
+    zeroshot_tasks: ZeroshotTasks = None,
+    data_root: DataRoot = "eval-data",
 ) -> None:
     """Train CLIP or FocusCLIP on a dataset artifact (writes runs/<name>)."""
     options = dict(locals())  # every option but the two push ones is the TrainConfig field of its name
     push_to_hub, private = options.pop("push_to_hub"), options.pop("private")
+    options["zeroshot_tasks"] = tuple(
+        t.strip() for v in zeroshot_tasks or [] for t in v.split(",") if t.strip()
+    )
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(**options)

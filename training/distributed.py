@@ -1,0 +1,62 @@
+"""Where a training process runs: its device, and its place in a torchrun job.
+
+    device = train_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    info = init_distributed(device)      # DistInfo(rank, world, local_rank); world 1 without torchrun
+    barrier(info)                        # every rank waits here (a no-op in a single process)
+
+Without torchrun (WORLD_SIZE unset or 1) nothing is initialised and every helper is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pipeline.errors import PipelineError
+
+
+@dataclass(slots=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    started_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(
+        rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", 0))
+    )
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        info.started_here = True
+    return info
+
+
+def barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        dist.barrier()
+
+
+def train_device(name: str, local_rank: int) -> torch.device:
+    """name: auto | cpu | cuda | cuda:N; "cuda" (or auto on a GPU machine) is this process's local GPU."""
+    asked = name
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PipelineError(f"device {asked!r} asked for but CUDA is not available here")
+        if name == "cuda":
+            name = f"cuda:{local_rank}"
+    return torch.device(name)
