@@ -20,7 +20,7 @@ from PIL import Image
 
 from evaluation.data import EvalDataset
 from evaluation.readers import READERS, ReaderInput
-from evaluation.stage import Model, class_weights, pick_device, score
+from evaluation.scoring import Model, class_weights, pick_device, score
 from training.inference import load_model
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -101,7 +101,7 @@ def main() -> None:
         f"workers={args.workers} threads={torch.get_num_threads()}"
     )
     print(f"per-image loop (paper's eval.py style): {loop_rate:8.1f} images/s")
-    print(f"batched DataLoader (evaluation.stage):  {ours_rate:8.1f} images/s")
+    print(f"batched DataLoader (evaluation.scoring):  {ours_rate:8.1f} images/s")
     print(f"top-1 agreement between the two: {100 * agree:.1f}%")
     print(f"ratio (ours / per-image loop): {ours_rate / loop_rate:.2f}x")
 

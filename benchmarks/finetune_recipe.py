@@ -40,7 +40,8 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.stage import EvalConfig, evaluate  # noqa: E402
+from evaluation.config import EvalConfig  # noqa: E402
+from evaluation.stage import evaluate  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.log import setup_logging  # noqa: E402
 from pipeline.store import Store, check_name  # noqa: E402

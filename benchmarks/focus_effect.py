@@ -302,8 +302,9 @@ def image_hits(
     store: Store, run: str, sets: dict[str, tuple[Sequence, Path]], device: str
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per set (test, validation) and task, (N,) bool: each image's top-k hit, with the eval stage's own
-    reader, prompts and scorer (evaluation.stage), so the mean equals what `focus-pipeline eval` reports."""
-    from evaluation.stage import EvalConfig, load
+    reader, prompts and scorer (evaluation.scoring), so the mean equals what `focus-pipeline eval` reports."""
+    from evaluation.config import EvalConfig
+    from evaluation.stage import load
 
     m = load(EvalConfig(run=run, device=device), store)
     return {name: _set_hits(store, m, run, tasks, root) for name, (tasks, root) in sets.items()}
@@ -313,7 +314,7 @@ def _set_hits(store: Store, m, run: str, tasks, eval_root: Path) -> dict[str, np
     from evaluation import metrics
     from evaluation.data import EvalDataset
     from evaluation.readers.base import ReaderInput
-    from evaluation.stage import class_weights, score
+    from evaluation.scoring import class_weights, score
     from pipeline.demo import eval_paths
 
     out = {}

@@ -297,7 +297,8 @@ def _publish(
 
 def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     """Run (or resume) the whole demo; returns the comparison and where it was written."""
-    from evaluation.stage import EvalConfig, evaluate
+    from evaluation.config import EvalConfig
+    from evaluation.stage import evaluate
     from pipeline.build_dataset import BuildConfig, build_dataset
     from pipeline.convert import ConvertConfig, convert
     from pipeline.describe import DescribeConfig, describe

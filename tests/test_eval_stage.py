@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from test_eval_readers import write_clip, write_stanford40  # tests/ is on sys.path under pytest
 
-from evaluation.stage import EvalConfig, evaluate
+from evaluation.config import EvalConfig
+from evaluation.stage import evaluate
 from evaluation.tasks import TASKS, Task
 
 

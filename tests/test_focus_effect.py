@@ -147,7 +147,8 @@ def test_reduced_run_then_an_ablation_reuses_clip(reduced, capsys):
         np.mean([fe.curves(store, r)["loss_masked_image"][0] for r in result["runs"]["focusclip"]])
     )
     # each per-seed accuracy equals what the eval stage itself reports for that run
-    from evaluation.stage import EvalConfig, evaluate
+    from evaluation.config import EvalConfig
+    from evaluation.stage import evaluate
     from pipeline.demo import eval_paths, eval_tasks
 
     run = result["runs"]["focusclip"][1]

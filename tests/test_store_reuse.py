@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from evaluation.stage import EvalConfig
+from evaluation.config import EvalConfig
 from pipeline.analyze.stage import AnalyzeConfig
 from pipeline.annotate.stage import AnnotateConfig
 from pipeline.build_dataset import BuildConfig

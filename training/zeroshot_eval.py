@@ -1,6 +1,6 @@
 """Zero-shot evaluation while training (`train --zeroshot-every N --zeroshot-tasks ID,... --data-root DIR`):
 every N steps and at the last, the model being trained is scored on the tasks by the evaluation package
-itself (evaluation/stage.py evaluate_task: the same readers, prompts, classifier and metrics as `eval`),
+itself (evaluation/scoring.py evaluate_task: the same readers, prompts, classifier and metrics as `eval`),
 with the run's own preprocessing, so the last evaluation is what `eval --run` reports for the published run.
 
     zs = ZeroShotEval.create(cfg, model=model, preprocess=pp, tokenizer=tok, device=dev, store=store,
@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
+from evaluation.config import EvalConfig
 from evaluation.data_check import check_task, dataset_hint
-from evaluation.stage import EvalConfig, Model, dataset_roots, evaluate_task
+from evaluation.scoring import Model, dataset_roots, evaluate_task
 from evaluation.tasks import TASKS, Task
 from pipeline.artifacts.evals import clip_benchmark_record
 from pipeline.errors import PipelineError
@@ -61,7 +62,7 @@ def due(step: int, *, every: int | None, total: int) -> bool:
 class ZeroShotEval:
     run: str
     trained: FocusCLIP  # switched to eval mode and back (it keeps a locked tower's norms fixed)
-    model: Model  # its open_clip model, as evaluation/stage.py scores one
+    model: Model  # its open_clip model, as evaluation/scoring.py scores one
     tasks: list[Task]
     eval_cfg: EvalConfig
     roots: dict[str, Path]

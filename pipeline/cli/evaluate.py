@@ -204,7 +204,7 @@ def _evaluate(
         return _list_tasks()
     if compare:
         return _compare(entries or [], name, None if no_paper else paper)
-    from evaluation.stage import EvalConfig
+    from evaluation.config import EvalConfig
     from evaluation.tasks import PAPER_TASKS, TASKS
 
     unknown = [e for e in entries or [] if e not in TASKS]
@@ -255,7 +255,7 @@ def _score(cfg) -> None:
 
 def _check_data(cfg) -> None:
     from evaluation.data_check import check_task, dataset_hint, format_checks
-    from evaluation.stage import dataset_roots
+    from evaluation.scoring import dataset_roots
 
     tasks = cfg.resolved_tasks()
     roots = dataset_roots(cfg, tasks)
