@@ -325,14 +325,9 @@ class Trainer:
         )
 
     def _build_data(self) -> None:
-        """The decoded data (rank 0 decodes the cache, the others read it after the barrier), its loader."""
+        """The decoded data (one process per node decodes the node's cache, the others wait and map it)."""
         cfg = self.cfg
-        if self.info.main:
-            self.data = self._load_data(self.tokenizer, build=True)
-            self._barrier()
-        else:
-            self._barrier()
-            self.data = self._load_data(self.tokenizer, build=False)
+        self.data = self._load_data(self.tokenizer)
         self.loader = BatchLoader(
             self.data,
             batch_size=cfg.batch_size,
@@ -367,7 +362,7 @@ class Trainer:
         self.amp_dtype = _autocast_dtype(cfg, dev)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
 
-    def _load_data(self, tokenizer, *, build: bool):
+    def _load_data(self, tokenizer):
         cfg = self.cfg
         return load_train_data(
             self.store,
@@ -379,7 +374,6 @@ class Trainer:
             context_length=cfg.context_length,
             heatmap_source=cfg.heatmap_source,
             interpolation=cfg.interpolation,
-            build_cache=build,
         )
 
     # ---- checkpoints ----------------------------------------------------------------------------------
