@@ -169,6 +169,7 @@ class StreamOrder:
     world: int
     workers: int  # logical workers (1 when the DataLoader has none)
     seed: int
+    shuffle_rows: int = SHUFFLE_ROWS
 
     @property
     def steps_per_epoch(self) -> int:
@@ -201,7 +202,7 @@ class StreamOrder:
         """(block number, its first position in the rank's run, its size) of the block holding `batch`;
         a block is a whole number of batches, so no batch straddles two."""
         b, run = self.batch_size, self.steps_per_epoch * self.batch_size
-        block = b * max(1, SHUFFLE_ROWS // b)
+        block = b * max(1, self.shuffle_rows // b)
         k = batch * b // block
         return k, k * block, min(block, run - k * block)
 
@@ -238,6 +239,7 @@ class StreamOptions:
     with_heatmaps: bool  # decode the stored heatmaps (heatmap_source="dataset")
     sample_sentences: bool = True
     all_descriptions: bool = True
+    shuffle_rows: int = SHUFFLE_ROWS  # part of the order: a run resumes with the same
 
 
 class _Rows:
@@ -344,7 +346,9 @@ class StreamLoader:
         self.source, self.views, self.opts, self.skeleton = source, views, opts, skeleton
         self.tokenizer, self.context_length = tokenizer, context_length
         sizes = tuple(len(u.rows) for u in source.units)
-        self.order = StreamOrder(sizes, opts.batch_size, opts.world, max(1, opts.workers), opts.seed)
+        self.order = StreamOrder(
+            sizes, opts.batch_size, opts.world, max(1, opts.workers), opts.seed, opts.shuffle_rows
+        )
         self.steps_per_epoch = self.order.steps_per_epoch
         if self.steps_per_epoch == 0:
             raise PipelineError(
