@@ -158,7 +158,7 @@ def timed_build(store: Store, images: Path, name: str, workers: int, executor: s
 
 def child(args: argparse.Namespace) -> None:
     """One build of --child images in a fresh process, so that memory peaks do not carry over."""
-    from pipeline.dataset_card import token_counter
+    from pipeline.build_dataset.card import token_counter
 
     store = make_store(
         Path(args.scratch) / f"child-{args.child}-{args.executor}", Path(args.image_dir), args.child

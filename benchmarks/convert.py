@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/convert.py                      # CSV + a 5,000-image .mat (minutes at first)
     .venv/bin/python benchmarks/convert.py --mat-images 25000   # the full MPII size (the .mat is cached)
 
-Anchor: the reference scripts' way of grouping rows into images, a `list.index` lookup per row over the
-names seen so far (quadratic), on the same CSV, in the same run. Ours is the whole stage: read, join,
-select, write Parquet, publish the artifact. The .mat is written once by pipeline.mpii.mat_writer with the
-real file's quirks (MPII-like: 1-3 people, ~20% test rectangles without points, mixed is_visible encodings)
-and kept in the temp folder; its conversion time is mostly scipy.io.loadmat.
+Anchor: the reference scripts' way of grouping rows into images, a `list.index` lookup per row over the names
+seen so far (quadratic), on the same CSV, in the same run. Ours is the whole stage: read, join, select, write
+Parquet, publish the artifact. The .mat is written once by pipeline.sources.mpii_mat_writer with the real
+file's quirks (MPII-like: 1-3 people, ~20% test rectangles without points, mixed is_visible encodings) and
+kept in the temp folder; its conversion time is mostly scipy.io.loadmat.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.convert import ConvertConfig, convert  # noqa: E402
-from pipeline.mpii.mat_writer import MatQuirks, write_release_mat  # noqa: E402
 from pipeline.records import ImageAnnotation, Person, empty_keypoints  # noqa: E402
+from pipeline.sources.mpii_mat_writer import MatQuirks, write_release_mat  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "mpii" / "csv_activity" / "mpii_dataset.csv"

@@ -38,8 +38,8 @@ from pipeline.convert import ConvertConfig, select  # noqa: E402
 from pipeline.describe.validate import judge  # noqa: E402
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description  # noqa: E402
 from pipeline.instances import annotation_facts  # noqa: E402
-from pipeline.mpii import read_source  # noqa: E402
 from pipeline.records import ImageAnnotation  # noqa: E402
+from pipeline.sources.formats import read_source  # noqa: E402
 
 SET = ROOT / "tests" / "calibration" / "replies.jsonl"
 # ../shared/data beside the checkout, or FOCUS_SHARED_DATA (as the tests read it)

@@ -51,7 +51,7 @@ def reference_heatmap(
 
 def load_people(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     if SHARED.is_file():
-        from pipeline.mpii import read_source
+        from pipeline.sources.formats import read_source
 
         anns = list(read_source(SHARED).images.values())[:n]
         kps = [a.keypoints for a in anns]

@@ -38,14 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.store import Store  # noqa: E402
 from pipeline.synthetic.dataset import write_synthetic_dataset  # noqa: E402
-from training.inference import register_model_configs  # noqa: E402
+from training.towers import register_model_configs  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
 # Per-image forward GFLOPs given by the issue for ViT-B/16 (image at 224 px, text at 77 tokens).
 KNOWN_GFLOPS = {"ViT-B-16": (35.1, 6.0)}
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}  # dense bf16
 _OPENCLIP_ENTRY = (
-    "import sys; from training.inference import register_model_configs; register_model_configs(); "
+    "import sys; from training.towers import register_model_configs; register_model_configs(); "
     "from open_clip_train.main import main; main(sys.argv[1:])"
 )
 

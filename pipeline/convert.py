@@ -9,12 +9,12 @@
     from pipeline.convert import ConvertConfig, convert
     summary = convert(ConvertConfig(sources=[Path("valid.h5")], name="val"), Store.from_env())
 
-Each source's format is detected from its content (pipeline.mpii). Several MPII sources are joined on the
-image name (pipeline.mpii.merge): the first one named defines the images (or all of them with join="outer"),
-later ones add what it lacks. A COCO-format file (pipeline.coco) is converted on its own: it brings its own
-images, skeleton, boxes, masks and crowd regions; a COCO captions file joins it on the image id. Kept and
-dropped images/people are counted with their reasons, logged, and stored in meta.json `counts`; a bad input
-stops the stage with a one-line error before anything is written.
+Each source's format is detected from its content (pipeline.sources.formats). Several MPII sources are joined
+on the image name (pipeline.sources.merge): the first one named defines the images (or all of them with
+join="outer"), later ones add what it lacks. A COCO-format file (pipeline.sources.coco_keypoints) is converted
+on its own: it brings its own images, skeleton, boxes, masks and crowd regions; a COCO captions file joins it
+on the image id. Kept and dropped images/people are counted with their reasons, logged, and stored in
+meta.json `counts`; a bad input stops the stage with a one-line error before anything is written.
 """
 
 from __future__ import annotations
@@ -29,16 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.coco.captions import join_captions, read_captions
 from pipeline.errors import PipelineError
-from pipeline.mpii import SourceData, read_source, sniff_format
-from pipeline.mpii.merge import merge_sources
 from pipeline.records import ANNOTATIONS_FILE, OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
+from pipeline.sources.base import SourceData
+from pipeline.sources.coco_captions import join_captions, read_captions
+from pipeline.sources.formats import read_source, sniff_format
+from pipeline.sources.merge import JOINS, merge_sources
 from pipeline.store import Store, check_name, file_sha256
 
 log = logging.getLogger(__name__)
-
-JOINS = ("left", "outer")
 
 
 @dataclass(slots=True)

@@ -16,18 +16,21 @@ outer product per blob), take keypoints in source-image pixels and render at any
     hm = roi_heatmap(ann.keypoints, image_size=(w, h), out_size=(224, 224))   # (224, 224) float32
     hm = roi_heatmap_torch(kps, image_sizes, out_size=(224, 224))   # (B, 224, 224), on kps.device
     hm = instance_heatmap(kps, boxes, segmentations, image_size=(w, h))   # keypoints, boxes and masks
+    png = png_gray(to_uint8(hm))   # the 8-bit grayscale PNG the dataset stores
 """
 
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.coco.bounds import segmentation_problem
+from pipeline.bounds import segmentation_problem
 from pipeline.records import keypoint_boxes, known
 from pipeline.skeletons import MPII, Skeleton
 
@@ -111,7 +114,7 @@ def roi_heatmap(
 def decode_mask(segmentation: str, size: tuple[int, int]) -> np.ndarray:
     """One COCO segmentation (JSON text: polygons, or RLE with compressed or uncompressed counts) as a
     (height, width) uint8 0/1 mask on an image of size (width, height); ValueError, before pycocotools sees
-    it, when it does not fit that image (pipeline.coco.bounds: an RLE of another size, runs that do not add
+    it, when it does not fit that image (pipeline.bounds: an RLE of another size, runs that do not add
     up, coordinates far off the image). Decoded as pycocotools' COCO.annToRLE does."""
     from pycocotools import mask as mask_utils  # imported here: only the mask ROI needs it
 
@@ -242,3 +245,30 @@ def pad_people(keypoints: list[np.ndarray], max_people: int | None = None) -> np
 def to_uint8(heatmap: np.ndarray) -> np.ndarray:
     """8-bit grayscale encoding used in the published dataset."""
     return np.round(np.clip(heatmap, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def png_gray(pixels: np.ndarray, level: int = 1) -> bytes:
+    """8-bit grayscale PNG of a (H, W) uint8 array, every row with the Sub filter.
+
+    About 3x faster than PIL's encoder at the same size for smooth images like heatmaps: PIL tries the filters
+    per row, while Sub alone already turns a smooth ramp into small residuals that deflate well (zlib releases
+    the GIL, so threads encode in parallel).
+    """
+    h, w = pixels.shape
+    rows = np.empty((h, w + 1), dtype=np.uint8)
+    rows[:, 0] = 1  # filter type Sub: each byte minus the one to its left, modulo 256
+    rows[:, 1] = pixels[:, 0]
+    np.subtract(pixels[:, 1:], pixels[:, :-1], out=rows[:, 2:])
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, deflate, no interlace
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", ihdr),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))

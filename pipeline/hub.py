@@ -3,6 +3,7 @@
     token = hub_token("user/name", flag="--push-to-hub")      # before hours of work, not after
     url = upload(folder, "user/name", kind="dataset", token=token, files=["README.md", "data/*.parquet"],
                  replace=["data/*.parquet"], resume_hint="`hf upload ...`")
+    url = push_dataset(store.path("datasets", name), "user/name", token=token)   # a built dataset
 
 Network failures are huggingface_hub's own (it honours HTTPS_PROXY and HF_ENDPOINT); any of them leaves the
 local folder untouched and the error names the exact command that retries the upload.
@@ -79,3 +80,22 @@ def upload(
     url = f"{endpoint}/{'datasets/' if kind == 'dataset' else ''}{repo_id}"
     log.info("pushed %s -> %s", folder, url)
     return url
+
+
+def push_dataset(path: Path, repo_id: str, *, token: str, private: bool = False) -> str:
+    """Upload README.md and data/ of a built dataset to a Hub dataset repo; returns its URL. Shards the repo
+    holds from an earlier push that are not part of this build are deleted in the same commit."""
+    hint = (
+        f"`hf upload {repo_id} {path} . --repo-type dataset --exclude meta.json --exclude skipped.jsonl "
+        f"--delete 'data/*.parquet'`"
+    )
+    return upload(
+        path,
+        repo_id,
+        kind="dataset",
+        token=token,
+        files=["README.md", "data/*.parquet"],
+        replace=["data/*.parquet"],
+        resume_hint=hint,
+        private=private,
+    )

@@ -13,10 +13,10 @@ from test_describe_skeletons import SKIER_LLM
 
 from pipeline.analyze.controls import contradict
 from pipeline.claims import parse_annotated, parse_claims
-from pipeline.coco.keypoints import read as read_coco
 from pipeline.describe import DescribeConfig, describe
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, UNVERIFIABLE, check_description
 from pipeline.instances import annotation_facts
+from pipeline.sources.coco_keypoints import read as read_coco
 
 
 def coco_rows(path):

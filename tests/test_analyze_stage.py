@@ -274,7 +274,8 @@ def test_clip_score_matches_the_model_and_photos_reach_the_gallery(store, shared
     import torch
     from PIL import Image
 
-    from training.inference import load_model, register_model_configs
+    from training.inference import load_model
+    from training.towers import register_model_configs
 
     register_model_configs()
     torch.manual_seed(0)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from pipeline.animals import FACING_MIN_COS, animal_facts, facing
-from pipeline.coco.keypoints import read as read_coco
 from pipeline.instances import annotation_facts, claim_nouns, groups, instances, plural
 from pipeline.records import MISSING, OCCLUDED, ImageAnnotation, Person
 from pipeline.skeletons import SKELETONS, skeleton_for
+from pipeline.sources.coco_keypoints import read as read_coco
 
 
 def coco_rows(path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +47,12 @@ def _line(result) -> str:
     return errors[0]
 
 
-def _link_folder(dst: Path, *sources: Path) -> Path:
-    """A folder of links to real images (sub-folder per source), as a user's unannotated collection."""
+def _copy_folder(dst: Path, *sources: Path) -> Path:
+    """A folder of copies of real images (sub-folder per source), as a user's unannotated collection."""
     for src in sources:
         sub = dst / src.parent.name
         sub.mkdir(parents=True, exist_ok=True)
-        (sub / src.name).symlink_to(src)
+        shutil.copyfile(src, sub / src.name)
     return dst
 
 
@@ -134,7 +135,7 @@ def test_a_stopped_run_resumes_and_other_thresholds_cost_no_model_call(store, sh
     from pipeline.annotate.stage import AnnotateConfig, annotate
 
     mpii = sorted((shared_data / "mpii" / "mmpose_tests").glob("*.jpg"))
-    folder = _link_folder(tmp_path / "photos", *mpii[:3])
+    folder = _copy_folder(tmp_path / "photos", *mpii[:3])
     first = annotate(AnnotateConfig(images=folder, name="a", workers=0), store)
     assert first["predicted_now"] == 3 and first["images"] == 3
     done = (store.path("annotations", "a") / PREDICTIONS_FILE).read_text().splitlines()
@@ -158,24 +159,27 @@ def test_a_stopped_run_resumes_and_other_thresholds_cost_no_model_call(store, sh
 def test_images_without_people_and_unreadable_files_are_counted_and_listed(cli, store, shared_data, tmp_path):
     from PIL import Image
 
-    folder = _link_folder(tmp_path / "photos", shared_data / "coco_format" / "coco" / "000000000785.jpg")
+    folder = _copy_folder(tmp_path / "photos", shared_data / "coco_format" / "coco" / "000000000785.jpg")
     Image.new("RGB", (320, 240), (128, 128, 128)).save(folder / "empty.png")
     (folder / "broken.jpg").write_bytes((folder / "coco" / "000000000785.jpg").read_bytes()[:500])
     (folder / "notes.txt").write_text("not an image")
+    (tmp_path / "elsewhere.jpg").write_bytes((folder / "coco" / "000000000785.jpg").read_bytes())
+    (folder / "outside.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # refused, as in describe and build
     result = cli("annotate", "--images", folder, "--name", "mixed", "--workers", "0")
     assert result.exit_code == 0, result.output
     counts = store.meta("annotations", "mixed")["counts"]
-    assert counts["image_files"] == 3 and counts["images"] == 1
-    assert counts["dropped"] == {"corrupt_image": 1, "image_without_people": 1}
-    assert "dropped: corrupt_image=1, image_without_people=1" in result.output
+    assert counts["image_files"] == 4 and counts["images"] == 1
+    assert counts["dropped"] == {"corrupt_image": 1, "image_without_people": 1, "link_outside_images": 1}
+    assert "dropped: corrupt_image=1, image_without_people=1, link_outside_images=1" in result.output
     skipped = [json.loads(ln) for ln in (store.path("annotations", "mixed") / SKIPPED_FILE).open()]
     assert {(s["image"], s["reason"]) for s in skipped} == {
-        ("broken.jpg", "corrupt_image"), ("empty.png", "image_without_people")
+        ("broken.jpg", "corrupt_image"), ("empty.png", "image_without_people"),
+        ("outside.jpg", "link_outside_images"),
     }  # fmt: skip
     # nobody in any image: an error, nothing published
     only_empty = tmp_path / "empty"
     only_empty.mkdir()
-    (only_empty / "empty.png").symlink_to(folder / "empty.png")
+    shutil.copyfile(folder / "empty.png", only_empty / "empty.png")
     line = _line(cli("annotate", "--images", only_empty, "--name", "nobody", "--workers", "0"))
     assert "no person found in its 1 images" in line and not store.exists("annotations", "nobody")
 
@@ -224,7 +228,7 @@ def test_keypoint_rcnn_runs_end_to_end_with_random_weights(cli, store, shared_da
     weights = tmp_path / "random.pth"
     torch.save(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict(), weights)
     image = shared_data / "coco_format" / "coco" / "000000040083.jpg"
-    folder = _link_folder(tmp_path / "photos", image)
+    folder = _copy_folder(tmp_path / "photos", image)
     # random weights score people and joints anywhere: keep them all to check every one's shape
     # (at 320 px instead of 800 and 3 people at most instead of 20, for the suite's time)
     args = ["--images", folder, "--model", "keypointrcnn", "--weights", weights, "--device", "cpu",
@@ -270,7 +274,7 @@ def test_a_raw_folder_goes_from_annotate_to_training(cli, store, shared_data, tm
     build-dataset (keypoint and mask ROI) -> FocusCLIP, 3 steps; analyze checks the descriptions."""
     images = sorted((shared_data / "coco_format" / "coco").glob("*.jpg"))
     images += sorted((shared_data / "mpii" / "mmpose_tests").glob("*.jpg"))
-    folder = _link_folder(tmp_path / "photos", *images)
+    folder = _copy_folder(tmp_path / "photos", *images)
     steps = [
         ("annotate", "--images", folder, "--name", "photos"),
         ("describe", "--annotations", "photos", "--backend", "rules"),

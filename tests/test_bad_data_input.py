@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.coco.bounds import rescale_factor, rle_string_counts, segmentation_problem
+from pipeline.bounds import rescale_factor, rle_string_counts, segmentation_problem
 from pipeline.describe import DescribeConfig, describe
 from pipeline.records import read_annotations, write_annotations
 
@@ -211,7 +211,7 @@ def _tiny_run(store) -> None:
     import open_clip
     import torch
 
-    from training.inference import register_model_configs
+    from training.towers import register_model_configs
 
     register_model_configs()
     torch.manual_seed(0)

@@ -26,11 +26,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.build_dataset import BuildConfig, build_dataset, index_descriptions
-from pipeline.build_images import stored_size
+from pipeline.build_dataset import BuildConfig, build_dataset
+from pipeline.build_dataset.card import FEATURES, token_counter
+from pipeline.build_dataset.images import stored_size
+from pipeline.build_dataset.index import index_descriptions
 from pipeline.cli.build_dataset import parse_size
 from pipeline.convert import ConvertConfig, convert
-from pipeline.dataset_card import FEATURES, token_counter
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.records import (
@@ -618,7 +619,7 @@ def test_parse_size():
 
 
 def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_path):
-    from pipeline.build_images import ImageJob, ImageOptions, process_image
+    from pipeline.build_dataset.images import ImageJob, ImageOptions, process_image
 
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
@@ -634,7 +635,7 @@ def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_pat
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
 def test_png_gray_decodes_to_the_same_pixels(shape):
-    from pipeline.build_images import png_gray
+    from pipeline.heatmaps import png_gray
 
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     with Image.open(io.BytesIO(png_gray(pixels))) as im:
@@ -643,7 +644,7 @@ def test_png_gray_decodes_to_the_same_pixels(shape):
 
 
 def test_heatmap_png_is_8bit_grayscale_of_the_image_size():
-    from pipeline.build_images import encode_heatmap
+    from pipeline.build_dataset.images import encode_heatmap
 
     kps = np.zeros((1, 16, 3), np.float32)
     kps[0, :, :2] = np.linspace(10, 50, 32).reshape(16, 2)
@@ -694,7 +695,7 @@ def test_a_synthetic_dataset_card_carries_the_project_licence(cli, store, tmp_pa
 def test_shard_features_are_written_in_the_form_older_datasets_read():
     # datasets >= 4 writes {"_type": "List"}, which 3.x cannot parse; the one-element-list form reads in both
     # (benchmarks/datasets_compat.py loads real shards in datasets 3.6 in a throwaway venv)
-    from pipeline.dataset_card import SCHEMA
+    from pipeline.build_dataset.card import SCHEMA
 
     stored = json.loads(SCHEMA.metadata[b"huggingface"])["info"]["features"]
     assert '"List"' not in json.dumps(stored)

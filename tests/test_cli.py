@@ -101,7 +101,7 @@ def test_unexpected_failure_is_one_line_unless_verbose(cli, tmp_path, monkeypatc
     def boom(cfg, store):
         raise ValueError("something broke")
 
-    monkeypatch.setattr("pipeline.cli.convert.convert", boom)
+    monkeypatch.setattr("pipeline.convert.convert", boom)
     path = tmp_path / "a.json"
     path.write_text("[]")
     quiet = cli("convert", path)

@@ -250,7 +250,7 @@ def test_keypoint_heatmaps_are_refused_on_a_mask_dataset(store, shared_data):
 
 
 def test_a_mask_that_does_not_fit_its_image_file_drops_that_instance(tmp_path):
-    from pipeline.build_images import ImageJob, ImageOptions, process_image
+    from pipeline.build_dataset.images import ImageJob, ImageOptions, process_image
     from pipeline.records import Person
 
     Image.new("RGB", (100, 40)).save(tmp_path / "a.jpg")

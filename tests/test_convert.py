@@ -14,9 +14,10 @@ import pytest
 
 from pipeline.convert import ConvertConfig, convert
 from pipeline.errors import PipelineError
-from pipeline.mpii import read_source, split_from_name
-from pipeline.mpii.merge import merge_sources
 from pipeline.records import MISSING, OCCLUDED, VISIBLE, read_annotations
+from pipeline.sources.base import split_from_name
+from pipeline.sources.formats import read_source
+from pipeline.sources.merge import merge_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 

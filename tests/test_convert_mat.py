@@ -9,9 +9,9 @@ import pytest
 import scipy.io
 
 from pipeline.errors import PipelineError
-from pipeline.mpii import read_source, sniff_format
-from pipeline.mpii.mat_writer import MatQuirks, write_release_mat
 from pipeline.records import MISSING, OCCLUDED, VISIBLE, ImageAnnotation, Person, empty_keypoints
+from pipeline.sources.formats import read_source, sniff_format
+from pipeline.sources.mpii_mat_writer import MatQuirks, write_release_mat
 
 LONG_NAME = (
     "truck driving, loading and unloading truck, tying down load, standing, walking and carrying heavy loads"

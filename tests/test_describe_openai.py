@@ -14,8 +14,8 @@ from fake_openai import FakeOpenAI
 from test_describe_rules import csv_annotations, put_annotations
 
 from pipeline.describe import DescribeConfig, Shard, describe
-from pipeline.describe.openai_backend import AIMDWindow, TokenBucket
 from pipeline.describe.prompting import PROMPTS_DIR
+from pipeline.describe.rate_limits import AIMDWindow, TokenBucket
 from pipeline.errors import PipelineError
 
 N = 16

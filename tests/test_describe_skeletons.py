@@ -15,7 +15,6 @@ from test_describe_rules import csv_annotations, h5_annotations, put_annotations
 
 from pipeline.analyze.controls import contradict
 from pipeline.claims import parse_annotated
-from pipeline.coco.keypoints import read as read_coco
 from pipeline.describe import DescribeConfig, describe
 from pipeline.describe.prompting import image_context, load_template
 from pipeline.describe.rules import rules_description
@@ -24,6 +23,7 @@ from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description
 from pipeline.instances import annotation_facts
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import skeleton_for
+from pipeline.sources.coco_keypoints import read as read_coco
 
 
 def coco_rows(path):

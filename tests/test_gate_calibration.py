@@ -19,7 +19,7 @@ from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import Gate, judge
 from pipeline.faithfulness import CONFIRMED, CONTRADICTED, check_description
 from pipeline.instances import annotation_facts
-from pipeline.mpii import read_source
+from pipeline.sources.formats import read_source
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_calibration.py"
 _spec = importlib.util.spec_from_file_location("gate_calibration", _PATH)

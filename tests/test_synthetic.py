@@ -116,7 +116,7 @@ def test_images_do_not_depend_on_the_sample_size():
 
 
 def test_mat_reads_back_through_convert_reader(sample):
-    from pipeline.mpii import read_source
+    from pipeline.sources.formats import read_source
 
     source = read_source(sample / "mpii" / "mpii_human_pose_v1_u12_1.mat")
     expected = mpii_annotations(SMALL)

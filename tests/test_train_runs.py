@@ -20,7 +20,8 @@ from pipeline.store import Store
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
 from training import train as train_mod
-from training.inference import load_model, register_model_configs
+from training.inference import load_model
+from training.towers import register_model_configs
 from training.train import TrainConfig, train
 
 torch.set_num_threads(2)
@@ -340,7 +341,7 @@ def test_open_clip_train_resumes_from_our_checkpoint_and_open_clip_loads_it(stor
     ours, _, _ = load_model(run_dir=store.path("runs", "octrain"))
     torch.testing.assert_close(loaded.state_dict(), ours.state_dict())
     entry = (
-        "import sys; from training.inference import register_model_configs; register_model_configs(); "
+        "import sys; from training.towers import register_model_configs; register_model_configs(); "
         "from open_clip_train.main import main; main(sys.argv[1:])"
     )
     csv = _open_clip_train_csv(store, tmp_path / "csv")

@@ -17,7 +17,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
-from training.inference import register_model_configs
+from training.towers import register_model_configs
 
 TINY = "test-tiny-ViT-BERT"  # the paper arch's families (timm vit_*_patch16_224, BERT), at their smallest
 WORDS = "a person is standing sitting left right arm leg torso head the and of with on in photo".split()  # noqa: SIM905

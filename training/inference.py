@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import open_clip
 import torch
 from open_clip.model import set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -33,21 +32,10 @@ from pipeline.errors import PipelineError
 from pipeline.store import verify_sha256
 from training.export import CONFIG_NAME, WEIGHTS_NAME, read_manifest, verify_export
 from training.preprocess import Preprocess
-from training.towers import Towers, arch_config, create_clip, make_tokenizer
+from training.towers import Towers, arch_config, create_clip, make_tokenizer, register_model_configs
 
-MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 RETRAIN = "train the run again (--overwrite)"
 RESTORE_EXPORT = "restore it: train the run again (--overwrite), or download the repo it was pushed to"
-_registered = False
-
-
-def register_model_configs() -> None:
-    """Make our architectures (training/model_configs) known to open_clip (importing training.towers, as this
-    module does, registered the reference text pooler)."""
-    global _registered
-    if not _registered:
-        open_clip.add_model_config(MODEL_CONFIGS)
-        _registered = True
 
 
 def load_export(folder: str | Path, *, device: str | torch.device = "cpu"):

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 SCHEMAS = ("local-dir:", "hf-hub:")
 # file names of a timm checkpoint inside a folder (a hub snapshot of timm/<model>), preferred first
 _TIMM_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "model.pth")
+MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+_registered = False
 
 
 class AllPositionsMeanPooler(nn.Module):
@@ -72,14 +74,21 @@ class Towers:
         return self.hub or self.image is not None or self.text is not None
 
 
+def register_model_configs() -> None:
+    """Make our architectures (training/model_configs) known to open_clip (importing this module registered
+    the reference text pooler)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(MODEL_CONFIGS)
+        _registered = True
+
+
 def has_schema(name: str | None) -> bool:
     return bool(name) and name.startswith(SCHEMAS)
 
 
 def arch_config(arch: str) -> dict[str, Any]:
     """A copy of the open_clip model config of `arch`: a registered name, local-dir:PATH or hf-hub:ID."""
-    from training.inference import register_model_configs
-
     register_model_configs()
     if arch.startswith("local-dir:"):
         path = Path(arch.removeprefix("local-dir:")).expanduser() / "open_clip_config.json"

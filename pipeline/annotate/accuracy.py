@@ -26,9 +26,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from pipeline.annotate.prediction import COCO17, Prediction
-from pipeline.coco import load_json, record_id, records
 from pipeline.errors import PipelineError
 from pipeline.skeletons import skeleton_for
+from pipeline.sources.base import load_json, record_id, records
 
 METRIC = "OKS AP (pycocotools COCOeval, iouType keypoints, maxDets 20)"
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import os
@@ -34,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from pipeline.annotate.accuracy import GroundTruth, keypoint_accuracy
 from pipeline.annotate.backends import PoseModel, load_model, model_identity
 from pipeline.annotate.models import ModelInfo, ModelSettings, model_info
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
-from pipeline.build_dataset import ordered_map
 from pipeline.errors import PipelineError
+from pipeline.images import ImageError, ImageTooLarge, LinkOutside, find_image, load_rgb
 from pipeline.log import progress
+from pipeline.pool import ordered_map
 from pipeline.records import ANNOTATIONS_FILE, SPLITS, ImageAnnotation, known, write_annotations
 from pipeline.store import Store, check_name
 
@@ -194,26 +193,30 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def decode(data: bytes) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of the file's pixels as stored: no EXIF rotation, like build-dataset's rows."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()  # a full decode: a truncated file fails here
-        return np.array(img.convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only ones
+def decode(data: bytes, name: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of the file's pixels as stored: no EXIF rotation, like build-dataset's rows.
+    Read through pipeline.images: the pixel limit holds; a decode failure is an ImageError naming the file."""
+    return np.array(load_rgb(data, name))  # a writable copy: torch.from_numpy warns on read-only ones
 
 
-def read_image(name: str, path: Path, identity_hash: str) -> tuple[Record, np.ndarray | None]:
-    """The image's record (keyed by its content) and pixels; no pixels, and the reason, when it has none."""
+def read_image(root: Path, name: str, identity_hash: str) -> tuple[Record, np.ndarray | None]:
+    """The image's record (keyed by its content) and pixels; no pixels, and the reason, when it has none.
+    A link under --images that resolves outside it is refused, as in describe, build-dataset and analyze."""
     try:
-        data = path.read_bytes()
+        data = find_image(root, name).read_bytes()
+    except LinkOutside as err:  # not journaled: the link may be replaced by the file itself
+        return Record("", name, "", error=f"link_outside_images: {err}"), None
     except OSError as err:  # not journaled (no key): a file that cannot be read now is tried next run
         return Record("", name, "", error=f"unreadable_image: {err.strerror or err}"), None
     digest = hashlib.sha256(data).hexdigest()
     rec = Record(record_key(identity_hash, digest), name, digest)
     try:
-        rgb = decode(data)
-    # Decoders raise many types on hostile bytes: whatever they raise, the file is not a usable image.
-    except Exception as err:  # noqa: BLE001
-        rec.error = f"corrupt_image: {type(err).__name__}: {err}"
+        rgb = decode(data, name)
+    except ImageTooLarge as err:
+        rec.error = f"image_too_large: {err}"
+        return rec, None
+    except ImageError as err:
+        rec.error = f"corrupt_image: {err}"
         return rec, None
     rec.height, rec.width = rgb.shape[:2]
     return rec, rgb
@@ -225,7 +228,7 @@ def read_image(name: str, path: Path, identity_hash: str) -> tuple[Record, np.nd
 @dataclass(frozen=True, slots=True)
 class Batch:
     identity_hash: str
-    images: tuple[tuple[str, str], ...]  # (name, path)
+    images: tuple[str, ...]  # names under --images
 
 
 class Predictor:
@@ -259,12 +262,12 @@ class Predictor:
     def batches(self, todo: list[str]) -> Iterator[tuple[int, Batch]]:
         for start in range(0, len(todo), self.cfg.batch_size):
             names = todo[start : start + self.cfg.batch_size]
-            yield len(names), Batch(self.identity_hash, tuple((n, str(self.cfg.images / n)) for n in names))
+            yield len(names), Batch(self.identity_hash, tuple(names))
 
     def __call__(self, batch: Batch) -> tuple[list[Record], float]:
         """Read, hash and decode each image, then predict the decodable ones in one model call; (records,
         the seconds that call took: the model's own time, without loading it or decoding)."""
-        read = [read_image(name, Path(path), batch.identity_hash) for name, path in batch.images]
+        read = [read_image(self.cfg.images, name, batch.identity_hash) for name in batch.images]
         pixels = [(rec, rgb) for rec, rgb in read if rgb is not None]
         seconds = 0.0
         if pixels:

@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import app, state
-from pipeline.convert import JOINS, ConvertConfig, convert
 from pipeline.records import SPLITS
+from pipeline.sources.merge import JOINS
 
 # The command's options, one alias each, so the command itself reads as option -> config -> call.
 Sources = Annotated[
@@ -94,6 +94,8 @@ def _convert(
 ) -> None:
     """Convert MPII Human Pose or COCO-format keypoint annotations into the store (annotations/<name>),
     counting what was dropped."""
+    from pipeline.convert import ConvertConfig, convert  # its readers load scipy, h5py and pandas (~1 s)
+
     cfg = ConvertConfig(
         sources=sources,
         name=name,

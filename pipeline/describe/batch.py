@@ -7,7 +7,7 @@ submitted batch id is journaled before polling starts: a run that is stopped whi
 batch again when re-run instead of paying for a second one. Both the output file and the error file are
 read; failed lines (non-200 status, batch_expired, missing) are resubmitted in a new batch up to
 --max-retries times, then recorded with status error. Batch prices are half the live ones. Usage is checked
-as for live replies (openai_backend._parse): a malformed one is an error row charged at its worst case.
+as for live replies (codec.parse_completion): a malformed one is an error row charged at its worst case.
 
 With --with-image each line carries its image (a data URL of about 50-150 KB for a 768 px JPEG, or the
 hosted URL), so an input file is also cut at BATCH_FILE_BYTES (the API takes files up to 200 MB); a row whose
@@ -26,18 +26,18 @@ from typing import Any
 
 import openai
 
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, scrub
-from pipeline.describe.journal import Journal
-from pipeline.describe.openai_backend import (
+from pipeline.describe.codec import (
     MalformedResponse,
-    _parse,
     completion_result,
+    parse_completion,
     render_image,
     reply_cost,
     request_fields,
     request_messages,
     unsendable_result,
 )
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, scrub
+from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price
 from pipeline.errors import PipelineError
 from pipeline.log import progress
@@ -73,7 +73,7 @@ def _result(
         error = scrub(f"{code}: {err.get('message')}", cfg.api_key)
         return DescriptionResult(**base, description=None, status="error", error=error), False
     try:
-        c = _parse(response.get("body"))
+        c = parse_completion(response.get("body"))
     except MalformedResponse as exc:
         return DescriptionResult(**base, description=None, status="error", error=str(exc)), False
     result = completion_result(

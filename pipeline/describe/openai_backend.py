@@ -33,117 +33,49 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-import numpy as np
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from pipeline.describe.codec import (
+    Completion,
+    MalformedResponse,
+    completion_result,
+    error_text,
+    parse_completion,
+    render_image,
+    reply_cost,
+    request_fields,
+    request_messages,
+    unsendable_result,
+)
 from pipeline.describe.config import (
     RANK,
     DescribeConfig,
     DescriptionRequest,
     DescriptionResult,
     public_base_url,
-    scrub,
 )
-from pipeline.describe.image_input import image_url, with_image
 from pipeline.describe.journal import Journal
-from pipeline.describe.pricing import MAX_REQUEST_TOKENS, Price
+from pipeline.describe.pricing import Price
+from pipeline.describe.rate_limits import AIMDWindow, TokenBucket
 from pipeline.describe.transport import LeanTransport
-from pipeline.describe.validate import Gate, judge
 from pipeline.errors import PipelineError
-from pipeline.instances import instances
 from pipeline.log import progress
 
 log = logging.getLogger(__name__)
 
-_COOLDOWN = 1.0  # seconds between two multiplicative decreases: one burst of 429s halves the window once
 _MAX_WAIT = 120.0  # longest single backoff, even when a server asks for more
 _POOL_SIZE = 8  # connections per client (see Runner.__init__)
 _FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
-class MalformedResponse(Exception):
-    """A 200 reply that is not a chat completion (bad JSON, no choices): retried like a transient error."""
-
-
 class AttemptTimeout(Exception):
     """No complete reply within --timeout (connect, send and every read together): retried like a transient
     error."""
-
-
-class AIMDWindow:
-    """How many requests may be in flight: additive increase on success, multiplicative decrease on
-    congestion (TCP's rule, as the OpenAI cookbook recommends for 429s)."""
-
-    def __init__(self, maximum: int):
-        self.maximum = maximum
-        self.limit = float(maximum)
-        self.in_flight = 0
-        self.decreases = 0
-        self._waiters: deque[asyncio.Future] = deque()
-        self._last_decrease = -_COOLDOWN
-
-    async def acquire(self) -> None:
-        if self.in_flight < int(self.limit) and not self._waiters:
-            self.in_flight += 1
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed to us as we were cancelled: give it back
-            raise
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self.in_flight < max(1, int(self.limit)):
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self.in_flight += 1
-                fut.set_result(None)
-
-    def success(self) -> None:
-        if self.limit < self.maximum:
-            self.limit = min(self.maximum, self.limit + 1.0 / self.limit)
-            self._wake()
-
-    def congestion(self) -> None:
-        now = time.monotonic()
-        if now - self._last_decrease >= _COOLDOWN:
-            self._last_decrease = now
-            self.limit = max(1.0, self.limit / 2.0)
-            self.decreases += 1
-
-
-class TokenBucket:
-    """`rate_per_min` units per minute, bursting to one second's worth (or one request's cost)."""
-
-    def __init__(self, rate_per_min: float):
-        self.rate = rate_per_min / 60.0
-        self.level = self.rate
-        self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self, amount: float) -> None:
-        async with self._lock:  # first come, first served
-            while True:
-                now = time.monotonic()
-                self.level = min(max(self.rate, amount), self.level + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.level >= amount:
-                    self.level -= amount
-                    return
-                await asyncio.sleep((amount - self.level) / self.rate)
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -178,152 +110,6 @@ def _congestion(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
     return isinstance(exc, openai.APITimeoutError | AttemptTimeout)
-
-
-@dataclass(slots=True)
-class Usage:
-    """A reply's token counts as far as they can be trusted."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    counted: bool = False  # both counts reported (else the reply costs its worst case)
-    problem: str | None = None  # a count that is not one a request can have (then both are 0)
-
-
-@dataclass(slots=True)
-class Completion:
-    id: str | None
-    text: str | None
-    finish_reason: str | None
-    usage: Usage
-
-
-def read_usage(usage: Any) -> Usage:
-    """A reply's `usage`: each count an integer in 0..MAX_REQUEST_TOKENS, or absent (some local servers
-    report none); anything else is a problem, never a number to add to the spending."""
-    if usage is None:
-        return Usage()
-    if not isinstance(usage, dict):
-        return Usage(problem=f"usage is {type(usage).__name__}, not an object")
-    counts = {}
-    for key in ("prompt_tokens", "completion_tokens"):
-        value = usage.get(key)
-        if value is None:
-            continue
-        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not whole or not 0 <= value <= MAX_REQUEST_TOKENS:
-            return Usage(problem=f"{key} {value!r} is not a token count in 0..{MAX_REQUEST_TOKENS:,}")
-        counts[key] = int(value)
-    return Usage(**counts, counted=len(counts) == 2)
-
-
-def _parse(reply: Any) -> Completion:
-    """The fields we keep from a chat.completion object; MalformedResponse when it is not one. A malformed
-    usage is kept as its problem (the reply was paid for: the row is an error, not a retry)."""
-    try:
-        choice = reply["choices"][0]
-        text = (choice.get("message") or {}).get("content")
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"content is {type(text).__name__}")
-        return Completion(
-            id=reply.get("id"),
-            text=text,
-            finish_reason=choice.get("finish_reason"),
-            usage=read_usage(reply.get("usage")),
-        )
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
-        raise MalformedResponse(f"not a chat completion ({type(err).__name__}: {err})") from None
-
-
-def reply_cost(req: DescriptionRequest, c: Completion, price: Price, max_tokens: int) -> float:
-    """What a reply cost: its usage at the price, or the worst case the budget reserved for it (prompt
-    estimate + max_tokens) when it reported no usage we can trust."""
-    if c.usage.counted:
-        return price.cost(c.usage.prompt_tokens, c.usage.completion_tokens)
-    return price.cost(req.prompt_tokens, max_tokens)
-
-
-def _error_text(exc: BaseException, api_key: str | None) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        return scrub(f"HTTP {exc.status_code}: {exc.message}", api_key)[:500]
-    return scrub(f"{type(exc).__name__}: {exc}", api_key)[:500]
-
-
-def request_fields(req: DescriptionRequest) -> dict[str, Any]:
-    """The fields of a result row that identify its request (live and batch rows alike)."""
-    return {
-        "cache_key": req.cache_key,
-        "image": req.image,
-        "source": req.source,
-        "sample": req.sample,
-        "model": req.model,
-        "template": req.template,
-        "template_hash": req.template_hash,
-        "image_input": req.image_input.record() if req.image_input else None,
-    }
-
-
-def unsendable_result(req: DescriptionRequest, reason: str) -> DescriptionResult:
-    """The error row of a request that was never sent (its image is missing or cannot be read)."""
-    fields = request_fields(req)
-    return DescriptionResult(**fields, description=None, status="error", error=f"not sent: {reason}")
-
-
-def render_image(req: DescriptionRequest) -> tuple[str | None, str | None]:
-    """(image_url.url, None) for a row with an image, (None, why) when it cannot be sent, (None, None) for a
-    text-only row. Reads and resizes the file: call it off the event loop."""
-    inp = req.image_input
-    if inp is None:
-        return None, None
-    if inp.problem:
-        return None, inp.problem
-    ann = req.annotation
-    people = instances(ann)  # crowd regions are not drawn: the numbers are the prompt's instance numbers
-    kps = np.stack([p.keypoints for p in people]) if people else np.zeros((0, ann.skeleton.num_joints, 3))
-    try:
-        return image_url(inp, kps, edges=ann.skeleton.edges), None
-    except OSError as err:
-        return None, f"image {inp.name!r} cannot be sent ({type(err).__name__}: {err})"
-
-
-def request_messages(req: DescriptionRequest, url: str | None) -> list[dict[str, Any]]:
-    """The messages a request sends: the image (when there is one) after the user message's text."""
-    return req.messages if url is None else with_image(req.messages, url, req.image_input.settings.detail)
-
-
-def completion_result(
-    req: DescriptionRequest,
-    c: Completion,
-    gate: Gate,
-    *,
-    cost_usd: float,
-    attempts: int,
-    latency_s: float = 0.0,
-    response_id: str | None,
-) -> DescriptionResult:
-    """A reply judged into its row: ok / truncated / refused / invalid, with usage and cost; an error row when
-    its usage is malformed (an endpoint whose accounting is broken is not trusted with the text either)."""
-    if c.usage.problem:
-        status = "error"
-        reason = f"malformed usage: {c.usage.problem} (charged at its worst case ${cost_usd:.6f})"
-    else:
-        status, reason = judge(
-            c.text, c.finish_reason, req.annotation, gate, prompt=req.prompt, facts=req.facts,
-            saw_image=req.image_input is not None,
-        )  # fmt: skip
-    return DescriptionResult(
-        **request_fields(req),
-        description=c.text.strip() if c.text and c.text.strip() and status != "error" else None,
-        status=status,
-        finish_reason=c.finish_reason,
-        prompt_tokens=c.usage.prompt_tokens,
-        completion_tokens=c.usage.completion_tokens,
-        cost_usd=cost_usd,
-        attempts=attempts,
-        latency_s=latency_s,
-        error=reason,
-        response_id=response_id,
-    )
 
 
 @dataclass(slots=True)
@@ -381,14 +167,15 @@ class Runner:
             try:
                 # client.post is the official client's own transport (auth, base URL, errors by status)
                 # without chat.completions.create's TypedDict transform, deep copies and pydantic model
-                # build, which cost more CPU than the HTTP exchange; `_parse` checks the reply instead.
+                # build, which cost more CPU than the HTTP exchange; `parse_completion` checks the reply
+                # instead.
                 async with asyncio.timeout(self.cfg.timeout):
                     reply = await client.post("/chat/completions", cast_to=object, content=body)
             except TimeoutError:
                 raise AttemptTimeout(f"no complete reply within --timeout {self.cfg.timeout:g} s") from None
             except ValueError as err:  # the body was not JSON
                 raise MalformedResponse(f"unparsable reply: {err}") from None
-            completion = _parse(reply)
+            completion = parse_completion(reply)
         except BaseException as exc:
             if _congestion(exc):
                 self.window.congestion()
@@ -424,7 +211,7 @@ class Runner:
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             log.debug(
-                "%s: retry after %s", req.image, _error_text(state.outcome.exception(), self.cfg.api_key)
+                "%s: retry after %s", req.image, error_text(state.outcome.exception(), self.cfg.api_key)
             )
 
         try:
@@ -447,7 +234,7 @@ class Runner:
                 completion = await retrying(attempt)
         except _FATAL as exc:
             raise PipelineError(
-                f"{public_base_url(self.cfg.base_url)}: {_error_text(exc, self.cfg.api_key)} (check the key, "
+                f"{public_base_url(self.cfg.base_url)}: {error_text(exc, self.cfg.api_key)} (check the key, "
                 f"model and --base-url; finished rows are kept in the journal)"
             ) from None
         except (openai.APIError, MalformedResponse, AttemptTimeout) as exc:
@@ -457,7 +244,7 @@ class Runner:
                 status="error",
                 attempts=attempts,
                 latency_s=round(time.monotonic() - started, 4),
-                error=_error_text(exc, self.cfg.api_key),
+                error=error_text(exc, self.cfg.api_key),
             )
         return completion_result(
             req,

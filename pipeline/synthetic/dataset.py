@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from pipeline.dataset_card import SCHEMA
+from pipeline.build_dataset.card import SCHEMA
 from pipeline.heatmaps import roi_heatmap, to_uint8
 from pipeline.store import Store
 

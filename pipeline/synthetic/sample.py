@@ -222,7 +222,7 @@ def write_body_states(cfg: SampleConfig, root: Path) -> int:
 
 def generate_sample(cfg: SampleConfig, root: Path, *, fresh: bool = False) -> SampleLayout:
     """Write the whole sample under `root`; a complete sample with the same config is reused."""
-    from pipeline.mpii.mat_writer import write_release_mat
+    from pipeline.sources.mpii_mat_writer import write_release_mat
 
     layout = SampleLayout.at(root)
     manifest = layout.root / MANIFEST

@@ -23,7 +23,6 @@ from scipy.io.matlab import mat_struct
 
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.mpii import SourceData
 from pipeline.records import (
     MISSING,
     NUM_KEYPOINTS,
@@ -33,6 +32,7 @@ from pipeline.records import (
     Person,
     empty_keypoints,
 )
+from pipeline.sources.base import SourceData
 
 log = logging.getLogger(__name__)
 

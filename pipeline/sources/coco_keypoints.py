@@ -12,7 +12,7 @@ labelled but not visible (occluded), v = 2 visible. bbox [x, y, w, h] becomes so
 segmentation is kept as JSON text (polygons, or RLE with compressed or uncompressed counts) and decoded only
 when a mask heatmap is drawn. COCO files record no split: it comes from --split ("unknown" without).
 Crowd regions (iscrowd = 1) and instances without keypoints are read like the others: convert decides.
-An instance whose box or mask lies far off its image (pipeline.coco.bounds) is skipped and counted
+An instance whose box or mask lies far off its image (pipeline.bounds) is skipped and counted
 (dropped_person:<reason>); width and height must be whole numbers of pixels up to bounds.MAX_SIDE.
 """
 
@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.coco import load_json, record_id, records
-from pipeline.coco.bounds import MAX_SIDE, instance_problem
+from pipeline.bounds import MAX_SIDE, instance_problem
 from pipeline.errors import PipelineError
-from pipeline.mpii import SourceData
 from pipeline.records import ImageAnnotation, Person, empty_keypoints
 from pipeline.skeletons import Skeleton, skeleton_for
+from pipeline.sources.base import SourceData, load_json, record_id, records
 
 log = logging.getLogger(__name__)
 

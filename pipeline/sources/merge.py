@@ -21,11 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.mpii import SourceData
 from pipeline.records import OCCLUDED, VISIBLE, ImageAnnotation, Person, known
+from pipeline.sources.base import SourceData
 
 # The hourglass h5 rounds neck/head to whole pixels, the CSV keeps 4 decimals: 1 px apart at most.
 MATCH_TOLERANCE_PX = 2.0
+JOINS = ("left", "outer")  # which images a join keeps: the first source's, or every source's
 ACTIVITY_CUT = 100  # characters at which the official .mat cuts act_name
 
 
@@ -99,7 +100,7 @@ def merge_sources(
 ) -> tuple[list[ImageAnnotation], Counter]:
     """One ImageAnnotation per image and the join counters (a lone source's records are returned as they are;
     joined ones are new records, and the sources are left unchanged)."""
-    if join not in ("left", "outer"):
+    if join not in JOINS:
         raise ValueError(f"join must be 'left' or 'outer', not {join!r}")
     counts: Counter = Counter()
     if join == "left":

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.coco import EXPECTED_JSON, json_kind, load_json
 from pipeline.errors import PipelineError
-from pipeline.mpii import SourceData, split_from_name
 from pipeline.records import MISSING, NUM_KEYPOINTS, VISIBLE, ImageAnnotation, Person
+from pipeline.sources.base import EXPECTED_JSON, SourceData, json_kind, load_json, split_from_name
 
 
 def _load(path: Path) -> list:

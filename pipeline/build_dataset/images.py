@@ -4,7 +4,7 @@ annotations record, check its instances' boxes and masks, maybe shrink it, rende
     res = process_image(ImageJob(path, people, sources, texts, skeleton, recorded_size), opts)
     res.reason    # None (usable) or why the image is left out: missing_image, unreadable_image,
                   # corrupt_image, image_too_large (over --max-image-pixels), size_mismatch
-    res.dropped   # {instance index: Problem}: instances left out of the row (pipeline.coco.bounds)
+    res.dropped   # {instance index: Problem}: instances left out of the row (pipeline.bounds)
     res.scale     # stored pixels per annotation pixel, x and y: what the row's coordinates are multiplied by
 
 A file whose size is not the one the annotations record (COCO files record it) is used when it is the recorded
@@ -17,17 +17,16 @@ pycocotools sees it (bounds.instance_problem); the image keeps its other instanc
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from pipeline.coco.bounds import Problem, instance_problem, rescale_factor
-from pipeline.dataset_card import count_words, token_counter
-from pipeline.heatmaps import instance_heatmap, to_uint8
+from pipeline.bounds import Problem, instance_problem, rescale_factor
+from pipeline.build_dataset.card import count_words, token_counter
+from pipeline.build_dataset.config import ROI_FALLBACK
+from pipeline.heatmaps import instance_heatmap, png_gray, to_uint8
 from pipeline.images import ImageError, ImageTooLarge, decoding, max_pixels, open_image
 from pipeline.records import Person
 from pipeline.skeletons import MPII, Skeleton
@@ -47,7 +46,7 @@ class ImageOptions:
 class ImageJob:
     path: str
     people: list[Person]  # the image's instances, in annotation pixels
-    sources: list[str | None]  # per instance, where its region comes from (build_dataset.roi_choice)
+    sources: list[str | None]  # per instance, where its region comes from (roi_choice)
     texts: list[str]  # descriptions, for their length statistics
     skeleton: Skeleton = MPII  # the keypoints' (the part heatmap's body parts)
     recorded_size: tuple[int, int] | None = None  # (width, height) the annotations record, if they do
@@ -76,33 +75,6 @@ def stored_size(width: int, height: int, max_side: int | None) -> tuple[int, int
     return max(1, round(width * f)), max(1, round(height * f))
 
 
-def png_gray(pixels: np.ndarray, level: int = 1) -> bytes:
-    """8-bit grayscale PNG of a (H, W) uint8 array, every row with the Sub filter.
-
-    About 3x faster than PIL's encoder at the same size for smooth images like heatmaps: PIL tries the filters
-    per row, while Sub alone already turns a smooth ramp into small residuals that deflate well (zlib releases
-    the GIL, so threads encode in parallel).
-    """
-    h, w = pixels.shape
-    rows = np.empty((h, w + 1), dtype=np.uint8)
-    rows[:, 0] = 1  # filter type Sub: each byte minus the one to its left, modulo 256
-    rows[:, 1] = pixels[:, 0]
-    np.subtract(pixels[:, 1:], pixels[:, :-1], out=rows[:, 2:])
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit, grayscale, deflate, no interlace
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            _png_chunk(b"IHDR", ihdr),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)),
-            _png_chunk(b"IEND", b""),
-        )
-    )
-
-
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
 def encode_heatmap(
     keypoints: np.ndarray,
     size: tuple[int, int],
@@ -121,6 +93,20 @@ def encode_heatmap(
         keypoints, boxes, segmentations, size, size, mask_size=mask_size, parts=parts, skeleton=skeleton
     )
     return png_gray(to_uint8(hm), png_level)
+
+
+def roi_choice(people: list[Person], roi: str) -> list[str | None]:
+    """Per instance, where its part of the heatmap comes from under --roi: the first of ROI_FALLBACK[roi] it
+    has (keypoints: any known joint), None when it has none (a crowd region under --roi keypoints)."""
+    out = []
+    for p in people:
+        has = {
+            "mask": p.segmentation is not None,
+            "box": p.source_box is not None,
+            "keypoints": p.num_known > 0,
+        }
+        out.append(next((s for s in ROI_FALLBACK[roi] if has[s]), None))
+    return out
 
 
 def annotation_frame(

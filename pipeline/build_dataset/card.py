@@ -1,6 +1,6 @@
 """The published dataset's schema, its text statistics, and its README.md card (YAML header + Markdown body).
 
-    from pipeline.dataset_card import FEATURES, TextStats, render_card
+    from pipeline.build_dataset.card import FEATURES, TextStats, render_card
     stats = TextStats(); stats.add(words=54, tokens=71); stats.summary()   # -> mean/median/p95/over_77 ...
     (path / "README.md").write_text(render_card(CardInputs(...)))
 
@@ -29,7 +29,7 @@ import yaml
 
 # The text tower's context: open_clip tokenises to 77 tokens (start and end included) and cuts the rest.
 CLIP_CONTEXT = 77
-TEMPLATE_DIR = Path(__file__).parent / "templates"
+TEMPLATE_DIR = Path(__file__).parents[1] / "templates"
 
 PERSON_FEATURES = {
     # 3K floats: x, y, v per joint of the row's skeleton (MPII: 48, in MPII order), in stored-image pixels;

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
-from pipeline.mpii import SourceData
 from pipeline.records import MISSING, NUM_KEYPOINTS, VISIBLE, ImageAnnotation, Person
+from pipeline.sources.base import SourceData
 
 # The CSV's joint names, in MPII order (pipeline.records.KEYPOINT_NAMES).
 CSV_JOINTS = (

@@ -11,8 +11,8 @@ the image write past the mask's buffer. So every polygon, RLE and box is checked
 image its coordinates refer to (the size the annotations record, else the file's): numbers finite and within
 one image size beyond each edge (SLACK), a polygon outline at most MAX_OUTLINE times the image's width plus
 height, an RLE of exactly the image's size whose runs add up to its pixel count. convert skips an instance
-that fails (pipeline.coco.keypoints), and so does build-dataset (for annotations converted before these
-checks, or without a recorded size); heatmaps.decode_mask refuses such a mask too.
+that fails (pipeline.sources.coco_keypoints), and so does build-dataset (for annotations converted before
+these checks, or without a recorded size); heatmaps.decode_mask refuses such a mask too.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The official `mpii_human_pose_v1_u12_1.mat` could not be obtained for this proje
 ../shared/data/mpii/PROVENANCE.md), so the .mat reader is tested on files written here, and the demo's
 synthetic sample is written here too:
 
-    from pipeline.mpii.mat_writer import MatQuirks, write_release_mat
+    from pipeline.sources.mpii_mat_writer import MatQuirks, write_release_mat
     write_release_mat("sample.mat", images, quirks=MatQuirks.real_world())
 
 Structure written (scipy.io.savemat of nested structs and cells, MATLAB v5 format), one variable `RELEASE`:

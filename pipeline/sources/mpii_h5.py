@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.mpii import SourceData, split_from_name
 from pipeline.records import MISSING, NUM_KEYPOINTS, OCCLUDED, VISIBLE, ImageAnnotation, Person
+from pipeline.sources.base import SourceData, split_from_name
 
 REQUIRED = ("imgname", "part", "center", "scale")
 # pose-hg-train (data/mpii/annot generation): c[2] = c[2] + 15 * s; s = s * 1.25.

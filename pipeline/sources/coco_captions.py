@@ -16,9 +16,9 @@ import dataclasses
 from collections import Counter
 from pathlib import Path
 
-from pipeline.coco import load_json, record_id, records
 from pipeline.errors import PipelineError
 from pipeline.records import ImageAnnotation
+from pipeline.sources.base import load_json, record_id, records
 
 
 def read_captions(path: Path) -> tuple[dict[int | str, list[str]], Counter]:
