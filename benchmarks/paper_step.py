@@ -3,19 +3,22 @@ whole run extrapolated from it.
 
     .venv/bin/python benchmarks/paper_step.py --batch-size 4                       # CPU (random weights)
     .venv/bin/python benchmarks/paper_step.py --device cuda --batch-size 32 --precision fp32 bf16 \
-        --peak-tflops 989                                                          # a GPU (H100/H200 bf16)
+        --json out.json                                                            # a GPU (peaks by name)
 
 The step is the paper recipe's: image + masked image (2B views) through the ViT-B/16 tower, B captions of
 512 tokens through BERT-base (mean over all positions), the three NT-Xent terms at T = 0.5, backward, grad
 clip 1.0 and an SGD step. Weights are random (the cost does not depend on them) and the text tower is
 built from BertConfig() (= bert-base-uncased's shape), so nothing is downloaded. FLOPs are counted once
 with torch's FlopCounterMode over a whole step; the run's cost = FLOPs/step x steps (17,367 images / 32
-per step x 64 epochs) / (peak x an assumed MFU), printed beside the measured step.
+per step x 64 epochs) / (peak x an assumed MFU), printed beside the measured step. MFU is against the
+precision's dense peak: bf16 tensor cores for bf16, TF32 for fp32 (train() enables TF32 matmuls), looked up
+by the device's name (PEAK_TFLOPS) unless --peak-tflops gives one number for both.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import tempfile
@@ -34,6 +37,23 @@ from training.towers import arch_config  # noqa: E402
 
 ARCH = "FocusCLIP-ViT-B-16-BERT"
 PAPER_IMAGES, PAPER_BATCH, PAPER_EPOCHS = 17_367, 32, 64
+# Dense peaks (TFLOP/s) from the vendors' data sheets: bf16 tensor cores, and TF32 for fp32 matmuls.
+PEAK_TFLOPS = {
+    "H100": {"bf16": 989.0, "fp32": 494.5},
+    "H200": {"bf16": 989.0, "fp32": 494.5},
+    "A100": {"bf16": 312.0, "fp32": 156.0},
+}
+
+
+def device_peaks(device: torch.device, given: float | None) -> dict[str, float]:
+    if given:
+        return {"bf16": given, "fp32": given}
+    if device.type != "cuda":
+        return {}
+    name = torch.cuda.get_device_name(device)
+    if "H100" in name and "PCIe" in name:
+        return {"bf16": 756.0, "fp32": 378.0}
+    return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), {})
 
 
 def build(device: torch.device) -> FocusCLIP:
@@ -79,9 +99,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=PAPER_BATCH)
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
-    ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="one peak for MFU (default: by name)")
     ap.add_argument("--assumed-mfu", type=float, default=0.3, help="for the whole-run extrapolation")
     ap.add_argument("--extrapolate-peak-tflops", type=float, default=989.0, help="H100/H200 dense bf16")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -96,12 +117,15 @@ def main() -> None:
         torch.randint(1000, 30000, (b, 512), device=device),  # full context: no padding id (0)
     )
     n_params = sum(p.numel() for p in model.parameters())
+    peaks = device_peaks(device, args.peak_tflops)
+    report = {"arch": ARCH, "device": _device_name(device), "batch": b, "params_m": n_params / 1e6}
     with FlopCounterMode(display=False) as counter:
         step(model, opt, batch, None)
     flops = counter.get_total_flops()
     print(
         f"{ARCH}: {n_params / 1e6:.1f}M parameters; {flops / 1e12:.3f} TFLOP per step at batch {b} (fwd+bwd)"
     )
+    report.update(tflop_per_step=flops / 1e12, results=[])
     for precision in args.precision:
         dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
         if device.type == "cuda":
@@ -114,12 +138,27 @@ def main() -> None:
         sync(device)
         dt = (time.perf_counter() - t0) / args.steps
         if device.type == "cuda":
-            mem = f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+            mem_gib = torch.cuda.max_memory_allocated(device) / 2**30
+            mem = f"peak GPU memory {mem_gib:.1f} GiB"
         else:
-            mem = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"
-        mfu = f", MFU {flops / dt / (args.peak_tflops * 1e12):.1%}" if args.peak_tflops else ""
+            mem_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            mem = f"peak RSS {mem_gib:.1f} GiB"
+        peak = peaks.get(precision)
+        mfu = flops / dt / (peak * 1e12) if peak else None
+        mfu_text = f", MFU {mfu:.1%} of {peak:.0f} TFLOP/s" if mfu is not None else ""
         rate = f"{dt:.2f} s/step, {b / dt:.2f} samples/s, {flops / dt / 1e12:.2f} TFLOP/s"
-        print(f"{precision}: {rate}{mfu}; {mem}")
+        print(f"{precision}: {rate}{mfu_text}; {mem}")
+        report["results"].append(
+            {
+                "precision": precision,
+                "s_per_step": dt,
+                "samples_per_s": b / dt,
+                "tflops": flops / dt / 1e12,
+                "peak_tflops": peak,
+                "mfu": mfu,
+                "peak_memory_gib": mem_gib,
+            }
+        )
     steps = PAPER_IMAGES // PAPER_BATCH * PAPER_EPOCHS
     total = flops * PAPER_BATCH / b * steps
     hours = total / (args.extrapolate_peak_tflops * 1e12 * args.assumed_mfu) / 3600
@@ -129,6 +168,13 @@ def main() -> None:
         f"{hours:.2f} GPU hours at {args.assumed_mfu:.0%} MFU of {args.extrapolate_peak_tflops:.0f} TFLOP/s "
         "(an estimate, not a measurement)"
     )
+    report["paper_run_gpu_hours_estimate"] = hours
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.dataset_card import SCHEMA
+from pipeline.build_dataset.card import SCHEMA
 from pipeline.errors import PipelineError
 from pipeline.store import Store
 from pipeline.synthetic.dataset import synthetic_rows, write_synthetic_dataset
@@ -154,8 +154,13 @@ def test_a_restart_mid_epoch_gives_the_uninterrupted_batches(store):
                 assert ids_a == ids_b and torch.equal(a.images, b.images) and torch.equal(a.tokens, b.tokens)
     inline = [ids for _, _, ids in _loader(source, workers=0, batch=7).host_batches(2)]
     assert inline == [ids for _, _, ids in _loader(source, workers=1, batch=7).host_batches(2)]
-    batch = loader.get(2, 5)  # the training loop's call: restarts the workers at step 5
-    assert batch.images.shape == (7, 3, 32, 32) and loader.last_ids == whole[5][2]
+    batch = loader.get(
+        2, 5
+    )  # the training loop's call: workers restart at step 5 and, on a CPU, make the views
+    assert loader.last_ids == whole[5][2]
+    made_here = loader.views.make(whole[5][1], 2, 5)
+    for got, expected in ((batch.images, made_here.images), (batch.heatmaps, made_here.heatmaps)):
+        assert got.shape[0] == 7 and torch.equal(got, expected)
 
 
 def test_stream_reads_fsspec_urls(store, tmp_path):

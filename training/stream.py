@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import fsspec
 import numpy as np
@@ -268,13 +268,19 @@ class _Rows:
 
 
 class StreamDataset(IterableDataset):
-    """One epoch of one rank's host batches, from a given step; each DataLoader worker yields its own."""
+    """One epoch of one rank's batches, from a given step; each DataLoader worker yields its own. With
+    `views` (a CPU BatchViews) the workers make the views too, so a CPU trainer's main process only steps."""
 
-    def __init__(self, source, order, opts, skeleton, tokenizer, context_length, epoch: int, start: int):
+    def __init__(self, loader: StreamLoader, epoch: int, start: int, views: BatchViews | None):
         super().__init__()
-        self.source, self.order, self.opts, self.skeleton = source, order, opts, skeleton
-        self.tokenizer, self.context_length = tokenizer, context_length
-        self.epoch, self.start = epoch, start
+        self.source, self.order, self.opts = loader.source, loader.order, loader.opts
+        self.skeleton, self.tokenizer, self.context_length = (
+            loader.skeleton,
+            loader.tokenizer,
+            loader.context_length,
+        )
+        self.epoch, self.start, self.views = epoch, start, views
+        source, opts = self.source, self.opts
         self.columns = [c for c in _ROW_COLUMNS if c in source.columns] + ["image"]
         if opts.with_heatmaps:
             self.columns.append("heatmap")
@@ -319,15 +325,17 @@ class StreamDataset(IterableDataset):
             sample_sentences=opts.sample_sentences,
             all_descriptions=opts.all_descriptions,
         )
-        return {
-            "step": step,
-            "images": torch.from_numpy(images),
-            "heatmaps": torch.from_numpy(heat) if heat is not None else None,
-            "keypoints": torch.from_numpy(padded_keypoints(kps, opts.side, self.skeleton.num_joints)),
-            "tokens": tokens,
-            "stats": (stats.captions, stats.truncated, stats.sentences_total, stats.sentences_kept),
-            "ids": ids,
-        }
+        host = HostBatch(
+            images=torch.from_numpy(images),
+            heatmaps=torch.from_numpy(heat) if heat is not None else None,
+            keypoints=torch.from_numpy(padded_keypoints(kps, opts.side, self.skeleton.num_joints)),
+            tokens=tokens,
+            text_stats=stats,
+        )
+        # plain dicts of tensors: what the DataLoader pins (it passes dataclasses through untouched)
+        if self.views is not None:
+            return {"step": step, "ids": ids, "batch": _shallow(self.views.make(host, self.epoch, step))}
+        return {"step": step, "ids": ids, "host": _shallow(host)}
 
 
 class StreamLoader:
@@ -361,16 +369,13 @@ class StreamLoader:
 
     def host_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[int, HostBatch, list[str]]]:
         """(step, host batch, image ids) from step `start` of `epoch` to its end, read by the workers."""
-        dataset = StreamDataset(
-            self.source,
-            self.order,
-            self.opts,
-            self.skeleton,
-            self.tokenizer,
-            self.context_length,
-            epoch,
-            start,
-        )
+        for step, item, ids in self._items(epoch, start, views=None):
+            yield step, _rebuilt(HostBatch, item["host"]), ids
+
+    def _items(
+        self, epoch: int, start: int, views: BatchViews | None
+    ) -> Iterator[tuple[int, dict, list[str]]]:
+        dataset = StreamDataset(self, epoch, start, views)
         loader = DataLoader(
             dataset,
             batch_size=None,
@@ -385,13 +390,26 @@ class StreamLoader:
             if item["step"] != expected:  # the interleave is the order's contract; never train out of order
                 raise PipelineError(f"stream delivered step {item['step']} where {expected} was due")
             expected += 1
-            stats = BatchStats(*item["stats"])
-            host = HostBatch(item["images"], item["heatmaps"], item["keypoints"], item["tokens"], stats)
-            yield item["step"], host, item["ids"]
+            yield item["step"], item, item["ids"]
 
     def get(self, epoch: int, step: int) -> Batch:
+        """Step `step` of `epoch`: on a CPU made by the workers, on a GPU made there from the host batch."""
+        on_cpu = self.views.device.type == "cpu"
         if self._next != (epoch, step):  # a new epoch, or a resume: workers start at this step
-            self._it = self.host_batches(epoch, step)
-        _, host, self.last_ids = next(self._it)
+            self._it = self._items(epoch, step, views=self.views if on_cpu else None)
+        _, item, self.last_ids = next(self._it)
         self._next = (epoch, step + 1)
-        return self.views.make(host, epoch, step)
+        if on_cpu:
+            return _rebuilt(Batch, item["batch"])
+        return self.views.make(_rebuilt(HostBatch, item["host"]), epoch, step)
+
+
+def _shallow(batch: HostBatch | Batch) -> dict:
+    """A batch as a dict of its tensors (and its text counters), without copying them."""
+    out = {f.name: getattr(batch, f.name) for f in fields(batch)}
+    out["text_stats"] = {f.name: getattr(batch.text_stats, f.name) for f in fields(BatchStats)}
+    return out
+
+
+def _rebuilt(kind: type[HostBatch] | type[Batch], item: dict) -> HostBatch | Batch:
+    return kind(**{**item, "text_stats": BatchStats(**item["text_stats"])})
