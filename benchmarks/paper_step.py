@@ -56,13 +56,18 @@ def device_peaks(device: torch.device, given: float | None) -> dict[str, float]:
     return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), {})
 
 
-def build(device: torch.device) -> FocusCLIP:
+def build(device: torch.device, *, tiny: bool = False) -> FocusCLIP:
+    """The paper's model with random weights; tiny: ViT-Ti and a 2-layer BERT at the same input shapes (a
+    check that the script runs, as benchmarks/gpu_check.sh --dry-run does; its figures mean nothing)."""
     from transformers import BertConfig
 
     folder = Path(tempfile.mkdtemp())
-    BertConfig().save_pretrained(folder)  # bert-base-uncased's shape; config only, random weights
-    text_cfg = arch_config(ARCH)["text_cfg"] | {"hf_model_name": str(folder), "hf_model_pretrained": False}
-    clip = open_clip.create_model(ARCH, pretrained_text=False, text_cfg=text_cfg)
+    bert = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    (bert if tiny else BertConfig()).save_pretrained(folder)  # bert-base-uncased's shape; no weights
+    cfg = arch_config(ARCH)
+    text_cfg = cfg["text_cfg"] | {"hf_model_name": str(folder), "hf_model_pretrained": False}
+    vision_cfg = cfg["vision_cfg"] | ({"timm_model_name": "vit_tiny_patch16_224"} if tiny else {})
+    clip = open_clip.create_model(ARCH, pretrained_text=False, text_cfg=text_cfg, vision_cfg=vision_cfg)
     return FocusCLIP(
         clip,
         focus=True,
@@ -103,12 +108,13 @@ def main() -> None:
     ap.add_argument("--assumed-mfu", type=float, default=0.3, help="for the whole-run extrapolation")
     ap.add_argument("--extrapolate-peak-tflops", type=float, default=989.0, help="H100/H200 dense bf16")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    ap.add_argument("--tiny", action="store_true", help="ViT-Ti + 2-layer BERT: checks the script only")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as train()
     torch.manual_seed(0)
-    model = build(device)
+    model = build(device, tiny=args.tiny)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=5e-4, momentum=0.9)
     b = args.batch_size
     batch = (
@@ -118,12 +124,13 @@ def main() -> None:
     )
     n_params = sum(p.numel() for p in model.parameters())
     peaks = device_peaks(device, args.peak_tflops)
-    report = {"arch": ARCH, "device": _device_name(device), "batch": b, "params_m": n_params / 1e6}
+    arch = f"{ARCH} (tiny towers)" if args.tiny else ARCH
+    report = {"arch": arch, "device": _device_name(device), "batch": b, "params_m": n_params / 1e6}
     with FlopCounterMode(display=False) as counter:
         step(model, opt, batch, None)
     flops = counter.get_total_flops()
     print(
-        f"{ARCH}: {n_params / 1e6:.1f}M parameters; {flops / 1e12:.3f} TFLOP per step at batch {b} (fwd+bwd)"
+        f"{arch}: {n_params / 1e6:.1f}M parameters; {flops / 1e12:.3f} TFLOP per step at batch {b} (fwd+bwd)"
     )
     report.update(tflop_per_step=flops / 1e12, results=[])
     for precision in args.precision:
