@@ -264,7 +264,7 @@ def scopes_markdown(scopes: PublishedScopes) -> list[str]:
 
 
 def plot(table: Comparison, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # ~1-3 s to import; only the figure needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -37,7 +37,7 @@ def decode_middle_frame(path: str, segment: tuple[float, float] | None) -> Image
 
     A clip is taken to be cut to its segment when it is no longer than the segment (+1 s of slack), which is
     how the usual Kinetics downloaders store them (10 s files named id_start_end)."""
-    import av
+    import av  # PyAV loads FFmpeg's libraries; only the video tasks (Kinetics) read clips
 
     with av.open(path) as container:
         stream = container.streams.video[0]

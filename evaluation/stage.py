@@ -140,6 +140,7 @@ def pick_device(device: str) -> torch.device:
 
 
 def load(cfg: EvalConfig, store: Store) -> Model:
+    # open_clip (torchvision, timm, transformers) takes seconds to import; only scoring a model needs it
     from training.inference import load_model
 
     device = pick_device(cfg.device)
@@ -471,7 +472,7 @@ def results_markdown(results: list[dict[str, Any]], name: str) -> str:
 
 
 def plot_results(results: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
+    import matplotlib  # ~1-3 s to import; only the figure needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -16,15 +16,16 @@ outer product per blob), take keypoints in source-image pixels and render at any
     hm = roi_heatmap(ann.keypoints, image_size=(w, h), out_size=(224, 224))   # (224, 224) float32
     hm = roi_heatmap_torch(kps, image_sizes, out_size=(224, 224))   # (B, 224, 224), on kps.device
     hm = instance_heatmap(kps, boxes, segmentations, image_size=(w, h))   # keypoints, boxes and masks
-    png = png_gray(to_uint8(hm))   # the 8-bit grayscale PNG the dataset stores
+    png = PNG_ENCODERS["pillow"](to_uint8(hm), 1)   # the 8-bit grayscale PNG the dataset stores
 """
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -247,12 +248,20 @@ def to_uint8(heatmap: np.ndarray) -> np.ndarray:
     return np.round(np.clip(heatmap, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def png_pillow(pixels: np.ndarray, level: int = 1) -> bytes:
+    """8-bit grayscale PNG of a (H, W) uint8 array, written by Pillow (zlib level `level`)."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=level)  # uint8 (H, W): mode L
+    return buf.getvalue()
+
+
 def png_gray(pixels: np.ndarray, level: int = 1) -> bytes:
     """8-bit grayscale PNG of a (H, W) uint8 array, every row with the Sub filter.
 
-    About 3x faster than PIL's encoder at the same size for smooth images like heatmaps: PIL tries the filters
-    per row, while Sub alone already turns a smooth ramp into small residuals that deflate well (zlib releases
-    the GIL, so threads encode in parallel).
+    About 2.3x less CPU than Pillow at the same zlib level for smooth images like heatmaps (4.3 vs 10 ms per
+    1280x720 map of real MPII people, files 16% larger): Pillow tries the filters per row, while Sub alone
+    already turns a smooth ramp into small residuals that deflate well (zlib releases the GIL, so threads
+    encode in parallel). The pixels decode identically; build-dataset --heatmap-encoder fast chooses it.
     """
     h, w = pixels.shape
     rows = np.empty((h, w + 1), dtype=np.uint8)
@@ -272,3 +281,7 @@ def png_gray(pixels: np.ndarray, level: int = 1) -> bytes:
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+# build-dataset --heatmap-encoder: Pillow by default, the hand-written encoder when asked for
+PNG_ENCODERS: dict[str, Callable[[np.ndarray, int], bytes]] = {"pillow": png_pillow, "fast": png_gray}

@@ -26,7 +26,7 @@ def hub_token(repo_id: str, *, flag: str) -> str:
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(parts):
         raise PipelineError(f"{flag} {repo_id!r}: expected a repo id like 'user/name'")
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # ~1 s to import, and every CLI command imports this module
 
     token = get_token()
     if not token:
@@ -60,7 +60,7 @@ def upload(
     if offline():
         raise PipelineError(f"cannot push to {repo_id}: HF_HUB_OFFLINE is set, nothing was uploaded; {keep}")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # (as above: only a push needs it)
 
     api = HfApi(endpoint=endpoint, token=token)
     try:

@@ -33,7 +33,7 @@ from pipeline.build_dataset.index import index_descriptions
 from pipeline.cli.build_dataset import parse_size
 from pipeline.convert import ConvertConfig, convert
 from pipeline.errors import PipelineError
-from pipeline.heatmaps import roi_heatmap, to_uint8
+from pipeline.heatmaps import PNG_ENCODERS, roi_heatmap, to_uint8
 from pipeline.records import (
     DESCRIPTIONS_SCHEMA,
     ImageAnnotation,
@@ -476,6 +476,7 @@ def test_user_errors_are_one_line_and_write_nothing(cli, store, tmp_path, monkey
         ((*base, "--images", folder, "--push-to-hub", "no-slash"), "repo id"),
         ((*base, "--images", folder, "--include-status", "great"), "not a description status"),
         ((*base, "--images", folder, "--shard-size", "lots"), "--shard-size"),
+        ((*base, "--images", folder, "--heatmap-encoder", "zopfli"), "--heatmap-encoder"),
         ((*base, "--images", tmp_path), "no image has both"),  # no image file found at all
         (
             ("build-dataset", "--annotations", "ann", "--descriptions", "missing", "--images", folder),
@@ -516,6 +517,21 @@ def test_workers_and_executors_write_identical_rows(store, tmp_path):
     # repr: NaN keypoints (v = 0) compare equal as text, not as floats.
     assert repr(tables["serial"].to_pylist()) == repr(tables["threads"].to_pylist())
     assert repr(tables["serial"].to_pylist()) == repr(tables["procs"].to_pylist())
+
+
+def test_both_heatmap_encoders_store_the_same_heatmap_pixels(store, tmp_path):
+    """--heatmap-encoder fast writes other PNG bytes than Pillow (the default), never other pixels."""
+    folder = _small_inputs(store, tmp_path)
+    heatmaps = {}
+    for encoder in ("pillow", "fast"):
+        cfg = BuildConfig(annotations="ann", descriptions=["d"], images=folder, name=encoder, workers=0,
+                          heatmap_encoder=encoder)  # fmt: skip
+        build_dataset(cfg, store)
+        assert store.meta("datasets", encoder)["config"]["heatmap_encoder"] == encoder
+        ds = load(store.path("datasets", encoder), tmp_path / encoder)
+        heatmaps[encoder] = [np.asarray(h) for h in ds["train"]["heatmap"]]
+    assert len(heatmaps["fast"]) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(heatmaps["pillow"], heatmaps["fast"], strict=True))
 
 
 def test_image_names_that_escape_images_are_skipped_and_named(cli, store, tmp_path):
@@ -633,12 +649,11 @@ def test_exif_rotation_is_dropped_so_pixels_stay_where_the_keypoints_are(tmp_pat
     assert decoded.shape == (40, 100, 3) and decoded[:, :45].min() > 200 and decoded[:, 55:].max() < 50
 
 
+@pytest.mark.parametrize("encoder", ["pillow", "fast"])
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
-def test_png_gray_decodes_to_the_same_pixels(shape):
-    from pipeline.heatmaps import png_gray
-
+def test_png_gray_decodes_to_the_same_pixels(shape, encoder):
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    with Image.open(io.BytesIO(png_gray(pixels))) as im:
+    with Image.open(io.BytesIO(PNG_ENCODERS[encoder](pixels, 1))) as im:
         assert (im.format, im.mode, im.size) == ("PNG", "L", shape[::-1])
         assert np.array_equal(np.asarray(im), pixels)
 

@@ -93,7 +93,7 @@ PAIR_LOSSES = {"infonce": contrastive_loss, "ntxent": ntxent_loss}
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather along dim 0, differentiable (torch.distributed.nn, as open_clip's gather_with_grad)."""
-    import torch.distributed.nn as dist_nn
+    import torch.distributed.nn as dist_nn  # only multi-process runs gather; some torch builds lack it
 
     return torch.cat(dist_nn.all_gather(x), dim=0)
 

@@ -30,8 +30,9 @@ from typing import Any
 import open_clip
 import torch
 from open_clip import hf_model
-from open_clip.factory import load_state_dict
+from open_clip.factory import _get_hf_config, load_state_dict
 from open_clip.model import set_model_preprocess_cfg
+from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 from open_clip.tokenizer import HFTokenizer
 from timm.layers import to_2tuple
 from torch import nn
@@ -99,8 +100,6 @@ def arch_config(arch: str) -> dict[str, Any]:
             raise PipelineError(f"{path}: no 'model_cfg' in it")
         return cfg
     if arch.startswith("hf-hub:"):
-        from open_clip.factory import _get_hf_config
-
         try:
             return _get_hf_config(arch.removeprefix("hf-hub:"))["model_cfg"]
         except Exception as err:  # offline, no such repo, or no open_clip config in it
@@ -150,8 +149,6 @@ def _pretrained_tag(arch: str, pretrained: str) -> bool:
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if pretrained not in tags:
         return False
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
-
     try:
         download_pretrained(get_pretrained_cfg(arch, pretrained))
     except Exception as err:

@@ -150,6 +150,7 @@ def _clip_scores(cfg: AnalyzeConfig, store, df: pd.DataFrame) -> tuple[pd.Series
     """max(100 * cos(image, text), 0) per usable row whose image is found and readable (the CLIPScore of
     torchmetrics), and why each unreadable image was not scored; texts longer than the model's context are
     cut by its tokenizer, as in training."""
+    # torch and open_clip take seconds to import; only --run (the CLIPScore) needs them
     import torch
 
     from training.inference import load_model

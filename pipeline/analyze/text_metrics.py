@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+import textstat
 
 CLIP_CONTEXT = 77  # CLIP's text context: a longer description is cut when encoded
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
@@ -37,7 +38,7 @@ def word_count(text: str) -> int:
 
 @functools.cache
 def _tokenizer():
-    from open_clip.tokenizer import SimpleTokenizer
+    from open_clip.tokenizer import SimpleTokenizer  # open_clip pulls in torch: seconds to import
 
     return SimpleTokenizer()
 
@@ -50,8 +51,6 @@ def clip_token_counts(texts: Sequence[str]) -> np.ndarray:
 
 def fk_grade(text: str) -> float | None:
     """Flesch-Kincaid grade level (textstat); None for an empty text."""
-    import textstat
-
     if not words(text):
         return None
     return float(textstat.flesch_kincaid_grade(text))
@@ -63,7 +62,7 @@ def style_consistency(texts: Sequence[str]) -> float | None:
     TfidfVectorizer L2-normalises each row, so the sum of all pairwise cosines is |sum of rows|^2 and the
     mean over the n(n-1) off-diagonal pairs needs no n x n matrix: O(non-zeros) for 20k texts too.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import TfidfVectorizer  # scikit-learn: seconds to import
 
     texts = [t for t in texts if words(t)]
     n = len(texts)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import PipelineError
+from pipeline.heatmaps import PNG_ENCODERS
 from pipeline.images import max_pixels
 from pipeline.records import STATUSES
 
@@ -38,6 +39,9 @@ class BuildConfig:
     roi: Literal["keypoints", "box", "mask"] = "keypoints"  # where the heatmap's region comes from
     heatmap_parts: bool = False  # the body-part variant of the ROI heatmap (keypoints only)
     heatmap_png_level: int = 1  # zlib level of the heatmap PNGs: 1 is fast, and small enough
+    # who writes the heatmap PNGs: Pillow, or our Sub-filter encoder ("fast": pipeline.heatmaps.png_gray,
+    # ~2.3x less CPU per map, files ~16% larger, the same pixels)
+    heatmap_encoder: Literal["pillow", "fast"] = "pillow"
     overwrite: bool = False
     push_to_hub: str | None = None
     private: bool = False
@@ -73,6 +77,10 @@ class BuildConfig:
         if self.heatmap_parts and self.roi != "keypoints":
             raise PipelineError(
                 f"--heatmap-parts draws body parts from keypoints; it does not go with --roi {self.roi}"
+            )
+        if self.heatmap_encoder not in PNG_ENCODERS:
+            raise PipelineError(
+                f"--heatmap-encoder {self.heatmap_encoder!r}: one of {', '.join(PNG_ENCODERS)}"
             )
         if self.executor not in ("process", "thread"):
             raise PipelineError(f"--executor {self.executor!r}: one of process, thread")

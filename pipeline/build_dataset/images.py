@@ -26,7 +26,7 @@ from PIL import Image
 from pipeline.bounds import Problem, instance_problem, rescale_factor
 from pipeline.build_dataset.card import count_words, token_counter
 from pipeline.build_dataset.config import ROI_FALLBACK
-from pipeline.heatmaps import instance_heatmap, png_gray, to_uint8
+from pipeline.heatmaps import PNG_ENCODERS, instance_heatmap, to_uint8
 from pipeline.images import ImageError, ImageTooLarge, decoding, max_pixels, open_image
 from pipeline.records import Person
 from pipeline.skeletons import MPII, Skeleton
@@ -40,6 +40,7 @@ class ImageOptions:
     jpeg_quality: int
     heatmap_parts: bool
     png_level: int
+    png_encoder: str = "pillow"  # a key of pipeline.heatmaps.PNG_ENCODERS
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ def encode_heatmap(
     *,
     parts: bool,
     png_level: int,
+    png_encoder: str = "pillow",
     boxes: np.ndarray | None = None,
     segmentations: Sequence[str] = (),
     mask_size: tuple[int, int] | None = None,
@@ -92,7 +94,7 @@ def encode_heatmap(
     hm = instance_heatmap(
         keypoints, boxes, segmentations, size, size, mask_size=mask_size, parts=parts, skeleton=skeleton
     )
-    return png_gray(to_uint8(hm), png_level)
+    return PNG_ENCODERS[png_encoder](to_uint8(hm), png_level)
 
 
 def roi_choice(people: list[Person], roi: str) -> list[str | None]:
@@ -188,8 +190,8 @@ def process_image(job: ImageJob, opts: ImageOptions) -> ImageResult:
     kps[..., 1] *= sy
     boxes *= np.array([sx, sy, sx, sy])
     heatmap = encode_heatmap(
-        kps, size, parts=opts.heatmap_parts, png_level=opts.png_level, boxes=boxes, segmentations=masks,
-        mask_size=frame, skeleton=job.skeleton,
+        kps, size, parts=opts.heatmap_parts, png_level=opts.png_level, png_encoder=opts.png_encoder,
+        boxes=boxes, segmentations=masks, mask_size=frame, skeleton=job.skeleton,
     )  # fmt: skip
     count = token_counter()
     return ImageResult(

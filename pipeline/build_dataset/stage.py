@@ -142,7 +142,9 @@ def _jobs(
     annotations: list[ImageAnnotation], index: DescriptionIndex, cfg: BuildConfig, tally: _Tally
 ) -> Iterator[tuple[tuple[ImageAnnotation, list[Description], list], tuple[ImageJob, ImageOptions]]]:
     """One job per annotated image with descriptions and a file inside --images (others skipped)."""
-    opts = ImageOptions(cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level)
+    opts = ImageOptions(
+        cfg.max_side, cfg.jpeg_quality, cfg.heatmap_parts, cfg.heatmap_png_level, cfg.heatmap_encoder
+    )
     seen: set[str] = set()
     for ann in annotations:
         if ann.image in seen:

@@ -74,6 +74,14 @@ Roi = Annotated[
     ),
 ]
 HeatmapParts = Annotated[bool, typer.Option(help="One heatmap blob per body part (--roi keypoints).")]
+HeatmapEncoder = Annotated[
+    str,
+    typer.Option(
+        metavar="pillow|fast",
+        help="Who writes the heatmap PNGs: Pillow, or a hand-written encoder that takes ~2.3x less CPU and "
+        "writes ~16% larger files; both decode to the same pixels.",
+    ),
+]
 PushToHub = Annotated[
     str | None,
     typer.Option(metavar="REPO_ID", help="Also publish to this Hub dataset repo (token from HF_TOKEN)."),
@@ -105,6 +113,7 @@ def build_dataset_cmd(
     include_status: IncludeStatus = None,
     roi: Roi = "keypoints",
     heatmap_parts: HeatmapParts = False,
+    heatmap_encoder: HeatmapEncoder = "pillow",
     push_to_hub: PushToHub = None,
     private: Private = False,
     origin: Origin = None,
@@ -125,6 +134,7 @@ def build_dataset_cmd(
         include_status=tuple(include_status or ("ok",)),
         roi=roi,  # type: ignore[arg-type]  (checked by BuildConfig)
         heatmap_parts=heatmap_parts,
+        heatmap_encoder=heatmap_encoder,  # type: ignore[arg-type]  (checked by BuildConfig)
         push_to_hub=push_to_hub,
         private=private,
         origin=origin,  # type: ignore[arg-type]  (checked by BuildConfig)

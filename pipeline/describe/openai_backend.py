@@ -33,6 +33,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,36 @@ class RunStats:
     statuses: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Ask:
+    """One ask of a row: the request body it sends, and how many HTTP attempts it took (retries included)."""
+
+    req: DescriptionRequest
+    client: openai.AsyncOpenAI
+    body: bytes
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The run's progress bar; its postfix (tokens/s, cost, failures, window) is redrawn twice a second."""
+
+    bar: Any
+    started: float = field(default_factory=time.monotonic)
+    last: float = 0.0
+
+    def update(self, s: RunStats, window: AIMDWindow) -> None:
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self.last > 0.5:
+            self.last = now
+            self.bar.set_postfix_str(
+                f"tok/s={s.tokens / max(now - self.started, 1e-9):.0f} cost=${s.spent:.4f} "
+                f"fail={s.failures} window={int(window.limit)}",
+                refresh=False,
+            )
+
+
 def make_clients(cfg: DescribeConfig) -> list[openai.AsyncOpenAI]:
     """One client per _POOL_SIZE workers on the openai client's own transport, because httpcore scans its
     whole pool on every request and response (one pool of 64 connections costs more CPU than the HTTP
@@ -194,19 +225,18 @@ class Runner:
         return random.uniform(0, min(_MAX_WAIT, self.cfg.backoff * 2 ** (attempts - 1)))
 
     # ---- one ask: one HTTP request with its retries ---------------------------------------------
+    async def _send(self, ask: _Ask) -> Completion:
+        ask.attempts += 1
+        return await self._attempt(ask.req, ask.client, ask.body)
+
     async def ask(
         self, req: DescriptionRequest, client: openai.AsyncOpenAI, k: int, url: str | None = None
     ) -> DescriptionResult:
         """Ask k of one row (0 = the first; k > 0 re-asks with cfg.sampling(k)); `url`: its image."""
         started = time.monotonic()
-        attempts = 0
         messages = request_messages(req, url)
         body = json.dumps({"model": self.cfg.model, "messages": messages, **self.cfg.sampling(k)}).encode()
-
-        async def attempt() -> Completion:
-            nonlocal attempts
-            attempts += 1
-            return await self._attempt(req, client, body)
+        ask = _Ask(req, client, body)
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
@@ -218,20 +248,20 @@ class Runner:
             try:
                 # The first attempt runs outside tenacity: its bookkeeping is ~10% of the client's CPU per
                 # request, and most requests succeed at once.
-                completion = await attempt()
+                completion = await self._send(ask)
             except Exception as first:
                 if not is_transient(first) or self.cfg.max_retries == 0:
                     raise
                 self.stats.retries += 1
-                await asyncio.sleep(self._delay(first, attempts))
+                await asyncio.sleep(self._delay(first, ask.attempts))
                 retrying = AsyncRetrying(
                     stop=stop_after_attempt(self.cfg.max_retries),
-                    wait=lambda state: self._delay(state.outcome.exception(), attempts),
+                    wait=lambda state: self._delay(state.outcome.exception(), ask.attempts),
                     retry=retry_if_exception(is_transient),
                     before_sleep=before_sleep,
                     reraise=True,
                 )
-                completion = await retrying(attempt)
+                completion = await retrying(self._send, ask)
         except _FATAL as exc:
             raise PipelineError(
                 f"{public_base_url(self.cfg.base_url)}: {error_text(exc, self.cfg.api_key)} (check the key, "
@@ -242,7 +272,7 @@ class Runner:
                 **request_fields(req),
                 description=None,
                 status="error",
-                attempts=attempts,
+                attempts=ask.attempts,
                 latency_s=round(time.monotonic() - started, 4),
                 error=error_text(exc, self.cfg.api_key),
             )
@@ -251,7 +281,7 @@ class Runner:
             completion,
             self.cfg.gate,
             cost_usd=reply_cost(req, completion, self.price, self.cfg.max_tokens),
-            attempts=attempts,
+            attempts=ask.attempts,
             latency_s=round(time.monotonic() - started, 4),
             response_id=completion.id,
         )
@@ -297,45 +327,36 @@ class Runner:
 
     # ---- the run ------------------------------------------------------------------------------
     async def run(self, todo: list[DescriptionRequest]) -> None:
-        queue = iter(todo)
-        bar = progress(total=len(todo), desc="describe", unit="req")
-        started = time.monotonic()
-        last_postfix = 0.0
-
-        async def worker(client: openai.AsyncOpenAI) -> None:
-            nonlocal last_postfix
-            for req in queue:  # one shared iterator: each request is taken by exactly one worker
-                if not self.affordable(self.price.cost(req.prompt_tokens, self.cfg.max_tokens)):
-                    self.stopping = True
-                if self.stopping:
-                    return
-                result = await self.describe_one(req, client)
-                self.journal.record(result)  # the moment it arrives: a crash after this loses nothing
-                s = self.stats
-                s.done += 1
-                s.tokens += result.prompt_tokens + result.completion_tokens
-                s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
-                s.failures += result.status != "ok"
-                bar.update(1)
-                now = time.monotonic()
-                if now - last_postfix > 0.5:
-                    last_postfix = now
-                    bar.set_postfix_str(
-                        f"tok/s={s.tokens / max(now - started, 1e-9):.0f} cost=${s.spent:.4f} "
-                        f"fail={s.failures} window={int(self.window.limit)}",
-                        refresh=False,
-                    )
-
+        queue = iter(todo)  # one shared iterator: each request is taken by exactly one worker
+        shown = _Progress(progress(total=len(todo), desc="describe", unit="req"))
         try:
             async with asyncio.TaskGroup() as group:
                 for i in range(min(self.cfg.concurrency, len(todo))):
-                    group.create_task(worker(self.clients[(i // _POOL_SIZE) % len(self.clients)]))
+                    client = self.clients[(i // _POOL_SIZE) % len(self.clients)]
+                    group.create_task(self._worker(queue, client, shown))
         except* Exception as group_error:  # one worker's error (a fatal HTTP status) stops them all
             raise group_error.exceptions[0] from None
         finally:
-            bar.close()
+            shown.bar.close()
             for client in self.clients:
                 await client.close()
+
+    async def _worker(
+        self, queue: Iterator[DescriptionRequest], client: openai.AsyncOpenAI, shown: _Progress
+    ) -> None:
+        for req in queue:
+            if not self.affordable(self.price.cost(req.prompt_tokens, self.cfg.max_tokens)):
+                self.stopping = True
+            if self.stopping:
+                return
+            result = await self.describe_one(req, client)
+            self.journal.record(result)  # the moment it arrives: a crash after this loses nothing
+            s = self.stats
+            s.done += 1
+            s.tokens += result.prompt_tokens + result.completion_tokens
+            s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
+            s.failures += result.status != "ok"
+            shown.update(s, self.window)
 
 
 def run_requests(

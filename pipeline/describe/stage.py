@@ -420,6 +420,8 @@ def _send(todo: list[DescriptionRequest], cfg: DescribeConfig, price: Price, jou
     if cfg.backend == "rules":
         journal.record_many([rules_result(r, cfg) for r in todo])
         return {"requests_sent": 0}
+    # openai and tenacity take seconds to import, and the CLI imports this module at start-up: only the LLM
+    # backend needs them
     if cfg.batch:
         from pipeline.describe.batch import run_batch
 

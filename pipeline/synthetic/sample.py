@@ -222,6 +222,7 @@ def write_body_states(cfg: SampleConfig, root: Path) -> int:
 
 def generate_sample(cfg: SampleConfig, root: Path, *, fresh: bool = False) -> SampleLayout:
     """Write the whole sample under `root`; a complete sample with the same config is reused."""
+    # scipy.io takes ~0.8 s to import, and every CLI command imports this module (through the demo)
     from pipeline.sources.mpii_mat_writer import write_release_mat
 
     layout = SampleLayout.at(root)
