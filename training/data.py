@@ -45,7 +45,7 @@ from pipeline.heatmaps import roi_heatmap_torch
 from pipeline.skeletons import MPII, SKELETONS, Skeleton
 from pipeline.store import Store
 from training.cache import NodeCache, cache_root, decode_into
-from training.text import BatchStats, TextBank
+from training.text import BatchStats, TextBank, TextBankBuilder
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,11 @@ _META_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "
 class TrainData:
     images: torch.Tensor  # (N, S, S, 3) uint8 over the node's memory-mapped cache
     heatmaps: torch.Tensor | None  # (N, S, S) uint8 when heatmap_source="dataset"
-    keypoints: torch.Tensor  # (N, P, K, 3) float32 in cache pixels; v = 0 and NaN coords for padding
+    # every image's people in turn, (people, K, 3) float32 in cache pixels (NaN where not annotated): image
+    # i's are keypoints[people_starts[i]:people_starts[i + 1]] (not padded to the most people of any image,
+    # which would cost a crowd image's size per image, in every process)
+    keypoints: torch.Tensor
+    people_starts: torch.Tensor  # (N + 1,) int64
     texts: TextBank
     image_ids: list[str]
     skipped: dict[str, int]
@@ -68,6 +72,13 @@ class TrainData:
     @property
     def side(self) -> int:
         return self.images.shape[1]
+
+    def keypoints_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, P, K, 3) keypoints of images idx, P the most people among them; padding people have v = 0 and
+        NaN coordinates."""
+        starts = self.people_starts
+        people = [self.keypoints[starts[i] : starts[i + 1]].numpy() for i in idx.tolist()]
+        return torch.from_numpy(padded_keypoints(people, self.skeleton.num_joints))
 
 
 @dataclass(slots=True)
@@ -167,7 +178,8 @@ def load_train_data(
     shards = shard_paths(store.path("datasets", dataset), split)
     with_heat = heatmap_source == "dataset"
     meta = store.meta("datasets", dataset)
-    rows = _read_rows(shards, with_heat=with_heat, skeletons=dataset_skeletons(meta))
+    texts = TextBankBuilder(tokenizer, context_length=context_length)
+    rows = _read_rows(shards, with_heat=with_heat, skeletons=dataset_skeletons(meta), texts=texts)
     if not rows.keep:
         raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
     if rows.skipped:
@@ -184,8 +196,9 @@ def load_train_data(
     return TrainData(
         images=images,
         heatmaps=heatmaps,
-        keypoints=torch.from_numpy(padded_keypoints(rows.keypoints, side, rows.skeleton.num_joints)),
-        texts=TextBank.build(rows.texts, tokenizer, context_length=context_length),
+        keypoints=torch.from_numpy(to_side(np.concatenate(rows.keypoints), side)),
+        people_starts=torch.from_numpy(np.cumsum([0] + [len(k) for k in rows.keypoints])),
+        texts=rows.texts.build(),
         image_ids=rows.ids,
         skipped=rows.skipped,
         skeleton=rows.skeleton,
@@ -196,8 +209,8 @@ def load_train_data(
 class _Rows:
     """The rows training uses: where each sits (shard, row), its descriptions, keypoints in [0, 1], id."""
 
+    texts: TextBankBuilder
     keep: list[tuple[int, int]] = field(default_factory=list)
-    texts: list[list[str]] = field(default_factory=list)
     keypoints: list[np.ndarray] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -243,36 +256,50 @@ def heatmap_source_for(requested: str | None, roi: str, dataset: str) -> str:
     return requested or "dataset"
 
 
-def _read_rows(shards: list[Path], *, with_heat: bool, skeletons: dict[str, Skeleton]) -> _Rows:
-    rows = _Rows()
+def _read_rows(
+    shards: list[Path], *, with_heat: bool, skeletons: dict[str, Skeleton], texts: TextBankBuilder
+) -> _Rows:
+    """The shards' metadata columns, 256 rows at a time (the descriptions go straight into `texts`)."""
+    rows = _Rows(texts)
     for s, path in enumerate(shards):
-        schema_names = set(pq.read_schema(path).names)
+        pf = pq.ParquetFile(path)
+        schema_names = set(pf.schema_arrow.names)
         check_columns(schema_names, str(path), with_heat=with_heat)
         cols = [c for c in _META_COLUMNS if c in schema_names]
-        for r, row in enumerate(pq.read_table(path, columns=cols).to_pylist()):
-            where = f"{path.name} row {r}"
-            descs = row_descriptions(row)
-            if not descs:
-                rows.skipped["no description"] = rows.skipped.get("no description", 0) + 1
-                continue
-            rows.skeleton = row_skeleton(rows.skeleton, row, where, skeletons)
-            rows.keep.append((s, r))
-            rows.texts.append(descs)
-            rows.keypoints.append(row_keypoints(row, where, rows.skeleton))
-            rows.ids.append(str(row.get("image_id", f"{s}:{r}")))
+        r = 0
+        for batch in pf.iter_batches(batch_size=256, columns=cols):
+            for row in batch.to_pylist():
+                _read_row(rows, row, s, r, f"{path.name} row {r}", skeletons)
+                r += 1
     return rows
 
 
-def padded_keypoints(kps: list[np.ndarray], side: int, num_joints: int) -> np.ndarray:
-    """(N, P, K, 3) in pixels of a side x side square, P the most people of any image; padding people have
-    NaN coordinates."""
+def _read_row(rows: _Rows, row: dict, s: int, r: int, where: str, skeletons: dict[str, Skeleton]) -> None:
+    descs = row_descriptions(row)
+    if not descs:
+        rows.skipped["no description"] = rows.skipped.get("no description", 0) + 1
+        return
+    rows.skeleton = row_skeleton(rows.skeleton, row, where, skeletons)
+    rows.keep.append((s, r))
+    rows.texts.add(descs)
+    rows.keypoints.append(row_keypoints(row, where, rows.skeleton))
+    rows.ids.append(str(row.get("image_id", f"{s}:{r}")))
+
+
+def padded_keypoints(kps: list[np.ndarray], num_joints: int) -> np.ndarray:
+    """(N, P, K, 3) from N images' (P_i, K, 3), P the most people of any (at least 1); padding people have
+    v = 0 and NaN coordinates."""
     p = max((k.shape[0] for k in kps), default=0) or 1
     keypoints = np.zeros((len(kps), p, num_joints, 3), dtype=np.float32)
     keypoints[..., :2] = np.nan
     for i, k in enumerate(kps):
         keypoints[i, : k.shape[0]] = k
-    keypoints[..., :2] *= side
     return keypoints
+
+
+def to_side(keypoints: np.ndarray, side: int) -> np.ndarray:
+    """Keypoints given as fractions of the stored image (row_keypoints) in pixels of a side x side square."""
+    return keypoints * np.float32([side, side, 1])
 
 
 @functools.lru_cache(maxsize=2)  # one permutation per epoch, not one per step
@@ -520,7 +547,6 @@ class BatchLoader:
         self.heatmaps = None
         if data.heatmaps is not None:
             self.heatmaps = data.heatmaps.to(device) if self.on_device else data.heatmaps
-        self.keypoints = data.keypoints.to(device)
         self._slot = 0
         self._buffers: list[dict[str, torch.Tensor]] = []
         self._events: list[torch.cuda.Event | None] = [None, None]
@@ -564,7 +590,7 @@ class BatchLoader:
             heat = self.heatmaps.index_select(0, didx) if self.heatmaps is not None else None
         else:
             imgs, heat = self._gather_host(idx)
-        kps = self.keypoints.index_select(0, idx.to(self.device, non_blocking=True))
+        kps = self.data.keypoints_of(idx)
         return HostBatch(images=imgs, heatmaps=heat, keypoints=kps, tokens=tokens, text_stats=stats)
 
     def get(self, epoch: int, step: int) -> Batch:

@@ -49,6 +49,7 @@ from training.data import (
     row_keypoints,
     row_skeleton,
     step_generators,
+    to_side,
 )
 from training.pixels import image_bytes, squash
 from training.text import BatchStats, TextBank
@@ -315,7 +316,7 @@ class StreamDataset(IterableDataset):
             if heat is not None:
                 heat[i] = squash(image_bytes(row["heatmap"], where + " heatmap"), opts.side, "L", where)
             texts.append(row_descriptions(row))
-            kps.append(row_keypoints(row, where, self.skeleton))
+            kps.append(to_side(row_keypoints(row, where, self.skeleton), opts.side))
             ids.append(str(row.get("image_id", where)))
         _, rng = step_generators(opts.seed, opts.rank, self.epoch, step)
         bank = TextBank.build(texts, self.tokenizer, context_length=self.context_length)
@@ -328,7 +329,7 @@ class StreamDataset(IterableDataset):
         host = HostBatch(
             images=torch.from_numpy(images),
             heatmaps=torch.from_numpy(heat) if heat is not None else None,
-            keypoints=torch.from_numpy(padded_keypoints(kps, opts.side, self.skeleton.num_joints)),
+            keypoints=torch.from_numpy(padded_keypoints(kps, self.skeleton.num_joints)),
             tokens=tokens,
             text_stats=stats,
         )
