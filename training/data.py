@@ -157,6 +157,26 @@ def cache_key(fingerprint: str, split: str, side: int, interpolation: str, with_
     return f"{fingerprint[:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
 
 
+def cache_side(image_size: int, cache_scale: float) -> int:
+    """The side of the decoded squares (cache or stream): crops of image_size have pixels to spare."""
+    return int(round(image_size * cache_scale))
+
+
+def node_cache(
+    store: Store,
+    dataset: str,
+    *,
+    split: str,
+    side: int,
+    interpolation: str,
+    with_heat: bool,
+    cache_dir: str | Path | None = None,
+) -> NodeCache:
+    """The node's decoded cache of the split at this side (built or not)."""
+    key = cache_key(store.meta("datasets", dataset)["fingerprint"], split, side, interpolation, with_heat)
+    return NodeCache(cache_root(store, cache_dir) / dataset / key)
+
+
 def load_train_data(
     store: Store,
     dataset: str,
@@ -184,9 +204,16 @@ def load_train_data(
         raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
     if rows.skipped:
         log.info("datasets/%s %s: kept %d rows, skipped %s", dataset, split, len(rows.keep), rows.skipped)
-    side = int(round(image_size * cache_scale))
-    key = cache_key(meta["fingerprint"], split, side, interpolation, with_heat)
-    cache = NodeCache(cache_root(store, cache_dir) / dataset / key)
+    side = cache_side(image_size, cache_scale)
+    cache = node_cache(
+        store,
+        dataset,
+        split=split,
+        side=side,
+        interpolation=interpolation,
+        with_heat=with_heat,
+        cache_dir=cache_dir,
+    )
     cache.ensure(
         lambda tmp: decode_into(
             tmp, shards, rows.keep, side=side, with_heatmaps=with_heat, interpolation=interpolation

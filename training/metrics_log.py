@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
+from training.live_metrics import LiveMetrics
 
 TEXT_STATS = ("captions", "truncated", "sentences_total", "sentences_kept")
 
@@ -35,6 +36,7 @@ class MetricsLog:
     global_batch: int
     bar: Any  # a tqdm bar (disabled on the other ranks of a DDP run)
     file: IO[str] | None = None  # metrics.jsonl, opened for appending on the main process only
+    live: LiveMetrics | None = None  # --report-to: TensorBoard / W&B get every record too
     pending: list[tuple[int, torch.Tensor, float, Any]] = field(default_factory=list)
     text: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TEXT_STATS, 0))
     history: list[float] = field(default_factory=list)
@@ -101,6 +103,8 @@ class MetricsLog:
         )
         if self.file is not None:
             self.file.write(json.dumps(rec) + "\n")
+        if self.live is not None:
+            self.live.log(rec)
         self.history.append(loss)
         self.first_loss = loss if self.first_loss is None else self.first_loss
         self.last_loss = loss
@@ -126,3 +130,5 @@ class MetricsLog:
         self.bar.close()
         if self.file is not None:
             self.file.close()
+        if self.live is not None:
+            self.live.close()

@@ -30,6 +30,7 @@ import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.errors import PipelineError
 from pipeline.skeletons import MPII, Skeleton
+from training.cache import NodeCache, cache_bytes, free_bytes
 from training.data import (
     Batch,
     BatchViews,
@@ -56,6 +58,9 @@ from training.text import BatchStats, TextBank
 
 log = logging.getLogger(__name__)
 
+# --data auto decodes a cache only when it takes at most this share of its disk's free space (the rest is
+# left to checkpoints, logs and whoever else shares the disk); otherwise the run streams
+CACHE_DISK_SHARE = 0.9
 SHUFFLE_ROWS = 1024  # rows shuffled together (a block); a worker holds one block's encoded images
 _TEXT_COLUMNS = ["description", "descriptions"]
 _ROW_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "height", "skeleton"]
@@ -414,3 +419,53 @@ def _shallow(batch: HostBatch | Batch) -> dict:
 
 def _rebuilt(kind: type[HostBatch] | type[Batch], item: dict) -> HostBatch | Batch:
     return kind(**{**item, "text_stats": BatchStats(**item["text_stats"])})
+
+
+# ---- the data mode, and a training run's loader ----------------------------------------------------------
+def choose_data_mode(requested: str, cache: NodeCache, *, rows: int, side: int, with_heatmaps: bool) -> str:
+    """--data as a run uses it: cache or stream as asked; auto: the cache when it is built, or when its
+    decoded pixels take at most CACHE_DISK_SHARE of its disk's free space; else the stream (logged)."""
+    if requested != "auto":
+        return requested
+    if cache.ready():
+        log.info("--data auto: cache (%s is built)", cache.path)
+        return "cache"
+    need, free = cache_bytes(rows, side, with_heatmaps=with_heatmaps), free_bytes(cache.path)
+    fits = need <= CACHE_DISK_SHARE * free
+    log.log(
+        logging.INFO if fits else logging.WARNING,
+        "--data auto: %s (the decoded cache of %d images at %d px takes %.2f GB; %s has %.2f GB free%s)",
+        "cache" if fits else "stream: the cache would not fit its disk",
+        rows,
+        side,
+        need / 1e9,
+        cache.path.parent,
+        free / 1e9,
+        "" if fits else "; --cache-dir or FOCUS_CACHE can point it at a larger disk",
+    )
+    return "cache" if fits else "stream"
+
+
+def split_rows(shards: list[Path]) -> int:
+    """Rows of the split's local shards, from their footers."""
+    return sum(pq.read_metadata(path).num_rows for path in shards)
+
+
+def stream_loader(
+    url: str,
+    *,
+    split: str,
+    skeletons: dict[str, Skeleton],
+    opts: StreamOptions,
+    tokenizer,
+    context_length: int,
+    **views,
+) -> StreamLoader:
+    """A training run's stream: the split's shards at url, made into batches as BatchLoader's (views: the
+    BatchViews options but the side, skeleton and stored heatmaps, which come from opts and the shards)."""
+    source = StreamSource.open(url, split, with_heatmaps=opts.with_heatmaps)
+    skeleton = source.skeleton(skeletons)
+    batch_views = BatchViews(side=opts.side, skeleton=skeleton, stored_heatmaps=opts.with_heatmaps, **views)
+    return StreamLoader(
+        source, batch_views, opts, skeleton=skeleton, tokenizer=tokenizer, context_length=context_length
+    )

@@ -135,6 +135,35 @@ CheckpointEvery = Annotated[
     typer.Option("--checkpoint-every", help="Steps between checkpoints (default: each epoch)."),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")]
+DataMode = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Where batches come from: cache (decode once into a memory-mapped cache per node), stream "
+        "(read the Parquet shards as training goes) or auto (the cache unless it would not fit its disk).",
+    ),
+]
+DataUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--data-url",
+        help="Stream the dataset's shards from this fsspec URL (hf://datasets/ORG/NAME, s3://...) instead "
+        "of the store's folder; datasets/<name>/meta.json must still be in the store.",
+    ),
+]
+CacheDir = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir", help="Decoded caches (default: $FOCUS_CACHE/train-cache, else the store's cache)."
+    ),
+]
+Workers = Annotated[
+    int, typer.Option("--workers", help="DataLoader workers of --data stream (resume with the same).")
+]
+ReportTo = Annotated[
+    list[str] | None,
+    typer.Option("--report-to", help="Live metrics besides metrics.jsonl: tensorboard, wandb (or both)."),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run of that name.")]
 PushToHub = Annotated[
     str | None,
@@ -184,6 +213,11 @@ def _train(
     log_every: LogEvery = 10,
     checkpoint_every: CheckpointEvery = None,
     num_threads: Threads = None,
+    data: DataMode = "auto",
+    data_url: DataUrl = None,
+    cache_dir: CacheDir = None,
+    workers: Workers = 2,
+    report_to: ReportTo = None,
     overwrite: Overwrite = False,
     push_to_hub: PushToHub = None,
     private: Private = False,
@@ -191,6 +225,7 @@ def _train(
     """Train CLIP or FocusCLIP on a dataset artifact (writes runs/<name>)."""
     options = dict(locals())  # every option but the two push ones is the TrainConfig field of its name
     push_to_hub, private = options.pop("push_to_hub"), options.pop("private")
+    options["report_to"] = tuple(options["report_to"] or ())
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(**options)
