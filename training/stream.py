@@ -97,7 +97,7 @@ class StreamSource:
     def open(cls, url: str, split: str, *, with_heatmaps: bool) -> StreamSource:
         """The split's shards and row groups, from the footers (no image is read)."""
         fs = _filesystem(url)
-        root = fsspec.core.strip_protocol(url) if "://" in url else url
+        root = fsspec.core.strip_protocol(url) if "://" in url else str(Path(url))  # a//b: a/b
         shards = sorted(fs.glob(f"{root.rstrip('/')}/data/{split}-*-of-*.parquet"))
         if not shards:
             raise PipelineError(f"{url}: no '{split}' shards in data/ (data/{split}-NNNNN-of-NNNNN.parquet)")
