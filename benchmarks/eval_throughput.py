@@ -9,6 +9,7 @@ class text embeddings. Prints images/s for both and the ratio; checks that both 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads (the machine is shared)"
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -104,6 +106,19 @@ def main() -> None:
     print(f"batched DataLoader (evaluation.scoring):  {ours_rate:8.1f} images/s")
     print(f"top-1 agreement between the two: {100 * agree:.1f}%")
     print(f"ratio (ours / per-image loop): {ours_rate / loop_rate:.2f}x")
+    if args.json:
+        report = {
+            "device": str(device),
+            "arch": args.arch,
+            "images": len(paths),
+            "batch": args.batch_size,
+            "workers": args.workers,
+            "per_image_loop_images_per_s": loop_rate,
+            "batched_images_per_s": ours_rate,
+            "ratio": ours_rate / loop_rate,
+            "top1_agreement": agree,
+        }
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

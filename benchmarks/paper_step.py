@@ -3,19 +3,22 @@ whole run extrapolated from it.
 
     .venv/bin/python benchmarks/paper_step.py --batch-size 4                       # CPU (random weights)
     .venv/bin/python benchmarks/paper_step.py --device cuda --batch-size 32 --precision fp32 bf16 \
-        --peak-tflops 989                                                          # a GPU (H100/H200 bf16)
+        --json out.json                                                            # a GPU (peaks by name)
 
 The step is the paper recipe's: image + masked image (2B views) through the ViT-B/16 tower, B captions of
 512 tokens through BERT-base (mean over all positions), the three NT-Xent terms at T = 0.5, backward, grad
 clip 1.0 and an SGD step. Weights are random (the cost does not depend on them) and the text tower is
 built from BertConfig() (= bert-base-uncased's shape), so nothing is downloaded. FLOPs are counted once
 with torch's FlopCounterMode over a whole step; the run's cost = FLOPs/step x steps (17,367 images / 32
-per step x 64 epochs) / (peak x an assumed MFU), printed beside the measured step.
+per step x 64 epochs) / (peak x an assumed MFU), printed beside the measured step. MFU is against the
+precision's dense peak: bf16 tensor cores for bf16, TF32 for fp32 (train() enables TF32 matmuls), looked up
+by the device's name (PEAK_TFLOPS) unless --peak-tflops gives one number for both.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import tempfile
@@ -34,15 +37,37 @@ from training.towers import arch_config  # noqa: E402
 
 ARCH = "FocusCLIP-ViT-B-16-BERT"
 PAPER_IMAGES, PAPER_BATCH, PAPER_EPOCHS = 17_367, 32, 64
+# Dense peaks (TFLOP/s) from the vendors' data sheets: bf16 tensor cores, and TF32 for fp32 matmuls.
+PEAK_TFLOPS = {
+    "H100": {"bf16": 989.0, "fp32": 494.5},
+    "H200": {"bf16": 989.0, "fp32": 494.5},
+    "A100": {"bf16": 312.0, "fp32": 156.0},
+}
 
 
-def build(device: torch.device) -> FocusCLIP:
+def device_peaks(device: torch.device, given: float | None) -> dict[str, float]:
+    if given:
+        return {"bf16": given, "fp32": given}
+    if device.type != "cuda":
+        return {}
+    name = torch.cuda.get_device_name(device)
+    if "H100" in name and "PCIe" in name:
+        return {"bf16": 756.0, "fp32": 378.0}
+    return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), {})
+
+
+def build(device: torch.device, *, tiny: bool = False) -> FocusCLIP:
+    """The paper's model with random weights; tiny: ViT-Ti and a 2-layer BERT at the same input shapes (a
+    check that the script runs, as benchmarks/gpu_check.sh --dry-run does; its figures mean nothing)."""
     from transformers import BertConfig
 
     folder = Path(tempfile.mkdtemp())
-    BertConfig().save_pretrained(folder)  # bert-base-uncased's shape; config only, random weights
-    text_cfg = arch_config(ARCH)["text_cfg"] | {"hf_model_name": str(folder), "hf_model_pretrained": False}
-    clip = open_clip.create_model(ARCH, pretrained_text=False, text_cfg=text_cfg)
+    bert = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    (bert if tiny else BertConfig()).save_pretrained(folder)  # bert-base-uncased's shape; no weights
+    cfg = arch_config(ARCH)
+    text_cfg = cfg["text_cfg"] | {"hf_model_name": str(folder), "hf_model_pretrained": False}
+    vision_cfg = cfg["vision_cfg"] | ({"timm_model_name": "vit_tiny_patch16_224"} if tiny else {})
+    clip = open_clip.create_model(ARCH, pretrained_text=False, text_cfg=text_cfg, vision_cfg=vision_cfg)
     return FocusCLIP(
         clip,
         focus=True,
@@ -79,15 +104,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=PAPER_BATCH)
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
-    ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="one peak for MFU (default: by name)")
     ap.add_argument("--assumed-mfu", type=float, default=0.3, help="for the whole-run extrapolation")
     ap.add_argument("--extrapolate-peak-tflops", type=float, default=989.0, help="H100/H200 dense bf16")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    ap.add_argument("--tiny", action="store_true", help="ViT-Ti + 2-layer BERT: checks the script only")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as train()
     torch.manual_seed(0)
-    model = build(device)
+    model = build(device, tiny=args.tiny)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=5e-4, momentum=0.9)
     b = args.batch_size
     batch = (
@@ -96,12 +123,16 @@ def main() -> None:
         torch.randint(1000, 30000, (b, 512), device=device),  # full context: no padding id (0)
     )
     n_params = sum(p.numel() for p in model.parameters())
+    peaks = device_peaks(device, args.peak_tflops)
+    arch = f"{ARCH} (tiny towers)" if args.tiny else ARCH
+    report = {"arch": arch, "device": _device_name(device), "batch": b, "params_m": n_params / 1e6}
     with FlopCounterMode(display=False) as counter:
         step(model, opt, batch, None)
     flops = counter.get_total_flops()
     print(
-        f"{ARCH}: {n_params / 1e6:.1f}M parameters; {flops / 1e12:.3f} TFLOP per step at batch {b} (fwd+bwd)"
+        f"{arch}: {n_params / 1e6:.1f}M parameters; {flops / 1e12:.3f} TFLOP per step at batch {b} (fwd+bwd)"
     )
+    report.update(tflop_per_step=flops / 1e12, results=[])
     for precision in args.precision:
         dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
         if device.type == "cuda":
@@ -114,12 +145,27 @@ def main() -> None:
         sync(device)
         dt = (time.perf_counter() - t0) / args.steps
         if device.type == "cuda":
-            mem = f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+            mem_gib = torch.cuda.max_memory_allocated(device) / 2**30
+            mem = f"peak GPU memory {mem_gib:.1f} GiB"
         else:
-            mem = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"
-        mfu = f", MFU {flops / dt / (args.peak_tflops * 1e12):.1%}" if args.peak_tflops else ""
+            mem_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            mem = f"peak RSS {mem_gib:.1f} GiB"
+        peak = peaks.get(precision)
+        mfu = flops / dt / (peak * 1e12) if peak else None
+        mfu_text = f", MFU {mfu:.1%} of {peak:.0f} TFLOP/s" if mfu is not None else ""
         rate = f"{dt:.2f} s/step, {b / dt:.2f} samples/s, {flops / dt / 1e12:.2f} TFLOP/s"
-        print(f"{precision}: {rate}{mfu}; {mem}")
+        print(f"{precision}: {rate}{mfu_text}; {mem}")
+        report["results"].append(
+            {
+                "precision": precision,
+                "s_per_step": dt,
+                "samples_per_s": b / dt,
+                "tflops": flops / dt / 1e12,
+                "peak_tflops": peak,
+                "mfu": mfu,
+                "peak_memory_gib": mem_gib,
+            }
+        )
     steps = PAPER_IMAGES // PAPER_BATCH * PAPER_EPOCHS
     total = flops * PAPER_BATCH / b * steps
     hours = total / (args.extrapolate_peak_tflops * 1e12 * args.assumed_mfu) / 3600
@@ -129,6 +175,13 @@ def main() -> None:
         f"{hours:.2f} GPU hours at {args.assumed_mfu:.0%} MFU of {args.extrapolate_peak_tflops:.0f} TFLOP/s "
         "(an estimate, not a measurement)"
     )
+    report["paper_run_gpu_hours_estimate"] = hours
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import re
@@ -217,6 +218,7 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: by name)")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the best is reported")
     ap.add_argument("--skip-open-clip", action="store_true", help="only our two trainers")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("FOCUS_PROGRESS", "0")
@@ -269,14 +271,31 @@ def main() -> None:
         print(f"  ratio FocusCLIP step time / CLIP step time   : {clip / focus:.2f}x (goal <= 1.9)")
     clip, focus = best_mean["ours clip"], best_mean["ours focusclip"]
     peak = peak_tflops(args)
+    mfu = {}
     if peak:
         img, txt = forward_gflops(args.arch, args.image_size)
         for name, sps, views in (("CLIP", clip, 1), ("FocusCLIP", focus, 2)):
             tflops = sps * 3 * (views * img + txt) / 1e3
+            mfu[name.lower()] = tflops / peak
             print(
                 f"MFU {name:9s}: {tflops:7.1f} TFLOP/s of {peak:.0f} peak = {100 * tflops / peak:5.1f}% "
                 f"(fwd {views}x{img:.1f} + {txt:.1f} GFLOPs/sample, x3 for training; goal >= 40%)"
             )
+    if args.json:
+        anchor = best_mean.get("open_clip_train")
+        report = {
+            "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+            "arch": args.arch,
+            "batch": args.batch_size,
+            "precision": args.precision,
+            "samples_per_s_best_mean": best_mean,
+            "samples_per_s_best_window": best_window,
+            "ratio_clip_vs_open_clip_train": clip / anchor if anchor else None,
+            "ratio_focusclip_step_vs_clip_step": clip / focus,
+            "peak_tflops": peak,
+            "mfu": mfu,
+        }
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -106,13 +106,13 @@ def test_the_independent_view_has_its_own_crop_flip_jitter_and_heatmap(loader_da
     assert torch.equal(batch.images, shared.images) and torch.equal(batch.tokens, shared.tokens)
 
     idx = train_data.local_indices(16, batch_size=8, world=1, rank=0, seed=3, epoch=0, step=1)
-    gen = loader._view_generator(0, 1)
+    gen = train_data.view_generator(3, 0, 0, 1)
     view = train_data.crop_params(8, gen, scale=train_data.VIEW_CROP_SCALE, hflip=True)
     factors = 1 + train_data.VIEW_JITTER * (2 * torch.rand(8, 3, generator=gen) - 1)
     source = loader_data.images[idx].permute(0, 3, 1, 2).float() / 255
     expected = train_data.color_jitter(train_data.crop_images(source, view, 32), factors)
     torch.testing.assert_close(batch.masked_images, expected)
-    kps = train_data.crop_keypoints(loader_data.keypoints[idx], view, loader_data.side, 32)
+    kps = train_data.crop_keypoints(loader_data.keypoints_of(idx), view, loader_data.side, 32)
     torch.testing.assert_close(batch.heatmaps, roi_heatmap_torch(kps, torch.full((8, 2), 32.0), (32, 32)))
     assert not torch.equal(batch.heatmaps, shared.heatmaps)
     assert 0 < view[:, 3].sum() < 8  # some flipped, some not

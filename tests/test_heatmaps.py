@@ -90,6 +90,7 @@ def test_numpy_equals_torch(parts):
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_torch_on_gpu_matches_cpu():
     kps, sizes = _random_batch(1)

@@ -295,7 +295,8 @@ def test_bad_image_row_is_named_and_leaves_no_cache(store):
         train_data.load_train_data(
             store, "broken", split="train", image_size=32, cache_scale=1.0, tokenizer=tok, context_length=77
         )
-    assert not any(store.cache_dir("train-cache", "broken").iterdir())
+    left = [p.name for p in store.cache_dir("train-cache", "broken").iterdir() if p.suffix != ".lock"]
+    assert not left  # only the (empty) lock file of the build that failed
 
 
 def test_the_export_loads_in_plain_open_clip_with_the_runs_shapes_and_preprocessing(store):

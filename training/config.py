@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pipeline.errors import PipelineError
 from pipeline.store import Recorded, recorded, run_only
+from training.live_metrics import parse_report_to
 
 ModelType = Literal["clip", "focusclip"]
 
@@ -147,6 +148,16 @@ class TrainConfig:
     log_every: int = run_only(10)  # steps between host syncs (metrics are still written for every step)
     checkpoint_every: int | None = run_only(None)  # steps; default: once per epoch
     num_threads: int | None = run_only(None)  # torch CPU threads
+    # ---- where the batches come from (docs/scaling.md) ----------------------------------------------
+    # cache: the node's decoded, memory-mapped cache (training/cache.py); stream: read from the Parquet
+    # shards (training/stream.py); auto: the cache unless it would not fit its disk
+    data: Literal["auto", "cache", "stream"] = "auto"
+    data_url: str | None = None  # stream the shards from this fsspec URL (hf://, s3://) instead of the store
+    cache_dir: str | None = run_only(
+        None
+    )  # decoded caches (default $FOCUS_CACHE/train-cache, else the store's)
+    workers: int = 2  # stream mode's DataLoader workers (part of the stream's order: resume with the same)
+    report_to: tuple[str, ...] = run_only(())  # live metrics besides metrics.jsonl: tensorboard and/or wandb
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in meta.json
     # ---- fine-tuning on small data (training/locking.py, training/zeroshot_eval.py) --------------------
     lock_image: bool = False  # LiT: the image tower's weights frozen and its norm statistics fixed
@@ -171,6 +182,7 @@ class TrainConfig:
         cfg.betas = tuple(cfg.betas)
         cfg.crop_scale = tuple(cfg.crop_scale)
         cfg.loss_weights = tuple(float(w) for w in cfg.loss_weights)
+        cfg.report_to = parse_report_to(cfg.report_to)
         cfg.check()
         cfg.check_fine_tuning()
         return cfg
@@ -221,6 +233,12 @@ class TrainConfig:
         weights = self.loss_weights
         if len(weights) != 3 or not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
             raise bad(f"loss_weights must be 3 finite values >= 0, not all 0 (got {list(weights)})")
+        if self.data not in ("auto", "cache", "stream"):
+            raise bad(f"data must be auto, cache or stream, not {self.data!r}")
+        if self.data_url and self.data == "cache":
+            raise bad("data_url is streamed (--data stream or auto), not decoded into a cache")
+        if self.workers < 0:
+            raise bad("workers must be >= 0")
         variant = {k: getattr(self, k) for k in FOCUS_VARIANT_DEFAULTS}
         if self.model_type == "clip" and variant != FOCUS_VARIANT_DEFAULTS:
             changed = ", ".join(k for k, v in variant.items() if v != FOCUS_VARIANT_DEFAULTS[k])

@@ -1,36 +1,37 @@
-"""Training data: a datasets/<name> artifact decoded ONCE into a uint8 cache, batches served from memory.
+"""Training data: a datasets/<name> artifact decoded ONCE into a uint8 cache, batches served from its map.
 
     data = load_train_data(store, "mpii", split="train", image_size=224, cache_scale=1.125, ...)
     loader = BatchLoader(data, batch_size=64, device=dev, seed=0, rank=0, world=1, ...)
     batch = loader.get(epoch, step_in_epoch)      # images (B,3,224,224) [0,1], heatmaps (B,224,224), tokens
 
-The cache (under store.cache_dir("train-cache", ...), keyed by the dataset's fingerprint, the split, the
-side and the resize's interpolation) holds every image squashed to a square of side
-round(image_size * cache_scale). Squashing rather than centre-cropping keeps every person in frame: the
-descriptions talk about all of them and about who is left or right. No JPEG is decoded in the training
-loop. Per step, on the device: one gather of the batch, then, unless crops are off (crop_scale (1, 1), no
-flip, cache side = image_size: the paper recipe, whose pixels are then exactly eval's), a random square crop
-(and optional flip) applied to the image by one affine grid_sample, and the SAME crop applied to the
-keypoints, from which the ROI heatmap is rendered at the output size (pipeline.heatmaps.roi_heatmap_torch);
-with heatmap_source="dataset" the stored heatmap is cached and cropped together with the image instead (the
-only source for a dataset built with --roi box or mask: its region is not the keypoints');
-with heatmap_source="uniform" every heatmap is all ones (the no-information control: masked = image).
-Keypoints are (K, 3) of the dataset's one skeleton (the rows' `skeleton`; MPII-16 for datasets without it).
+The cache (training/cache.py: one per node, keyed by the dataset's fingerprint, the split, the side and the
+resize's interpolation) holds every image squashed to a square of side round(image_size * cache_scale), and
+every process of the node maps the same file. Squashing rather than centre-cropping keeps every person in
+frame: the descriptions talk about all of them and about who is left or right. No JPEG is decoded in the
+training loop. (training/stream.py serves batches of the same kind from the Parquet shards instead, for data
+that does not fit the cache disk.)
+
+A step is two halves. The host half picks the step's samples and hands over a HostBatch: their uint8 pixels at
+the cache side, keypoints, and tokens. The device half (BatchViews) makes the views, on the device: unless
+crops are off (crop_scale (1, 1), no flip, cache side = image_size: the paper recipe, whose pixels are then
+exactly eval's), a random square crop (and optional flip) applied to the image by one affine grid_sample, and
+the SAME crop applied to the keypoints, from which the ROI heatmap is rendered at the output size
+(pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and cropped
+together with the image instead (the only source for a dataset built with --roi box or mask: its region is
+not the keypoints'); with heatmap_source="uniform" every heatmap is all ones (the no-information control:
+masked = image). Keypoints are (K, 3) of the dataset's one skeleton (the rows' `skeleton`; MPII-16 for
+datasets without it).
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
-sampling use generators seeded from (seed, rank, step) too, so a resumed run sees the very same batches.
+sampling use generators seeded from (seed, rank, epoch, step) too (step_generators), so a resumed run sees
+the very same batches.
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import json
 import logging
-import os
-import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,15 +39,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
-from pipeline.log import progress
 from pipeline.skeletons import MPII, SKELETONS, Skeleton
 from pipeline.store import Store
-from training.preprocess import RESAMPLE
-from training.text import BatchStats, TextBank
+from training.cache import NodeCache, cache_root, decode_into
+from training.text import BatchStats, TextBank, TextBankBuilder
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +54,13 @@ _META_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "
 
 @dataclass(slots=True)
 class TrainData:
-    images: torch.Tensor  # (N, S, S, 3) uint8, CPU (pinned on CUDA) or already on the device
+    images: torch.Tensor  # (N, S, S, 3) uint8 over the node's memory-mapped cache
     heatmaps: torch.Tensor | None  # (N, S, S) uint8 when heatmap_source="dataset"
-    keypoints: torch.Tensor  # (N, P, K, 3) float32 in cache pixels; v = 0 and NaN coords for padding
+    # every image's people in turn, (people, K, 3) float32 in cache pixels (NaN where not annotated): image
+    # i's are keypoints[people_starts[i]:people_starts[i + 1]] (not padded to the most people of any image,
+    # which would cost a crowd image's size per image, in every process)
+    keypoints: torch.Tensor
+    people_starts: torch.Tensor  # (N + 1,) int64
     texts: TextBank
     image_ids: list[str]
     skipped: dict[str, int]
@@ -69,6 +72,24 @@ class TrainData:
     @property
     def side(self) -> int:
         return self.images.shape[1]
+
+    def keypoints_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, P, K, 3) keypoints of images idx, P the most people among them; padding people have v = 0 and
+        NaN coordinates."""
+        starts = self.people_starts
+        people = [self.keypoints[starts[i] : starts[i + 1]].numpy() for i in idx.tolist()]
+        return torch.from_numpy(padded_keypoints(people, self.skeleton.num_joints))
+
+
+@dataclass(slots=True)
+class HostBatch:
+    """A step's samples as the host hands them over, before any view is made (cache or stream alike)."""
+
+    images: torch.Tensor  # (B, S, S, 3) uint8 at the cache side (on the device when the cache is)
+    heatmaps: torch.Tensor | None  # (B, S, S) uint8 stored heatmaps, or None
+    keypoints: torch.Tensor  # (B, P, K, 3) float32 in S pixels, NaN coordinates for padding
+    tokens: torch.Tensor  # (B, L) int64
+    text_stats: BatchStats
 
 
 @dataclass(slots=True)
@@ -90,38 +111,19 @@ def shard_paths(root: Path, split: str) -> list[Path]:
     return paths
 
 
-def _image_bytes(cell, where: str) -> bytes:
-    """An HF datasets Image cell ({bytes, path}) or raw bytes."""
-    if isinstance(cell, dict):
-        data = cell.get("bytes")
-        if data is None and cell.get("path") and Path(cell["path"]).is_file():
-            data = Path(cell["path"]).read_bytes()
-    else:
-        data = cell
-    if not data:
-        raise PipelineError(f"{where}: image has no bytes")
-    return data
-
-
-def _decode(data: bytes, side: int, mode: str, where: str, interpolation: str = "bilinear") -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert(mode)
-            # exactly eval's squash (training/preprocess.py: torchvision's Resize on a PIL image)
-            resample = RESAMPLE[interpolation]
-            return np.asarray(im.resize((side, side), resample))
-    except (OSError, ValueError) as err:
-        raise PipelineError(f"{where}: cannot decode image ({err})") from None
-
-
-def _descriptions(row: dict) -> list[str]:
+def row_descriptions(row: dict) -> list[str]:
+    """A row's usable descriptions: the `descriptions` texts, else `description` (none: not trained on)."""
     texts = [d["text"] for d in (row.get("descriptions") or []) if d and d.get("text")]
     if not texts and row.get("description"):
         texts = [row["description"]]
     return texts
 
 
-def _keypoints(row: dict, where: str, skeleton: Skeleton) -> np.ndarray:
+def row_keypoints(row: dict, where: str, skeleton: Skeleton) -> np.ndarray:
+    """(P, K, 3) keypoints as fractions of the stored image's width and height; NaN where not annotated."""
+    w, h = row.get("width"), row.get("height")
+    if not w or not h or w <= 0 or h <= 0:
+        raise PipelineError(f"{where}: invalid width/height {w}x{h}")
     people = row.get("people") or []
     k = skeleton.num_joints
     out = np.zeros((len(people), k, 3), dtype=np.float32)
@@ -134,60 +136,45 @@ def _keypoints(row: dict, where: str, skeleton: Skeleton) -> np.ndarray:
             )
         out[p] = values.reshape(k, 3)
     out[out[..., 2] <= 0, :2] = np.nan
+    out[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels later
+    out[..., 1] *= 1.0 / h
     return out
 
 
-def _build_cache(
-    shards: list[Path],
-    keep: list[tuple[int, int]],
-    cache: Path,
+def check_columns(names: set[str], where: str, *, with_heat: bool) -> None:
+    """A one-line error naming the shard when a column training reads is missing."""
+    missing = {"image", "width", "height", "people"} - names
+    if with_heat:
+        missing |= {"heatmap"} - names
+    if "description" not in names and "descriptions" not in names:
+        missing.add("description")
+    if missing:
+        raise PipelineError(f"{where}: missing column(s) {', '.join(sorted(missing))}")
+
+
+def cache_key(fingerprint: str, split: str, side: int, interpolation: str, with_heat: bool) -> str:
+    """What the decoded pixels depend on: the dataset's content, the split, the side and the resize."""
+    return f"{fingerprint[:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
+
+
+def cache_side(image_size: int, cache_scale: float) -> int:
+    """The side of the decoded squares (cache or stream): crops of image_size have pixels to spare."""
+    return int(round(image_size * cache_scale))
+
+
+def node_cache(
+    store: Store,
+    dataset: str,
+    *,
+    split: str,
     side: int,
-    with_heatmaps: bool,
     interpolation: str,
-) -> None:
-    """Decode the kept rows' images (and heatmaps) into .npy arrays, written aside and renamed into place."""
-    n = len(keep)
-    tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    images = np.lib.format.open_memmap(
-        tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, side, side, 3)
-    )
-    heat = (
-        np.lib.format.open_memmap(tmp / "heatmaps.npy", mode="w+", dtype=np.uint8, shape=(n, side, side))
-        if with_heatmaps
-        else None
-    )
-    by_shard: dict[int, list[tuple[int, int]]] = {}
-    for out_row, (s, r) in enumerate(keep):
-        by_shard.setdefault(s, []).append((r, out_row))
-    bar = progress(total=n, desc=f"decoding images to {side}px cache", unit="img")
-    with ThreadPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1))) as pool:
-        for s, rows in by_shard.items():
-            cols = ["image", "heatmap"] if with_heatmaps else ["image"]
-            table = pq.read_table(shards[s], columns=cols).to_pydict()
-
-            def work(item, table=table, s=s):
-                r, out_row = item
-                where = f"{shards[s].name} row {r}"
-                images[out_row] = _decode(
-                    _image_bytes(table["image"][r], where), side, "RGB", where, interpolation
-                )
-                if heat is not None:
-                    heat[out_row] = _decode(
-                        _image_bytes(table["heatmap"][r], where + " heatmap"), side, "L", where
-                    )
-
-            for _ in pool.map(work, rows):
-                bar.update(1)
-    bar.close()
-    images.flush()
-    if heat is not None:
-        heat.flush()
-    (tmp / "done.json").write_text(json.dumps({"n": n, "side": side}))
-    if cache.exists():  # another process finished first; ours is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.rename(cache)
+    with_heat: bool,
+    cache_dir: str | Path | None = None,
+) -> NodeCache:
+    """The node's decoded cache of the split at this side (built or not)."""
+    key = cache_key(store.meta("datasets", dataset)["fingerprint"], split, side, interpolation, with_heat)
+    return NodeCache(cache_root(store, cache_dir) / dataset / key)
 
 
 def load_train_data(
@@ -201,31 +188,44 @@ def load_train_data(
     context_length: int,
     heatmap_source: str = "keypoints",
     interpolation: str = "bicubic",
-    build_cache: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> TrainData:
-    """Read the split's metadata, build (or reuse) the decoded cache, and tokenise the descriptions.
+    """Read the split's metadata, build (or reuse) the node's decoded cache, map it, tokenise the texts.
 
-    build_cache=False waits for nothing and fails if the cache is missing (non-zero DDP ranks call it
-    after rank 0 built it).
+    Every process of a torchrun job calls this: the node's first one to take the cache's lock decodes it,
+    the others wait for it (training/cache.py); cache_dir: where (default: training.cache.cache_root).
     """
     shards = shard_paths(store.path("datasets", dataset), split)
     with_heat = heatmap_source == "dataset"
     meta = store.meta("datasets", dataset)
-    rows = _read_rows(shards, with_heat=with_heat, skeletons=dataset_skeletons(meta))
+    texts = TextBankBuilder(tokenizer, context_length=context_length)
+    rows = _read_rows(shards, with_heat=with_heat, skeletons=dataset_skeletons(meta), texts=texts)
     if not rows.keep:
         raise PipelineError(f"datasets/{dataset}: no '{split}' rows with a description to train on")
     if rows.skipped:
         log.info("datasets/%s %s: kept %d rows, skipped %s", dataset, split, len(rows.keep), rows.skipped)
-    side = int(round(image_size * cache_scale))
-    fingerprint = meta["fingerprint"]
-    key = f"{fingerprint[:16]}-{split}-{side}px-squash-{interpolation}" + ("-hm" if with_heat else "")
-    cache = store.cache_dir("train-cache", dataset) / key
-    images, heatmaps = _decoded(cache, shards, rows.keep, side, with_heat, interpolation, build=build_cache)
+    side = cache_side(image_size, cache_scale)
+    cache = node_cache(
+        store,
+        dataset,
+        split=split,
+        side=side,
+        interpolation=interpolation,
+        with_heat=with_heat,
+        cache_dir=cache_dir,
+    )
+    cache.ensure(
+        lambda tmp: decode_into(
+            tmp, shards, rows.keep, side=side, with_heatmaps=with_heat, interpolation=interpolation
+        )
+    )
+    images, heatmaps = cache.open(with_heatmaps=with_heat, n=len(rows.keep))
     return TrainData(
         images=images,
         heatmaps=heatmaps,
-        keypoints=torch.from_numpy(_padded_keypoints(rows.keypoints, side, rows.skeleton.num_joints)),
-        texts=TextBank.build(rows.texts, tokenizer, context_length=context_length),
+        keypoints=torch.from_numpy(to_side(np.concatenate(rows.keypoints), side)),
+        people_starts=torch.from_numpy(np.cumsum([0] + [len(k) for k in rows.keypoints])),
+        texts=rows.texts.build(),
         image_ids=rows.ids,
         skipped=rows.skipped,
         skeleton=rows.skeleton,
@@ -236,27 +236,27 @@ def load_train_data(
 class _Rows:
     """The rows training uses: where each sits (shard, row), its descriptions, keypoints in [0, 1], id."""
 
+    texts: TextBankBuilder
     keep: list[tuple[int, int]] = field(default_factory=list)
-    texts: list[list[str]] = field(default_factory=list)
     keypoints: list[np.ndarray] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     skeleton: Skeleton | None = None  # of the first row; every row must have it
 
 
-def _row_skeleton(rows: _Rows, row: dict, where: str, skeletons: dict[str, Skeleton]) -> Skeleton:
+def row_skeleton(current: Skeleton | None, row: dict, where: str, skeletons: dict[str, Skeleton]) -> Skeleton:
+    """The row's skeleton, which must be the one of the rows before it (`current`, None for the first)."""
     name = row.get("skeleton") or MPII.name  # datasets built before skeletons existed are MPII
-    if rows.skeleton is not None and name != rows.skeleton.name:
+    if current is not None and name != current.name:
         raise PipelineError(
-            f"{where}: skeleton {name}, but earlier rows have {rows.skeleton.name}; training reads one "
+            f"{where}: skeleton {name}, but earlier rows have {current.name}; training reads one "
             f"skeleton per dataset (build one dataset per skeleton)"
         )
     if name not in skeletons:
         raise PipelineError(
             f"{where}: skeleton {name!r} is neither built in nor defined in the dataset's meta.json"
         )
-    rows.skeleton = skeletons[name]
-    return rows.skeleton
+    return skeletons[name]
 
 
 def dataset_skeletons(meta: dict) -> dict[str, Skeleton]:
@@ -283,74 +283,50 @@ def heatmap_source_for(requested: str | None, roi: str, dataset: str) -> str:
     return requested or "dataset"
 
 
-def _read_rows(shards: list[Path], *, with_heat: bool, skeletons: dict[str, Skeleton]) -> _Rows:
-    rows = _Rows()
+def _read_rows(
+    shards: list[Path], *, with_heat: bool, skeletons: dict[str, Skeleton], texts: TextBankBuilder
+) -> _Rows:
+    """The shards' metadata columns, 256 rows at a time (the descriptions go straight into `texts`)."""
+    rows = _Rows(texts)
     for s, path in enumerate(shards):
-        schema_names = set(pq.read_schema(path).names)
-        missing = {"image", "width", "height", "people"} - schema_names
-        if with_heat:
-            missing |= {"heatmap"} - schema_names
-        if "description" not in schema_names and "descriptions" not in schema_names:
-            missing.add("description")
-        if missing:
-            raise PipelineError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        pf = pq.ParquetFile(path)
+        schema_names = set(pf.schema_arrow.names)
+        check_columns(schema_names, str(path), with_heat=with_heat)
         cols = [c for c in _META_COLUMNS if c in schema_names]
-        for r, row in enumerate(pq.read_table(path, columns=cols).to_pylist()):
-            where = f"{path.name} row {r}"
-            descs = _descriptions(row)
-            if not descs:
-                rows.skipped["no description"] = rows.skipped.get("no description", 0) + 1
-                continue
-            w, h = row.get("width"), row.get("height")
-            if not w or not h or w <= 0 or h <= 0:
-                raise PipelineError(f"{where}: invalid width/height {w}x{h}")
-            k = _keypoints(row, where, _row_skeleton(rows, row, where, skeletons))
-            k[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels later
-            k[..., 1] *= 1.0 / h
-            rows.keep.append((s, r))
-            rows.texts.append(descs)
-            rows.keypoints.append(k)
-            rows.ids.append(str(row.get("image_id", f"{s}:{r}")))
+        r = 0
+        for batch in pf.iter_batches(batch_size=256, columns=cols):
+            for row in batch.to_pylist():
+                _read_row(rows, row, s, r, f"{path.name} row {r}", skeletons)
+                r += 1
     return rows
 
 
-def _decoded(
-    cache: Path,
-    shards: list[Path],
-    keep: list[tuple[int, int]],
-    side: int,
-    with_heat: bool,
-    interpolation: str,
-    *,
-    build: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The decoded (images, heatmaps) of the kept rows, from the cache (built first when missing)."""
-    if not (cache / "done.json").is_file():
-        if not build:
-            raise PipelineError(f"decoded cache {cache} is missing (rank 0 should have built it)")
-        try:
-            _build_cache(shards, keep, cache, side, with_heat, interpolation)
-        except BaseException:  # a bad image or Ctrl-C: leave no half-written cache behind
-            shutil.rmtree(cache.with_name(cache.name + f".tmp-{os.getpid()}"), ignore_errors=True)
-            raise
-    images = torch.from_numpy(np.load(cache / "images.npy"))
-    heatmaps = torch.from_numpy(np.load(cache / "heatmaps.npy")) if with_heat else None
-    if images.shape[0] != len(keep):
-        raise PipelineError(
-            f"decoded cache {cache} has {images.shape[0]} images, expected {len(keep)}: delete it"
-        )
-    return images, heatmaps
+def _read_row(rows: _Rows, row: dict, s: int, r: int, where: str, skeletons: dict[str, Skeleton]) -> None:
+    descs = row_descriptions(row)
+    if not descs:
+        rows.skipped["no description"] = rows.skipped.get("no description", 0) + 1
+        return
+    rows.skeleton = row_skeleton(rows.skeleton, row, where, skeletons)
+    rows.keep.append((s, r))
+    rows.texts.add(descs)
+    rows.keypoints.append(row_keypoints(row, where, rows.skeleton))
+    rows.ids.append(str(row.get("image_id", f"{s}:{r}")))
 
 
-def _padded_keypoints(kps: list[np.ndarray], side: int, num_joints: int) -> np.ndarray:
-    """(N, P, K, 3) in cache pixels, P the most people of any image; padding people have NaN coordinates."""
+def padded_keypoints(kps: list[np.ndarray], num_joints: int) -> np.ndarray:
+    """(N, P, K, 3) from N images' (P_i, K, 3), P the most people of any (at least 1); padding people have
+    v = 0 and NaN coordinates."""
     p = max((k.shape[0] for k in kps), default=0) or 1
     keypoints = np.zeros((len(kps), p, num_joints, 3), dtype=np.float32)
     keypoints[..., :2] = np.nan
     for i, k in enumerate(kps):
         keypoints[i, : k.shape[0]] = k
-    keypoints[..., :2] *= side
     return keypoints
+
+
+def to_side(keypoints: np.ndarray, side: int) -> np.ndarray:
+    """Keypoints given as fractions of the stored image (row_keypoints) in pixels of a side x side square."""
+    return keypoints * np.float32([side, side, 1])
 
 
 @functools.lru_cache(maxsize=2)  # one permutation per epoch, not one per step
@@ -366,6 +342,21 @@ def local_indices(
     g = batch_size * world
     perm = epoch_permutation(n, seed, epoch)
     return perm[step * g : (step + 1) * g][rank::world]
+
+
+def step_generators(
+    seed: int, rank: int, epoch: int, step: int
+) -> tuple[torch.Generator, np.random.Generator]:
+    """The step's two random streams: torch's for the crop (device half), numpy's for the sentence sampling
+    (host half); both a pure function of (seed, rank, epoch, step), whichever process draws them."""
+    rng = np.random.default_rng([seed, rank, epoch, step])
+    return torch.Generator().manual_seed(int(rng.integers(2**62))), rng
+
+
+def view_generator(seed: int, rank: int, epoch: int, step: int) -> torch.Generator:
+    """The independent masked view's own stream, so the image view's crops stay those of a default run."""
+    rng = np.random.default_rng([seed, rank, epoch, step, 1])
+    return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
 def crop_params(
@@ -424,8 +415,108 @@ def crop_keypoints(kps: torch.Tensor, params: torch.Tensor, src: int, out: int) 
     return torch.stack([x, y, kps[..., 2]], dim=-1)
 
 
+class BatchViews:
+    """The device half of a step: a HostBatch's pixels, heatmaps and tokens to the device, and the step's
+    views made there (crop, flip, heatmap; the independent masked view)."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        side: int,
+        device: torch.device,
+        seed: int,
+        rank: int,
+        skeleton: Skeleton,
+        crop_scale: tuple[float, float],
+        hflip: bool,
+        focus: bool,
+        heatmap_parts: bool,
+        uniform_heatmap: bool,
+        stored_heatmaps: bool,
+        channels_last: bool,
+        masked_view: str,
+    ):
+        self.image_size, self.side, self.device = image_size, side, device
+        self.seed, self.rank, self.skeleton = seed, rank, skeleton
+        self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
+        self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or side != image_size
+        self.uniform = uniform_heatmap
+        self.independent = focus and masked_view == "independent"
+        self.channels_last = channels_last
+        self.pin = device.type == "cuda"
+        rendered = focus and not stored_heatmaps and not uniform_heatmap  # from the keypoints, per step
+        if heatmap_parts and rendered and not skeleton.parts:
+            raise PipelineError(f"--heatmap-parts: the {skeleton.name} skeleton defines no body parts")
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device == self.device:
+            return x
+        if self.pin and not x.is_pinned():
+            x = x.pin_memory()
+        return x.to(self.device, non_blocking=True)
+
+    def make(self, host: HostBatch, epoch: int, step: int) -> Batch:
+        b = host.images.shape[0]
+        gen, _ = step_generators(self.seed, self.rank, epoch, step)
+        params = self._to_device(crop_params(b, gen, scale=self.crop_scale, hflip=self.hflip))
+        tokens = self._to_device(host.tokens)
+        source = self._to_device(host.images).permute(0, 3, 1, 2).float().div_(255.0)
+        if host.heatmaps is not None and self.focus:
+            heat_u8 = self._to_device(host.heatmaps)
+            source = torch.cat([source, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
+        kps = self._to_device(host.keypoints)
+        x, heat = self._view(source, params, kps, crop=self.crop, render=not self.independent)
+        masked = None
+        if self.independent:  # its own crop, flip and jitter; the heatmap goes with the masked view
+            view_gen = view_generator(self.seed, self.rank, epoch, step)
+            view = crop_params(b, view_gen, scale=VIEW_CROP_SCALE, hflip=True).to(self.device)
+            factors = 1 + VIEW_JITTER * (2 * torch.rand(b, 3, generator=view_gen) - 1)
+            masked, heat = self._view(source, view, kps, crop=True)
+            masked = color_jitter(masked, factors.to(self.device))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if masked is not None:
+                masked = masked.contiguous(memory_format=torch.channels_last)
+        return Batch(images=x, heatmaps=heat, tokens=tokens, text_stats=host.text_stats, masked_images=masked)
+
+    def _view(
+        self,
+        source: torch.Tensor,
+        params: torch.Tensor,
+        kps: torch.Tensor,
+        *,
+        crop: bool,
+        render: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One view of the batch: (B, 3, S, S) pixels [+ a stored heatmap channel] cropped by `params`, and
+        its heatmap (FocusCLIP: the stored one under the same crop, ones, or, with `render`, drawn from the
+        keypoints under the same crop)."""
+        b = source.shape[0]
+        x = crop_images(source, params, self.image_size) if crop else source
+        heat = None
+        if self.focus:
+            if self.uniform:
+                heat = torch.ones((b, self.image_size, self.image_size), device=self.device)
+            elif x.shape[1] == 4:
+                heat = x[:, 3].clamp(0, 1)
+                x = x[:, :3]
+            elif render:
+                if crop:
+                    kps = crop_keypoints(kps, params, self.side, self.image_size)
+                sizes = torch.full((b, 2), float(self.image_size), device=self.device)
+                heat = roi_heatmap_torch(
+                    kps, sizes, (self.image_size, self.image_size), parts=self.parts, skeleton=self.skeleton
+                )
+        return x.clamp(0, 1), heat
+
+
 class BatchLoader:
-    """Serves this rank's batches from the in-memory cache, prepared on the device."""
+    """Serves this rank's batches from the memory-mapped cache, prepared on the device.
+
+    On CUDA the whole cache is copied to the GPU when it takes under a quarter of its memory; otherwise
+    each step gathers its samples from the map into one of two pinned staging buffers (all that is pinned)
+    and copies them asynchronously."""
 
     def __init__(
         self,
@@ -449,17 +540,24 @@ class BatchLoader:
         masked_view: str = "shared",
     ):
         self.data = data
-        self.batch_size, self.image_size = batch_size, image_size
-        self.device, self.seed, self.rank, self.world = device, seed, rank, world
-        self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
-        self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or data.side != image_size
-        self.uniform = uniform_heatmap
-        self.independent = focus and masked_view == "independent"
+        self.batch_size, self.device, self.seed, self.rank, self.world = batch_size, device, seed, rank, world
         self.sample_sentences, self.all_descriptions = sample_sentences, all_descriptions
-        self.channels_last = channels_last
-        rendered = focus and data.heatmaps is None and not uniform_heatmap  # from the keypoints, per step
-        if heatmap_parts and rendered and not data.skeleton.parts:
-            raise PipelineError(f"--heatmap-parts: the {data.skeleton.name} skeleton defines no body parts")
+        self.views = BatchViews(
+            image_size=image_size,
+            side=data.side,
+            device=device,
+            seed=seed,
+            rank=rank,
+            skeleton=data.skeleton,
+            crop_scale=crop_scale,
+            hflip=hflip,
+            focus=focus,
+            heatmap_parts=heatmap_parts,
+            uniform_heatmap=uniform_heatmap,
+            stored_heatmaps=data.heatmaps is not None,
+            channels_last=channels_last,
+            masked_view=masked_view,
+        )
         n = len(data)
         if n < batch_size * world:
             raise PipelineError(
@@ -476,23 +574,12 @@ class BatchLoader:
         self.heatmaps = None
         if data.heatmaps is not None:
             self.heatmaps = data.heatmaps.to(device) if self.on_device else data.heatmaps
-        self.keypoints = data.keypoints.to(device)
-        self.pin = cuda
         self._slot = 0
         self._buffers: list[dict[str, torch.Tensor]] = []
         self._events: list[torch.cuda.Event | None] = [None, None]
 
-    def _generator(self, epoch: int, step: int) -> tuple[torch.Generator, np.random.Generator]:
-        rng = np.random.default_rng([self.seed, self.rank, epoch, step])
-        return torch.Generator().manual_seed(int(rng.integers(2**62))), rng
-
-    def _view_generator(self, epoch: int, step: int) -> torch.Generator:
-        """The independent masked view's own stream, so the image view's crops stay those of a default run."""
-        rng = np.random.default_rng([self.seed, self.rank, epoch, step, 1])
-        return torch.Generator().manual_seed(int(rng.integers(2**62)))
-
     def _gather_host(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Index the pinned host cache into one of two pinned staging buffers, then copy asynchronously."""
+        """Index the mapped cache into one of two pinned staging buffers, then copy asynchronously."""
         if not self._buffers:
             for _ in range(2):
                 buf = {
@@ -518,6 +605,21 @@ class BatchLoader:
         self._events[slot] = ev
         return imgs, heat
 
+    def host_batch(self, idx: torch.Tensor, epoch: int, step: int) -> HostBatch:
+        """The samples idx (indices into the data) as step `step` of `epoch` hands them to the device half."""
+        _, rng = step_generators(self.seed, self.rank, epoch, step)
+        tokens, stats = self.data.texts.batch(
+            idx.numpy(), rng, sample_sentences=self.sample_sentences, all_descriptions=self.all_descriptions
+        )
+        if self.on_device:
+            didx = idx.to(self.device, non_blocking=True)
+            imgs = self.images.index_select(0, didx)
+            heat = self.heatmaps.index_select(0, didx) if self.heatmaps is not None else None
+        else:
+            imgs, heat = self._gather_host(idx)
+        kps = self.data.keypoints_of(idx)
+        return HostBatch(images=imgs, heatmaps=heat, keypoints=kps, tokens=tokens, text_stats=stats)
+
     def get(self, epoch: int, step: int) -> Batch:
         idx = local_indices(
             len(self.data),
@@ -528,68 +630,4 @@ class BatchLoader:
             epoch=epoch,
             step=step,
         )
-        gen, rng = self._generator(epoch, step)
-        params = crop_params(len(idx), gen, scale=self.crop_scale, hflip=self.hflip)
-        tokens, stats = self.data.texts.batch(
-            idx.numpy(), rng, sample_sentences=self.sample_sentences, all_descriptions=self.all_descriptions
-        )
-        if self.pin:
-            tokens, params = tokens.pin_memory(), params.pin_memory()
-        tokens = tokens.to(self.device, non_blocking=True)
-        params = params.to(self.device, non_blocking=True)
-        if self.on_device:
-            didx = idx.to(self.device, non_blocking=True)
-            imgs = self.images.index_select(0, didx)
-            heat_u8 = self.heatmaps.index_select(0, didx) if self.heatmaps is not None else None
-        else:
-            imgs, heat_u8 = self._gather_host(idx)
-        source = imgs.permute(0, 3, 1, 2).float().div_(255.0)
-        if heat_u8 is not None and self.focus:
-            source = torch.cat([source, heat_u8.unsqueeze(1).float().div_(255.0)], dim=1)
-        x, heat = self._view(source, params, idx, crop=self.crop, render=not self.independent)
-        masked = None
-        if self.independent:  # its own crop, flip and jitter; the heatmap goes with the masked view
-            view_gen = self._view_generator(epoch, step)
-            view = crop_params(len(idx), view_gen, scale=VIEW_CROP_SCALE, hflip=True).to(self.device)
-            factors = 1 + VIEW_JITTER * (2 * torch.rand(len(idx), 3, generator=view_gen) - 1)
-            masked, heat = self._view(source, view, idx, crop=True)
-            masked = color_jitter(masked, factors.to(self.device))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-            if masked is not None:
-                masked = masked.contiguous(memory_format=torch.channels_last)
-        return Batch(images=x, heatmaps=heat, tokens=tokens, text_stats=stats, masked_images=masked)
-
-    def _view(
-        self,
-        source: torch.Tensor,
-        params: torch.Tensor,
-        idx: torch.Tensor,
-        *,
-        crop: bool,
-        render: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One view of the batch: (B, 3, S, S) pixels [+ a stored heatmap channel] cropped by `params`, and
-        its heatmap (FocusCLIP: the stored one under the same crop, ones, or, with `render`, drawn from the
-        keypoints under the same crop)."""
-        x = crop_images(source, params, self.image_size) if crop else source
-        heat = None
-        if self.focus:
-            if self.uniform:
-                heat = torch.ones((len(idx), self.image_size, self.image_size), device=self.device)
-            elif x.shape[1] == 4:
-                heat = x[:, 3].clamp(0, 1)
-                x = x[:, :3]
-            elif render:
-                kps = self.keypoints.index_select(0, idx.to(self.device, non_blocking=True))
-                if crop:
-                    kps = crop_keypoints(kps, params, self.data.side, self.image_size)
-                sizes = torch.full((len(idx), 2), float(self.image_size), device=self.device)
-                heat = roi_heatmap_torch(
-                    kps,
-                    sizes,
-                    (self.image_size, self.image_size),
-                    parts=self.parts,
-                    skeleton=self.data.skeleton,
-                )
-        return x.clamp(0, 1), heat
+        return self.views.make(self.host_batch(idx, epoch, step), epoch, step)

@@ -13,8 +13,8 @@ The step never waits on the device: nothing here touches a tensor until flush().
 data time (waiting for the batch) and the compute time (forward, backward, update): host clock seconds on
 a CPU, CUDA event seconds on a GPU (read after the window's sync), so a user sees whether the loader keeps
 up; samples/s is the window's (the host cannot time one asynchronous GPU step); on CUDA the step's peak of
-allocated memory. Every record leaves through MetricsLog.emit, the one place a live metrics backend hooks
-into.
+allocated memory. Every record leaves through MetricsLog.emit: to metrics.jsonl and to the live backend
+(--report-to).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
+from training.live_metrics import LiveMetrics
 
 TEXT_STATS = ("captions", "truncated", "sentences_total", "sentences_kept")
 ZEROSHOT_PREFIX = "zeroshot/"  # metrics.jsonl keys zeroshot/<task>/acc@<k>
@@ -105,6 +106,7 @@ class MetricsLog:
     global_batch: int
     bar: Any  # a tqdm bar (disabled on the other ranks of a DDP run)
     file: IO[str] | None = None  # metrics.jsonl, opened for appending on the main process only
+    live: LiveMetrics | None = None  # --report-to: TensorBoard / W&B get every record too
     pending: list[_Pending] = field(default_factory=list)
     evals: dict[int, dict[str, float]] = field(default_factory=dict)  # step -> its zero-shot metrics
     text: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TEXT_STATS, 0))
@@ -196,9 +198,11 @@ class MetricsLog:
         return rec
 
     def emit(self, rec: dict[str, Any]) -> None:
-        """The one place a step's metrics leave the loop: metrics.jsonl (a live backend hooks in here)."""
+        """The one place a step's metrics leave the loop: metrics.jsonl and the live backend (--report-to)."""
         if self.file is not None:
             self.file.write(json.dumps(rec) + "\n")
+        if self.live is not None:
+            self.live.log(rec)
 
     def _postfix(self, rec: dict[str, Any]) -> dict[str, str]:
         """The bar's view of the last step: loss, [alpha,] the logit scale (its drift on small data is the
@@ -239,6 +243,8 @@ class MetricsLog:
         self.bar.close()
         if self.file is not None:
             self.file.close()
+        if self.live is not None:
+            self.live.close()
 
 
 def trim_metrics(path: Path, step: int) -> None:

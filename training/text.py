@@ -13,6 +13,7 @@ rate (captions cut mid-text) is reported either way.
 
 from __future__ import annotations
 
+import array
 import re
 from dataclasses import dataclass
 
@@ -39,37 +40,42 @@ class BatchStats:
 
 
 class TextBank:
-    """Every image's descriptions as lists of sentence token ids (BPE run once, not per step)."""
+    """Every image's descriptions as sentence token ids (BPE run once, not per step), kept flat: one int32
+    array of all tokens and three offset arrays (sentence -> tokens, description -> sentences, image ->
+    descriptions), about 4 bytes a token where nested Python lists take 30-40 (a million images' captions
+    in a few hundred MB per process, not several GB)."""
 
     def __init__(
         self,
-        sentences: list[list[list[list[int]]]],
+        tokens: np.ndarray,
+        sentence_starts: np.ndarray,
+        description_starts: np.ndarray,
+        image_starts: np.ndarray,
         *,
         sot: int,
         eot: int,
         context_length: int,
         pad: int = 0,
     ):
-        # sentences[image][description][sentence] -> token ids (no SOT/EOT)
-        self.sentences = sentences
+        # sentence k is tokens[sentence_starts[k]:sentence_starts[k + 1]], description d its sentences
+        # description_starts[d]..description_starts[d + 1], image i its descriptions image_starts[i]..[i + 1]
+        self.tokens, self.sentence_starts = tokens, sentence_starts
+        self.description_starts, self.image_starts = description_starts, image_starts
         self.sot, self.eot, self.pad = sot, eot, pad
         self.context_length = context_length
 
     @classmethod
     def build(cls, descriptions: list[list[str]], tokenizer, *, context_length: int) -> TextBank:
-        encode, sot, eot, pad = _token_ids(tokenizer)
-        cache: dict[str, list[int]] = {}
-
-        def enc(s: str) -> list[int]:
-            if s not in cache:
-                cache[s] = encode(s)
-            return cache[s]
-
-        bank = [[[enc(s) for s in split_sentences(d)] or [[]] for d in descs] for descs in descriptions]
-        return cls(bank, sot=sot, eot=eot, context_length=context_length, pad=pad)
+        builder = TextBankBuilder(tokenizer, context_length=context_length)
+        for descs in descriptions:
+            builder.add(descs)
+        return builder.build()
 
     def __len__(self) -> int:
-        return len(self.sentences)
+        return len(self.image_starts) - 1
+
+    def _sentences(self, description: int) -> range:
+        return range(int(self.description_starts[description]), int(self.description_starts[description + 1]))
 
     def batch(
         self,
@@ -82,34 +88,67 @@ class TextBank:
         room = self.context_length - 2  # SOT and EOT
         out = torch.full((len(indices), self.context_length), self.pad, dtype=torch.long)
         stats = BatchStats()
+        starts = self.sentence_starts
         for row, i in enumerate(indices):
-            descs = self.sentences[int(i)]
-            sents = descs[int(rng.integers(len(descs)))] if all_descriptions else descs[0]
+            first, count = int(self.image_starts[i]), int(self.image_starts[i + 1] - self.image_starts[i])
+            sents = self._sentences(first + (int(rng.integers(count)) if all_descriptions else 0))
+            lengths = [int(starts[k + 1] - starts[k]) for k in sents]
             stats.sentences_total += len(sents)
-            if sample_sentences:
-                keep = _sample_fitting([len(s) for s in sents], room, rng)
-            else:
-                keep = list(range(len(sents)))
+            keep = _sample_fitting(lengths, room, rng) if sample_sentences else list(range(len(sents)))
             stats.sentences_kept += len(keep)
-            ids = [t for k in keep for t in sents[k]]
+            ids = np.concatenate([self.tokens[starts[sents[k]] : starts[sents[k] + 1]] for k in keep])
             stats.captions += 1
             if len(ids) > room:
                 ids = ids[:room]
                 stats.truncated += 1
-            toks = [self.sot, *ids, self.eot]
-            out[row, : len(toks)] = torch.tensor(toks, dtype=torch.long)
+            out[row, 0] = self.sot
+            out[row, 1 : 1 + len(ids)] = torch.from_numpy(ids.astype(np.int64))
+            out[row, 1 + len(ids)] = self.eot
         return out, stats
 
     def truncation_rate(self, *, sample_sentences: bool) -> float:
         """Share of (image, description) captions that would be cut at the context length."""
         room = self.context_length - 2
-        cut = total = 0
-        for descs in self.sentences:
-            for sents in descs:
-                lens = [len(s) for s in sents]
-                total += 1
-                cut += (min(lens) if sample_sentences else sum(lens)) > room
-        return cut / max(total, 1)
+        lengths, firsts = np.diff(self.sentence_starts), self.description_starts[:-1]
+        if len(firsts) == 0:
+            return 0.0
+        # every description has at least one sentence (TextBankBuilder.add), so no segment is empty
+        per = np.minimum.reduceat(lengths, firsts) if sample_sentences else np.add.reduceat(lengths, firsts)
+        return float(np.mean(per > room))
+
+
+class TextBankBuilder:
+    """Adds one image's descriptions at a time, straight into flat arrays: reading a million rows never holds
+    their texts, or their tokens as Python ints, all at once."""
+
+    def __init__(self, tokenizer, *, context_length: int):
+        self.encode, self.sot, self.eot, self.pad = _token_ids(tokenizer)
+        self.context_length = context_length
+        self.tokens = array.array("i")
+        self.sentence_starts, self.description_starts, self.image_starts = (
+            array.array("q", [0]) for _ in "abc"
+        )
+
+    def add(self, descriptions: list[str]) -> None:
+        for d in descriptions:
+            for sentence in split_sentences(d) or [""]:  # a description without text: one empty sentence
+                if sentence:
+                    self.tokens.extend(self.encode(sentence))
+                self.sentence_starts.append(len(self.tokens))
+            self.description_starts.append(len(self.sentence_starts) - 1)
+        self.image_starts.append(len(self.description_starts) - 1)
+
+    def build(self) -> TextBank:
+        return TextBank(
+            np.frombuffer(self.tokens, dtype=np.int32).copy(),
+            np.frombuffer(self.sentence_starts, dtype=np.int64).copy(),
+            np.frombuffer(self.description_starts, dtype=np.int64).copy(),
+            np.frombuffer(self.image_starts, dtype=np.int64).copy(),
+            sot=self.sot,
+            eot=self.eot,
+            context_length=self.context_length,
+            pad=self.pad,
+        )
 
 
 def _token_ids(tokenizer):

@@ -48,15 +48,26 @@ from pipeline.log import progress
 from pipeline.store import Store, file_sha256
 from training.checkpoint import Checkpointer
 from training.config import RECIPES, TrainConfig
-from training.data import BatchLoader, dataset_roi, heatmap_source_for, load_train_data
+from training.data import (
+    BatchLoader,
+    cache_side,
+    dataset_roi,
+    dataset_skeletons,
+    heatmap_source_for,
+    load_train_data,
+    node_cache,
+    shard_paths,
+)
 from training.distributed import DistInfo, barrier, init_distributed, train_device
 from training.export import export_model_cfg, write_export
+from training.live_metrics import LiveMetrics
 from training.locking import lock_towers
 from training.losses import clip_loss, focusclip_loss, gather_with_grad
 from training.metrics_log import MetricsLog, StepClock, plot_metrics, trim_metrics
 from training.model import FocusCLIP
 from training.optim import autocast_dtype, build_optimizer, build_schedule
 from training.preprocess import Preprocess
+from training.stream import StreamOptions, choose_data_mode, split_rows, stream_loader
 from training.towers import Towers, arch_config, create_clip, foreign_towers, has_schema, make_tokenizer
 from training.zeroshot_eval import ZEROSHOT_DIR, ZeroShotEval, drop_evaluations_after, due, zeroshot_tasks
 
@@ -126,18 +137,22 @@ class Trainer:
         self._build_data()
         self._build_optimizer()
         if self.info.main:
-            cfg, rate = self.cfg, self.data.texts.truncation_rate(sample_sentences=False)
+            cfg = self.cfg
             log.info(
-                "%d training images, %d steps/epoch, %d steps (warmup %d); %.1f%% of captions exceed "
-                "the %d-token context%s",
-                len(self.data),
+                "%d training images (%s), %d steps/epoch, %d steps (warmup %d)",
+                self.num_images,
+                "streamed" if self.data_mode == "stream" else "decoded cache",
                 self.spe,
                 self.total,
                 self.warmup,
-                100 * rate,
-                cfg.context_length,
-                " (sentence sampling on)" if cfg.sentence_sampling else " and are truncated",
             )
+            if self.data_mode == "cache":  # streamed captions are counted per step (metrics.jsonl)
+                log.info(
+                    "%.1f%% of captions exceed the %d-token context%s",
+                    100 * self.data.texts.truncation_rate(sample_sentences=False),
+                    cfg.context_length,
+                    " (sentence sampling on)" if cfg.sentence_sampling else " and are truncated",
+                )
 
     def _build_model(self) -> None:
         """The open_clip model with its base weights, the run's preprocessing, FocusCLIP around it."""
@@ -213,32 +228,50 @@ class Trainer:
             )
 
     def _build_data(self) -> None:
-        """The decoded data (rank 0 decodes the cache, the others read it after the barrier), its loader."""
-        cfg = self.cfg
-        if self.info.main:
-            self.data = self._load_data(self.tokenizer, build=True)
-            self._barrier()
+        """The batches: from the node's decoded cache (one process per node decodes it, the others wait and
+        map it), or streamed from the Parquet shards (--data stream; auto: when the cache would not fit)."""
+        cfg, info = self.cfg, self.info
+        views = {
+            "image_size": cfg.image_size,
+            "device": self.device,
+            "seed": cfg.seed,
+            "rank": info.rank,
+            "crop_scale": cfg.crop_scale,
+            "hflip": cfg.hflip,
+            "focus": self.focus,
+            "heatmap_parts": cfg.heatmap_parts,
+            "uniform_heatmap": cfg.heatmap_source == "uniform",
+            "channels_last": self.channels_last,
+            "masked_view": cfg.masked_view,
+        }
+        text = {"sample_sentences": cfg.sentence_sampling, "all_descriptions": cfg.all_descriptions}
+        self.data_mode = self._data_mode()
+        if self.data_mode == "stream":
+            opts = StreamOptions(
+                batch_size=cfg.batch_size,
+                world=info.world,
+                rank=info.rank,
+                seed=cfg.seed,
+                workers=cfg.workers,
+                side=cache_side(cfg.image_size, cfg.cache_scale),
+                interpolation=cfg.interpolation,
+                with_heatmaps=cfg.heatmap_source == "dataset",
+                **text,
+            )
+            self.loader = stream_loader(
+                cfg.data_url or str(self.store.path("datasets", cfg.dataset)),
+                split=cfg.split,
+                skeletons=dataset_skeletons(self.store.meta("datasets", cfg.dataset)),
+                opts=opts,
+                tokenizer=self.tokenizer,
+                context_length=cfg.context_length,
+                **views,
+            )
+            self.num_images = self.loader.source.num_usable
         else:
-            self._barrier()
-            self.data = self._load_data(self.tokenizer, build=False)
-        self.loader = BatchLoader(
-            self.data,
-            batch_size=cfg.batch_size,
-            image_size=cfg.image_size,
-            device=self.device,
-            seed=cfg.seed,
-            rank=self.info.rank,
-            world=self.info.world,
-            crop_scale=cfg.crop_scale,
-            hflip=cfg.hflip,
-            focus=self.focus,
-            heatmap_parts=cfg.heatmap_parts,
-            uniform_heatmap=cfg.heatmap_source == "uniform",
-            sample_sentences=cfg.sentence_sampling,
-            all_descriptions=cfg.all_descriptions,
-            channels_last=self.channels_last,
-            masked_view=cfg.masked_view,
-        )
+            self.data = self._load_data(self.tokenizer)
+            self.loader = BatchLoader(self.data, batch_size=cfg.batch_size, world=info.world, **views, **text)
+            self.num_images = len(self.data)
         self.spe = self.loader.steps_per_epoch
         self.total = cfg.max_steps or self.spe * cfg.epochs
         self.ckpt_every = cfg.checkpoint_every or self.spe
@@ -266,7 +299,32 @@ class Trainer:
             dev,
         )
 
-    def _load_data(self, tokenizer, *, build: bool):
+    def _data_mode(self) -> str:
+        """--data as this run uses it (training/stream.py choose_data_mode); with several processes, auto
+        streams on every rank when any node's cache disk is short, so that all ranks read one order."""
+        cfg = self.cfg
+        if cfg.data_url:
+            return "stream"
+        with_heat = cfg.heatmap_source == "dataset"
+        side = cache_side(cfg.image_size, cfg.cache_scale)
+        cache = node_cache(
+            self.store,
+            cfg.dataset,
+            split=cfg.split,
+            side=side,
+            interpolation=cfg.interpolation,
+            with_heat=with_heat,
+            cache_dir=cfg.cache_dir,
+        )
+        rows = split_rows(shard_paths(self.store.path("datasets", cfg.dataset), cfg.split))
+        mode = choose_data_mode(cfg.data, cache, rows=rows, side=side, with_heatmaps=with_heat)
+        if cfg.data == "auto" and self.info.world > 1:
+            streams = torch.tensor([float(mode == "stream")], device=self.device)
+            dist.all_reduce(streams, op=dist.ReduceOp.MAX)
+            mode = "stream" if streams.item() > 0 else "cache"
+        return mode
+
+    def _load_data(self, tokenizer):
         cfg = self.cfg
         return load_train_data(
             self.store,
@@ -278,7 +336,7 @@ class Trainer:
             context_length=cfg.context_length,
             heatmap_source=cfg.heatmap_source,
             interpolation=cfg.interpolation,
-            build_cache=build,
+            cache_dir=cfg.cache_dir,
         )
 
     # ---- the step -------------------------------------------------------------------------------------
@@ -350,6 +408,11 @@ class Trainer:
             bar=progress(total=self.total, initial=start, desc=f"train {self.cfg.name}", unit="step")
             if self.info.main
             else tqdm(disable=True),
+            live=LiveMetrics.open(
+                self.cfg.report_to, self.run_dir, name=self.cfg.name, config=self.cfg.to_dict()
+            )
+            if self.info.main and self.cfg.report_to
+            else None,
         )
         try:
             step = self._loop(net, start, metrics)
@@ -442,7 +505,8 @@ class Trainer:
             "arch": cfg.arch,
             "steps": step,
             "epochs": step / self.spe,
-            "images": len(self.data),
+            "images": self.num_images,
+            "data": self.data_mode,
             "global_batch": cfg.batch_size * self.info.world,
             **loop,
             "alpha": float(self.model.alpha().detach()) if self.focus else None,

@@ -276,11 +276,57 @@ DataRoot = Annotated[
 ]
 
 
+DataMode = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Where batches come from: cache (decode once into a memory-mapped cache per node), stream "
+        "(read the Parquet shards as training goes) or auto (the cache unless it would not fit its disk).",
+        rich_help_panel=DATA,
+    ),
+]
+DataUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--data-url",
+        help="Stream the dataset's shards from this fsspec URL (hf://datasets/ORG/NAME, s3://...) instead "
+        "of the store's folder; datasets/<name>/meta.json must still be in the store.",
+        rich_help_panel=DATA,
+    ),
+]
+CacheDir = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir",
+        help="Decoded caches (default: $FOCUS_CACHE/train-cache, else the store's cache).",
+        rich_help_panel=DATA,
+    ),
+]
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers", help="DataLoader workers of --data stream (resume with the same).", rich_help_panel=DATA
+    ),
+]
+ReportTo = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--report-to",
+        help="Live metrics besides metrics.jsonl: tensorboard, wandb (or both).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+
+
 @app.command("train", cls=PanelCommand)
 def _train(
     *,
     dataset: Dataset,
     split: Split = "train",
+    data: DataMode = "auto",
+    data_url: DataUrl = None,
+    cache_dir: CacheDir = None,
+    workers: Workers = 2,
     image_size: ImageSize = None,
     context_length: ContextLength = None,
     sentence_sampling: SentenceSampling = True,
@@ -316,6 +362,7 @@ def _train(
     name: Name = None,
     overwrite: Overwrite = False,
     log_every: LogEvery = 10,
+    report_to: ReportTo = None,
     push_to_hub: PushToHub = None,
     private: Private = False,
     lock_image: LockImage = False,
@@ -331,6 +378,7 @@ def _train(
     options["zeroshot_tasks"] = tuple(
         t.strip() for v in zeroshot_tasks or [] for t in v.split(",") if t.strip()
     )
+    options["report_to"] = tuple(options["report_to"] or ())
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(**options)
