@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.store import Store  # noqa: E402
 from pipeline.synthetic.dataset import write_synthetic_dataset  # noqa: E402
 from training import data as train_data  # noqa: E402
+from training import views as train_views  # noqa: E402
 from training.stream import StreamLoader, StreamOptions, StreamSource  # noqa: E402
 
 ARCH = "ViT-B-16"  # its tokenizer and open_clip's default preprocessing; no model is built
@@ -87,8 +88,8 @@ def timed(batches, device: torch.device, warmup: int, steps: int, size_of) -> fl
     return n / (time.perf_counter() - t0)
 
 
-def views(args, side: int, device: torch.device) -> train_data.BatchViews:
-    return train_data.BatchViews(
+def views(args, side: int, device: torch.device) -> train_views.BatchViews:
+    return train_views.BatchViews(
         image_size=args.image_size,
         side=side,
         device=device,

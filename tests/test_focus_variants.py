@@ -18,6 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
+from training import views
 from training.checkpoint import RESUME_REFUSES, _changes
 from training.config import FOCUS_VARIANT_DEFAULTS, TrainConfig
 from training.losses import contrastive_loss, focusclip_loss
@@ -77,7 +78,7 @@ def test_resume_refuses_a_changed_variant_and_reads_older_checkpoints_as_the_def
 def test_color_jitter_is_torchvisions_brightness_contrast_saturation():
     x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     factors = torch.tensor([[0.6, 1.4, 1.0], [1.4, 0.6, 1.3], [1.0, 1.0, 0.6], [1.2, 0.8, 1.4]])
-    got = train_data.color_jitter(x, factors)
+    got = views.color_jitter(x, factors)
     for i, (b, c, s) in enumerate(factors.tolist()):
         ref = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x[i], b), c), s)
         torch.testing.assert_close(got[i], ref, atol=2e-6, rtol=0)
@@ -106,13 +107,13 @@ def test_the_independent_view_has_its_own_crop_flip_jitter_and_heatmap(loader_da
     assert torch.equal(batch.images, shared.images) and torch.equal(batch.tokens, shared.tokens)
 
     idx = train_data.local_indices(16, batch_size=8, world=1, rank=0, seed=3, epoch=0, step=1)
-    gen = train_data.view_generator(3, 0, 0, 1)
-    view = train_data.crop_params(8, gen, scale=train_data.VIEW_CROP_SCALE, hflip=True)
-    factors = 1 + train_data.VIEW_JITTER * (2 * torch.rand(8, 3, generator=gen) - 1)
+    gen = views.view_generator(3, 0, 0, 1)
+    view = views.crop_params(8, gen, scale=views.VIEW_CROP_SCALE, hflip=True)
+    factors = 1 + views.VIEW_JITTER * (2 * torch.rand(8, 3, generator=gen) - 1)
     source = loader_data.images[idx].permute(0, 3, 1, 2).float() / 255
-    expected = train_data.color_jitter(train_data.crop_images(source, view, 32), factors)
+    expected = views.color_jitter(views.crop_images(source, view, 32), factors)
     torch.testing.assert_close(batch.masked_images, expected)
-    kps = train_data.crop_keypoints(loader_data.keypoints_of(idx), view, loader_data.side, 32)
+    kps = views.crop_keypoints(loader_data.keypoints_of(idx), view, loader_data.side, 32)
     torch.testing.assert_close(batch.heatmaps, roi_heatmap_torch(kps, torch.full((8, 2), 32.0), (32, 32)))
     assert not torch.equal(batch.heatmaps, shared.heatmaps)
     assert 0 < view[:, 3].sum() < 8  # some flipped, some not

@@ -11,6 +11,7 @@ import torch
 from pipeline.store import Store
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training import data as train_data
+from training import views as train_views
 from training.stream import StreamLoader, StreamOptions, StreamSource
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -25,7 +26,7 @@ def store(tmp_path_factory) -> Store:
     return s
 
 
-def _close(a: train_data.Batch, b: train_data.Batch) -> None:
+def _close(a: train_views.Batch, b: train_views.Batch) -> None:
     torch.testing.assert_close(a.images.cpu(), b.images.cpu(), atol=1e-5, rtol=0)
     torch.testing.assert_close(a.heatmaps.cpu(), b.heatmaps.cpu(), atol=1e-5, rtol=0)
     assert torch.equal(a.tokens.cpu(), b.tokens.cpu())
@@ -56,7 +57,7 @@ def test_stream_on_cuda_gives_the_cpus_batches(store):
     source = StreamSource.open(str(store.path("datasets", "synth")), "train", with_heatmaps=False)
     loaders = []
     for device in ("cpu", "cuda"):
-        views = train_data.BatchViews(
+        views = train_views.BatchViews(
             image_size=32,
             side=36,
             device=torch.device(device),

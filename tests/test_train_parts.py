@@ -12,11 +12,12 @@ import torch.nn.functional as F
 
 from pipeline.heatmaps import roi_heatmap_torch
 from training.config import TrainConfig
-from training.data import crop_images, crop_keypoints, crop_params, local_indices
+from training.data import local_indices
 from training.losses import clip_loss, contrastive_loss, focusclip_loss
 from training.model import FocusCLIP
 from training.optim import lr_factor
 from training.text import TextBank, _sample_fitting, split_sentences
+from training.views import crop_images, crop_keypoints, crop_params
 
 torch.set_num_threads(2)
 

@@ -23,6 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.store import Store
 from pipeline.synthetic.dataset import synthetic_rows, write_synthetic_dataset
 from training import data as train_data
+from training import views
 from training.stream import StreamLoader, StreamOptions, StreamOrder, StreamSource
 
 TOKENIZER = open_clip.get_tokenizer("focus-tiny")
@@ -36,8 +37,8 @@ def store(tmp_path_factory) -> Store:
     return s
 
 
-def _views(side: int, rank: int, *, stored: bool = False, crop=(0.8, 1.0)) -> train_data.BatchViews:
-    return train_data.BatchViews(
+def _views(side: int, rank: int, *, stored: bool = False, crop=(0.8, 1.0)) -> views.BatchViews:
+    return views.BatchViews(
         image_size=32,
         side=side,
         device=CPU,
@@ -219,7 +220,7 @@ from training.stream import StreamLoader, StreamOptions, StreamSource
 source = StreamSource.open(sys.argv[1], "train", with_heatmaps=False)
 opts = StreamOptions(batch_size=16, world=1, rank=0, seed=0, workers=1, side=224, interpolation="bilinear",
                      with_heatmaps=False, shuffle_rows=256)
-views = D.BatchViews(image_size=32, side=224, device=torch.device("cpu"), seed=0, rank=0, skeleton=D.MPII,
+views = views.BatchViews(image_size=32, side=224, device=torch.device("cpu"), seed=0, rank=0, skeleton=D.MPII,
                      crop_scale=(0.8, 1.0), hflip=False, focus=True, heatmap_parts=False,
                      uniform_heatmap=False, stored_heatmaps=False, channels_last=False, masked_view="shared")
 loader = StreamLoader(source, views, opts, skeleton=D.MPII, tokenizer=open_clip.get_tokenizer("focus-tiny"),

@@ -42,19 +42,16 @@ from pipeline.errors import PipelineError
 from pipeline.skeletons import MPII, Skeleton
 from training.cache import NodeCache, cache_bytes, free_bytes
 from training.data import (
-    Batch,
-    BatchViews,
-    HostBatch,
     check_columns,
     padded_keypoints,
     row_descriptions,
     row_keypoints,
     row_skeleton,
-    step_generators,
     to_side,
 )
 from training.pixels import image_bytes, squash
 from training.text import BatchStats, TextBank
+from training.views import Batch, BatchViews, HostBatch, step_generators
 
 log = logging.getLogger(__name__)
 

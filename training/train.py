@@ -46,17 +46,12 @@ from tqdm import tqdm
 from pipeline.errors import PipelineError
 from pipeline.log import progress
 from pipeline.store import Store, file_sha256
+from training.batches import run_data
 from training.checkpoint import Checkpointer
 from training.config import RECIPES, TrainConfig
 from training.data import (
-    BatchLoader,
-    cache_side,
     dataset_roi,
-    dataset_skeletons,
     heatmap_source_for,
-    load_train_data,
-    node_cache,
-    shard_paths,
 )
 from training.distributed import DistInfo, barrier, init_distributed, train_device
 from training.export import export_model_cfg, write_export
@@ -67,7 +62,6 @@ from training.metrics_log import MetricsLog, StepClock, plot_metrics, trim_metri
 from training.model import FocusCLIP
 from training.optim import autocast_dtype, build_optimizer, build_schedule
 from training.preprocess import Preprocess
-from training.stream import StreamOptions, choose_data_mode, split_rows, stream_loader
 from training.towers import Towers, arch_config, create_clip, foreign_towers, has_schema, make_tokenizer
 from training.zeroshot_eval import ZEROSHOT_DIR, ZeroShotEval, drop_evaluations_after, due, zeroshot_tasks
 
@@ -228,50 +222,16 @@ class Trainer:
             )
 
     def _build_data(self) -> None:
-        """The batches: from the node's decoded cache (one process per node decodes it, the others wait and
-        map it), or streamed from the Parquet shards (--data stream; auto: when the cache would not fit)."""
-        cfg, info = self.cfg, self.info
-        views = {
-            "image_size": cfg.image_size,
-            "device": self.device,
-            "seed": cfg.seed,
-            "rank": info.rank,
-            "crop_scale": cfg.crop_scale,
-            "hflip": cfg.hflip,
-            "focus": self.focus,
-            "heatmap_parts": cfg.heatmap_parts,
-            "uniform_heatmap": cfg.heatmap_source == "uniform",
-            "channels_last": self.channels_last,
-            "masked_view": cfg.masked_view,
-        }
-        text = {"sample_sentences": cfg.sentence_sampling, "all_descriptions": cfg.all_descriptions}
-        self.data_mode = self._data_mode()
-        if self.data_mode == "stream":
-            opts = StreamOptions(
-                batch_size=cfg.batch_size,
-                world=info.world,
-                rank=info.rank,
-                seed=cfg.seed,
-                workers=cfg.workers,
-                side=cache_side(cfg.image_size, cfg.cache_scale),
-                interpolation=cfg.interpolation,
-                with_heatmaps=cfg.heatmap_source == "dataset",
-                **text,
-            )
-            self.loader = stream_loader(
-                cfg.data_url or str(self.store.path("datasets", cfg.dataset)),
-                split=cfg.split,
-                skeletons=dataset_skeletons(self.store.meta("datasets", cfg.dataset)),
-                opts=opts,
-                tokenizer=self.tokenizer,
-                context_length=cfg.context_length,
-                **views,
-            )
-            self.num_images = self.loader.source.num_usable
-        else:
-            self.data = self._load_data(self.tokenizer)
-            self.loader = BatchLoader(self.data, batch_size=cfg.batch_size, world=info.world, **views, **text)
-            self.num_images = len(self.data)
+        """The batches (training/batches.py): from the node's decoded cache, or streamed from the shards."""
+        cfg = self.cfg
+        data = run_data(cfg, self.store, self.info, self.device, self.tokenizer, focus=self.focus,
+                        channels_last=self.channels_last)  # fmt: skip
+        self.loader, self.data_mode, self.num_images, self.data = (
+            data.loader,
+            data.mode,
+            data.images,
+            data.cache,
+        )
         self.spe = self.loader.steps_per_epoch
         self.total = cfg.max_steps or self.spe * cfg.epochs
         self.ckpt_every = cfg.checkpoint_every or self.spe
@@ -297,46 +257,6 @@ class Trainer:
             self.scaler,
             self.spe,
             dev,
-        )
-
-    def _data_mode(self) -> str:
-        """--data as this run uses it (training/stream.py choose_data_mode); with several processes, auto
-        streams on every rank when any node's cache disk is short, so that all ranks read one order."""
-        cfg = self.cfg
-        if cfg.data_url:
-            return "stream"
-        with_heat = cfg.heatmap_source == "dataset"
-        side = cache_side(cfg.image_size, cfg.cache_scale)
-        cache = node_cache(
-            self.store,
-            cfg.dataset,
-            split=cfg.split,
-            side=side,
-            interpolation=cfg.interpolation,
-            with_heat=with_heat,
-            cache_dir=cfg.cache_dir,
-        )
-        rows = split_rows(shard_paths(self.store.path("datasets", cfg.dataset), cfg.split))
-        mode = choose_data_mode(cfg.data, cache, rows=rows, side=side, with_heatmaps=with_heat)
-        if cfg.data == "auto" and self.info.world > 1:
-            streams = torch.tensor([float(mode == "stream")], device=self.device)
-            dist.all_reduce(streams, op=dist.ReduceOp.MAX)
-            mode = "stream" if streams.item() > 0 else "cache"
-        return mode
-
-    def _load_data(self, tokenizer):
-        cfg = self.cfg
-        return load_train_data(
-            self.store,
-            cfg.dataset,
-            split=cfg.split,
-            image_size=cfg.image_size,
-            cache_scale=cfg.cache_scale,
-            tokenizer=tokenizer,
-            context_length=cfg.context_length,
-            heatmap_source=cfg.heatmap_source,
-            interpolation=cfg.interpolation,
-            cache_dir=cfg.cache_dir,
         )
 
     # ---- the step -------------------------------------------------------------------------------------
