@@ -52,7 +52,8 @@ def test_kill_9_then_resume_loses_nothing_and_resends_nothing(store, store_root,
     shutil.copytree(PROMPTS_DIR / "paper", template)
     (template / "user.j2").write_text("Image {{ image }}\n{{ input_json }}\n")
 
-    with FakeOpenAI(latency=0.06) as server:
+    # slow enough that the run cannot finish between two polls of a loaded machine before the kill
+    with FakeOpenAI(latency=0.3) as server:
         cmd = [
             sys.executable,
             "-c",
