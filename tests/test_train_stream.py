@@ -216,11 +216,12 @@ def test_stored_heatmaps_rows_without_descriptions_and_a_bad_image(tmp_path):
 _RSS_SCRIPT = """
 import json, resource, sys, torch, open_clip
 from training import data as D
+from training import views as V
 from training.stream import StreamLoader, StreamOptions, StreamSource
 source = StreamSource.open(sys.argv[1], "train", with_heatmaps=False)
 opts = StreamOptions(batch_size=16, world=1, rank=0, seed=0, workers=1, side=224, interpolation="bilinear",
                      with_heatmaps=False, shuffle_rows=256)
-views = views.BatchViews(image_size=32, side=224, device=torch.device("cpu"), seed=0, rank=0, skeleton=D.MPII,
+views = V.BatchViews(image_size=32, side=224, device=torch.device("cpu"), seed=0, rank=0, skeleton=D.MPII,
                      crop_scale=(0.8, 1.0), hflip=False, focus=True, heatmap_parts=False,
                      uniform_heatmap=False, stored_heatmaps=False, channels_last=False, masked_view="shared")
 loader = StreamLoader(source, views, opts, skeleton=D.MPII, tokenizer=open_clip.get_tokenizer("focus-tiny"),
