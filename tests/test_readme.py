@@ -34,7 +34,7 @@ REAL_RUN_FILES = {
 
 
 def _section(text: str, title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^##+ |\Z)", text, flags=re.MULTILINE | re.DOTALL)
     assert match, f"README has no section '## {title}'"
     return match.group(1)
 

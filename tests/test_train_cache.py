@@ -181,16 +181,22 @@ def _launch(
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
 
+_SHARED_OBJECT = re.compile(r"\.so(\.[0-9.]+)?$")
+
+
 def _pss_mb(pid: int) -> tuple[float, float]:
-    """(the process's PSS, the part of it that maps a cache's images.npy), MiB."""
+    """(the process's PSS but its shared libraries', the part of it that maps a cache's images.npy), MiB.
+    Libraries are left out: they do not grow with the data, and their PSS is split with every other process
+    on the machine that maps libtorch, a number that changes between the two runs on a shared machine."""
     total = cache = 0
-    in_cache = False
+    in_cache = in_library = False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         if _MAPPING.match(line):
             in_cache = line.endswith("/images.npy")
+            in_library = bool(_SHARED_OBJECT.search(line))
         elif line.startswith("Pss:"):
             kb = int(line.split()[1])
-            total += kb
+            total += 0 if in_library else kb
             cache += kb if in_cache else 0
     return total / 1024, cache / 1024
 
