@@ -210,8 +210,8 @@ class Plan:
 
 
 class Rehearsal:
-    def __init__(self, plan: Plan, work: Path):
-        self.plan, self.work = plan, work
+    def __init__(self, plan: Plan, work: Path, json_path: Path | None):
+        self.plan, self.work, self.json_path = plan, work, json_path
         self.sample, self.store = work / "sample", work / "store"
         self.stages: list[Stage] = []
         bindir = Path(sys.executable).parent
@@ -225,6 +225,13 @@ class Rehearsal:
 
     def add(self, name: str, scaling: str, cmd: list[str], items: int, unit: str, disk: list[Path],
             **kw) -> Stage:  # fmt: skip
+        if self.json_path:  # what is measured so far survives a stage that fails or never ends
+            partial = {
+                "plan": asdict(self.plan),
+                "complete": False,
+                "stages": [asdict(s) for s in self.stages],
+            }
+            self.json_path.write_text(json.dumps(partial, indent=2) + "\n")
         wall, procs = run_stage(name, cmd, self.env, self.plan.sample_every)
         stage = Stage(name=name, scaling=scaling, wall_s=wall, items=items, unit=unit, processes=procs,
                       peak_mb=max(p.peak_mb for p in procs), sum_peaks_mb=sum(p.peak_mb for p in procs),
@@ -439,8 +446,8 @@ def main() -> None:
                 sample_every=args.sample_every, eval_limit=args.eval_limit)  # fmt: skip
     work = args.store or Path(tempfile.mkdtemp(prefix="focus-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    stages = Rehearsal(plan, work).run()
-    record = {"plan": asdict(plan), "machine": _machine(), "command": " ".join(sys.argv),
+    stages = Rehearsal(plan, work, args.json).run()
+    record = {"plan": asdict(plan), "machine": _machine(), "command": " ".join(sys.argv), "complete": True,
               "stages": [asdict(s) for s in stages]}  # fmt: skip
     previous = json.loads(args.fit_with.read_text()) if args.fit_with else None
     record["extrapolation"] = extrapolate(stages, plan.images, previous)
@@ -457,8 +464,9 @@ def report(record: dict, previous: dict | None) -> str:
     """The measured table and the extrapolation, in Markdown."""
     plan = record["plan"]
     return "\n\n".join([
-        f"## Scale rehearsal: {plan['images']:,} images, {plan['steps']} steps",
-        f"Machine: {record['machine']}. Command: `{record['command']}`",
+        f"## Scale rehearsal: {plan['images']:,} images, {plan['steps']} steps"
+        + ("" if record.get("complete", True) else " (incomplete: the stages measured before it stopped)"),
+        f"Machine: {record.get('machine', '-')}. Command: `{record.get('command', '-')}`",
         table(_stages(record)),
         "### Extrapolation",
         extrapolation_table(record["extrapolation"], plan["images"], previous),
