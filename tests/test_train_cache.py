@@ -125,8 +125,8 @@ import json, sys
 from pipeline.store import Store
 from training.train import TrainConfig, train
 cfg = TrainConfig(dataset=sys.argv[2], model_type="focusclip", arch="focus-tiny", name=sys.argv[3],
-                  image_size=32, cache_scale=7.125, batch_size=16, epochs=2, log_every=4, num_threads=1,
-                  device="cpu", overwrite=True)
+                  image_size=32, cache_scale=7.125, batch_size=16, epochs=100, max_steps=int(sys.argv[4]),
+                  log_every=4, num_threads=1, device="cpu", overwrite=True)
 train(cfg, Store(sys.argv[1]))
 """
 
@@ -163,7 +163,9 @@ def _ranks(launchers: list[subprocess.Popen]) -> list[int]:
     return found
 
 
-def _launch(store: Store, dataset: str, name: str, *, nodes: int, node_rank: int, port: int, cache: Path):
+def _launch(
+    store: Store, dataset: str, name: str, *, steps: int, nodes: int, node_rank: int, port: int, cache: Path
+):
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), f"--nnodes={nodes}", f"--nproc-per-node={2 // nodes}"]
     if nodes == 1:
@@ -171,7 +173,7 @@ def _launch(store: Store, dataset: str, name: str, *, nodes: int, node_rank: int
     else:
         cmd += [f"--node-rank={node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"]
         cmd += ["--rdzv-id=two-nodes"]
-    cmd += ["--no-python", sys.executable, "-c", _TRAIN, str(store.root), dataset, name]
+    cmd += ["--no-python", sys.executable, "-c", _TRAIN, str(store.root), dataset, name, str(steps)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FOCUS_PROGRESS": "0", "FOCUS_CACHE": str(cache)}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -218,10 +220,12 @@ def _losses(store: Store, name: str) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 6 launches of torchrun: about 6 minutes on 2 busy cores
 def test_ranks_share_one_cache_per_node_and_two_nodes_build_their_own(tmp_path):
-    """2 ranks on one machine, 2 epochs from a cache of 256 and of 1,024 images at 228 px (38 and 152 MiB):
-    their summed PSS in the second epoch (every page mapped) grows by less than 1.3x the cache's growth (one
-    copy for both, not one each). Then two nodes simulated on localhost (torchrun --nnodes 2, c10d
+    """2 ranks on one machine, 64 steps of 2 x 16 samples from a cache of 256 and of 1,024 images at 228 px
+    (38 and 152 MiB; 8 and 2 epochs, so that the processes' own memory is that of the same work): their
+    summed PSS while every page of the cache is mapped grows by less than 1.3x the cache's growth (one copy
+    for both, not one each). Then two nodes simulated on localhost (torchrun --nnodes 2, c10d
     rendezvous), each with its own cache folder and none shared: each node builds its own, and the losses
     equal the one-node run's."""
     store = Store(tmp_path / "store")
@@ -231,7 +235,7 @@ def test_ranks_share_one_cache_per_node_and_two_nodes_build_their_own(tmp_path):
     for name, n in (("small", 256), ("large", 1024)):
         cache = tmp_path / f"cache-{name}"
         pss[f"{name}_cache"] = n * 228 * 228 * 3 / 2**20
-        launcher = _launch(store, name, f"one-{name}", nodes=1, node_rank=0, port=0, cache=cache)
+        launcher = _launch(store, name, f"one-{name}", steps=64, nodes=1, node_rank=0, port=0, cache=cache)
         pss[name] = _run([launcher], cache_mb=pss[f"{name}_cache"])
         (built,) = (cache / "train-cache" / name).glob("*/images.npy")
         assert built.stat().st_size / 2**20 >= pss[f"{name}_cache"]
@@ -242,7 +246,16 @@ def test_ranks_share_one_cache_per_node_and_two_nodes_build_their_own(tmp_path):
 
     port = _free_port()
     nodes = [
-        _launch(store, "small", "two-nodes", nodes=2, node_rank=r, port=port, cache=tmp_path / f"node{r}")
+        _launch(
+            store,
+            "small",
+            "two-nodes",
+            steps=64,
+            nodes=2,
+            node_rank=r,
+            port=port,
+            cache=tmp_path / f"node{r}",
+        )
         for r in (0, 1)
     ]
     _run(nodes)
@@ -250,4 +263,4 @@ def test_ranks_share_one_cache_per_node_and_two_nodes_build_their_own(tmp_path):
         assert len(list((tmp_path / f"node{r}" / "train-cache" / "small").glob("*/done.json"))) == 1
     assert not (Path(store.root) / ".cache" / "train-cache").exists()  # nothing decoded into the shared store
     one, two = _losses(store, "one-small"), _losses(store, "two-nodes")
-    assert len(one) == 16 and np.allclose(one, two, rtol=0, atol=1e-6)
+    assert len(one) == 64 and np.allclose(one, two, rtol=0, atol=1e-6)
