@@ -147,7 +147,7 @@ class Stage:
     peak_mb: float  # the largest peak RSS of any one process of the stage
     sum_peaks_mb: float  # the processes' peaks added up (an upper bound of the stage's total)
     disk_mb: float
-    linear_s: float = 0.0  # the part of wall_s that grows with N (train: decoding the cache)
+    linear_s: float = 0.0  # the part of wall_s that grows with N (linear_seconds)
     linear_disk_mb: float = 0.0  # the part of disk_mb that grows with N (train: the decoded cache)
     note: str = ""
     extra: dict = field(default_factory=dict)
@@ -237,7 +237,8 @@ class Rehearsal:
                       peak_mb=max(p.peak_mb for p in procs), sum_peaks_mb=sum(p.peak_mb for p in procs),
                       disk_mb=du_mb(*disk), **kw)  # fmt: skip
         if scaling == "linear":
-            stage.linear_s, stage.linear_disk_mb = wall, stage.disk_mb
+            stage.linear_disk_mb = stage.disk_mb
+        stage.linear_s = linear_seconds(stage)
         self.stages.append(stage)
         return stage
 
@@ -292,18 +293,33 @@ class Rehearsal:
         stage = self.add(f"train {mode} {procs}p", "steps", cmd, samples, "sample", disk)
         summary = json.loads((self.store / "runs" / run / "meta.json").read_text())["summary"]
         loop_s = summary["steps"] * summary["global_batch"] / summary["samples_per_s"]
+        decode_s = _decode_seconds(caches) if built else None
         if built:
-            stage.linear_s, stage.linear_disk_mb = _decode_seconds(caches), du_mb(caches)
-        # the ranks: the stage's process itself, or torchrun's children
+            stage.linear_disk_mb = du_mb(caches)
+        # the ranks: the stage's process, or torchrun's children (stream's DataLoader workers are theirs)
         top = stage.processes[0].pid
-        ranks = [q for q in stage.processes if " train " in q.command and (procs == 1 or q.parent == top)]
-        cache_note = {True: f"; decoded the cache in {stage.linear_s:.0f} s", False: "; cache reused"}
+        ranks = [q for q in stage.processes if q.pid == top or (procs > 1 and q.parent == top)]
         peaks = ", ".join(f"{q.peak_mb:,.0f}" for q in ranks)
         stage.note = f"loop {summary['samples_per_s']:.1f} samples/s ({loop_s:.0f} s)"
-        stage.note += (cache_note[built] if mode == "cache" else "") + f"; ranks' peak RSS {peaks} MB"
-        stage.extra = {"loop_s": loop_s, "built_cache": built, "ranks_peak_mb": [q.peak_mb for q in ranks],
-                       "summary": summary}  # fmt: skip
+        if mode == "cache":
+            stage.note += f"; decoded the cache in {decode_s:.0f} s" if built else "; cache reused"
+        stage.note += f"; ranks' peak RSS {peaks} MB"
+        stage.extra = {"loop_s": loop_s, "built_cache": built, "decode_s": decode_s, "summary": summary,
+                       "ranks_peak_mb": [q.peak_mb for q in ranks]}  # fmt: skip
+        stage.linear_s = linear_seconds(stage)
         return stage
+
+
+def linear_seconds(stage: Stage) -> float:
+    """The part of a stage's wall time that grows with N: all of a linear stage; of a cache-mode train run,
+    everything but its loop (the start-up reads every row's texts and keypoints and decodes or maps the cache;
+    this counts its imports and model build too, an upper bound); nothing of a stream run (its start-up
+    reads the shards' footers) or of eval."""
+    if stage.scaling == "linear":
+        return stage.wall_s
+    if stage.name.startswith("train cache"):
+        return max(stage.wall_s - stage.extra["loop_s"], 0.0)
+    return 0.0
 
 
 def _decode_seconds(caches: Path) -> float | None:
@@ -347,20 +363,18 @@ def _scaled(value: float, n: int, target: int, other: tuple[float, int] | None) 
 def extrapolate(stages: list[Stage], n: int, previous: dict | None) -> list[dict]:
     """Per stage: what it scales with, and its wall seconds and disk MB at each of TARGETS, from the model
     in the module docstring."""
-    prev = {s["name"]: s for s in previous["stages"]} if previous else {}
+    prev = {s.name: s for s in _stages(previous)} if previous else {}
     n_prev = previous["plan"]["images"] if previous else None
     rows = []
     for s in stages:
         o = prev.get(s.name)
         how = {"linear": "N", "fixed": "nothing (fixed test set)"}.get(s.scaling, "steps")
-        if s.scaling == "steps" and s.linear_s > 0:
-            how = "steps + N (cache decode)"
-        elif s.scaling == "steps" and s.name.startswith("train cache"):
-            how = "steps (cache reused)"
+        if s.name.startswith("train cache"):
+            how = "steps + N (start-up: rows, cache)"
         row = {"stage": s.name, "scales_with": how, "at": {}}
         for t in TARGETS:
-            wall = s.wall_s - s.linear_s + _scaled(s.linear_s, n, t, (o["linear_s"], n_prev) if o else None)
-            grown = _scaled(s.linear_disk_mb, n, t, (o["linear_disk_mb"], n_prev) if o else None)
+            wall = s.wall_s - s.linear_s + _scaled(s.linear_s, n, t, (o.linear_s, n_prev) if o else None)
+            grown = _scaled(s.linear_disk_mb, n, t, (o.linear_disk_mb, n_prev) if o else None)
             row["at"][t] = {"wall_s": wall, "disk_mb": s.disk_mb - s.linear_disk_mb + grown}
         rows.append(row)
     return rows
@@ -482,7 +496,11 @@ def reprint(saved: Path, fit_with: Path | None) -> None:
 
 
 def _stages(record: dict) -> list[Stage]:
-    return [Stage(**{**s, "processes": [Proc(**p) for p in s["processes"]]}) for s in record["stages"]]
+    """A saved record's stages, their linear parts as linear_seconds() says now."""
+    stages = [Stage(**{**s, "processes": [Proc(**p) for p in s["processes"]]}) for s in record["stages"]]
+    for s in stages:
+        s.linear_s = linear_seconds(s)
+    return stages
 
 
 if __name__ == "__main__":
