@@ -1,6 +1,6 @@
 """The scale rehearsal: the whole pipeline on N synthetic images through the real CLI, one stage at a time,
-with each stage's wall time, throughput, peak RSS per process and disk, and the extrapolation to 1M and
-10M images.
+with each stage's wall time, throughput, peak RSS per process and disk, and the extrapolation to 100k, 1M
+and 10M images.
 
     .venv/bin/python benchmarks/scale.py                                   # 100,000 images (hours on a CPU)
     .venv/bin/python benchmarks/scale.py --images 2000 --steps 20          # = make bench (minutes)
@@ -23,9 +23,14 @@ Disk: `du -sk` of what the stage wrote (the cache mode's train rows include the 
 
 Extrapolation: generate, convert, describe and build-dataset are linear in N (wall and disk); a train run
 is its loop (steps x global batch / the run's steady samples/s: depends on the steps, not on N) plus its
-start-up, in which a cache-mode run that built the cache decodes every image (linear in N); eval is fixed
+start-up, which in cache mode reads every row's texts and keypoints and decodes (or maps) the cache, so it
+counts as linear in N (imports and model build included: an upper bound), and in stream mode reads the
+shards' footers (fixed); the decoded cache's disk is linear in N, a run's checkpoint fixed; eval is fixed
 (its test set does not grow with N). With --fit-with (the JSON of a run at another N), each linear part is
-fitted as a + b*N through the two points instead of scaled in proportion to N.
+fitted as a + b*N through the two points instead of scaled in proportion to N (a + b*N separates the fixed
+start-up of each stage from its per-image cost).
+
+    .venv/bin/python benchmarks/scale.py --report scale-40k.json --fit-with scale-15k.json   # no run
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.synthetic import SampleConfig, generate_sample  # noqa: E402
 
 NAME = "scale"  # the artifacts' name in the rehearsal's store
-TARGETS = (1_000_000, 10_000_000)
+TARGETS = (100_000, 1_000_000, 10_000_000)  # the issue's 100x MPII, and beyond
 MB = 1024 * 1024
 
 
