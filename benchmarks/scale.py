@@ -242,8 +242,7 @@ class Rehearsal:
                       peak_mb=max(p.peak_mb for p in procs), sum_peaks_mb=sum(p.peak_mb for p in procs),
                       disk_mb=du_mb(*disk), **kw)  # fmt: skip
         if scaling == "linear":
-            stage.linear_disk_mb = stage.disk_mb
-        stage.linear_s = linear_seconds(stage)
+            stage.linear_s, stage.linear_disk_mb = linear_seconds(stage), stage.disk_mb
         self.stages.append(stage)
         return stage
 
@@ -303,7 +302,7 @@ class Rehearsal:
             stage.linear_disk_mb = du_mb(caches)
         # the ranks: the stage's process, or torchrun's children (stream's DataLoader workers are theirs)
         top = stage.processes[0].pid
-        ranks = [q for q in stage.processes if q.pid == top or (procs > 1 and q.parent == top)]
+        ranks = [q for q in stage.processes if (q.parent == top if procs > 1 else q.pid == top)]
         peaks = ", ".join(f"{q.peak_mb:,.0f}" for q in ranks)
         stage.note = f"loop {summary['samples_per_s']:.1f} samples/s ({loop_s:.0f} s)"
         if mode == "cache":
@@ -358,11 +357,14 @@ def table(stages: list[Stage]) -> str:
 
 
 def _scaled(value: float, n: int, target: int, other: tuple[float, int] | None) -> float:
-    """value measured at n, at `target` images: proportional to N, or a + b*N through (other, this)."""
-    if other is None or other[1] == n:
-        return value * target / n
-    b = (value - other[0]) / (n - other[1])
-    return max(value + b * (target - n), 0.0)
+    """value measured at n, at `target` images: a + b*N through (other, this), or proportional to N without
+    a second point or when the two points disagree with linear growth (b < 0, or a < 0: on a shared host the
+    load can change between two runs more than the work does)."""
+    if other is not None and other[1] != n:
+        b = (value - other[0]) / (n - other[1])
+        if b >= 0 and value - b * n >= 0:
+            return value + b * (target - n)
+    return value * target / n
 
 
 def extrapolate(stages: list[Stage], n: int, previous: dict | None) -> list[dict]:
@@ -396,7 +398,8 @@ def extrapolation_table(rows: list[dict], n: int, previous: dict | None) -> str:
     ]
     lines.append("| total | | " + " | ".join(f"{_duration(w)} | {_size(d)}" for w, d in totals) + " |")
     if previous:
-        basis = f"fitted as a + b*N through N = {previous['plan']['images']:,} and {n:,}"
+        basis = (f"fitted as a + b*N through N = {previous['plan']['images']:,} and {n:,} (in proportion "
+                 "to N where the two points do not fit a line with a, b >= 0)")  # fmt: skip
     else:
         basis = f"scaled in proportion to N from N = {n:,}"
     return "\n".join(lines) + f"\n\nThe parts that grow with N are {basis}; the rest is as measured."
