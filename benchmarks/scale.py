@@ -383,6 +383,9 @@ def extrapolate(stages: list[Stage], n: int, previous: dict | None) -> list[dict
             wall = s.wall_s - s.linear_s + _scaled(s.linear_s, n, t, (o.linear_s, n_prev) if o else None)
             grown = _scaled(s.linear_disk_mb, n, t, (o.linear_disk_mb, n_prev) if o else None)
             row["at"][t] = {"wall_s": wall, "disk_mb": s.disk_mb - s.linear_disk_mb + grown}
+            if o:  # memory has a fixed part (imports, the model) that dwarfs small N: two points or nothing
+                b = max((s.peak_mb - o.peak_mb) / (n - n_prev), 0.0)
+                row["at"][t]["peak_mb"] = s.peak_mb + b * (t - n)
         rows.append(row)
     return rows
 
@@ -402,7 +405,15 @@ def extrapolation_table(rows: list[dict], n: int, previous: dict | None) -> str:
                  "to N where the two points do not fit a line with a, b >= 0)")  # fmt: skip
     else:
         basis = f"scaled in proportion to N from N = {n:,}"
-    return "\n".join(lines) + f"\n\nThe parts that grow with N are {basis}; the rest is as measured."
+    text = "\n".join(lines) + f"\n\nThe parts that grow with N are {basis}; the rest is as measured."
+    if previous:
+        lines = ["| Stage | " + " | ".join(f"Peak RSS at {t:,}" for t in TARGETS) + " |",
+                 "|---|" + "---:|" * len(TARGETS)]  # fmt: skip
+        lines += [f"| {r['stage']} | " + " | ".join(_size(r["at"][t]["peak_mb"]) for t in TARGETS) + " |"
+                  for r in rows]  # fmt: skip
+        text += ("\n\nThe largest process's peak RSS, a + b*N through the two runs (b >= 0; a cache-mode "
+                 "rank's RSS counts the mapped cache pages it touched):\n\n" + "\n".join(lines))  # fmt: skip
+    return text
 
 
 def _duration(seconds: float) -> str:
