@@ -275,7 +275,8 @@ class Rehearsal:
         stage = self.add("eval", "fixed", cmd, 0, "img", [art / "evals" / NAME])
         results = json.loads((art / "evals" / NAME / "results.json").read_text())
         stage.items = sum(r["n_samples"] for r in results)
-        accuracies = [f"{r['task']} {k} {v:.3f}" for r in results for k, v in r["metrics"].items()]
+        metrics = [(r["task"], k, v) for r in results for k, v in r["metrics"].items() if "@" in k]
+        accuracies = [f"{task} {k} {v:.3f}" for task, k, v in metrics]
         stage.note = f"run {first}; " + ", ".join(accuracies)
         return self.stages
 
