@@ -33,13 +33,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.artifacts import annotations, descriptions  # noqa: E402
 from pipeline.build_dataset import BuildConfig, build_dataset  # noqa: E402
-from pipeline.records import (  # noqa: E402
-    DESCRIPTIONS_SCHEMA,  # noqa: E402
-    ImageAnnotation,
-    Person,
-    write_annotations,
-)
+from pipeline.records import ImageAnnotation, Person  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
 W, H = 640, 480
@@ -132,11 +128,9 @@ def make_store(root: Path, images: Path, n: int) -> Store:
             }
         )
     with store.create("annotations", "bench", stage="convert", config={}) as w:
-        write_annotations(w.dir / "annotations.parquet", rows)
+        annotations.write(w.dir / annotations.FILE, rows)
     with store.create("descriptions", "bench", stage="describe", config={}) as w:
-        pq.write_table(
-            pa.Table.from_pylist(descs, schema=DESCRIPTIONS_SCHEMA), w.dir / "descriptions.parquet"
-        )
+        pq.write_table(pa.Table.from_pylist(descs, schema=descriptions.SCHEMA), w.dir / descriptions.FILE)
     return store
 
 

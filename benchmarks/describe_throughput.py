@@ -24,10 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.artifacts import annotations  # noqa: E402
 from pipeline.convert import ConvertConfig, convert  # noqa: E402
 from pipeline.describe import DescribeConfig, describe  # noqa: E402
 from pipeline.describe.prompting import image_context, load_template  # noqa: E402
-from pipeline.records import ANNOTATIONS_FILE, ImageAnnotation, read_annotations  # noqa: E402
+from pipeline.records import ImageAnnotation  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 
 # ../shared/data beside the checkout, or FOCUS_SHARED_DATA (as the tests read it)
@@ -38,7 +39,7 @@ CSV = SHARED_DATA / "mpii" / "csv_activity" / "mpii_dataset.csv"
 def put_annotations(store: Store, path: Path) -> list[ImageAnnotation]:
     """annotations/mpii from the real CSV through the convert stage."""
     convert(ConvertConfig(sources=[path], name="mpii"), store)
-    return read_annotations(store.path("annotations", "mpii") / ANNOTATIONS_FILE)
+    return annotations.read(store, "mpii")
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:

@@ -59,8 +59,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.artifacts.runs import read_metrics  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.store import Store, check_name  # noqa: E402
+from pipeline.store import Recorded, Store, check_name  # noqa: E402
 from pipeline.synthetic import SampleConfig, generate_sample  # noqa: E402
 from pipeline.synthetic.sample import write_body_states, write_stanford40  # noqa: E402
 
@@ -334,9 +335,7 @@ def _set_hits(store: Store, m, run: str, tasks, eval_root: Path) -> dict[str, np
 
 
 def curves(store: Store, run: str) -> dict[str, list[float]]:
-    rows = [
-        json.loads(ln) for ln in (store.path("runs", run) / "metrics.jsonl").read_text().splitlines() if ln
-    ]
+    rows = read_metrics(store.path("runs", run))
     keys = ["loss", *TERMS, "alpha", "temperature"]
     return {k: [r[k] for r in rows] for k in keys if k in rows[0] and rows[0][k] is not None}
 
@@ -736,7 +735,7 @@ def focus_effect(cfg: EffectConfig, store: Store) -> dict[str, Any]:
     result.update(runs=names, wall_s=time.perf_counter() - started)
     report = markdown(cfg, result, result["wall_s"])
     inputs = [store.ref("datasets", dataset)] + [store.ref("runs", r) for m in MODELS for r in names[m]]
-    with store.create("evals", cfg.name, stage="benchmark", config=asdict(cfg), inputs=inputs,
+    with store.create("evals", cfg.name, stage="benchmark", config=Recorded.plain(asdict(cfg)), inputs=inputs,
                       overwrite=True) as w:  # fmt: skip
         (w.dir / "results.md").write_text(report)
         (w.dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -36,6 +36,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.artifacts import runs  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from pipeline.synthetic.dataset import write_synthetic_dataset  # noqa: E402
 from training.towers import register_model_configs  # noqa: E402
@@ -153,7 +154,7 @@ def run_ours(args, store: Store, model_type: str) -> tuple[float, float, dict]:
         overwrite=True,
     )
     summary = train(cfg, store)
-    rows = [json.loads(ln) for ln in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    rows = runs.read_metrics(Path(summary["run_dir"]))
     windows = [r["samples_per_s"] for r in rows[args.warmup_steps :: args.warmup_steps]] or [
         rows[-1]["samples_per_s"]
     ]

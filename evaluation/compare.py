@@ -18,18 +18,18 @@ An entry is a folder holding results.json, or the name of an evals artifact (wit
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from evaluation.tasks import GROUPS, PAPER_TASKS, TASKS
+from pipeline.artifacts import evals, reports
+from pipeline.artifacts.evals import TaskResult
 from pipeline.errors import PipelineError
-from pipeline.store import Store
+from pipeline.store import Recorded, Store
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +132,13 @@ def published_scopes(path: Path) -> PublishedScopes:
     return PublishedScopes(tuple(scopes), rows)
 
 
-def load_results(entry: str | Path, store: Store | None) -> tuple[str, list[dict[str, Any]]]:
-    path = Path(entry).expanduser()
-    if (path / "results.json").is_file():
-        return path.name, json.loads((path / "results.json").read_text())
-    name = str(entry).removeprefix("evals/").rstrip("/")
-    if store is not None and store.exists("evals", name):
-        return name, json.loads((store.path("evals", name) / "results.json").read_text())
-    raise PipelineError(f"{entry}: no results.json there and no evals/{name} in the store")
-
-
 def _order(task: str, group: str) -> tuple[int, int, str]:
     g = GROUPS.index(group) if group in GROUPS else len(GROUPS)
     return g, PAPER_TASKS.index(task) if task in PAPER_TASKS else len(PAPER_TASKS), task
 
 
 def build(
-    runs: list[tuple[str, list[dict[str, Any]]]],
+    runs: list[tuple[str, list[TaskResult]]],
     paper: Published | None = None,
     scopes: PublishedScopes | None = None,
 ) -> Comparison:
@@ -307,7 +297,7 @@ def compare(
         raise PipelineError(f"--paper must be one of {', '.join(PAPERS)}, not {paper!r}")
     if not entries and paper is None:
         raise PipelineError("--compare needs at least one eval (a folder with results.json or an evals name)")
-    runs = [load_results(e, store) for e in entries]
+    runs = [evals.read_entry(e, store) for e in entries]
     if paper == "v1":
         table = build(runs, published(PAPERS["v1"].path))
     else:
@@ -317,8 +307,6 @@ def compare(
     table.paper = paper
     table.markdown = markdown(table)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "comparison.md").write_text(table.markdown)
         data = {
             "columns": [c.__dict__ for c in table.columns],
             "random": table.random,
@@ -330,11 +318,10 @@ def compare(
         }
         if table.scopes is not None:
             data["paper_v3"] = {"scopes": list(table.scopes.scopes), "rows": table.scopes.rows}
-        (out_dir / "comparison.json").write_text(json.dumps(data, indent=2) + "\n")
-        table.files = [out_dir / "comparison.md", out_dir / "comparison.json"]
+        table.files = reports.write_comparison(out_dir, data, markdown=table.markdown)
         if table.columns:  # v3's numbers alone have no dataset column to draw
-            plot(table, out_dir / "comparison.png")
-            table.files.append(out_dir / "comparison.png")
+            plot(table, out_dir / reports.COMPARISON_PLOT)
+            table.files.append(out_dir / reports.COMPARISON_PLOT)
     return table
 
 
@@ -347,7 +334,11 @@ def compare_stage(
     paper = LATEST if paper == "latest" else paper  # the report records the version it shows
     report = name or "compare"
     with store.create(
-        "reports", report, stage="eval-compare", config={"evals": entries, "paper": paper}, overwrite=True
+        "reports",
+        report,
+        stage="eval-compare",
+        config=Recorded.plain({"evals": entries, "paper": paper}),
+        overwrite=True,
     ) as w:
         table = compare(entries, store, out_dir=w.dir, paper=paper)
         w.counts.update(evals=len(table.rows), tasks=len(table.columns))

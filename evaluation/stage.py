@@ -15,7 +15,6 @@ are absent is reported as skipped with the paths it looked for, never a crash of
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,12 @@ from evaluation.data import EvalDataset, collate
 from evaluation.data_check import dataset_hint
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 from evaluation.tasks import GROUPS, PAPER_TASKS, TASKS, Task
+from pipeline.artifacts import evals
+from pipeline.artifacts.evals import TaskResult
+from pipeline.artifacts.runs import RunMeta
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.store import Store, check_name
+from pipeline.store import Recorded, Store, check_name, recorded, run_only
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +63,14 @@ class EvalConfig:
     utk_split_list: str | None = None
     templates: str = "paper"
     batch_size: int = 64
-    workers: int = 2
-    device: str = "auto"
+    workers: int = run_only(2)
+    device: str = run_only("auto")
     name: str | None = None
     limit: int | None = None
     seed: int = 0
-    overwrite: bool = False
+    overwrite: bool = run_only(False)
     # Publish even when no task scored a sample; otherwise that is an error and nothing is written.
-    allow_empty: bool = False
+    allow_empty: bool = run_only(False)
 
     def __post_init__(self) -> None:
         if self.templates not in ("paper", "ensemble"):
@@ -100,23 +102,14 @@ class EvalConfig:
     def split_for(self, task: Task) -> str:
         return self.splits.get(task.id) or self.splits.get(task.dataset) or self.split or task.split
 
-    def to_meta(self) -> dict[str, Any]:
-        meta = asdict(self) | {"tasks": [t.id if isinstance(t, Task) else t for t in self.tasks]}
+    def recorded(self) -> Recorded:
+        """The config as meta.json records it: tasks by id, and what an ad hoc task (built in code) asks."""
+        out = recorded(self).add({"tasks": [t.id if isinstance(t, Task) else t for t in self.tasks]})
         custom = [t for t in self.tasks if isinstance(t, Task) and t.id not in TASKS]
-        if custom:
-            meta["custom_tasks"] = [
-                {
-                    "id": t.id,
-                    "dataset": t.dataset,
-                    "label": t.label,
-                    "classes": t.classes,
-                    "templates": t.templates,
-                    "k": t.k,
-                    "split": t.split,
-                }
-                for t in custom
-            ]
-        return meta
+        if not custom:
+            return out
+        fields = ("id", "dataset", "label", "classes", "templates", "k", "split")
+        return out.add({"custom_tasks": [{f: getattr(t, f) for f in fields} for t in custom]})
 
 
 @dataclass
@@ -147,7 +140,7 @@ def load(cfg: EvalConfig, store: Store) -> Model:
     if cfg.run:
         run_dir = store.path("runs", cfg.run)
         model, preprocess, tokenizer = load_model(run_dir=run_dir, device=device)
-        arch = store.meta("runs", cfg.run)["config"]["arch"]
+        arch = RunMeta.read(store, cfg.run).arch
         return Model(model, preprocess, tokenizer, device, arch, f"runs/{cfg.run}")
     if not cfg.arch:
         raise PipelineError("give --run NAME, or --arch ARCH with --checkpoint FILE")
@@ -225,7 +218,7 @@ def _inside(path: str, folders: list[str]) -> bool:
     return any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
-def _blank_result(task: Task, m: Model, cfg: EvalConfig, split: str, root: Path) -> dict[str, Any]:
+def _blank_result(task: Task, m: Model, cfg: EvalConfig, split: str, root: Path) -> TaskResult:
     return {
         "task": task.id,
         "dataset": task.dataset,
@@ -244,7 +237,7 @@ def _blank_result(task: Task, m: Model, cfg: EvalConfig, split: str, root: Path)
     }
 
 
-def _read(task: Task, cfg: EvalConfig, roots: dict[str, Path], result: dict[str, Any]) -> ReadResult | dict:
+def _read(task: Task, cfg: EvalConfig, roots: dict[str, Path], result: TaskResult) -> ReadResult | TaskResult:
     """The reader's samples, or the task's result when its data is absent or unreadable."""
     root = roots[task.dataset]
     try:
@@ -292,7 +285,7 @@ def _labelled(
 
 def evaluate_task(
     task: Task, m: Model, cfg: EvalConfig, roots: dict[str, Path], cache_dir: Path
-) -> dict[str, Any]:
+) -> TaskResult:
     result = _blank_result(task, m, cfg, cfg.split_for(task), roots[task.dataset])
     started = time.perf_counter()
     read = _read(task, cfg, roots, result)
@@ -359,7 +352,7 @@ def default_name(cfg: EvalConfig) -> str:
     return check_name("".join(c if c.isalnum() or c in "._-" else "-" for c in base))
 
 
-def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
+def evaluate(cfg: EvalConfig, store: Store) -> list[TaskResult]:
     """Score the model on every task of cfg and publish evals/<name>; returns the per-task results."""
     tasks = cfg.resolved_tasks()
     name = default_name(cfg)
@@ -377,13 +370,13 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
         )
     inputs = [store.ref("runs", cfg.run)] if cfg.run else []
     with store.create(
-        "evals", name, stage="eval", config=cfg.to_meta(), inputs=inputs, overwrite=cfg.overwrite
+        "evals", name, stage="eval", config=cfg.recorded(), inputs=inputs, overwrite=cfg.overwrite
     ) as w:
-        (w.dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_clip_benchmark(results, w.dir / "clip_benchmark")
-        (w.dir / "results.md").write_text(results_markdown(results, name))
+        evals.write_results(w.dir, results)
+        evals.write_clip_benchmark(w.dir, results)
+        (w.dir / evals.MARKDOWN_FILE).write_text(results_markdown(results, name))
         if any(r["status"] == "ok" for r in results):
-            plot_results(results, w.dir / "results.png", title=f"{name}: zero-shot ({m.name})")
+            plot_results(results, w.dir / evals.PLOT_FILE, title=f"{name}: zero-shot ({m.name})")
         w.counts.update(
             tasks=len(results),
             scored=sum(r["status"] == "ok" for r in results),
@@ -393,36 +386,11 @@ def evaluate(cfg: EvalConfig, store: Store) -> list[dict[str, Any]]:
     return results
 
 
-def clip_benchmark_record(result: dict[str, Any]) -> dict[str, Any]:
-    """One scored task in CLIP_benchmark's result schema (what `clip_benchmark build` aggregates).
-
-    The dataset is the task id ("emotic-age", "synthetic-action"): unique per row of a table, and a
-    dataset that CLIP_benchmark itself knows by another name is never mistaken for ours.
-    """
-    return {
-        "dataset": result["task"],
-        "model": result["model"],
-        "pretrained": result["pretrained"],
-        "task": "zeroshot_classification",
-        "metrics": {k: v for k, v in result["metrics"].items() if v is not None},
-        "language": "en",
-    }
-
-
-def write_clip_benchmark(results: list[dict[str, Any]], folder: Path) -> None:
-    """<folder>/<task>.json per scored task: CLIP_benchmark's one-file-per-evaluation layout."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for r in results:
-        if r["status"] == "ok":
-            record = clip_benchmark_record(r)
-            (folder / f"{r['task']}.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-def results_markdown(results: list[dict[str, Any]], name: str) -> str:
+def results_markdown(results: list[TaskResult], name: str) -> str:
     lines = [
         f"# Zero-shot results: {name}",
         "",
@@ -471,7 +439,7 @@ def results_markdown(results: list[dict[str, Any]], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(results: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot_results(results: list[TaskResult], path: Path, title: str) -> None:
     import matplotlib  # ~1-3 s to import; only the figure needs it
 
     matplotlib.use("Agg")

@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.artifacts import annotations
 from pipeline.errors import PipelineError
-from pipeline.records import ANNOTATIONS_FILE, OCCLUDED, SPLITS, ImageAnnotation, known, write_annotations
+from pipeline.records import OCCLUDED, SPLITS, ImageAnnotation, known
 from pipeline.sources.base import SourceData
 from pipeline.sources.coco_captions import join_captions, read_captions
 from pipeline.sources.formats import read_source, sniff_format
 from pipeline.sources.merge import JOINS, merge_sources
-from pipeline.store import Store, check_name, file_sha256
+from pipeline.store import Recorded, Store, check_name, file_sha256, recorded, run_only
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 class ConvertConfig:
     sources: list[Path]
     name: str = "mpii"
-    overwrite: bool = False
+    overwrite: bool = run_only(False)
     join: str = "left"  # "left": the first source's images; "outer": every image of every source
     split: str | None = None  # split for sources that do not record one per image (all but the .mat)
     keep_people_without_keypoints: bool = False  # e.g. test-set rectangles, or COCO instances with a box only
@@ -68,10 +69,8 @@ class ConvertConfig:
             seen.add(s.resolve())
         check_name(self.name)
 
-    def to_meta(self) -> dict[str, Any]:
-        """The config as meta.json records it (paths as text)."""
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-        return config | {"sources": [str(s) for s in self.sources]}
+    def recorded(self) -> Recorded:
+        return recorded(self)
 
 
 def _unique_people(ann: ImageAnnotation, dropped: Counter) -> list:
@@ -231,9 +230,9 @@ def convert(cfg: ConvertConfig, store: Store) -> dict[str, Any]:
         )
 
     with store.create(
-        "annotations", cfg.name, stage="convert", config=cfg.to_meta(), overwrite=cfg.overwrite
+        "annotations", cfg.name, stage="convert", config=cfg.recorded(), overwrite=cfg.overwrite
     ) as w:
-        write_annotations(w.dir / ANNOTATIONS_FILE, images)
+        annotations.write(w.dir / annotations.FILE, images)
         w.counts.update(counts)
         files = [(s.path, s.format) for s in sources] + (
             [(cfg.captions, "coco-captions")] if captions else []

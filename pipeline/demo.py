@@ -24,12 +24,15 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.artifacts import evals, runs
+from pipeline.artifacts.evals import TaskResult
+from pipeline.artifacts.runs import RunMeta
 from pipeline.errors import PipelineError
-from pipeline.store import Store, check_name
+from pipeline.store import Recorded, Store, check_name, recorded, run_only
 from pipeline.synthetic import BODY_STATES, SampleConfig, generate_sample
 
 log = logging.getLogger(__name__)
@@ -64,8 +67,8 @@ class DemoConfig:
     # fits, sentence sampling fills the rest, and a step costs a fraction of 96 px / 77 tokens.
     image_size: int = 64
     context_length: int = 32
-    threads: int | None = None  # torch CPU threads (None: torch's default)
-    fresh: bool = False
+    threads: int | None = run_only(None)  # torch CPU threads (None: torch's default)
+    fresh: bool = run_only(False)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -80,6 +83,9 @@ class DemoConfig:
         if self.action_test_per_class < 1 or self.state_test_per_class < 1:
             raise PipelineError("the eval sets need at least one image per class")
 
+    def recorded(self) -> Recorded:
+        return recorded(self)
+
     @property
     def sample(self) -> SampleConfig:
         return SampleConfig(
@@ -93,7 +99,7 @@ class DemoConfig:
 @dataclass(slots=True)
 class DemoResult:
     table: str  # the Table-2-style comparison (Markdown)
-    results: dict[str, list[dict[str, Any]]]  # model type -> its eval results
+    results: dict[str, list[TaskResult]]  # model type -> its eval results
     beats_random: dict[str, bool]  # model type -> acc@k above the simulated random on the action task
     report: Path  # evals/<name>/results.md
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
@@ -139,7 +145,7 @@ class _Stages:
         title: str,
         kind: str,
         name: str,
-        config: dict[str, Any],
+        config: Recorded | dict[str, Any],
         fn: Callable[[], Any],
         *,
         inputs: list[dict[str, str]] = (),
@@ -170,7 +176,7 @@ def _forget(store: Store, cfg: DemoConfig) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def plot_loss_curves(runs: dict[str, Path], out: Path) -> None:
+def plot_loss_curves(run_dirs: dict[str, Path], out: Path) -> None:
     """Both runs' training loss (and FocusCLIP's three terms) on one figure."""
     import matplotlib
 
@@ -178,8 +184,8 @@ def plot_loss_curves(runs: dict[str, Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for model_type, run_dir in runs.items():
-        rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    for model_type, run_dir in run_dirs.items():
+        rows = runs.read_metrics(run_dir)
         steps = [r["step"] for r in rows]
         ax.plot(steps, [r["loss"] for r in rows], lw=1.6, label=f"{model_type}: loss")
         if model_type == "focusclip":
@@ -203,7 +209,7 @@ def clearly_above_chance(hits: int, n: int, chance: float, alpha: float = 0.01) 
     return n > 0 and binomtest(hits, n, chance, alternative="greater").pvalue < alpha
 
 
-def _action_verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, bool]:
+def _action_verdict(results: dict[str, list[TaskResult]]) -> dict[str, bool]:
     """Per model: acc@k on the action task significantly above random (k/C, binomial test, p < 0.01); a
     single simulated random run is too noisy to be the bar."""
     out = {}
@@ -221,7 +227,7 @@ def _action_verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, bool]
 def _report(
     cfg: DemoConfig,
     table: str,
-    results: dict[str, list[dict[str, Any]]],
+    results: dict[str, list[TaskResult]],
     beats: dict[str, bool],
     train: dict[str, dict[str, Any]],
     seconds: dict[str, float],
@@ -242,7 +248,7 @@ def _report(
         f"One seed, one draw: this table shows whether each model learns (see the checks below), not whether "
         f"FocusCLIP beats CLIP. On {counts['stanford40_test']} test images a few points either way is within "
         "seed-to-seed noise; `benchmarks/focus_effect.py` measures the paired difference over seeds with "
-        "confidence intervals (README: 'Does FocusCLIP beat CLIP here?').",
+        "confidence intervals (benchmarks/README.md).",
         "",
         "## Training",
         "",
@@ -272,14 +278,10 @@ def _report(
     return "\n".join(lines)
 
 
-def _saved_results(store: Store, run: str) -> list[dict[str, Any]]:
-    return json.loads((store.path("evals", run) / "results.json").read_text())
-
-
 def _publish(
     cfg: DemoConfig,
     store: Store,
-    results: dict[str, list[dict[str, Any]]],
+    results: dict[str, list[TaskResult]],
     train: dict[str, dict[str, Any]],
     stages: _Stages,
     counts: dict[str, int],
@@ -287,23 +289,22 @@ def _publish(
     """evals/<name>: the comparison table, loss curves, merged results and the report."""
     from evaluation.compare import compare
 
-    runs = [f"{cfg.name}-{m}" for m in MODEL_TYPES]
-    inputs = [store.ref("runs", r) for r in runs] + [store.ref("evals", r) for r in runs]
+    names = [f"{cfg.name}-{m}" for m in MODEL_TYPES]
+    inputs = [store.ref("runs", r) for r in names] + [store.ref("evals", r) for r in names]
     with store.create(
-        "evals", cfg.name, stage="demo", config=asdict(cfg), inputs=inputs, overwrite=True
+        "evals", cfg.name, stage="demo", config=cfg.recorded(), inputs=inputs, overwrite=True
     ) as w:
         # Row labels: the run names the comparison reads from the folders.
-        table = compare([store.path("evals", r) for r in runs], store, out_dir=w.dir)
-        curves = {m: store.path("runs", r) for m, r in zip(MODEL_TYPES, runs, strict=True)}
+        table = compare([store.path("evals", r) for r in names], store, out_dir=w.dir)
+        curves = {m: store.path("runs", r) for m, r in zip(MODEL_TYPES, names, strict=True)}
         plot_loss_curves(curves, w.dir / "loss_curves.png")
-        merged = [r for m in MODEL_TYPES for r in results[m]]
-        (w.dir / "results.json").write_text(json.dumps(merged, indent=2) + "\n")
+        evals.write_results(w.dir, [r for m in MODEL_TYPES for r in results[m]])
         beats = _action_verdict(results)
         report = _report(cfg, table.markdown, results, beats, train, stages.seconds, counts)
-        (w.dir / "results.md").write_text(report)
+        (w.dir / evals.MARKDOWN_FILE).write_text(report)
         w.counts.update(models=len(MODEL_TYPES), tasks=len(eval_tasks()), reused=len(stages.reused))
         w.extra["beats_random"] = beats
-    return table.markdown, store.path("evals", cfg.name) / "results.md"
+    return table.markdown, store.path("evals", cfg.name) / evals.MARKDOWN_FILE
 
 
 def demo(cfg: DemoConfig, store: Store) -> DemoResult:
@@ -312,7 +313,7 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     from pipeline.build_dataset import BuildConfig, build_dataset
     from pipeline.convert import ConvertConfig, convert
     from pipeline.describe import DescribeConfig, describe
-    from pipeline.describe.stage import meta_config
+    from pipeline.describe.stage import settle
     from training.config import TrainConfig
     from training.train import train
 
@@ -325,14 +326,14 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
     ref = store.ref
 
     conv = ConvertConfig(sources=[layout.mat], name=name, overwrite=True)
-    stages.make("convert the MPII .mat", "annotations", name, conv.to_meta(), lambda: convert(conv, store),
+    stages.make("convert the MPII .mat", "annotations", name, conv.recorded(), lambda: convert(conv, store),
                 files=[layout.mat])  # fmt: skip
     desc = DescribeConfig(annotations=name, backend="rules", name=name, overwrite=True)
-    stages.make("describe with the rules backend", "descriptions", name, meta_config(desc),
+    stages.make("describe with the rules backend", "descriptions", name, settle(desc).recorded(),
                 lambda: describe(desc, store), inputs=[ref("annotations", name)])  # fmt: skip
     build = BuildConfig(annotations=name, descriptions=[name], images=layout.images, name=name,
                         overwrite=True, workers=2, origin="synthetic")  # fmt: skip
-    stages.make("build the dataset", "datasets", name, build.to_meta(), lambda: build_dataset(build, store),
+    stages.make("build the dataset", "datasets", name, build.recorded(), lambda: build_dataset(build, store),
                 inputs=[ref("annotations", name), ref("descriptions", name)])  # fmt: skip
 
     train_summaries: dict[str, dict[str, Any]] = {}
@@ -342,18 +343,18 @@ def demo(cfg: DemoConfig, store: Store) -> DemoResult:
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, num_threads=cfg.threads,
             image_size=cfg.image_size, context_length=cfg.context_length, overwrite=True,
         )  # fmt: skip
-        made = stages.make(f"train {model_type}", "runs", run, tcfg.resolved().to_dict(),
+        made = stages.make(f"train {model_type}", "runs", run, tcfg.resolved().recorded(),
                            lambda t=tcfg: train(t, store), inputs=[ref("datasets", name)])  # fmt: skip
-        train_summaries[model_type] = made if made is not None else store.meta("runs", run).get("summary", {})
+        train_summaries[model_type] = made if made is not None else RunMeta.read(store, run).summary
 
-    results: dict[str, list[dict[str, Any]]] = {}
+    results: dict[str, list[TaskResult]] = {}
     paths = eval_paths(layout.eval_root)
     for model_type, run in ((m, f"{name}-{m}") for m in MODEL_TYPES):
         ecfg = EvalConfig(run=run, tasks=eval_tasks(), data_root=str(layout.eval_root), paths=paths, name=run,
                           workers=0, seed=cfg.seed, overwrite=True)  # fmt: skip
-        made = stages.make(f"evaluate {model_type}", "evals", run, ecfg.to_meta(),
+        made = stages.make(f"evaluate {model_type}", "evals", run, ecfg.recorded(),
                            lambda e=ecfg: evaluate(e, store), inputs=[ref("runs", run)])  # fmt: skip
-        results[model_type] = made if made is not None else _saved_results(store, run)
+        results[model_type] = made if made is not None else evals.read(store, run)
 
     table, report = stages.run(
         "compare", lambda: _publish(cfg, store, results, train_summaries, stages, layout.counts)

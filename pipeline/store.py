@@ -1,8 +1,8 @@
 """The artifact store: one root, one folder per stage kind, named artifacts that appear atomically.
 
     store = Store.from_env("./artifacts")          # or FOCUS_STORE / --store; any fsspec URL works
-    with store.create("annotations", "mpii", stage="convert", config=cfg, inputs=[]) as w:
-        write_annotations(w.dir / "annotations.parquet", rows)
+    with store.create("annotations", "mpii", stage="convert", config=cfg.recorded(), inputs=[]) as w:
+        annotations.write(w.dir / annotations.FILE, rows)
         w.counts["images"] = len(rows)
     store.meta("annotations", "mpii")["counts"]      # lineage, config, fingerprints, counts
 
@@ -14,6 +14,19 @@ Remote roots (s3://, gs://, memory://) stage locally and upload meta.json last.
 A meta.json damaged afterwards (truncated, edited by hand) makes its artifact `corrupt`: reading it is a
 one-line error naming the file, `store ls` lists it as corrupt, `store rm --force` removes it, and since its
 inputs are unknown, no artifact it may have been built from is removed without --force.
+
+Whether a finished artifact can be reused is decided here (is_current), from the config as its stage recorded
+it: `recorded(cfg)` walks a config dataclass, and its fields say what they are. A field made with
+`run_only(...)` says how a stage runs, not what it makes (workers, device, --overwrite): it is recorded but
+never makes an artifact stale. A field made with `secret(...)` (an API key) is never recorded at all.
+
+    @dataclass
+    class BuildConfig:
+        annotations: str
+        workers: int = run_only(0)
+
+        def recorded(self) -> Recorded:
+            return recorded(self)
 """
 
 from __future__ import annotations
@@ -29,8 +42,8 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +55,6 @@ log = logging.getLogger(__name__)
 KINDS = ("annotations", "descriptions", "datasets", "runs", "evals", "reports")
 DEFAULT_ROOT = "./artifacts"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# Config keys that say how a stage ran, not what it made: is_current ignores them.
-RUN_ONLY_KEYS = frozenset(
-    {"overwrite", "resume", "workers", "executor", "num_threads", "device", "log_every", "checkpoint_every",
-     "push_to_hub", "private", "concurrency", "lean_http"}
-)  # fmt: skip
 # What every published meta.json holds (Store._publish) and readers rely on, with its JSON type.
 _META_FIELDS = {"stage": str, "config": dict, "inputs": list, "counts": dict, "fingerprint": str}
 # Config keys whose values never reach meta.json or logs.
@@ -74,6 +82,62 @@ def redact(config: Any) -> Any:
 def _plain(value: Any) -> Any:
     """A value as it reads back from meta.json (tuples as lists, paths and other objects as strings)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def run_only(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
+    """A config field that says how a stage runs, not what it makes (workers, device, --overwrite): recorded
+    in meta.json, never a reason to make an artifact again."""
+    return field(default=default, default_factory=default_factory, metadata={"run_only": True})
+
+
+def secret(default: Any = None) -> Any:
+    """A config field that is never recorded, logged or shown (an API key)."""
+    return field(default=default, repr=False, metadata={"secret": True})
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A config as meta.json records it: `config` (plain JSON, no secret) and the names of its run-only keys,
+    which is_current ignores. Made by `recorded(cfg)`, or by `Recorded.plain(dict)` for an ad hoc config."""
+
+    config: dict[str, Any]
+    run_only: frozenset[str] = frozenset()
+
+    @classmethod
+    def plain(cls, config: Mapping[str, Any], run_only: Iterable[str] = ()) -> Recorded:
+        return cls(_plain(redact(dict(config))), frozenset(run_only))
+
+    def add(self, values: Mapping[str, Any], *, run_only: Iterable[str] = ()) -> Recorded:
+        """This record with more (derived) keys; a key already there keeps its place and takes the value."""
+        extra = Recorded.plain(values, run_only)
+        return Recorded(self.config | extra.config, self.run_only | extra.run_only)
+
+
+def _field_value(value: Any) -> Any:
+    """A field's value with nested config dataclasses as objects, their secret fields left out."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _field_value(getattr(value, f.name))
+            for f in fields(value)
+            if not f.metadata.get("secret")
+        }
+    return value
+
+
+def recorded(cfg: Any, *, leave_out: Iterable[str] = ()) -> Recorded:
+    """What the config dataclass `cfg` records: every field but its secret ones and `leave_out`, as plain
+    JSON (paths as text, tuples as lists, a nested dataclass as an object), and its run-only field names."""
+    skip = set(leave_out)
+    kept = [f for f in fields(cfg) if f.name not in skip and not f.metadata.get("secret")]
+    return Recorded.plain(
+        {f.name: _field_value(getattr(cfg, f.name)) for f in kept},
+        run_only=(f.name for f in kept if f.metadata.get("run_only")),
+    )
+
+
+def _as_recorded(config: Recorded | Mapping[str, Any]) -> Recorded:
+    """A plain mapping (a test, a one-off tool) records every key as content."""
+    return config if isinstance(config, Recorded) else Recorded.plain(config)
 
 
 def check_name(name: str) -> str:
@@ -124,6 +188,9 @@ def meta_problem(meta: Any) -> str | None:
     if not all(isinstance(i, dict) and isinstance(i.get("kind"), str) and isinstance(i.get("name"), str)
                for i in meta["inputs"]):  # fmt: skip
         return "has an input that is not {kind, name, fingerprint}"
+    run_only = meta.get("run_only", [])  # absent in artifacts written before fields said so
+    if not (isinstance(run_only, list) and all(isinstance(k, str) for k in run_only)):
+        return "has a run_only that is not a list of config keys"
     return None
 
 
@@ -314,22 +381,27 @@ class Store:
         kind: str,
         name: str,
         *,
-        config: Mapping[str, Any],
+        config: Recorded | Mapping[str, Any],
         inputs: Sequence[Mapping[str, str]] = (),
         files: Sequence[Path] = (),
     ) -> bool:
         """Whether kind/name exists and is what its stage would make now: its recorded config equals
-        `config` (RUN_ONLY_KEYS aside), it was made from exactly `inputs` (store.ref fingerprints) and, for
+        `config` (run-only keys aside), it was made from exactly `inputs` (store.ref fingerprints) and, for
         an artifact read from outside files (convert's sources), those files still have the recorded sha256.
 
-            if not store.is_current("datasets", "mpii", config=cfg.to_meta(), inputs=refs): build_dataset(...)
+            if not store.is_current("datasets", "mpii", config=cfg.recorded(), inputs=refs): build(cfg)
+
+        A key is run-only when this config or the recorded one says so: an artifact written before its
+        stage marked its fields (no run_only in meta.json) is still current when only such keys differ.
         """
         if not self.exists(kind, name):
             return False
         meta = self.meta(kind, name)
-        recorded = {k: v for k, v in meta.get("config", {}).items() if k not in RUN_ONLY_KEYS}
-        wanted = {k: v for k, v in _plain(redact(dict(config))).items() if k not in RUN_ONLY_KEYS}
-        changed = sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))
+        wanted = _as_recorded(config)
+        ignored = wanted.run_only | set(meta.get("run_only", []))
+        have = {k: v for k, v in meta["config"].items() if k not in ignored}
+        want = {k: v for k, v in wanted.config.items() if k not in ignored}
+        changed = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
         if changed:
             log.info("%s/%s: config changed (%s), not current", kind, name, ", ".join(changed))
             return False
@@ -404,7 +476,7 @@ class Store:
         name: str,
         *,
         stage: str,
-        config: Mapping[str, Any],
+        config: Recorded | Mapping[str, Any],
         inputs: list[dict[str, str]] | None = None,
         overwrite: bool = False,
         resumable: bool = False,
@@ -435,12 +507,12 @@ class Store:
                 if not resumable:
                     shutil.rmtree(staging, ignore_errors=True)
                 raise
-            self._publish(writer, stage=stage, config=config, inputs=inputs or [])
+            self._publish(writer, stage=stage, config=_as_recorded(config), inputs=inputs or [])
         finally:
             lock.release()
 
     def _publish(
-        self, writer: ArtifactWriter, *, stage: str, config: Mapping[str, Any], inputs: list[dict[str, str]]
+        self, writer: ArtifactWriter, *, stage: str, config: Recorded, inputs: list[dict[str, str]]
     ) -> None:
         kind, name = writer.ref.kind, writer.ref.name
         meta = {
@@ -449,7 +521,8 @@ class Store:
             "stage": stage,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "version": __version__,
-            "config": redact(dict(config)),
+            "config": config.config,
+            "run_only": sorted(config.run_only),
             "inputs": list(inputs),
             "counts": writer.counts,
             "fingerprint": fingerprint_dir(writer.dir),

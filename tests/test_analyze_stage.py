@@ -18,14 +18,10 @@ import pytest
 
 from pipeline.analyze import AnalyzeConfig, analyze
 from pipeline.analyze.controls import contradict
-from pipeline.records import (
-    DESCRIPTIONS_SCHEMA,
-    ImageAnnotation,
-    Person,
-    empty_keypoints,
-    read_annotations,
-    write_annotations,
-)
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.annotations import write as write_annotations
+from pipeline.artifacts.descriptions import SCHEMA as DESCRIPTIONS_SCHEMA
+from pipeline.records import ImageAnnotation, Person, empty_keypoints
 
 # ---- real MPII annotations ---------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ import torch
 from pycocotools import mask as mask_utils
 
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
-from pipeline.annotate.stage import PREDICTIONS_FILE, SKIPPED_FILE
-from pipeline.records import ImageAnnotation, read_annotations, write_annotations
+from pipeline.artifacts.annotations import PREDICTIONS_FILE, SKIPPED_FILE
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.annotations import write as write_annotations
+from pipeline.records import ImageAnnotation
 from pipeline.store import file_sha256
 
 needs_mediapipe = pytest.mark.skipif(

@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.annotations import write as write_annotations
 from pipeline.bounds import rescale_factor, rle_string_counts, segmentation_problem
 from pipeline.describe import DescribeConfig, describe
-from pipeline.records import read_annotations, write_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from pipeline.cli import main; main()"]

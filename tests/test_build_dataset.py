@@ -26,22 +26,19 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.annotations import write as write_annotations
+from pipeline.artifacts.datasets import FEATURES
+from pipeline.artifacts.descriptions import SCHEMA as DESCRIPTIONS_SCHEMA
 from pipeline.build_dataset import BuildConfig, build_dataset
-from pipeline.build_dataset.card import FEATURES, token_counter
+from pipeline.build_dataset.card import token_counter
 from pipeline.build_dataset.images import stored_size
 from pipeline.build_dataset.index import index_descriptions
 from pipeline.cli.build_dataset import parse_size
 from pipeline.convert import ConvertConfig, convert
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import PNG_ENCODERS, roi_heatmap, to_uint8
-from pipeline.records import (
-    DESCRIPTIONS_SCHEMA,
-    ImageAnnotation,
-    Person,
-    image_file,
-    read_annotations,
-    write_annotations,
-)
+from pipeline.records import ImageAnnotation, Person, image_file
 
 # ---- inputs, published the way convert and describe publish them ----------------------------------------
 
@@ -710,7 +707,7 @@ def test_a_synthetic_dataset_card_carries_the_project_licence(cli, store, tmp_pa
 def test_shard_features_are_written_in_the_form_older_datasets_read():
     # datasets >= 4 writes {"_type": "List"}, which 3.x cannot parse; the one-element-list form reads in both
     # (benchmarks/datasets_compat.py loads real shards in datasets 3.6 in a throwaway venv)
-    from pipeline.build_dataset.card import SCHEMA
+    from pipeline.artifacts.datasets import SCHEMA
 
     stored = json.loads(SCHEMA.metadata[b"huggingface"])["info"]["features"]
     assert '"List"' not in json.dumps(stored)

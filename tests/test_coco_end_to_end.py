@@ -16,11 +16,12 @@ import torch
 import yaml
 from PIL import Image
 
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.descriptions import read_file as read_descriptions
 from pipeline.build_dataset import BuildConfig, build_dataset
 from pipeline.convert import ConvertConfig, convert
 from pipeline.describe import DescribeConfig, describe
 from pipeline.heatmaps import decode_mask, instance_heatmap, to_uint8
-from pipeline.records import read_annotations, read_descriptions
 from pipeline.store import Store
 from training.train import TrainConfig, train
 

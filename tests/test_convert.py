@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
+from pipeline.artifacts.annotations import read_file as read_annotations
 from pipeline.convert import ConvertConfig, convert
 from pipeline.errors import PipelineError
-from pipeline.records import MISSING, OCCLUDED, VISIBLE, read_annotations
+from pipeline.records import MISSING, OCCLUDED, VISIBLE
 from pipeline.sources.base import split_from_name
 from pipeline.sources.formats import read_source
 from pipeline.sources.merge import merge_sources

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.artifacts.annotations import read_file as read_annotations
 from pipeline.convert import ConvertConfig, convert
 from pipeline.errors import PipelineError
-from pipeline.records import MISSING, OCCLUDED, VISIBLE, read_annotations
+from pipeline.records import MISSING, OCCLUDED, VISIBLE
 
 
 @pytest.fixture(scope="module")

@@ -175,8 +175,8 @@ def test_truncated_mat_is_refused(tmp_path: Path, compress: bool) -> None:
 
 
 def test_convert_stage_on_a_written_release(store, tmp_path: Path) -> None:
+    from pipeline.artifacts.annotations import read_file as read_annotations
     from pipeline.convert import ConvertConfig, convert
-    from pipeline.records import read_annotations
 
     path = write_release_mat(
         tmp_path / "mpii_human_pose_v1_u12_1.mat", sample_images(), quirks=MatQuirks.real_world()

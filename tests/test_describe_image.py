@@ -345,9 +345,9 @@ def test_local_vision_models_are_counted_by_their_family(server, store, five, im
 
 @pytest.mark.parametrize(("folder", "file"), [("coco", "test_coco.json"), ("ap10k", "test_ap10k.json")])
 def test_other_skeletons_marked_with_their_own_edges_never_upscaled(server, store, shared_data, folder, file):
+    from pipeline.artifacts.annotations import read_file as read_annotations
     from pipeline.convert import ConvertConfig, convert
     from pipeline.instances import instances
-    from pipeline.records import read_annotations
 
     root = shared_data / "coco_format" / folder
     convert(ConvertConfig(sources=[root / file], name="mpii", split="train"), store)

@@ -64,7 +64,7 @@ def test_rows_keyed_before_the_template_edits_are_carried_over():
     edited those files without changing what an MPII row sends, so those paid rows answer today's requests."""
     import dataclasses
 
-    from pipeline.describe.config import DescriptionResult
+    from pipeline.artifacts.descriptions import DescriptionResult
     from pipeline.describe.stage import carry_over
 
     at_742f099 = {  # template -> (its files' hash, the key of the row above), computed on main at 742f099
@@ -97,7 +97,7 @@ def test_a_journal_from_before_image_input_still_answers(tmp_path):
     import dataclasses
     import sqlite3
 
-    from pipeline.describe.config import DescriptionResult
+    from pipeline.artifacts.descriptions import DescriptionResult
     from pipeline.describe.journal import Journal
 
     old = [f.name for f in dataclasses.fields(DescriptionResult) if f.name != "image_input"]

@@ -13,10 +13,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.artifacts.annotations import write as write_annotations
+from pipeline.artifacts.descriptions import SCHEMA as DESCRIPTIONS_SCHEMA
 from pipeline.describe.prompting import PROMPTS_DIR, image_context, load_template
 from pipeline.errors import PipelineError
 from pipeline.geometry import image_facts
-from pipeline.records import DESCRIPTIONS_SCHEMA, ImageAnnotation, Person, empty_keypoints, write_annotations
+from pipeline.records import ImageAnnotation, Person, empty_keypoints
 
 
 def csv_annotations(shared_data: Path, limit: int) -> list[ImageAnnotation]:

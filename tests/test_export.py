@@ -1,6 +1,6 @@
 """The trained model as it leaves the store: runs/<name>/export/ and its SHA256SUMS manifest, checked before
 `push`, `eval` and our loader read it; the BERT-tower export loading offline from its own files in a clean
-`python -I`, at the run's image size, the way the README says; plain open_clip told what to import.
+`python -I`, at the run's image size, the way docs/interop.md says; plain open_clip told what to import.
 
 Runs are real CLI trainings of tiny models on CPU (a native open_clip ViT, and the paper's timm-ViT + BERT
 families at their smallest, tests/tiny_towers.py); the Hub is tests/fake_hub.py on loopback."""
@@ -242,10 +242,10 @@ def test_eval_checks_the_export_and_scores_it_as_the_run(store, data_root):
 
 
 def _readme_loader_snippet() -> str:
-    """The README's code block that loads an export with a Hugging Face text tower."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    """The code block of docs/interop.md that loads an export with a Hugging Face text tower."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "interop.md").read_text(), flags=re.S)
     found = [b for b in blocks if "load_export(" in b]
-    assert len(found) == 1, "the README shows one way to load such an export"
+    assert len(found) == 1, "docs/interop.md shows one way to load such an export"
     return found[0]
 
 
@@ -268,8 +268,8 @@ def _isolated_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def _isolated_script(exports: list[Path], image: Path) -> str:
-    """Plain open_clip on each export first (nothing of ours imported), then the README's lines with its
-    example path replaced, and the scores of one image and three texts. The line before the README's puts
+    """Plain open_clip on each export first (nothing of ours imported), then docs/interop.md's lines with its
+    example path replaced, and the scores of one image and three texts. The line before the doc's puts
     this checkout first on the path: the package as a user has it installed."""
     lines = ["import json, sys", "import open_clip", "out = {'plain': [], 'ours': []}"]
     for export in exports:

@@ -7,15 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.artifacts.annotations import REQUIRED as ANNOTATIONS_REQUIRED
+from pipeline.artifacts.annotations import read_file as read_annotations
+from pipeline.artifacts.annotations import to_table as annotations_to_table
+from pipeline.artifacts.annotations import write as write_annotations
 from pipeline.errors import PipelineError
-from pipeline.records import (
-    ANNOTATIONS_REQUIRED,
-    ImageAnnotation,
-    Person,
-    annotations_to_table,
-    read_annotations,
-    write_annotations,
-)
+from pipeline.records import ImageAnnotation, Person
 from pipeline.skeletons import MPII, MPII_ROLES, SKELETONS, skeleton_for
 
 

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import ArtifactBusyError, PipelineError
-from pipeline.store import Store, file_sha256, fingerprint_dir, redact
+from pipeline.store import Recorded, Store, file_sha256, fingerprint_dir, recorded, redact, run_only, secret
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -323,21 +324,76 @@ def test_is_current_compares_recorded_config_inputs_and_source_files(store, tmp_
     source.write_bytes(b"one")
     _write(store, "a")
     config = {"sources": (Path("x.json"),), "seed": 0, "overwrite": False, "api_key": "sk-secret"}
-    with store.create("datasets", "d", stage="t", config=config, inputs=[store.ref("annotations", "a")]) as w:
+
+    def rec(values: dict) -> Recorded:
+        return Recorded.plain(values, run_only=["overwrite"])
+
+    inputs = [store.ref("annotations", "a")]
+    with store.create("datasets", "d", stage="t", config=rec(config), inputs=inputs) as w:
         (w.dir / "f.txt").write_text("d")
         w.extra["source_files"] = [{"path": str(source), "sha256": file_sha256(source)}]
-    inputs = [store.ref("annotations", "a")]
+    assert store.meta("datasets", "d")["run_only"] == ["overwrite"]
     # Tuples, paths and redacted secrets compare as meta.json records them; run-only keys do not count.
-    rerun = config | {"overwrite": True}
+    rerun = rec(config | {"overwrite": True})
     assert store.is_current("datasets", "d", config=rerun, inputs=inputs, files=[source])
-    assert not store.is_current("datasets", "d", config=config | {"seed": 1}, inputs=inputs)
-    assert not store.is_current("datasets", "d", config={**config, "new_key": 1}, inputs=inputs)
-    assert not store.is_current("datasets", "d", config=config, inputs=[])
-    assert not store.is_current("datasets", "nope", config=config, inputs=inputs)
+    # what meta.json calls run-only counts even when the config asked about does not say so
+    assert store.is_current("datasets", "d", config=config | {"overwrite": True}, inputs=inputs)
+    assert not store.is_current("datasets", "d", config=rec(config | {"seed": 1}), inputs=inputs)
+    assert not store.is_current("datasets", "d", config=rec({**config, "new_key": 1}), inputs=inputs)
+    assert not store.is_current("datasets", "d", config=rec(config), inputs=[])
+    assert not store.is_current("datasets", "nope", config=rec(config), inputs=inputs)
     source.write_bytes(b"two")
-    assert not store.is_current("datasets", "d", config=config, inputs=inputs, files=[source])
+    assert not store.is_current("datasets", "d", config=rec(config), inputs=inputs, files=[source])
     _write(store, "a", "changed", overwrite=True)
-    assert not store.is_current("datasets", "d", config=config, inputs=[store.ref("annotations", "a")])
+    assert not store.is_current("datasets", "d", config=rec(config), inputs=[store.ref("annotations", "a")])
+
+
+@dataclass
+class _Inner:
+    depth: int = 2
+    token: str | None = secret("hidden")
+
+
+@dataclass
+class _Config:
+    name: str
+    paths: tuple[Path, ...] = (Path("a.json"),)
+    inner: _Inner = field(default_factory=_Inner)
+    workers: int = run_only(0)
+    api_key: str | None = secret()
+
+
+def test_recorded_keeps_content_marks_run_only_and_drops_secrets():
+    got = recorded(_Config("x", api_key="sk-" + uuid.uuid4().hex))
+    assert got.config == {"name": "x", "paths": ["a.json"], "inner": {"depth": 2}, "workers": 0}
+    assert got.run_only == {"workers"}
+    assert recorded(_Config("x"), leave_out=["paths"]).config.keys() == {"name", "inner", "workers"}
+    more = got.add({"paths": None, "derived": (1, 2)}, run_only=["derived"])
+    assert list(more.config) == ["name", "paths", "inner", "workers", "derived"]  # keys keep their place
+    assert more.config["derived"] == [1, 2] and more.run_only == {"workers", "derived"}
+    assert "api_key" not in repr(_Config("x", api_key="sk-shown"))
+
+
+def test_an_artifact_written_before_fields_were_marked_stays_current(store):
+    """meta.json without a run_only list (older versions): a key that is run-only now never makes it stale."""
+    with store.create("annotations", "old", stage="t", config=recorded(_Config("x", workers=4))) as w:
+        (w.dir / "f.txt").write_text("x")
+    meta_path = store.path("annotations", "old") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["run_only"]
+    meta_path.write_text(json.dumps(meta))
+    assert store.is_current("annotations", "old", config=recorded(_Config("x", workers=1)))
+    assert not store.is_current("annotations", "old", config=recorded(_Config("y", workers=4)))
+    # and the other way round: what the recorded artifact calls run-only is ignored too
+    meta["run_only"] = ["name"]
+    meta_path.write_text(json.dumps(meta))
+    assert store.is_current(
+        "annotations", "old", config=Recorded.plain(recorded(_Config("y", workers=4)).config)
+    )
+    meta["run_only"] = "name"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PipelineError, match="run_only that is not a list"):
+        store.meta("annotations", "old")
 
 
 def test_check_replace(store):

@@ -265,7 +265,8 @@ def test_bad_image_row_is_named_and_leaves_no_cache(store):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.synthetic.dataset import SCHEMA, synthetic_rows
+    from pipeline.artifacts.datasets import SCHEMA
+    from pipeline.synthetic.dataset import synthetic_rows
 
     rows = synthetic_rows(4, size=(40, 40), seed=1, split="train")
     rows[2]["image"] = {"bytes": b"not an image", "path": None}

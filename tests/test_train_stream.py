@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.build_dataset.card import SCHEMA
+from pipeline.artifacts.datasets import SCHEMA
 from pipeline.errors import PipelineError
 from pipeline.store import Store
 from pipeline.synthetic.dataset import synthetic_rows, write_synthetic_dataset

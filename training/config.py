@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline.errors import PipelineError
+from pipeline.store import Recorded, recorded, run_only
 from training.live_metrics import parse_report_to
 
 ModelType = Literal["clip", "focusclip"]
@@ -135,26 +136,28 @@ class TrainConfig:
     hflip: bool = False
     split: str = "train"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = run_only("auto")  # auto | cpu | cuda | cuda:N
     compile: bool = False
     channels_last: bool | None = None  # default: on CUDA
     pretrained: str | None = None  # CLIP weights: a local file, an open_clip tag, local-dir:/hf-hub: ids
     pretrained_towers: bool = False  # timm / Hugging Face towers' base weights from the hub
     image_tower: str | None = None  # offline: a timm checkpoint file (or folder) for the image tower
     text_tower: str | None = None  # offline: a Hugging Face model folder for the text tower
-    resume: bool = False
-    overwrite: bool = False
-    log_every: int = 10  # steps between host syncs (metrics are still written for every step)
-    checkpoint_every: int | None = None  # steps; default: once per epoch
-    num_threads: int | None = None  # torch CPU threads
+    resume: bool = run_only(False)
+    overwrite: bool = run_only(False)
+    log_every: int = run_only(10)  # steps between host syncs (metrics are still written for every step)
+    checkpoint_every: int | None = run_only(None)  # steps; default: once per epoch
+    num_threads: int | None = run_only(None)  # torch CPU threads
     # ---- where the batches come from (docs/scaling.md) ----------------------------------------------
     # cache: the node's decoded, memory-mapped cache (training/cache.py); stream: read from the Parquet
     # shards (training/stream.py); auto: the cache unless it would not fit its disk
     data: Literal["auto", "cache", "stream"] = "auto"
     data_url: str | None = None  # stream the shards from this fsspec URL (hf://, s3://) instead of the store
-    cache_dir: str | None = None  # decoded caches (default $FOCUS_CACHE/train-cache, else the store's)
+    cache_dir: str | None = run_only(
+        None
+    )  # decoded caches (default $FOCUS_CACHE/train-cache, else the store's)
     workers: int = 2  # stream mode's DataLoader workers (part of the stream's order: resume with the same)
-    report_to: tuple[str, ...] = ()  # live metrics besides metrics.jsonl: tensorboard and/or wandb
+    report_to: tuple[str, ...] = run_only(())  # live metrics besides metrics.jsonl: tensorboard and/or wandb
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in meta.json
 
     def resolved(self) -> TrainConfig:
@@ -233,7 +236,13 @@ class TrainConfig:
             changed = ", ".join(k for k, v in variant.items() if v != FOCUS_VARIANT_DEFAULTS[k])
             raise bad(f"{changed} change(s) FocusCLIP's masked view or loss; a CLIP run has neither")
 
+    def recorded(self) -> Recorded:
+        """The config as a run's meta.json records it (of the resolved config: what the run trained with).
+        device, threads, logging and checkpoint cadence, resume and overwrite are run-only."""
+        return recorded(self)
+
     def to_dict(self) -> dict[str, Any]:
+        """Every field as it is: a checkpoint's config (what --resume compares)."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -21,13 +21,14 @@ one).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from open_clip.model import set_model_preprocess_cfg
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
+from pipeline.artifacts import runs
+from pipeline.artifacts.runs import RunMeta
 from pipeline.errors import PipelineError
 from pipeline.store import verify_sha256
 from training.export import CONFIG_NAME, WEIGHTS_NAME, read_manifest, verify_export
@@ -61,14 +62,11 @@ def load_model(
     register_model_configs()
     context_length = image_size = text_tower = recorded = None
     if run_dir is not None:
-        meta = json.loads((Path(run_dir) / "meta.json").read_text())
-        cfg = meta["config"]
-        arch = cfg["arch"]
-        context_length = cfg.get("context_length")
-        image_size = cfg.get("image_size")
-        checkpoint = Path(run_dir) / "model.pt"
-        recorded = meta.get("preprocess")
-        text_tower = _run_text_tower(Path(run_dir))
+        meta = RunMeta.read_dir(run_dir)
+        arch, context_length, image_size = meta.arch, meta.context_length, meta.image_size
+        checkpoint = meta.folder / runs.MODEL_FILE
+        recorded = meta.preprocess
+        text_tower = _run_text_tower(meta.folder)
     if arch is None:
         raise PipelineError("give a run, or an architecture (--arch) and a checkpoint")
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -112,12 +110,12 @@ def load_model(
 def _run_text_tower(run_dir: Path) -> str | None:
     """The folder with a run's Hugging Face text tower (config and tokenizer), its files checked: the export,
     or text-tower/ in runs exported before the export carried it. None without such a tower."""
-    export = run_dir / "export"
+    export = run_dir / runs.EXPORT_DIR
     if (export / "config.json").is_file():
         tower = [n for n in read_manifest(export) or {} if n not in (CONFIG_NAME, WEIGHTS_NAME)]
         verify_export(export, remedy=RETRAIN, files=tower)
         return str(export)
-    return str(run_dir / "text-tower") if (run_dir / "text-tower").is_dir() else None
+    return str(run_dir / runs.TEXT_TOWER_DIR) if (run_dir / runs.TEXT_TOWER_DIR).is_dir() else None
 
 
 def _verify_recorded(arch: str, checkpoint: str | Path | None) -> None:
@@ -137,11 +135,6 @@ def _verify_recorded(arch: str, checkpoint: str | Path | None) -> None:
     if manifest is not None and path.name in manifest:
         verify_export(path.parent, remedy=RESTORE_EXPORT, files=[path.name])
     elif (path.parent / "meta.json").is_file():  # a run folder: runs published before checksums have none
-        try:
-            recorded = json.loads((path.parent / "meta.json").read_text()).get("checksums", {})
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
-            raise PipelineError(
-                f"{path.parent / 'meta.json'}: unreadable ({err}); cannot check {path}"
-            ) from None
+        recorded = RunMeta.read_dir(path.parent).checksums
         if path.name in recorded:
             verify_sha256(path, recorded[path.name], remedy=RETRAIN)

@@ -22,6 +22,8 @@ import jinja2
 import yaml
 
 from pipeline import hub
+from pipeline.artifacts import evals, runs
+from pipeline.artifacts.runs import RunMeta
 from pipeline.errors import PipelineError
 from pipeline.store import Store
 from training.export import (
@@ -44,10 +46,9 @@ def run_evals(store: Store, run: str) -> list[dict[str, Any]]:
     rows = []
     for name in store.dependents("runs", run):
         kind, eval_name = name.split("/", 1)
-        results = store.path(kind, eval_name) / "results.json"
-        if kind != "evals" or not results.is_file():
+        if kind != "evals" or not (store.path(kind, eval_name) / evals.RESULTS_FILE).is_file():
             continue
-        for r in json.loads(results.read_text()):
+        for r in evals.read(store, eval_name):
             if r.get("status") == "ok":
                 acc = r["metrics"][f"acc@{r['k']}"]
                 rows.append({"eval": eval_name, "task": r["task"], "split": r["split"], "k": r["k"],
@@ -56,26 +57,25 @@ def run_evals(store: Store, run: str) -> list[dict[str, Any]]:
 
 
 def model_card(store: Store, run: str, repo_id: str) -> str:
-    meta = store.meta("runs", run)
-    config = meta["config"]
-    dataset = next((i for i in meta.get("inputs", []) if i["kind"] == "datasets"), {"name": "?"})
+    meta = RunMeta.read(store, run)
+    config = meta.config
     header = {
         "library_name": "open_clip",
         "license": "mit",
         "pipeline_tag": "zero-shot-image-classification",
         "tags": ["clip", "focusclip", "human-pose", "focus-pipeline"],
     }
-    export_cfg = json.loads((store.path("runs", run) / "export" / CONFIG_NAME).read_text())["model_cfg"]
+    export_cfg = json.loads((meta.folder / runs.EXPORT_DIR / CONFIG_NAME).read_text())["model_cfg"]
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(TEMPLATE.read_text()).render(
         header=yaml.safe_dump(header, sort_keys=False).strip(),
         name=repo_id.split("/")[-1],
         repo_id=repo_id,
         config=config,
-        dataset=dataset,
+        dataset=meta.dataset or {"name": "?"},
         recipe=[(k, config.get(k)) for k in RECIPE_KEYS if config.get(k) is not None],
-        preprocess=meta.get("preprocess") or {},
-        summary=meta.get("summary") or {},
+        preprocess=meta.preprocess or {},
+        summary=meta.summary,
         evals=run_evals(store, run),
         plain_open_clip=plain_open_clip_loads(export_cfg),
         manifest=MANIFEST_NAME,
@@ -85,7 +85,7 @@ def model_card(store: Store, run: str, repo_id: str) -> str:
 def push_run(store: Store, run: str, repo_id: str, *, token: str, private: bool = False) -> str:
     """Upload runs/<run> as an open_clip model repo; returns the repo's URL. The export's files are checked
     against its SHA256SUMS first, and only the files it lists (and the model card) are uploaded."""
-    export = store.path("runs", run) / "export"
+    export = store.path("runs", run) / runs.EXPORT_DIR
     if not (export / CONFIG_NAME).is_file() or not (export / WEIGHTS_NAME).is_file():
         raise PipelineError(f"runs/{run} has no export/ (trained before exports existed): train it again")
     verify_export(export, remedy="train the run again (--overwrite); nothing was uploaded")

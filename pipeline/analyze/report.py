@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.records import STATUSES
+from pipeline.artifacts.descriptions import STATUSES
 
 
 def _num(v, digits: int = 2) -> str:

@@ -16,13 +16,12 @@ import logging
 import math
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import __version__
 from pipeline.analyze.compare import added_words, comparisons, word_class
@@ -35,6 +34,8 @@ from pipeline.analyze.inputs import (
 )
 from pipeline.analyze.report import render_markdown
 from pipeline.analyze.text_metrics import text_summary
+from pipeline.artifacts import reports
+from pipeline.artifacts.descriptions import STATUSES
 from pipeline.bystanders import find_bystanders, mask_bystanders
 from pipeline.claims import parse_annotated
 from pipeline.errors import PipelineError
@@ -52,14 +53,10 @@ from pipeline.faithfulness import (
 from pipeline.images import ImageError, find_image, load_rgb
 from pipeline.instances import annotation_facts, groups, instances, plural
 from pipeline.log import progress
-from pipeline.records import STATUSES, ImageAnnotation
+from pipeline.records import ImageAnnotation
+from pipeline.store import Recorded, recorded, run_only
 
 log = logging.getLogger(__name__)
-CHECKS_SCHEMA = pa.schema([
-    ("image", pa.string()), ("source", pa.string()), ("sample", pa.int32()), ("kind", pa.string()),
-    ("part", pa.string()), ("value", pa.string()), ("person", pa.int32()), ("verdict", pa.string()),
-    ("evidence", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("text", pa.string()),
-])  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -73,9 +70,9 @@ class AnalyzeConfig:
     seed: int = 0
     per_page: int = 12
     negative_control: bool = False  # add each source with its pose words flipped (controls.contradict)
-    clip_batch: int = 64
-    overwrite: bool = False
-    device: str = "cpu"
+    clip_batch: int = run_only(64)
+    overwrite: bool = run_only(False)
+    device: str = run_only("cpu")
     sources: list[str] = field(default_factory=list)  # keep only these source labels (all when empty)
 
     def __post_init__(self) -> None:
@@ -89,6 +86,9 @@ class AnalyzeConfig:
             raise PipelineError(
                 "--run needs --images: the CLIP score compares each description with its image"
             )
+
+    def recorded(self) -> Recorded:
+        return recorded(self)
 
 
 def _default_name(cfg: AnalyzeConfig) -> str:
@@ -302,7 +302,7 @@ def _cards(
 
 
 def _checks_table(df: pd.DataFrame, checks: dict[int, DescriptionChecks]) -> pa.Table:
-    cols: dict[str, list] = {n: [] for n in CHECKS_SCHEMA.names}
+    cols: dict[str, list] = {n: [] for n in reports.CHECKS_SCHEMA.names}
     rows = df.loc[list(checks), ["image", "source", "sample", "description"]]
     for idx, image, source, sample, text in zip(
         rows.index, rows["image"], rows["source"], rows["sample"], rows["description"], strict=True
@@ -320,7 +320,7 @@ def _checks_table(df: pd.DataFrame, checks: dict[int, DescriptionChecks]) -> pa.
             cols["start"].append(c.claim.start)
             cols["end"].append(c.claim.end)
             cols["text"].append(text[c.claim.start : c.claim.end])
-    return pa.table(cols, schema=CHECKS_SCHEMA)
+    return pa.table(cols, schema=reports.CHECKS_SCHEMA)
 
 
 def _clean(obj):
@@ -393,8 +393,6 @@ def _unreadable_note(unreadable: dict[str, str], clip_scored: bool) -> str:
 
 def analyze(cfg: AnalyzeConfig, store) -> dict:
     """Measure every description source and write reports/<name>/; returns what report.json holds."""
-    import json
-
     name = cfg.name or _default_name(cfg)
     store.check_replace("reports", name, cfg.overwrite)
     if cfg.run and not store.exists("runs", cfg.run):
@@ -436,9 +434,8 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
     inputs += [store.ref("annotations", a) for a in summary["inputs"]["annotations"]]
     if cfg.run:
         inputs.append(store.ref("runs", cfg.run))
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "overwrite"}
     with store.create(
-        "reports", name, stage="analyze", config=config, inputs=inputs, overwrite=cfg.overwrite
+        "reports", name, stage="analyze", config=cfg.recorded(), inputs=inputs, overwrite=cfg.overwrite
     ) as w:
         cards, n_images, not_shown = _cards(cfg, df, checks, ann_for_artifact, indexes, sources, compared)
         summary["gallery"] = {
@@ -453,10 +450,8 @@ def analyze(cfg: AnalyzeConfig, store) -> dict:
             summary["notes"].append(_unreadable_note(unreadable, bool(cfg.run)))
             log.warning("%s", summary["notes"][-1])
         summary = _clean(summary)
-        (w.dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (w.dir / "report.md").write_text(render_markdown(summary))
-        (w.dir / "report.html").write_text(render_html(summary, cards, per_page=cfg.per_page))
-        pq.write_table(_checks_table(df, checks), w.dir / "checks.parquet", compression="zstd")
+        html, markdown = render_html(summary, cards, per_page=cfg.per_page), render_markdown(summary)
+        reports.write(w.dir, summary, markdown=markdown, html=html, checks=_checks_table(df, checks))
         claims = sum(len(c.checks) for c in checks.values())
         w.counts.update(
             rows=len(df),

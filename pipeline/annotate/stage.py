@@ -38,17 +38,16 @@ from pipeline.annotate.accuracy import GroundTruth, keypoint_accuracy
 from pipeline.annotate.backends import PoseModel, load_model, model_identity
 from pipeline.annotate.models import ModelInfo, ModelSettings, model_info
 from pipeline.annotate.prediction import COCO17, Prediction, to_person
+from pipeline.artifacts import annotations
 from pipeline.errors import PipelineError
 from pipeline.images import ImageError, ImageTooLarge, LinkOutside, find_image, load_rgb
 from pipeline.log import progress
 from pipeline.pool import ordered_map
-from pipeline.records import ANNOTATIONS_FILE, SPLITS, ImageAnnotation, known, write_annotations
-from pipeline.store import Store, check_name
+from pipeline.records import SPLITS, ImageAnnotation, known
+from pipeline.store import Recorded, Store, check_name, recorded, run_only
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = "predictions.jsonl"  # annotations/<name>/, written by annotate: the raw model output
-SKIPPED_FILE = "skipped.jsonl"  # every image that gave no row, with its reason
 # What PIL decodes and a camera, phone or scraper writes; other files under --images are not images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -66,9 +65,9 @@ class AnnotateConfig:
     input_size: int | None = None  # keypointrcnn: the shorter side it resizes to; None: the model's (800)
     max_people: int | None = None  # keypointrcnn: people per image at most; None: the model's (20)
     batch_size: int | None = None  # images per model call; None: the model's default
-    workers: int | None = None  # threads; None: the model's default (2 for BlazePose, 0 for Keypoint R-CNN)
-    device: str = "auto"  # torch models: auto (CUDA when present), cpu, cuda, cuda:1
-    overwrite: bool = False
+    workers: int | None = run_only(None)  # threads; None: the model's (2 for BlazePose, 0 for Keypoint R-CNN)
+    device: str = run_only("auto")  # torch models: auto (CUDA when present), cpu, cuda, cuda:1
+    overwrite: bool = run_only(False)
 
     def __post_init__(self) -> None:
         self.images = Path(self.images).expanduser()
@@ -102,12 +101,10 @@ class AnnotateConfig:
     def settings(self) -> ModelSettings:
         return ModelSettings(self.model, self.weights, self.input_size, self.max_people)
 
-    def to_meta(self) -> dict[str, Any]:
-        """The config as meta.json records it (paths as resolved text, defaults filled in)."""
-        out = dataclasses.asdict(self)
-        for key in ("images", "weights", "ground_truth"):
-            out[key] = None if out[key] is None else str(Path(out[key]).resolve())
-        return out
+    def recorded(self) -> Recorded:
+        """The config as meta.json records it (paths resolved, defaults filled in)."""
+        paths = {"images": self.images, "weights": self.weights, "ground_truth": self.ground_truth}
+        return recorded(self).add({k: None if v is None else v.resolve() for k, v in paths.items()})
 
 
 # ---- the journal of raw predictions ------------------------------------------------------------------------
@@ -390,10 +387,10 @@ def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
     identity_hash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     truth = None if cfg.ground_truth is None else GroundTruth.read(cfg.ground_truth)
     with store.create(
-        "annotations", cfg.name, stage="annotate", config=cfg.to_meta(), overwrite=cfg.overwrite,
+        "annotations", cfg.name, stage="annotate", config=cfg.recorded(), overwrite=cfg.overwrite,
         resumable=True, seed_from_existing=not cfg.overwrite,
     ) as w:  # fmt: skip
-        journal = w.dir / PREDICTIONS_FILE
+        journal = w.dir / annotations.PREDICTIONS_FILE
         if cfg.overwrite:
             journal.unlink(missing_ok=True)
         started = time.perf_counter()
@@ -401,17 +398,18 @@ def annotate(cfg: AnnotateConfig, store: Store) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         rows, tally = to_annotations(names, records, cfg)
         accuracy = _accuracy(truth, records, cfg.min_score)
-        _write_skipped(w.dir / SKIPPED_FILE, tally)
+        skipped = w.dir / annotations.SKIPPED_FILE
+        _write_skipped(skipped, tally)
         if not rows:
             raise PipelineError(
                 f"--images {cfg.images}: no person found in its {len(names)} images ({dict(tally.dropped)}; "
-                f"see {w.dir / SKIPPED_FILE}); the predictions are kept for a re-run with lower thresholds"
+                f"see {skipped}); the predictions are kept for a re-run with lower thresholds"
             )
         # the journal keeps this run's lines only (a resumed one may hold another model's or file's)
         tmp = journal.with_suffix(".tmp")
         tmp.write_text("".join(records[n].to_json() + "\n" for n in names if records[n].key))
         tmp.replace(journal)
-        write_annotations(w.dir / ANNOTATIONS_FILE, rows)
+        annotations.write(w.dir / annotations.FILE, rows)
         counts = _counts(names, rows, records, tally) | {
             "predicted_now": ran,
             "from_journal": len(names) - ran,

@@ -1,12 +1,13 @@
-"""The published dataset's schema, its text statistics, and its README.md card (YAML header + Markdown body).
+"""The published dataset's text statistics and its README.md card (YAML header + Markdown body).
 
-    from pipeline.build_dataset.card import FEATURES, TextStats, render_card
+    from pipeline.build_dataset.card import TextStats, render_card
     stats = TextStats(); stats.add(words=54, tokens=71); stats.summary()   # -> mean/median/p95/over_77 ...
     (path / "README.md").write_text(render_card(CardInputs(...)))
 
 The YAML header is what the Hub and `datasets.load_dataset(<folder>)` read: `configs` maps each split to its
 shard files (so "val" stays "val" instead of being guessed into "validation"), `dataset_info` carries the
-typed features and split sizes. The body is rendered from templates/dataset_card.md.j2.
+typed features (pipeline.artifacts.datasets.FEATURES) and split sizes. The body is rendered from
+templates/dataset_card.md.j2.
 """
 
 from __future__ import annotations
@@ -22,65 +23,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import datasets
 import jinja2
 import numpy as np
 import yaml
 
+from pipeline.artifacts.datasets import FEATURES
+from pipeline.artifacts.descriptions import DescribeMeta
+
 # The text tower's context: open_clip tokenises to 77 tokens (start and end included) and cuts the rest.
 CLIP_CONTEXT = 77
 TEMPLATE_DIR = Path(__file__).parents[1] / "templates"
-
-PERSON_FEATURES = {
-    # 3K floats: x, y, v per joint of the row's skeleton (MPII: 48, in MPII order), in stored-image pixels;
-    # v = 0 (not annotated) has NaN x, y.
-    "keypoints": datasets.List(datasets.Value("float32")),
-    "center": datasets.List(datasets.Value("float32")),
-    "scale": datasets.Value("float32"),
-    "label": datasets.Value("string"),  # the instance's category (COCO-format sources: "person", a species)
-    "box": datasets.List(datasets.Value("float32")),  # the source's instance box x1, y1, x2, y2
-    "crowd": datasets.Value("bool"),  # a COCO crowd region (several people, no keypoints)
-    "roi": datasets.Value("string"),  # what drew this instance's part of the heatmap: keypoints, box, mask
-}
-FEATURES = datasets.Features({
-    "image": datasets.Image(),
-    "heatmap": datasets.Image(),  # 8-bit L PNG, same size as image
-    "image_id": datasets.Value("string"),
-    "split": datasets.Value("string"),
-    "activity": datasets.Value("string"),
-    "category": datasets.Value("string"),
-    "activity_id": datasets.Value("int32"),
-    "description": datasets.Value("string"),
-    "descriptions": datasets.List({
-        "source": datasets.Value("string"),
-        "model": datasets.Value("string"),
-        "text": datasets.Value("string"),
-    }),
-    "width": datasets.Value("int32"),
-    "height": datasets.Value("int32"),
-    "people": datasets.List(PERSON_FEATURES),
-    "skeleton": datasets.Value("string"),  # a pipeline.skeletons name (the card lists its joints)
-})  # fmt: skip
-
-
-def _portable(feature: Any) -> Any:
-    """A features dict in the form every supported `datasets` reads: variable-length lists as `[feature]`.
-
-    datasets >= 4 serialises `List` as {"_type": "List"}, a type name older versions do not know ("Feature
-    type 'List' not found" with datasets 3.6); a one-element list is how older versions wrote such lists,
-    and datasets 4 still reads it as `List`.
-    """
-    if isinstance(feature, dict):
-        if feature.get("_type") == "List" and feature.get("length", -1) == -1:
-            return [_portable(feature["feature"])]
-        return {k: _portable(v) for k, v in feature.items()}
-    return feature
-
-
-# The Parquet schema carries the features as "huggingface" metadata, as datasets itself writes them.
-SCHEMA = FEATURES.arrow_schema.with_metadata(
-    {"huggingface": json.dumps({"info": {"features": _portable(FEATURES.to_dict())}})}
-)
 
 
 @functools.cache
@@ -161,7 +113,7 @@ class CardInputs:
     splits: list[SplitInfo]
     statistics: dict[str, Any]
     sources: list[dict[str, Any]]  # build_dataset.SourceSummary.as_dict() per (artifact, source)
-    describe_meta: dict[str, dict[str, Any]]  # descriptions artifact name -> its meta.json (config, counts)
+    describe_meta: dict[str, DescribeMeta]  # descriptions artifact name -> what its meta.json says
     annotations: str
     counts: dict[str, Any]  # images/description rows kept and skipped by reason
     config: dict[str, Any]
@@ -172,7 +124,7 @@ class CardInputs:
 def captions_only(card: CardInputs) -> bool:
     """Every text is a source's human caption (describe --backend captions): no model, prompt or pose text."""
     metas = card.describe_meta.values()
-    return bool(metas) and all(m.get("config", {}).get("backend") == "captions" for m in metas)
+    return bool(metas) and all(m.backend == "captions" for m in metas)
 
 
 def yaml_header(card: CardInputs) -> dict[str, Any]:
@@ -275,7 +227,7 @@ def render_card(card: CardInputs) -> str:
     body = env.get_template("dataset_card.md.j2").render(
         card=card,
         total_rows=sum(s.rows for s in card.splits),
-        sampling={name: _sampling(meta.get("config", {})) for name, meta in card.describe_meta.items()},
+        sampling={name: _sampling(meta.config) for name, meta in card.describe_meta.items()},
         context=CLIP_CONTEXT,
         captions_only=captions_only(card),
     )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from pipeline.artifacts.descriptions import STATUSES
 from pipeline.errors import PipelineError
 from pipeline.heatmaps import PNG_ENCODERS
 from pipeline.images import max_pixels
-from pipeline.records import STATUSES
+from pipeline.store import Recorded, recorded, run_only
 
 ROI_SOURCES = ("keypoints", "box", "mask")
 # What an instance's region comes from when it lacks the chosen source: a mask's outline is best approximated
@@ -33,8 +34,8 @@ class BuildConfig:
     max_shard_bytes: int = 500 * 2**20  # roll to a new shard past this many bytes of row payload
     max_shard_rows: int | None = None
     row_group_rows: int = 100  # what datasets itself writes for image data; keeps the Hub viewer fast
-    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
-    executor: Literal["process", "thread"] = "process"
+    workers: int = run_only(default_factory=lambda: min(8, os.cpu_count() or 1))
+    executor: Literal["process", "thread"] = run_only("process")
     include_status: tuple[str, ...] = ("ok",)
     roi: Literal["keypoints", "box", "mask"] = "keypoints"  # where the heatmap's region comes from
     heatmap_parts: bool = False  # the body-part variant of the ROI heatmap (keypoints only)
@@ -42,9 +43,9 @@ class BuildConfig:
     # who writes the heatmap PNGs: Pillow, or our Sub-filter encoder ("fast": pipeline.heatmaps.png_gray,
     # ~2.3x less CPU per map, files ~16% larger, the same pixels)
     heatmap_encoder: Literal["pillow", "fast"] = "pillow"
-    overwrite: bool = False
-    push_to_hub: str | None = None
-    private: bool = False
+    overwrite: bool = run_only(False)
+    push_to_hub: str | None = run_only(None)
+    private: bool = run_only(False)
     # where the images and annotations come from; decides the card's licence: "mpii" (MPII's terms),
     # "synthetic" (the embedded sample focus-pipeline generates, under the project's own licence) or "coco"
     # (a COCO-format source: COCO, CrowdPose, AP-10K, ... under their own terms); None: "mpii" when every
@@ -89,8 +90,13 @@ class BuildConfig:
     def dataset_name(self) -> str:
         return self.name or self.descriptions[0]
 
-    def to_meta(self) -> dict[str, Any]:
+    def recorded(self) -> Recorded:
         """The config as meta.json records it (the images folder resolved, the name filled in, and the pixel
-        limit the images were read under: --max-image-pixels)."""
-        return {**asdict(self), "images": str(self.images.resolve()), "name": self.dataset_name,
-                "max_image_pixels": max_pixels()}  # fmt: skip
+        limit the images were read under: --max-image-pixels). The images stay content: the dataset embeds
+        their bytes, and nothing else pins them."""
+        derived = {
+            "images": self.images.resolve(),
+            "name": self.dataset_name,
+            "max_image_pixels": max_pixels(),
+        }
+        return recorded(self).add(derived)

@@ -14,10 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-DESCRIPTION_COLUMNS = [
-    "image", "source", "sample", "description", "status", "model", "template", "template_hash",
-    "prompt_tokens", "completion_tokens", "cost_usd",
-]  # fmt: skip
+from pipeline.artifacts import descriptions
 
 
 @dataclass(slots=True)
@@ -82,7 +79,7 @@ def index_descriptions(
     rows = 0
     for artifact, table in tables:
         table = table.sort_by([("source", "ascending"), ("sample", "ascending")])
-        cols = {c: table.column(c).to_pylist() for c in DESCRIPTION_COLUMNS}
+        cols = {c: table.column(c).to_pylist() for c in descriptions.PROVENANCE}
         for i in range(table.num_rows):
             rows += 1
             image, source, sample = cols["image"][i], cols["source"][i], cols["sample"][i]

@@ -8,9 +8,10 @@
     cfg = BuildConfig(annotations="mpii", descriptions=["mpii-gpt4o"], images=Path(DIR))
     summary = build_dataset(cfg, store)
 
-Writes datasets/<name>/: data/<split>-NNNNN-of-NNNNN.parquet (features in `FEATURES`), README.md (the dataset
-card, YAML header with configs/splits/features so `datasets.load_dataset(path)` needs no loading script),
-skipped.jsonl (every dropped image or description row with its reason) and meta.json (counts, statistics).
+Writes datasets/<name>/ (pipeline.artifacts.datasets): data/<split>-NNNNN-of-NNNNN.parquet, README.md (the
+dataset card, YAML header with configs/splits/features so `datasets.load_dataset(path)` needs no loading
+script), skipped.jsonl (every dropped image or description row with its reason) and meta.json (counts,
+statistics).
 
 One row per annotated image that has at least one usable description and a decodable image file
 (pipeline.build_dataset.images: a file inside --images, links included only when they stay inside it, within
@@ -40,28 +41,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import hub
+from pipeline.artifacts import datasets, descriptions
+from pipeline.artifacts.annotations import read as read_annotations
+from pipeline.artifacts.datasets import SplitWriter
+from pipeline.artifacts.descriptions import DescribeMeta
 from pipeline.bounds import Problem
 from pipeline.build_dataset.card import CardInputs, SplitInfo, TextStats, render_card, token_counter
 from pipeline.build_dataset.config import ROI_FALLBACK, BuildConfig
 from pipeline.build_dataset.images import ImageJob, ImageOptions, ImageResult, roi_choice, run_job
-from pipeline.build_dataset.index import (
-    DESCRIPTION_COLUMNS,
-    Description,
-    DescriptionIndex,
-    index_descriptions,
-)
-from pipeline.build_dataset.shards import SplitWriter, dataset_row
+from pipeline.build_dataset.index import Description, DescriptionIndex, index_descriptions
+from pipeline.build_dataset.shards import dataset_row
 from pipeline.errors import PipelineError
 from pipeline.images import ImageError, LinkOutside, find_image
 from pipeline.log import progress
 from pipeline.pool import ordered_map, single_threaded_blas
-from pipeline.records import (
-    ANNOTATIONS_FILE,
-    DESCRIPTIONS_FILE,
-    ImageAnnotation,
-    read_annotations,
-    read_descriptions,
-)
+from pipeline.records import ImageAnnotation
 from pipeline.skeletons import MPII, Skeleton
 
 log = logging.getLogger(__name__)
@@ -213,7 +207,8 @@ def _finish_splits(writers: dict[str, SplitWriter]) -> list[SplitInfo]:
         files = writers[split].finish()
         size = sum(f.stat().st_size for f in files)
         wr = writers[split]
-        splits.append(SplitInfo(split, wr.rows, wr.num_bytes, [f"data/{f.name}" for f in files], size))
+        paths = [f"{datasets.DATA_DIR}/{f.name}" for f in files]
+        splits.append(SplitInfo(split, wr.rows, wr.num_bytes, paths, size))
     return splits
 
 
@@ -252,16 +247,13 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
     token = hub.hub_token(cfg.push_to_hub, flag="--push-to-hub") if cfg.push_to_hub else None
     if not cfg.images.is_dir():
         raise PipelineError(f"--images {cfg.images}: not a folder")
-    annotations = read_annotations(store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE)
+    annotations = read_annotations(store, cfg.annotations)
     if cfg.origin is None:
         mpii_only = all(a.skeleton.name == MPII.name for a in annotations)
         cfg = replace(cfg, origin="mpii" if mpii_only else "coco")
-    config = cfg.to_meta()
-    tables = [
-        (d, read_descriptions(store.path("descriptions", d) / DESCRIPTIONS_FILE, DESCRIPTION_COLUMNS))
-        for d in cfg.descriptions
-    ]
-    describe_meta = {d: store.meta("descriptions", d) for d in cfg.descriptions}
+    config = cfg.recorded()
+    tables = [(d, descriptions.read(store, d, descriptions.PROVENANCE)) for d in cfg.descriptions]
+    describe_meta = {d: DescribeMeta.read(store, d) for d in cfg.descriptions}
     inputs = [store.ref("annotations", cfg.annotations)] + [
         store.ref("descriptions", d) for d in cfg.descriptions
     ]
@@ -270,11 +262,11 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
         store.create(
             "datasets", name, stage="build-dataset", config=config, inputs=inputs, overwrite=cfg.overwrite
         ) as w,
-        open(w.dir / "skipped.jsonl", "w") as skipped_file,
+        open(w.dir / datasets.SKIPPED_FILE, "w") as skipped_file,
     ):
         tally = _Tally(skipped_file)
         index = index_descriptions(tables, {a.image for a in annotations}, cfg.include_status, tally.skip)
-        writers = _write_shards(annotations, index, cfg, tally, w.dir / "data")
+        writers = _write_shards(annotations, index, cfg, tally, w.dir / datasets.DATA_DIR)
         kept = sum(wr.rows for wr in writers.values())
         for reason, n in sorted(tally.skipped_images.items()):
             log.warning("skipped %d image(s): %s (e.g. %s)", n, reason, ", ".join(tally.examples[reason]))
@@ -293,9 +285,10 @@ def build_dataset(cfg: BuildConfig, store) -> dict[str, Any]:
         w.extra["statistics"], w.extra["sources"], w.extra["skeletons"] = statistics, sources, skeletons
         card = CardInputs(
             name=name, splits=splits, statistics=statistics, sources=sources, describe_meta=describe_meta,
-            annotations=cfg.annotations, counts=counts, config=config, origin=cfg.origin, skeletons=skeletons,
+            annotations=cfg.annotations, counts=counts, config=config.config, origin=cfg.origin,
+            skeletons=skeletons,
         )  # fmt: skip
-        (w.dir / "README.md").write_text(render_card(card))
+        (w.dir / datasets.CARD_FILE).write_text(render_card(card))
 
     path = store.path("datasets", name)
     skipped = dict(tally.skipped_images) or "none"

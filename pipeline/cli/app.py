@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from pipeline.errors import PipelineError
 from pipeline.images import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS, set_max_pixels
@@ -64,6 +64,25 @@ class FocusGroup(TyperGroup):
                 traceback.print_exc()
             typer.echo(f"error: {type(err).__name__}: {err} (run with --verbose for the traceback)", err=True)
             raise typer.Exit(ERROR_EXIT) from None
+
+
+class PanelCommand(TyperCommand):
+    """A command whose --help lists its options by `rich_help_panel`, one section per panel, in order.
+
+    Typer draws panels only in its rich mode, which this app leaves off: rich markup would eat the
+    `[default: ...]` of help texts, and its table cuts long option names short in an 80-column terminal."""
+
+    def format_options(self, ctx: typer.Context, formatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                default = "Arguments" if param.param_type_name == "argument" else "Options"
+                sections.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
+        for title in ("Arguments", *(t for t in sections if t not in ("Arguments", "Options")), "Options"):
+            if title in sections:
+                with formatter.section(title):
+                    formatter.write_dl(sections[title])
 
 
 app = typer.Typer(

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import app, state
+from pipeline.cli.app import PanelCommand, app, state
 from pipeline.errors import PipelineError
 
 
@@ -48,29 +48,58 @@ def _task_ids(values: list[str]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
+# --help groups the options into these panels, in the order of the command's parameters.
+MODEL = "Model"
+DATA = "Tasks and data"
+RUN = "Run control"
+OUTPUT = "Output"
+COMPARE = "Compare finished evals (--compare)"
+INSPECT = "Inspect and exit"
+
 # The command's options, one alias each, so the command itself reads as option -> config -> call.
 Entries = Annotated[
     list[str] | None,
     typer.Argument(help="With --compare: evals to compare (folders or evals names); else more task ids."),
 ]
-Run = Annotated[str | None, typer.Option("--run", help="A runs/<name> artifact of the store.")]
-Arch = Annotated[str | None, typer.Option("--arch", help="An open_clip architecture (with --checkpoint).")]
+Run = Annotated[
+    str | None, typer.Option("--run", help="A runs/<name> artifact of the store.", rich_help_panel=MODEL)
+]
+Arch = Annotated[
+    str | None,
+    typer.Option("--arch", help="An open_clip architecture (with --checkpoint).", rich_help_panel=MODEL),
+]
 Checkpoint = Annotated[
-    Path | None, typer.Option("--checkpoint", help="A state dict open_clip loads for --arch.")
+    Path | None,
+    typer.Option("--checkpoint", help="A state dict open_clip loads for --arch.", rich_help_panel=MODEL),
 ]
 Tasks = Annotated[
     list[str] | None,
-    typer.Option("--tasks", help="Task ids (repeat, comma-separate or list them); default: the paper's ten."),
+    typer.Option(
+        "--tasks",
+        help="Task ids (repeat, comma-separate or list them); default: the paper's ten.",
+        rich_help_panel=DATA,
+    ),
 ]
 DataRoot = Annotated[
-    str, typer.Option("--data-root", envvar="FOCUS_EVAL_DATA", help="Folder holding one folder per dataset.")
+    str,
+    typer.Option(
+        "--data-root",
+        envvar="FOCUS_EVAL_DATA",
+        help="Folder holding one folder per dataset.",
+        rich_help_panel=DATA,
+    ),
 ]
 Paths = Annotated[
-    list[str] | None, typer.Option("--path", help="DATASET=DIR: where one dataset lives (repeatable).")
+    list[str] | None,
+    typer.Option("--path", help="DATASET=DIR: where one dataset lives (repeatable).", rich_help_panel=DATA),
 ]
 Splits = Annotated[
     list[str] | None,
-    typer.Option("--split", help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable)."),
+    typer.Option(
+        "--split",
+        help="SPLIT for every task, or TASK=SPLIT / DATASET=SPLIT for one (repeatable).",
+        rich_help_panel=DATA,
+    ),
 ]
 UtkSplitList = Annotated[
     Path | None,
@@ -78,27 +107,45 @@ UtkSplitList = Annotated[
         "--utk-split-list",
         help="UTKFace: score only the images named in this file (one per line, or a CSV with img_name; "
         "the reference scores its val list).",
+        rich_help_panel=DATA,
     ),
 ]
 Templates = Annotated[
-    str, typer.Option("--templates", help="paper: the paper's single prompt; ensemble: average several.")
+    str,
+    typer.Option(
+        "--templates",
+        help="paper: the paper's single prompt; ensemble: average several.",
+        rich_help_panel=DATA,
+    ),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
-Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.", rich_help_panel=RUN)]
+Workers = Annotated[int, typer.Option("--workers", help="DataLoader worker processes.", rich_help_panel=RUN)]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)]
 Limit = Annotated[
-    int | None, typer.Option("--limit", help="Score at most N samples per task (seeded subset, recorded).")
+    int | None,
+    typer.Option(
+        "--limit", help="Score at most N samples per task (seeded subset, recorded).", rich_help_panel=DATA
+    ),
 ]
-Name = Annotated[str | None, typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.")]
+Name = Annotated[
+    str | None,
+    typer.Option("--name", help="Artifact name (evals/<name> or reports/<name>).", rich_help_panel=OUTPUT),
+]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing evals/<name>.", rich_help_panel=OUTPUT)
+]
 AllowEmpty = Annotated[
-    bool, typer.Option("--allow-empty", help="Publish the eval even when no task scored a sample.")
+    bool,
+    typer.Option(
+        "--allow-empty", help="Publish the eval even when no task scored a sample.", rich_help_panel=OUTPUT
+    ),
 ]
 Compare = Annotated[
     bool,
     typer.Option(
         "--compare",
         help="Compare the evals given as arguments (Table 2 layout), beside the paper's published rows.",
+        rich_help_panel=COMPARE,
     ),
 ]
 Paper = Annotated[
@@ -107,20 +154,26 @@ Paper = Annotated[
         "--paper",
         help="With --compare: the paper version whose published numbers are shown: v1 (Table 2, per "
         "dataset), v3 (its abstract: per task group and on average) or latest (v3).",
+        rich_help_panel=COMPARE,
     ),
 ]
-NoPaper = Annotated[bool, typer.Option("--no-paper", help="With --compare: no published numbers.")]
-ListTasks = Annotated[bool, typer.Option("--list-tasks", help="Print the task registry and exit.")]
+NoPaper = Annotated[
+    bool, typer.Option("--no-paper", help="With --compare: no published numbers.", rich_help_panel=COMPARE)
+]
+ListTasks = Annotated[
+    bool, typer.Option("--list-tasks", help="Print the task registry and exit.", rich_help_panel=INSPECT)
+]
 CheckData = Annotated[
     bool,
     typer.Option(
         "--check-data",
         help="For each task: is its dataset found, what is in it, the layout expected, where to get it.",
+        rich_help_panel=INSPECT,
     ),
 ]
 
 
-@app.command("eval")
+@app.command("eval", cls=PanelCommand)
 def _evaluate(
     entries: Entries = None,
     *,
@@ -133,10 +186,10 @@ def _evaluate(
     split: Splits = None,
     utk_split_list: UtkSplitList = None,
     templates: Templates = "paper",
+    limit: Limit = None,
     batch_size: BatchSize = 64,
     workers: Workers = 2,
     device: Device = "auto",
-    limit: Limit = None,
     name: Name = None,
     overwrite: Overwrite = False,
     allow_empty: AllowEmpty = False,

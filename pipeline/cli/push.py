@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.artifacts.runs import RunMeta
 from pipeline.cli.app import app, state
 
 
@@ -27,5 +28,5 @@ def _push(
     from training.publish import push_run
 
     token = hub.hub_token(repo, flag="--repo")
-    state.store.meta("runs", run)  # a one-line error for a run that is not in the store
+    RunMeta.read(state.store, run)  # a one-line error for a run that is not in the store, or not a run
     typer.echo(f"runs/{run} -> {push_run(state.store, run, repo, token=token, private=private)}")

@@ -17,54 +17,115 @@ from typing import Annotated
 import typer
 
 from pipeline import hub
-from pipeline.cli.app import app, state
+from pipeline.cli.app import PanelCommand, app, state
+
+# --help groups the options into these panels, in the order of the command's parameters.
+DATA = "Data"
+MODEL = "Model and weights"
+FOCUS = "FocusCLIP"
+RECIPE = "Recipe and schedule"
+RUN = "Run control"
+OUTPUT = "Output and logging"
 
 # The command's options, one alias each, so the command itself reads as option -> config -> call.
-Dataset = Annotated[str, typer.Option("--dataset", help="datasets/<name> artifact to train on.")]
-ModelType = Annotated[str, typer.Option("--model-type", help="clip (baseline) or focusclip.")]
-Arch = Annotated[str, typer.Option("--arch", help="open_clip architecture, or focus-tiny / focus-small.")]
-Name = Annotated[str | None, typer.Option("--name", help="Run name (default <dataset>-<model-type>).")]
-Recipe = Annotated[str, typer.Option("--recipe", help="paper (SGD, T=0.5) or modern (AdamW, cosine).")]
-Epochs = Annotated[int | None, typer.Option("--epochs", help="Epochs (recipe default).")]
+Dataset = Annotated[
+    str, typer.Option("--dataset", help="datasets/<name> artifact to train on.", rich_help_panel=DATA)
+]
+ModelType = Annotated[
+    str, typer.Option("--model-type", help="clip (baseline) or focusclip.", rich_help_panel=MODEL)
+]
+Arch = Annotated[
+    str,
+    typer.Option(
+        "--arch", help="open_clip architecture, or focus-tiny / focus-small.", rich_help_panel=MODEL
+    ),
+]
+Name = Annotated[
+    str | None,
+    typer.Option("--name", help="Run name (default <dataset>-<model-type>).", rich_help_panel=OUTPUT),
+]
+Recipe = Annotated[
+    str,
+    typer.Option("--recipe", help="paper (SGD, T=0.5) or modern (AdamW, cosine).", rich_help_panel=RECIPE),
+]
+Epochs = Annotated[
+    int | None, typer.Option("--epochs", help="Epochs (recipe default).", rich_help_panel=RECIPE)
+]
 MaxSteps = Annotated[
     int | None,
-    typer.Option("--max-steps", help="Stop after this many steps; the schedule is sized to it."),
+    typer.Option(
+        "--max-steps", help="Stop after this many steps; the schedule is sized to it.", rich_help_panel=RECIPE
+    ),
 ]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Per-process batch size.")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")]
-WeightDecay = Annotated[float | None, typer.Option("--weight-decay", help="Weight decay.")]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", help="Per-process batch size.", rich_help_panel=RECIPE)
+]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.", rich_help_panel=RECIPE)]
+WeightDecay = Annotated[
+    float | None, typer.Option("--weight-decay", help="Weight decay.", rich_help_panel=RECIPE)
+]
 Warmup = Annotated[
-    float | None, typer.Option("--warmup", help="Warmup: < 1 a fraction of the steps, >= 1 a step count.")
+    float | None,
+    typer.Option(
+        "--warmup", help="Warmup: < 1 a fraction of the steps, >= 1 a step count.", rich_help_panel=RECIPE
+    ),
 ]
 Temperature = Annotated[
     float | None,
     typer.Option(
-        "--temperature", help="Fixed softmax temperature (default: the recipe's; modern learns it)."
+        "--temperature",
+        help="Fixed softmax temperature (default: the recipe's; modern learns it).",
+        rich_help_panel=RECIPE,
     ),
 ]
 Loss = Annotated[
     str | None,
-    typer.Option("--loss", help="infonce (CLIP's) or ntxent (the reference code's); recipe default."),
+    typer.Option(
+        "--loss",
+        help="infonce (CLIP's) or ntxent (the reference code's); recipe default.",
+        rich_help_panel=RECIPE,
+    ),
 ]
 AlphaParam = Annotated[
     str | None,
-    typer.Option("--alpha-param", help="FocusCLIP alpha: sigmoid (bounded) or plain (the reference's)."),
+    typer.Option(
+        "--alpha-param",
+        help="FocusCLIP alpha: sigmoid (bounded) or plain (the reference's).",
+        rich_help_panel=FOCUS,
+    ),
 ]
-AlphaInit = Annotated[float, typer.Option("--alpha-init", help="FocusCLIP alpha's initial value.")]
+AlphaInit = Annotated[
+    float, typer.Option("--alpha-init", help="FocusCLIP alpha's initial value.", rich_help_panel=FOCUS)
+]
 LearnAlpha = Annotated[
-    bool, typer.Option("--learn-alpha/--fixed-alpha", help="Learn FocusCLIP's alpha or keep its init.")
+    bool,
+    typer.Option(
+        "--learn-alpha/--fixed-alpha", help="Learn FocusCLIP's alpha or keep its init.", rich_help_panel=FOCUS
+    ),
 ]
-Precision = Annotated[str | None, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run's last checkpoint.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of init, data order and augmentation.")]
-ContextLength = Annotated[int | None, typer.Option("--context-length", help="Text context in tokens.")]
-ImageSize = Annotated[int | None, typer.Option("--image-size", help="Training resolution in pixels.")]
+Precision = Annotated[
+    str | None, typer.Option("--precision", help="auto, fp32, bf16 or fp16.", rich_help_panel=RUN)
+]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=RUN)]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue the interrupted run's last checkpoint.", rich_help_panel=RUN),
+]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Seed of init, data order and augmentation.", rich_help_panel=RECIPE)
+]
+ContextLength = Annotated[
+    int | None, typer.Option("--context-length", help="Text context in tokens.", rich_help_panel=DATA)
+]
+ImageSize = Annotated[
+    int | None, typer.Option("--image-size", help="Training resolution in pixels.", rich_help_panel=DATA)
+]
 SentenceSampling = Annotated[
     bool,
     typer.Option(
         "--sentence-sampling/--no-sentence-sampling",
         help="Fit long descriptions by sampling whole sentences.",
+        rich_help_panel=DATA,
     ),
 ]
 HeatmapSource = Annotated[
@@ -74,6 +135,7 @@ HeatmapSource = Annotated[
         help="keypoints (render on the device), dataset (the stored heatmap images) or uniform "
         "(all ones: masked = image, a no-information control) [default: dataset for a dataset built "
         "with --roi box or mask, else keypoints].",
+        rich_help_panel=FOCUS,
     ),
 ]
 MaskedView = Annotated[
@@ -82,6 +144,7 @@ MaskedView = Annotated[
         "--masked-view",
         help="FocusCLIP's masked view: shared (the image itself, masked; the paper's) or independent "
         "(its own crop, flip and colour jitter).",
+        rich_help_panel=FOCUS,
     ),
 ]
 LossWeights = Annotated[
@@ -91,6 +154,7 @@ LossWeights = Annotated[
         metavar="MI MT IT",
         help="Weights of FocusCLIP's L(masked,image), L(masked,text), L(image,text); 0 leaves a term "
         "untrained.",
+        rich_help_panel=FOCUS,
     ),
 ]
 FocusMode = Annotated[
@@ -99,6 +163,7 @@ FocusMode = Annotated[
         "--focus-mode",
         help="pixels (the heatmap masks the pixels; the paper's) or pooling (an additive log-prior on the "
         "image tower's attention pooling; ModifiedResNet and class-token ViT towers).",
+        rich_help_panel=FOCUS,
     ),
 ]
 Pretrained = Annotated[
@@ -107,6 +172,7 @@ Pretrained = Annotated[
         "--pretrained",
         help="CLIP weights to start from: a local file, an open_clip tag of --arch (e.g. openai), "
         "local-dir:DIR or hf-hub:ORG/REPO (these bring their own architecture).",
+        rich_help_panel=MODEL,
     ),
 ]
 PretrainedTowers = Annotated[
@@ -115,32 +181,61 @@ PretrainedTowers = Annotated[
         "--pretrained-towers",
         help="Start timm / Hugging Face towers from their base weights on the hub (the paper's "
         "ImageNet ViT-B/16 and bert-base-uncased).",
+        rich_help_panel=MODEL,
     ),
 ]
 ImageTower = Annotated[
     str | None,
-    typer.Option("--image-tower", help="Offline: timm weights (file or folder) for the image tower."),
+    typer.Option(
+        "--image-tower",
+        help="Offline: timm weights (file or folder) for the image tower.",
+        rich_help_panel=MODEL,
+    ),
 ]
 TextTower = Annotated[
     str | None,
     typer.Option(
-        "--text-tower", help="Offline: a Hugging Face model folder (save_pretrained) for the text tower."
+        "--text-tower",
+        help="Offline: a Hugging Face model folder (save_pretrained) for the text tower.",
+        rich_help_panel=MODEL,
     ),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Split = Annotated[str, typer.Option("--split", help="Dataset split to train on.")]
-LogEvery = Annotated[int, typer.Option("--log-every", help="Steps between metric fetches.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=RUN)]
+Split = Annotated[str, typer.Option("--split", help="Dataset split to train on.", rich_help_panel=DATA)]
+LogEvery = Annotated[
+    int, typer.Option("--log-every", help="Steps between metric fetches.", rich_help_panel=OUTPUT)
+]
 CheckpointEvery = Annotated[
     int | None,
-    typer.Option("--checkpoint-every", help="Steps between checkpoints (default: each epoch)."),
+    typer.Option(
+        "--checkpoint-every", help="Steps between checkpoints (default: each epoch).", rich_help_panel=RUN
+    ),
 ]
-Threads = Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")]
+Threads = Annotated[int | None, typer.Option("--threads", help="torch CPU threads.", rich_help_panel=RUN)]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing run of that name.", rich_help_panel=OUTPUT)
+]
+PushToHub = Annotated[
+    str | None,
+    typer.Option(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="Then publish the run to this Hub model repo (HF_TOKEN).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Private = Annotated[
+    bool, typer.Option("--private", help="Create the Hub repo as private.", rich_help_panel=OUTPUT)
+]
+
+
 DataMode = Annotated[
     str,
     typer.Option(
         "--data",
         help="Where batches come from: cache (decode once into a memory-mapped cache per node), stream "
         "(read the Parquet shards as training goes) or auto (the cache unless it would not fit its disk).",
+        rich_help_panel=DATA,
     ),
 ]
 DataUrl = Annotated[
@@ -149,38 +244,58 @@ DataUrl = Annotated[
         "--data-url",
         help="Stream the dataset's shards from this fsspec URL (hf://datasets/ORG/NAME, s3://...) instead "
         "of the store's folder; datasets/<name>/meta.json must still be in the store.",
+        rich_help_panel=DATA,
     ),
 ]
 CacheDir = Annotated[
     str | None,
     typer.Option(
-        "--cache-dir", help="Decoded caches (default: $FOCUS_CACHE/train-cache, else the store's cache)."
+        "--cache-dir",
+        help="Decoded caches (default: $FOCUS_CACHE/train-cache, else the store's cache).",
+        rich_help_panel=DATA,
     ),
 ]
 Workers = Annotated[
-    int, typer.Option("--workers", help="DataLoader workers of --data stream (resume with the same).")
+    int,
+    typer.Option(
+        "--workers", help="DataLoader workers of --data stream (resume with the same).", rich_help_panel=DATA
+    ),
 ]
 ReportTo = Annotated[
     list[str] | None,
-    typer.Option("--report-to", help="Live metrics besides metrics.jsonl: tensorboard, wandb (or both)."),
-]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run of that name.")]
-PushToHub = Annotated[
-    str | None,
     typer.Option(
-        "--push-to-hub", metavar="REPO_ID", help="Then publish the run to this Hub model repo (HF_TOKEN)."
+        "--report-to",
+        help="Live metrics besides metrics.jsonl: tensorboard, wandb (or both).",
+        rich_help_panel=OUTPUT,
     ),
 ]
-Private = Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")]
 
 
-@app.command("train")
+@app.command("train", cls=PanelCommand)
 def _train(
     *,
     dataset: Dataset,
+    split: Split = "train",
+    data: DataMode = "auto",
+    data_url: DataUrl = None,
+    cache_dir: CacheDir = None,
+    workers: Workers = 2,
+    image_size: ImageSize = None,
+    context_length: ContextLength = None,
+    sentence_sampling: SentenceSampling = True,
     model_type: ModelType,
     arch: Arch = "ViT-B-16",
-    name: Name = None,
+    pretrained: Pretrained = None,
+    pretrained_towers: PretrainedTowers = False,
+    image_tower: ImageTower = None,
+    text_tower: TextTower = None,
+    heatmap_source: HeatmapSource = None,
+    masked_view: MaskedView = "shared",
+    loss_weights: LossWeights = (1.0, 1.0, 1.0),
+    focus_mode: FocusMode = "pixels",
+    alpha_param: AlphaParam = None,
+    alpha_init: AlphaInit = 0.5,
+    learn_alpha: LearnAlpha = True,
     recipe: Recipe = "modern",
     epochs: Epochs = None,
     max_steps: MaxSteps = None,
@@ -190,35 +305,17 @@ def _train(
     warmup: Warmup = None,
     temperature: Temperature = None,
     loss: Loss = None,
-    alpha_param: AlphaParam = None,
-    alpha_init: AlphaInit = 0.5,
-    learn_alpha: LearnAlpha = True,
+    seed: Seed = 0,
+    device: Device = "auto",
     precision: Precision = None,
     compile: CompileOpt = False,
-    resume: Resume = False,
-    seed: Seed = 0,
-    context_length: ContextLength = None,
-    image_size: ImageSize = None,
-    sentence_sampling: SentenceSampling = True,
-    heatmap_source: HeatmapSource = None,
-    masked_view: MaskedView = "shared",
-    loss_weights: LossWeights = (1.0, 1.0, 1.0),
-    focus_mode: FocusMode = "pixels",
-    pretrained: Pretrained = None,
-    pretrained_towers: PretrainedTowers = False,
-    image_tower: ImageTower = None,
-    text_tower: TextTower = None,
-    device: Device = "auto",
-    split: Split = "train",
-    log_every: LogEvery = 10,
-    checkpoint_every: CheckpointEvery = None,
     num_threads: Threads = None,
-    data: DataMode = "auto",
-    data_url: DataUrl = None,
-    cache_dir: CacheDir = None,
-    workers: Workers = 2,
-    report_to: ReportTo = None,
+    resume: Resume = False,
+    checkpoint_every: CheckpointEvery = None,
+    name: Name = None,
     overwrite: Overwrite = False,
+    log_every: LogEvery = 10,
+    report_to: ReportTo = None,
     push_to_hub: PushToHub = None,
     private: Private = False,
 ) -> None:

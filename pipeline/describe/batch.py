@@ -26,6 +26,7 @@ from typing import Any
 
 import openai
 
+from pipeline.artifacts.descriptions import DescriptionResult
 from pipeline.describe.codec import (
     MalformedResponse,
     completion_result,
@@ -36,7 +37,7 @@ from pipeline.describe.codec import (
     request_messages,
     unsendable_result,
 )
-from pipeline.describe.config import DescribeConfig, DescriptionRequest, DescriptionResult, scrub
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, scrub
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price
 from pipeline.errors import PipelineError

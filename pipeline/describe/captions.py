@@ -21,9 +21,11 @@ import json
 import logging
 from typing import Any
 
-from pipeline.describe.config import DescribeConfig, DescriptionResult
+from pipeline.artifacts import descriptions
+from pipeline.artifacts.descriptions import DescriptionResult
+from pipeline.describe.config import DescribeConfig
 from pipeline.errors import PipelineError
-from pipeline.records import DESCRIPTIONS_FILE, ImageAnnotation
+from pipeline.records import ImageAnnotation
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -57,20 +59,18 @@ def caption_results(rows: list[ImageAnnotation]) -> list[DescriptionResult]:
 
 def describe_captions(rows: list[ImageAnnotation], cfg: DescribeConfig, store: Store) -> dict[str, Any]:
     """Publish descriptions/<name> from the images' captions; returns the summary describe returns."""
-    from pipeline.describe.stage import totals, write_parquet  # the stage imports this module on demand
-
     results = caption_results(rows)
     if not results:
         raise PipelineError(
             f"annotations/{cfg.annotations}: no image has captions; convert the COCO-format file with "
             f"--captions captions_<split>.json"
         )
-    counts = totals(results) | {"images_without_captions": sum(not a.captions for a in rows)}
+    counts = descriptions.totals(results) | {"images_without_captions": sum(not a.captions for a in rows)}
     with store.create(
-        "descriptions", cfg.artifact_name, stage="describe", config=cfg.to_meta(), overwrite=cfg.overwrite,
+        "descriptions", cfg.artifact_name, stage="describe", config=cfg.recorded(), overwrite=cfg.overwrite,
         inputs=[store.ref("annotations", cfg.annotations)],
     ) as writer:  # fmt: skip
-        write_parquet(writer.dir / DESCRIPTIONS_FILE, results)
+        descriptions.write(writer.dir / descriptions.FILE, results)
         writer.counts.update(counts)
     log.info("descriptions/%s: %d captions of %d images", cfg.artifact_name, counts["rows"], counts["images"])
     return {"artifact": f"descriptions/{cfg.artifact_name}", **counts}

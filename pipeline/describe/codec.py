@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import openai
 
-from pipeline.describe.config import DescriptionRequest, DescriptionResult, scrub
+from pipeline.artifacts.descriptions import DescriptionResult
+from pipeline.describe.config import DescriptionRequest, scrub
 from pipeline.describe.image_input import image_url, with_image
 from pipeline.describe.pricing import MAX_REQUEST_TOKENS, Price
 from pipeline.describe.validate import Gate, judge

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.artifacts.descriptions import STATUSES
 from pipeline.describe.image_input import MAX_SIZE, MIN_SIZE, ImageInput, ImageSettings
 from pipeline.describe.image_tokens import DETAILS, family_for, load_families
 from pipeline.describe.validate import Gate
 from pipeline.errors import PipelineError
 from pipeline.faithfulness import Facts
 from pipeline.marks import MARKS
-from pipeline.records import STATUSES, ImageAnnotation
+from pipeline.records import ImageAnnotation
+from pipeline.store import Recorded, recorded, run_only, secret
 
 BACKENDS = ("openai", "rules", "captions")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -31,8 +33,6 @@ IMAGE_TEMPLATE = "grounded-image"  # the default family of --with-image
 # The fields of --with-image; a text-only run records none of them, so its meta.json is what it was before.
 IMAGE_FIELDS = ("with_image", "images", "image_url_base", "image_size", "image_detail", "image_mark",
                 "image_family", "image_families", "assume_image_size")  # fmt: skip
-# Status ranks for --retry-invalid: a row keeps its best ask (ok, then a reply that has text, then none).
-RANK = {"ok": 0, "invalid": 1, "truncated": 2, "refused": 3, "error": 4}
 
 
 def public_base_url(url: str | None) -> str:
@@ -146,7 +146,7 @@ class DescribeConfig:
     name: str | None = None  # default: the annotations name (shards get a .shard-i-of-n suffix)
     model: str | None = None  # default DEFAULT_MODEL
     base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # from OPENAI_API_KEY; never stored or logged
+    api_key: str | None = secret()  # from OPENAI_API_KEY; never stored or logged
     template: str | None = None  # a folder, or a family under prompts/ ("paper", "grounded", "rules")
     # Sampling: None takes the template family's defaults.json (with_defaults), then FALLBACK_SAMPLING.
     temperature: float | None = None
@@ -155,29 +155,31 @@ class DescribeConfig:
     seed: int | None = None
     frequency_penalty: float | None = None
     samples: int = 1  # descriptions per image (kept apart by the sample column)
-    concurrency: int = 16
-    rpm: float | None = None  # requests per minute
-    tpm: float | None = None  # tokens per minute (prompt estimate + max_tokens per request)
-    timeout: float = 60.0  # seconds per attempt: connect, send and the whole reply
-    lean_http: bool = False  # pipeline.describe.transport for a plain-http endpoint instead of httpx's own
-    max_retries: int = 5  # retries after the first attempt
-    backoff: float = 0.5  # seconds before the first retry; doubles per attempt, jittered, Retry-After wins
-    max_cost: float | None = None  # USD for the artifact, all runs together (the journal records spending)
-    price_input: float | None = None  # USD per 1M prompt tokens (overrides the table)
-    price_output: float | None = None  # USD per 1M completion tokens
-    prices: str | None = None  # a JSON file {model: {"input": x, "output": y}} merged over the table
+    # How the requests go out, not what comes back: run-only, so changing them keeps an artifact current.
+    concurrency: int = run_only(16)
+    rpm: float | None = run_only(None)  # requests per minute
+    tpm: float | None = run_only(None)  # tokens per minute (prompt estimate + max_tokens per request)
+    timeout: float = run_only(60.0)  # seconds per attempt: connect, send and the whole reply
+    lean_http: bool = run_only(False)  # pipeline.describe.transport for a plain-http endpoint, not httpx's
+    max_retries: int = run_only(5)  # retries after the first attempt
+    backoff: float = run_only(0.5)  # seconds before the first retry; doubles per attempt, Retry-After wins
+    # Accounting: prices change the cost_usd of rows bought from now on, not the rows already there.
+    max_cost: float | None = run_only(None)  # USD for the artifact, all runs together (journal spending)
+    price_input: float | None = run_only(None)  # USD per 1M prompt tokens (overrides the table)
+    price_output: float | None = run_only(None)  # USD per 1M completion tokens
+    prices: str | None = run_only(None)  # JSON {model: {"input": x, "output": y}} merged over the table
     limit: int | None = None  # first K images (after sharding)
     shard: Shard | None = None
-    retry: tuple[str, ...] = ()  # statuses whose journal rows are sent again
-    dry_run: bool = False
-    batch: bool = False  # the OpenAI Batch API (half price, results within 24 h) instead of live requests
-    batch_size: int = 50_000  # lines per batch file (the API's limit)
-    poll_interval: float = 30.0  # seconds between two batch status checks
-    overwrite: bool = False  # discard the journal and start over
+    retry: tuple[str, ...] = run_only(())  # statuses whose journal rows are sent again (by this run)
+    dry_run: bool = run_only(False)
+    batch: bool = run_only(False)  # the OpenAI Batch API (half price, results within 24 h), not live requests
+    batch_size: int = run_only(50_000)  # lines per batch file (the API's limit)
+    poll_interval: float = run_only(30.0)  # seconds between two batch status checks
+    overwrite: bool = run_only(False)  # discard the journal and start over
     gate: Gate = field(default_factory=Gate)  # what a reply needs to be ok (pipeline.describe.validate)
     retry_invalid: int = 0  # re-asks of an invalid / truncated reply (new seed, warmer), best one kept
-    max_error_share: float = 0.02  # more error rows than this: not published, non-zero exit
-    allow_partial: bool = False  # publish even past max_error_share
+    max_error_share: float = run_only(0.02)  # more error rows than this: not published, non-zero exit
+    allow_partial: bool = run_only(False)  # publish even past max_error_share
     # --with-image: the image goes with the prompt (pipeline.describe.image_input).
     with_image: bool = False
     images: str | None = None  # folder of the source images
@@ -299,16 +301,12 @@ class DescribeConfig:
             params["seed"] = (self.seed or 0) + ask
         return params
 
-    def to_meta(self) -> dict[str, Any]:
-        """The config as meta.json records it: no API key, shard as text."""
-        skip = {"api_key"} | (set() if self.with_image else set(IMAGE_FIELDS))
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
-        out["shard"] = None if self.shard is None else str(self.shard)
-        out["retry"] = list(self.retry)
-        out["gate"] = dataclasses.asdict(self.gate)
-        if self.with_image:
-            out["assume_image_size"] = list(self.assume_image_size)
-        return out
+    def recorded(self) -> Recorded:
+        """The config as meta.json records it: shard as text; a text-only run records no image field, so
+        its meta.json is what it was before --with-image existed. (What a run derives from its template
+        and prices is added by pipeline.describe.stage.Settled.)"""
+        out = recorded(self, leave_out=() if self.with_image else IMAGE_FIELDS)
+        return out.add({"shard": None if self.shard is None else str(self.shard)})
 
 
 @dataclass(slots=True)
@@ -334,28 +332,3 @@ class DescriptionRequest:
     def prompt(self) -> str | None:
         """The messages as one text (the gate's echo check)."""
         return None if self.messages is None else "\n".join(m["content"] for m in self.messages)
-
-
-@dataclass(slots=True)
-class DescriptionResult:
-    """One row of descriptions.parquet and of the journal."""
-
-    cache_key: str
-    image: str
-    source: str
-    sample: int
-    description: str | None
-    status: str
-    model: str
-    template: str
-    template_hash: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
-    attempts: int = 0
-    error: str | None = None
-    response_id: str | None = None
-    # --with-image: JSON of what was sent (ImageInput.record); kept in the journal, not in the parquet
-    image_input: str | None = None

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from pipeline.describe.config import DescriptionResult
+from pipeline.artifacts.descriptions import DescriptionResult
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)

@@ -41,6 +41,7 @@ import httpx2
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from pipeline.artifacts.descriptions import RANK, DescriptionResult
 from pipeline.describe.codec import (
     Completion,
     MalformedResponse,
@@ -53,13 +54,7 @@ from pipeline.describe.codec import (
     request_messages,
     unsendable_result,
 )
-from pipeline.describe.config import (
-    RANK,
-    DescribeConfig,
-    DescriptionRequest,
-    DescriptionResult,
-    public_base_url,
-)
+from pipeline.describe.config import DescribeConfig, DescriptionRequest, public_base_url
 from pipeline.describe.journal import Journal
 from pipeline.describe.pricing import Price
 from pipeline.describe.rate_limits import AIMDWindow, TokenBucket

@@ -19,18 +19,17 @@ import hashlib
 import json
 import logging
 import time
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from pipeline.artifacts import annotations, descriptions
+from pipeline.artifacts.descriptions import STATUSES, DescriptionResult
+from pipeline.describe.captions import describe_captions
 from pipeline.describe.config import (
     IMAGE_TEMPLATE,
     DescribeConfig,
     DescriptionRequest,
-    DescriptionResult,
     is_local,
     public_base_url,
 )
@@ -43,15 +42,8 @@ from pipeline.describe.rules import rules_description
 from pipeline.describe.validate import judge
 from pipeline.errors import PipelineError
 from pipeline.log import progress
-from pipeline.records import (
-    ANNOTATIONS_FILE,
-    DESCRIPTIONS_FILE,
-    DESCRIPTIONS_SCHEMA,
-    STATUSES,
-    ImageAnnotation,
-    read_annotations,
-)
-from pipeline.store import Store
+from pipeline.records import ImageAnnotation
+from pipeline.store import Recorded, Store
 
 log = logging.getLogger(__name__)
 
@@ -188,30 +180,10 @@ def rejudge(
     return out
 
 
-def write_parquet(path: Path, results: list[DescriptionResult]) -> None:
-    cols: dict[str, list] = {name: [] for name in DESCRIPTIONS_SCHEMA.names}
-    for r in results:
-        for name in cols:
-            cols[name].append(getattr(r, name))
-    pq.write_table(pa.table(cols, schema=DESCRIPTIONS_SCHEMA), path, compression="zstd")
-
-
-def totals(results: list[DescriptionResult]) -> dict[str, Any]:
-    by_status = Counter(r.status for r in results)
-    return {
-        "rows": len(results),
-        "images": len({r.image for r in results}),
-        **{s: by_status.get(s, 0) for s in STATUSES},
-        "prompt_tokens": sum(r.prompt_tokens for r in results),
-        "completion_tokens": sum(r.completion_tokens for r in results),
-        "cost_usd": round(sum(r.cost_usd for r in results), 6),
-    }
-
-
 def _load_rows(cfg: DescribeConfig, store: Store) -> list[ImageAnnotation]:
-    path = store.path("annotations", cfg.annotations) / ANNOTATIONS_FILE
-    rows = read_annotations(path)
+    rows = annotations.read(store, cfg.annotations)
     if not rows:
+        path = store.path("annotations", cfg.annotations) / annotations.FILE
         raise PipelineError(f"{path}: no images to describe")
     return rows
 
@@ -388,31 +360,41 @@ def _check_unique(rows: list[ImageAnnotation], cfg: DescribeConfig) -> None:
         seen.add(ann.image)
 
 
-def _settled(cfg: DescribeConfig) -> tuple[DescribeConfig, TemplateSet, Price]:
-    """The config with the template family's defaults filled in, its template and its price."""
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A run's config with its template family's defaults filled in, its template and its price."""
+
+    cfg: DescribeConfig
+    tpl: TemplateSet
+    price: Price
+
+    def recorded(self) -> Recorded:
+        """What a run records in meta.json (what store.is_current compares): the config and what it derives
+        from the template, the endpoint and the price list (the price only counts this run's spending)."""
+        cfg, price = self.cfg, self.price
+        derived = {
+            "template_name": self.tpl.name,
+            "template_hash": self.tpl.hash,
+            "sampling": cfg.sampling(),
+            "base_url": None if cfg.backend == "rules" else public_base_url(cfg.base_url),
+        }
+        out = cfg.recorded().add(derived)
+        out = out.add(
+            {"price_per_1m": {"input": price.input, "output": price.output}}, run_only=["price_per_1m"]
+        )
+        if cfg.with_image:
+            family, assumed = cfg.counted_family
+            image = {"jpeg_quality": JPEG_QUALITY, "rendering": RENDERING, "family": family,
+                     "family_assumed": assumed}  # fmt: skip
+            out = out.add({"image": image})
+        return out
+
+
+def settle(cfg: DescribeConfig) -> Settled:
+    """What a run of `cfg` uses: the template, the sampling defaults it fills in, and the price."""
     tpl = _template(cfg)
     cfg = cfg.with_defaults(tpl.defaults)
-    return cfg, tpl, _price(cfg)
-
-
-def _meta_config(cfg: DescribeConfig, tpl: TemplateSet, price: Price) -> dict[str, Any]:
-    out = cfg.to_meta() | {
-        "template_name": tpl.name,
-        "template_hash": tpl.hash,
-        "sampling": cfg.sampling(),
-        "base_url": None if cfg.backend == "rules" else public_base_url(cfg.base_url),
-        "price_per_1m": {"input": price.input, "output": price.output},
-    }
-    if cfg.with_image:
-        family, assumed = cfg.counted_family
-        out["image"] = {"jpeg_quality": JPEG_QUALITY, "rendering": RENDERING, "family": family,
-                        "family_assumed": assumed}  # fmt: skip
-    return out
-
-
-def meta_config(cfg: DescribeConfig) -> dict[str, Any]:
-    """The config a run of `cfg` records in meta.json (what store.is_current compares)."""
-    return _meta_config(*_settled(cfg))
+    return Settled(cfg, tpl, _price(cfg))
 
 
 def _send(todo: list[DescriptionRequest], cfg: DescribeConfig, price: Price, journal: Journal) -> dict:
@@ -464,11 +446,10 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
             f"--base-url needs none); --backend rules describes offline"
         )
     if cfg.backend == "captions":  # the source's human captions: no prompt, journal or gate
-        from pipeline.describe.captions import describe_captions
-
         _check_unique(rows, cfg)
         return describe_captions(rows, cfg, store)
-    cfg, tpl, price = _settled(cfg)
+    settled = settle(cfg)
+    cfg, tpl, price = settled.cfg, settled.tpl, settled.price
     _check_unique(rows, cfg)
     requests = build_requests(rows, tpl, cfg)
     name = cfg.artifact_name
@@ -480,7 +461,7 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
         "descriptions",
         name,
         stage="describe",
-        config=_meta_config(cfg, tpl, price),
+        config=settled.recorded(),
         overwrite=cfg.overwrite,
         inputs=[store.ref("annotations", cfg.annotations)],
         resumable=True,
@@ -493,9 +474,9 @@ def describe(cfg: DescribeConfig, store: Store) -> dict[str, Any]:
         with Journal(writer.dir / JOURNAL_FILE) as journal:
             recorded, todo, run_stats = _run(requests, cfg, price, journal, name)
         results = [recorded[r.cache_key] for r in requests]
-        counts = totals(results)
+        counts = descriptions.totals(results)
         _refuse_failed_run(cfg, counts, results, writer.dir)
-        write_parquet(writer.dir / DESCRIPTIONS_FILE, results)
+        descriptions.write(writer.dir / descriptions.FILE, results)
         writer.counts.update(counts)
         summary = {
             "artifact": f"descriptions/{name}",

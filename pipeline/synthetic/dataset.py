@@ -1,5 +1,6 @@
-"""A small synthetic datasets/<name> artifact written directly in the published layout (build-dataset's
-SCHEMA), for training tests and benchmarks that need a dataset in a second, not a pipeline run.
+"""A small synthetic datasets/<name> artifact written directly in the published layout (pipeline.artifacts.
+datasets, with its writer), for training tests and benchmarks that need a dataset in a second, not a pipeline
+run.
 
     write_synthetic_dataset(store, "synth", n_train=64, size=(96, 80), seed=0)
 
@@ -17,13 +18,12 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from pipeline.build_dataset.card import SCHEMA
+from pipeline.artifacts import datasets
+from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap, to_uint8
-from pipeline.store import Store
+from pipeline.store import Recorded, Store
 
 ACTIVITIES = [
     ("sports", "running"),
@@ -171,24 +171,25 @@ def write_synthetic_dataset(
     shards: int = 1,
     overwrite: bool = False,
 ) -> Path:
-    """Write datasets/<name> (train and optional val shards + README.md); returns its folder."""
-    with store.create(
-        "datasets",
-        name,
-        stage="synthetic",
-        config={"n_train": n_train, "n_val": n_val, "size": list(size), "seed": seed},
-        overwrite=overwrite,
-    ) as w:
-        (w.dir / "data").mkdir()
+    """Write datasets/<name> (train and optional val rows, each in `shards` shards of near-equal row counts
+    or one per row when fewer, + README.md); returns its folder."""
+    if shards < 1:
+        raise PipelineError(f"shards={shards}: must be at least 1")
+    config = Recorded.plain({"n_train": n_train, "n_val": n_val, "size": size, "seed": seed})
+    with store.create("datasets", name, stage="synthetic", config=config, overwrite=overwrite) as w:
+        (w.dir / datasets.DATA_DIR).mkdir()
         for split, n, sd in (("train", n_train, seed), ("val", n_val, seed + 1)):
             if n == 0:
                 continue
             rows = synthetic_rows(n, size=size, seed=sd, split=split)
-            for s, part in enumerate(np.array_split(np.arange(n), shards)):
-                table = pa.Table.from_pylist([rows[i] for i in part], schema=SCHEMA)
-                pq.write_table(table, w.dir / "data" / f"{split}-{s:05d}-of-{shards:05d}.parquet")
+            writer = datasets.SplitWriter(w.dir / datasets.DATA_DIR, split)
+            for part in np.array_split(np.arange(n), min(shards, n)):  # no empty shard
+                for i in part:
+                    writer.add(rows[i], len(rows[i]["image"]["bytes"]) + len(rows[i]["heatmap"]["bytes"]))
+                writer.close_shard()
+            writer.finish()
             w.counts[split] = n
-        (w.dir / "README.md").write_text(
+        (w.dir / datasets.CARD_FILE).write_text(
             f"# {name}\n\nSynthetic stick-figure images for tests ({n_train} train, {n_val} val).\n"
         )
     return store.path("datasets", name)
