@@ -29,13 +29,15 @@ format: install
 	$(VENV)/bin/ruff format .
 
 # Small settings for the scripts whose defaults are a real experiment: focus_effect.py's registered protocol
-# (6 seeds x 300 steps) and paper_step.py's paper batch of 32 (about 42 GB, a GPU's job).
+# (6 seeds x 300 steps), paper_step.py's paper batch of 32 (about 42 GB, a GPU's job) and scale.py's
+# 100,000 images (hours on a CPU).
 bench: install
 	for f in benchmarks/*.py; do \
 	  case $$f in \
 	    *focus_effect.py) args="--seeds 2 --steps 30" ;; \
 	    *paper_step.py) args="--batch-size 2 --steps 1" ;; \
 	    *finetune_recipe.py) args="--seeds 2 --steps 10" ;; \
+	    *scale.py) args="--images 2000 --steps 20" ;; \
 	    *) args="" ;; \
 	  esac; \
 	  $(PY) $$f $$args || exit 1; \
