@@ -95,7 +95,7 @@ def test_tower_and_pretrained_errors_are_one_line(towers, tmp_path, monkeypatch,
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
 
-    monkeypatch.setattr("open_clip.pretrained.download_pretrained", offline)
+    monkeypatch.setattr("training.towers.download_pretrained", offline)  # the name towers.py calls
     with pytest.raises(PipelineError) as err:
         create_clip("ViT-B-16", pretrained="openai")
     assert "--pretrained openai" in str(err.value)
