@@ -160,6 +160,39 @@ def _pretrained_tag(arch: str, pretrained: str) -> bool:
     return True
 
 
+def _check_towers(arch: str, towers: Towers, timm_name: str | None, hf_name: str | None) -> None:
+    """Tower weights need towers of their kind in the architecture."""
+    if (
+        (towers.image and not timm_name)
+        or (towers.text and not hf_name)
+        or (towers.hub and not timm_name and not hf_name)
+    ):
+        raise PipelineError(
+            f"{arch}: --pretrained-towers / --image-tower / --text-tower need a timm image or Hugging Face "
+            "text tower in the architecture (e.g. FocusCLIP-ViT-B-16-BERT); for CLIP weights use --pretrained"
+        )
+
+
+def _weights_source(arch: str, pretrained: str) -> tuple[str | None, str | None]:
+    """--pretrained as (a local checkpoint file, or an open_clip tag of arch)."""
+    if Path(pretrained).expanduser().is_file():
+        return str(Path(pretrained).expanduser()), None
+    if _pretrained_tag(arch, pretrained):
+        return None, pretrained
+    raise PipelineError(
+        f"--pretrained {pretrained}: not a file, a local-dir:/hf-hub: id, or an open_clip tag of "
+        f"{arch} (tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'})"
+    )
+
+
+def _fit_timm_size(clip: nn.Module, size: tuple[int, int]) -> None:
+    """A timm trunk at the run's (or a local-dir's) image size: after the base weights, whose position
+    embeddings timm then resamples to the new grid."""
+    if _built_size(clip.visual.trunk) != size:
+        clip.visual.set_input_size(size)
+        set_model_preprocess_cfg(clip, {**clip.visual.preprocess_cfg, "size": size})
+
+
 def create_clip(
     arch: str,
     *,
@@ -178,34 +211,15 @@ def create_clip(
     text_weights = towers.hub or towers.text is not None
     if towers.text is None and (own := own_text_tower(arch)):
         towers = replace(towers, text=own)
-    if (
-        (towers.image and not timm_name)
-        or (towers.text and not hf_name)
-        or (towers.hub and not timm_name and not hf_name)
-    ):
-        raise PipelineError(
-            f"{arch}: --pretrained-towers / --image-tower / --text-tower need a timm image or Hugging Face "
-            "text tower in the architecture (e.g. FocusCLIP-ViT-B-16-BERT); for CLIP weights use --pretrained"
-        )
+    _check_towers(arch, towers, timm_name, hf_name)
     if image_size is not None and not timm_name:
         vision_cfg["image_size"] = image_size
     if context_length is not None:
         text_cfg["context_length"] = context_length
     if towers.text is not None and hf_name:
         text_cfg["hf_model_name"] = text_cfg["hf_tokenizer_name"] = _local_text_dir(towers.text)
-    file = tag = None
     own_weights = has_schema(arch) and pretrained == arch  # open_clip loads the id's own weights
-    if pretrained is not None and not own_weights:
-        pretrained = str(pretrained)
-        if Path(pretrained).expanduser().is_file():
-            file = str(Path(pretrained).expanduser())
-        elif _pretrained_tag(arch, pretrained):
-            tag = pretrained
-        else:
-            raise PipelineError(
-                f"--pretrained {pretrained}: not a file, a local-dir:/hf-hub: id, or an open_clip tag of "
-                f"{arch} (tags: {', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'})"
-            )
+    file, tag = (None, None) if pretrained is None or own_weights else _weights_source(arch, str(pretrained))
     # whole-model weights replace the towers' base weights: then only their configs are read
     base = pretrained is None
     if timm_name:
@@ -237,11 +251,8 @@ def create_clip(
         ) from None
     if base and towers.image is not None and timm_name:
         load_image_tower(clip, towers.image)
-    size = tuple(to_2tuple(image_size or vision_cfg.get("image_size", 224)))  # the run's, or a local-dir's
-    if timm_name and _built_size(clip.visual.trunk) != size:
-        # after the base weights, whose position embeddings timm then resamples to the new grid
-        clip.visual.set_input_size(size)
-        set_model_preprocess_cfg(clip, {**clip.visual.preprocess_cfg, "size": size})
+    if timm_name:
+        _fit_timm_size(clip, tuple(to_2tuple(image_size or vision_cfg.get("image_size", 224))))
     if file is not None:
         open_clip.load_checkpoint(clip, file, strict=True, weights_only=True)
     return clip
