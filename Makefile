@@ -21,8 +21,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# One pytest worker per core (at most 4: the multi-process tests start their own ranks), a test file per
+# worker so that its module fixtures are built once.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 format: install
 	$(VENV)/bin/ruff check --fix .
