@@ -16,7 +16,7 @@ from training.data import local_indices
 from training.losses import clip_loss, contrastive_loss, focusclip_loss
 from training.model import FocusCLIP
 from training.optim import lr_factor
-from training.text import TextBank, _sample_fitting, split_sentences
+from training.text import RowTexts, TextBank, _sample_fitting, split_sentences
 from training.views import crop_images, crop_keypoints, crop_params
 
 torch.set_num_threads(2)
@@ -114,6 +114,41 @@ def test_sentence_sampling_fits_context_and_counts_truncation():
     assert bank.truncation_rate(sample_sentences=False) == 0.5
     assert bank.truncation_rate(sample_sentences=True) == 0.0
     assert _sample_fitting([50, 5, 5], 10, np.random.default_rng(1)) == [1, 2]
+
+
+@pytest.mark.parametrize("sample_sentences", [True, False])
+@pytest.mark.parametrize("all_descriptions", [True, False])
+def test_a_streamed_batch_tokenises_only_what_it_draws_and_equals_the_banks(
+    sample_sentences, all_descriptions
+):
+    """RowTexts (the stream's: BPE on the drawn description only) gives TextBank's tokens and counters from
+    the same generator state, and leaves the generator where TextBank leaves it."""
+    tok = open_clip.get_tokenizer("focus-tiny")
+    rows = [
+        [
+            "One person runs. " + " ".join(f"The left arm {i} is raised." for i in range(12)),
+            "Two people sit.",
+        ],
+        ["A person stands.", "Someone jumps. Both arms are up.", "Legs apart. Head turned left."],
+        ["Short caption."],
+    ]
+    bank = TextBank.build(rows, tok, context_length=32)
+    encoded = []
+    counting = RowTexts(rows, tok, context_length=32)
+    counting.encode = lambda s, encode=counting.encode: encoded.append(s) or encode(s)
+    for seed in range(5):
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        want, want_stats = bank.batch(
+            np.arange(3), a, sample_sentences=sample_sentences, all_descriptions=all_descriptions
+        )
+        got, got_stats = counting.batch(
+            b, sample_sentences=sample_sentences, all_descriptions=all_descriptions
+        )
+        torch.testing.assert_close(got, want)
+        assert got_stats == want_stats and a.integers(1 << 30) == b.integers(1 << 30)
+    per_batch_most = sum(max(len(split_sentences(d)) for d in r) for r in rows)  # one description a row
+    every_sentence = sum(len(split_sentences(d)) for r in rows for d in r)  # what a bank of the batch encodes
+    assert 0 < len(encoded) <= 5 * per_batch_most < 5 * every_sentence
 
 
 def test_crop_is_applied_jointly_to_image_and_heatmap():

@@ -50,7 +50,7 @@ from training.data import (
     to_side,
 )
 from training.pixels import image_bytes, squash
-from training.text import BatchStats, TextBank
+from training.text import BatchStats, RowTexts
 from training.views import Batch, BatchViews, HostBatch, step_generators
 
 log = logging.getLogger(__name__)
@@ -321,12 +321,8 @@ class StreamDataset(IterableDataset):
             kps.append(to_side(row_keypoints(row, where, self.skeleton), opts.side))
             ids.append(str(row.get("image_id", where)))
         _, rng = step_generators(opts.seed, opts.rank, self.epoch, step)
-        bank = TextBank.build(texts, self.tokenizer, context_length=self.context_length)
-        tokens, stats = bank.batch(
-            np.arange(len(texts)),
-            rng,
-            sample_sentences=opts.sample_sentences,
-            all_descriptions=opts.all_descriptions,
+        tokens, stats = RowTexts(texts, self.tokenizer, context_length=self.context_length).batch(
+            rng, sample_sentences=opts.sample_sentences, all_descriptions=opts.all_descriptions
         )
         host = HostBatch(
             images=torch.from_numpy(images),

@@ -9,6 +9,7 @@ rate (captions cut mid-text) is reported either way.
 
     texts = TextBank.build(descriptions_per_image, tokenizer, context_length=77)
     tokens, stats = texts.batch(indices, rng, sample_sentences=True)     # (B, 77) int64 + counters
+    tokens, stats = RowTexts(batch_texts, tokenizer, context_length=77).batch(rng, ...)   # a streamed batch
 """
 
 from __future__ import annotations
@@ -85,26 +86,17 @@ class TextBank:
         sample_sentences: bool,
         all_descriptions: bool = True,
     ) -> tuple[torch.Tensor, BatchStats]:
-        room = self.context_length - 2  # SOT and EOT
-        out = torch.full((len(indices), self.context_length), self.pad, dtype=torch.long)
-        stats = BatchStats()
         starts = self.sentence_starts
-        for row, i in enumerate(indices):
+
+        def sentences(row: int) -> list[np.ndarray]:
+            i = int(indices[row])
             first, count = int(self.image_starts[i]), int(self.image_starts[i + 1] - self.image_starts[i])
-            sents = self._sentences(first + (int(rng.integers(count)) if all_descriptions else 0))
-            lengths = [int(starts[k + 1] - starts[k]) for k in sents]
-            stats.sentences_total += len(sents)
-            keep = _sample_fitting(lengths, room, rng) if sample_sentences else list(range(len(sents)))
-            stats.sentences_kept += len(keep)
-            ids = np.concatenate([self.tokens[starts[sents[k]] : starts[sents[k] + 1]] for k in keep])
-            stats.captions += 1
-            if len(ids) > room:
-                ids = ids[:room]
-                stats.truncated += 1
-            out[row, 0] = self.sot
-            out[row, 1 : 1 + len(ids)] = torch.from_numpy(ids.astype(np.int64))
-            out[row, 1 + len(ids)] = self.eot
-        return out, stats
+            chosen = self._sentences(first + (int(rng.integers(count)) if all_descriptions else 0))
+            return [self.tokens[starts[k] : starts[k + 1]] for k in chosen]
+
+        return _compose(
+            len(indices), sentences, rng, sample_sentences, self.context_length, self.sot, self.eot, self.pad
+        )
 
     def truncation_rate(self, *, sample_sentences: bool) -> float:
         """Share of (image, description) captions that would be cut at the context length."""
@@ -149,6 +141,64 @@ class TextBankBuilder:
             context_length=self.context_length,
             pad=self.pad,
         )
+
+
+class RowTexts:
+    """One batch's descriptions as text, with TextBank.batch's draws and output, tokenising only the
+    description each row draws: the stream's workers see a row once per epoch, so a bank of all of a row's
+    descriptions would run BPE on several texts to use one."""
+
+    def __init__(self, descriptions: list[list[str]], tokenizer, *, context_length: int):
+        self.descriptions = descriptions
+        self.encode, self.sot, self.eot, self.pad = _token_ids(tokenizer)
+        self.context_length = context_length
+
+    def batch(
+        self, rng: np.random.Generator, *, sample_sentences: bool, all_descriptions: bool = True
+    ) -> tuple[torch.Tensor, BatchStats]:
+        def sentences(row: int) -> list[np.ndarray]:
+            descs = self.descriptions[row]
+            text = descs[int(rng.integers(len(descs))) if all_descriptions else 0]
+            return [
+                np.asarray(self.encode(s) if s else [], dtype=np.int32) for s in split_sentences(text) or [""]
+            ]
+
+        n = len(self.descriptions)
+        return _compose(
+            n, sentences, rng, sample_sentences, self.context_length, self.sot, self.eot, self.pad
+        )
+
+
+def _compose(
+    n: int,
+    sentences,
+    rng: np.random.Generator,
+    sample_sentences: bool,
+    context_length: int,
+    sot: int,
+    eot: int,
+    pad: int,
+) -> tuple[torch.Tensor, BatchStats]:
+    """(n, context_length) token ids: per row, `sentences(row)` (the drawn description's sentences as token
+    arrays; it draws from rng first), then a subset that fits, as [start] ids [end] [pad]..."""
+    room = context_length - 2  # SOT and EOT
+    out = torch.full((n, context_length), pad, dtype=torch.long)
+    stats = BatchStats()
+    for row in range(n):
+        sents = sentences(row)
+        lengths = [len(t) for t in sents]
+        stats.sentences_total += len(sents)
+        keep = _sample_fitting(lengths, room, rng) if sample_sentences else list(range(len(sents)))
+        stats.sentences_kept += len(keep)
+        ids = np.concatenate([sents[k] for k in keep])
+        stats.captions += 1
+        if len(ids) > room:
+            ids = ids[:room]
+            stats.truncated += 1
+        out[row, 0] = sot
+        out[row, 1 : 1 + len(ids)] = torch.from_numpy(ids.astype(np.int64))
+        out[row, 1 + len(ids)] = eot
+    return out, stats
 
 
 def _token_ids(tokenizer):
