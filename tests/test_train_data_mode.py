@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.store import Store
 from pipeline.synthetic.dataset import write_synthetic_dataset
 from training.cache import NodeCache
-from training.stream import choose_data_mode
+from training.stream import StreamLoader, choose_data_mode
 from training.train import TrainConfig, train
 
 TINY = {
@@ -100,3 +100,33 @@ def test_auto_streams_and_says_so_when_the_cache_would_not_fit_its_disk(store, t
         assert choose_data_mode("auto", roomy, rows=32, side=36, with_heatmaps=False) == "cache"
     assert "--data auto: cache (the decoded cache of 32 images at 36 px takes 0.00 GB" in caplog.text
     assert choose_data_mode("stream", roomy, rows=32, side=36, with_heatmaps=False) == "stream"
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_data_order(store, monkeypatch):
+    """A streamed run's order depends on its worker count, and the cache's is another: a --resume that
+    would read its batches otherwise is refused with the flags to use; the same order resumes."""
+    real_get = StreamLoader.get
+
+    def crash_at_step_3(self, epoch, step):
+        if epoch * self.steps_per_epoch + step == 2:
+            raise RuntimeError("simulated crash")
+        return real_get(self, epoch, step)
+
+    def cfg(**changes) -> TrainConfig:
+        run = {"dataset": "synth", "name": "order", "max_steps": 4, "checkpoint_every": 2, "data": "stream"}
+        return TrainConfig(**{**TINY, **run, **changes})
+
+    monkeypatch.setattr(StreamLoader, "get", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg(), store)
+    monkeypatch.undo()
+    for changes, was in (({"data": "cache"}, "the cache"), ({"workers": 2}, "a stream over 2 worker(s)")):
+        with pytest.raises(PipelineError) as err:
+            train(cfg(resume=True, **changes), store)
+        message = str(err.value)
+        assert f"this one would read them as {was}" in message and message.endswith(
+            "--data stream --workers 1"
+        )
+    summary = train(cfg(resume=True, workers=1), store)  # --workers 0 and 1: one logical worker, one order
+    assert summary["steps"] == 4 and summary["resumes"] == [{"step": 2, "changed": {}}]

@@ -35,6 +35,7 @@ class RunData:
     mode: str  # "cache" or "stream"
     images: int  # the training images the run sees
     cache: TrainData | None  # the decoded cache's rows (cache mode)
+    order: dict[str, Any]  # what the batches' order depends on besides seed and batch size (resume keeps it)
 
 
 def run_data(
@@ -82,7 +83,8 @@ def run_data(
             context_length=cfg.context_length,
             **views,
         )
-        return RunData(loader, "stream", loader.source.num_usable, None)
+        order = {"data": "stream", "workers": loader.order.workers}
+        return RunData(loader, "stream", loader.source.num_usable, None, order)
     cache = load_train_data(
         store,
         cfg.dataset,
@@ -96,7 +98,7 @@ def run_data(
         cache_dir=cfg.cache_dir,
     )
     loader = BatchLoader(cache, batch_size=cfg.batch_size, world=info.world, **views, **text)
-    return RunData(loader, "cache", len(cache), cache)
+    return RunData(loader, "cache", len(cache), cache, {"data": "cache"})
 
 
 def data_mode(cfg: TrainConfig, store: Store, info: DistInfo, device: torch.device) -> str:

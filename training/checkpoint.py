@@ -1,7 +1,8 @@
 """A run's checkpoints: checkpoints/last.pt (+ last.json with its step, loss and sha256), written atomically
 and only when the weights are finite, and read back by --resume, which checks the sha256 and what changed.
 
-    ckpt = Checkpointer(run_dir / "checkpoints", info, cfg, model, optimizer, scheduler, scaler, spe, dev)
+    ckpt = Checkpointer(run_dir / "checkpoints", info, cfg, model, optimizer, scheduler, scaler, spe, dev,
+                        data_order=run_data.order)
     ckpt.save(step, last_loss)        # the main process writes; every rank checks its weights
     step = ckpt.load()                # --resume: model, optimizer, schedule, scaler and RNG, exactly
     ckpt.last_good()                  # "the last good checkpoint is ... (step N)", for error messages
@@ -110,8 +111,11 @@ class Checkpointer:
         scaler: torch.amp.GradScaler,
         steps_per_epoch: int,
         device: torch.device,
+        *,
+        data_order: dict[str, Any],
     ):
         self.dir, self.info, self.cfg, self.device = folder, info, cfg, device
+        self.data_order = data_order  # training/batches.py RunData.order
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.spe = steps_per_epoch
         self.resumes: list[dict[str, Any]] = []  # {step, changed} per --resume, kept in the checkpoints
@@ -132,6 +136,7 @@ class Checkpointer:
             "rng": rng_state(),
             "config": self.cfg.to_dict(),
             "world": self.info.world,
+            "data_order": self.data_order,
             "resumes": self.resumes,
         }
 
@@ -194,6 +199,14 @@ class Checkpointer:
                 f"{path} was written by a run with {ckpt.get('world')} processes; resume with the "
                 f"same number (this one has {self.info.world}) so the data order stays the same"
             )
+        # None: written before the order was recorded (the cache mode's, unless it streamed)
+        was = ckpt.get("data_order")
+        if was is not None and was != self.data_order:
+            raise PipelineError(
+                f"{path} was written by a run that read its batches as {_order(was)}; this one would read "
+                f"them as {_order(self.data_order)}, a different order: resume with --data {was['data']}"
+                + (f" --workers {was['workers']}" if "workers" in was else "")
+            )
         new, old = self.cfg.to_dict(), ckpt["config"]
         refused = _changes(old, new, RESUME_REFUSES)
         if refused:
@@ -220,3 +233,7 @@ class Checkpointer:
                     "--resume: %s changed from %s to %s, applied from step %d on", k, v["from"], v["to"], step
                 )
         return step
+
+
+def _order(order: dict[str, Any]) -> str:
+    return "a stream over {workers} worker(s)".format(**order) if order["data"] == "stream" else "the cache"

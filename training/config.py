@@ -156,7 +156,9 @@ class TrainConfig:
     cache_dir: str | None = run_only(
         None
     )  # decoded caches (default $FOCUS_CACHE/train-cache, else the store's)
-    workers: int = 2  # stream mode's DataLoader workers (part of the stream's order: resume with the same)
+    workers: int = (
+        2  # stream mode's DataLoader workers (part of the stream's order: --resume refuses another)
+    )
     report_to: tuple[str, ...] = run_only(())  # live metrics besides metrics.jsonl: tensorboard and/or wandb
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in meta.json
     # ---- fine-tuning on small data (training/locking.py, training/zeroshot_eval.py) --------------------

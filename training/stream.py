@@ -18,10 +18,11 @@ reads its description columns once). The epoch's order is a pure function of (se
    start(k mod W) + k // W, as the DataLoader's round-robin over W workers delivers it.
 So every usable row is seen once per epoch when the global batch divides their number, a resumed run
 started at step k of an epoch gets the very batches an uninterrupted one would (the physical workers are
-re-assigned to the logical ones), and the order depends on the number of workers (a run resumes with
-the same --workers). Workers decode and squash (training/pixels.py, as the cache does), read the keypoints
-and sample the sentences with the step's own generator; the crop and heatmap are made on the device by the
-same BatchViews as the cache mode's, so a sample at a step is the same batch row in either mode.
+re-assigned to the logical ones), and the order depends on the number of workers (--resume refuses
+another number, or the other mode). Workers decode and squash (training/pixels.py, as the cache does), read
+the keypoints and sample the sentences with the step's own generator; the crop and heatmap are made on the
+device by the same BatchViews as the cache mode's, so a sample at a step is the same batch row in either
+mode.
 """
 
 from __future__ import annotations

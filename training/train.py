@@ -232,6 +232,7 @@ class Trainer:
             data.images,
             data.cache,
         )
+        self.data_order = data.order
         self.spe = self.loader.steps_per_epoch
         self.total = cfg.max_steps or self.spe * cfg.epochs
         self.ckpt_every = cfg.checkpoint_every or self.spe
@@ -257,6 +258,7 @@ class Trainer:
             self.scaler,
             self.spe,
             dev,
+            data_order=self.data_order,
         )
 
     # ---- the step -------------------------------------------------------------------------------------
