@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/focus_effect.py                          # the pre-registered default (CPU)
     .venv/bin/python benchmarks/focus_effect.py --seeds 2 --steps 30     # a quick check
     .venv/bin/python benchmarks/focus_effect.py --heatmap uniform        # ablation: all-ones "heatmap"
+    .venv/bin/python benchmarks/focus_effect.py --heatmap shuffled       # ablation: another image's heatmap
     .venv/bin/python benchmarks/focus_effect.py --loss ntxent --temperature 0.5   # the paper's loss
     .venv/bin/python benchmarks/focus_effect.py --fixed-alpha --alpha-init 0.5    # alpha not learnt
     .venv/bin/python benchmarks/focus_effect.py --clutter 20 32 --person-height 0.25 0.4   # harder scenes
@@ -122,7 +123,9 @@ class EffectConfig:
     temperature: float | None = None  # None: learnt (open_clip's init 1/0.07); a value: fixed
     alpha_init: float = 0.5
     learn_alpha: bool = True
-    heatmap: str = "keypoints"  # "uniform": all ones, masked = image (the no-information control)
+    # "uniform": all ones, masked = image (the no-information control); "shuffled": the next image's in the
+    # batch, so the masked view is dimmed in the wrong place (the no-location control)
+    heatmap: str = "keypoints"
     masked_view: str = "shared"  # "independent": the masked view's own crop, flip and jitter
     loss_weights: tuple[float, float, float] = (
         1.0,
@@ -148,8 +151,8 @@ class EffectConfig:
             raise PipelineError("--seeds must be >= 2 (a confidence interval over seeds needs two)")
         if self.steps < 1 or self.batch_size < 2 or self.images < 10:
             raise PipelineError("--steps >= 1, --batch-size >= 2 and --images >= 10 are needed")
-        if self.heatmap not in ("keypoints", "uniform"):
-            raise PipelineError(f"--heatmap must be keypoints or uniform, not {self.heatmap!r}")
+        if self.heatmap not in ("keypoints", "uniform", "shuffled"):
+            raise PipelineError(f"--heatmap must be keypoints, uniform or shuffled, not {self.heatmap!r}")
         if self.loss not in ("infonce", "ntxent"):
             raise PipelineError(f"--loss must be infonce or ntxent, not {self.loss!r}")
         if self.variant not in VARIANTS:
@@ -786,7 +789,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EffectConfig, Store, list
     p.add_argument("--temperature", type=float, default=d.temperature, help="fixed T (default: learnt)")
     p.add_argument("--alpha-init", type=float, default=d.alpha_init)
     p.add_argument("--fixed-alpha", action="store_true", help="alpha stays at --alpha-init")
-    p.add_argument("--heatmap", default=d.heatmap, choices=["keypoints", "uniform"])
+    p.add_argument("--heatmap", default=d.heatmap, choices=["keypoints", "uniform", "shuffled"])
     p.add_argument(
         "--variant",
         default=d.variant,

@@ -121,6 +121,24 @@ def test_the_independent_view_has_its_own_crop_flip_jitter_and_heatmap(loader_da
     assert clip_loader.get(epoch=0, step=1).masked_images is None  # CLIP has no masked view
 
 
+def test_the_shuffled_heatmap_is_the_next_images_and_nothing_else_changes(loader_data):
+    """--heatmap-source shuffled (the no-location control): the same images, tokens and crops; each image's
+    heatmap is the keypoint heatmap of the next image in the batch, under its own crop."""
+    common = {"batch_size": 8, "image_size": 32, "device": torch.device("cpu"), "seed": 3}
+    for masked_view in ("shared", "independent"):
+        plain = train_data.BatchLoader(loader_data, masked_view=masked_view, **common).get(epoch=1, step=0)
+        loader = train_data.BatchLoader(loader_data, masked_view=masked_view, shuffled_heatmap=True, **common)
+        shuffled = loader.get(epoch=1, step=0)
+        assert torch.equal(shuffled.images, plain.images) and torch.equal(shuffled.tokens, plain.tokens)
+        if masked_view == "independent":
+            assert torch.equal(shuffled.masked_images, plain.masked_images)
+        torch.testing.assert_close(shuffled.heatmaps, torch.roll(plain.heatmaps, 1, dims=0), rtol=0, atol=0)
+        assert not torch.equal(shuffled.heatmaps, plain.heatmaps)
+    assert train_data.heatmap_source_for("shuffled", "keypoints", "d") == "shuffled"
+    with pytest.raises(PipelineError, match="--heatmap-source shuffled: datasets/d was built with --roi box"):
+        train_data.heatmap_source_for("shuffled", "box", "d")
+
+
 def _reference_pool(pool, x: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     """The attention pool's summary query, written out: softmax(q k^T / sqrt(d) + prior) v, per head."""
     n, c = x.shape[:2]

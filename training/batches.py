@@ -58,6 +58,7 @@ def run_data(
         "focus": focus,
         "heatmap_parts": cfg.heatmap_parts,
         "uniform_heatmap": cfg.heatmap_source == "uniform",
+        "shuffled_heatmap": cfg.heatmap_source == "shuffled",
         "channels_last": channels_last,
         "masked_view": cfg.masked_view,
     }

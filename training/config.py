@@ -120,7 +120,9 @@ class TrainConfig:
     # "uniform": an all-ones heatmap, so masked == image (same compute, no location information): the
     # control that tells whether a FocusCLIP gain comes from where the person is. None: from the dataset,
     # "dataset" when it was built with --roi box or mask, else "keypoints" (training.data.heatmap_source_for).
-    heatmap_source: Literal["keypoints", "dataset", "uniform"] | None = None
+    # "shuffled": each image gets the keypoint heatmap of the next image in its batch (the masked view is
+    # dimmed as usual, in the wrong place): the control that keeps everything but the location.
+    heatmap_source: Literal["keypoints", "dataset", "uniform", "shuffled"] | None = None
     heatmap_parts: bool = False  # one blob per body part instead of per person
     # ---- FocusCLIP variants (benchmarks/README.md, the pre-registered study); the defaults are the paper's.
     # "independent": the masked view is cropped, flipped and colour-jittered on its own (training/data.py),
@@ -226,8 +228,10 @@ class TrainConfig:
             raise bad(f"normalize must be arch or none, not {self.normalize!r}")
         if self.interpolation not in ("bicubic", "bilinear"):
             raise bad(f"interpolation must be bicubic or bilinear, not {self.interpolation!r}")
-        if self.heatmap_source not in ("keypoints", "dataset", "uniform", None):
-            raise bad("heatmap_source must be keypoints, dataset or uniform (or unset: from the dataset)")
+        if self.heatmap_source not in ("keypoints", "dataset", "uniform", "shuffled", None):
+            raise bad(
+                "heatmap_source must be keypoints, dataset, uniform or shuffled (or unset: from the dataset)"
+            )
         if self.masked_view not in ("shared", "independent"):
             raise bad(f"masked_view must be shared or independent, not {self.masked_view!r}")
         if self.focus_mode not in ("pixels", "pooling"):

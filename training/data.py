@@ -20,8 +20,9 @@ the SAME crop applied to the keypoints, from which the ROI heatmap is rendered a
 (pipeline.heatmaps.roi_heatmap_torch); with heatmap_source="dataset" the stored heatmap is cached and cropped
 together with the image instead (the only source for a dataset built with --roi box or mask: its region is
 not the keypoints'); with heatmap_source="uniform" every heatmap is all ones (the no-information control:
-masked = image). Keypoints are (K, 3) of the dataset's one skeleton (the rows' `skeleton`; MPII-16 for
-datasets without it).
+masked = image), with "shuffled" each image gets the keypoint heatmap of the next image in the batch (the
+control that keeps the dimming and the blobs' statistics but not where the person is). Keypoints are
+(K, 3) of the dataset's one skeleton (the rows' `skeleton`; MPII-16 for datasets without it).
 
 Sharding is DistributedSampler-like and a pure function of (seed, epoch, step): the epoch's permutation
 is split into global batches, and rank r takes every world-th sample of each. Augmentation and sentence
@@ -255,9 +256,9 @@ def heatmap_source_for(requested: str | None, roi: str, dataset: str) -> str:
     than the one the user built, so that is refused."""
     if roi == "keypoints":
         return requested or "keypoints"
-    if requested == "keypoints":
+    if requested in ("keypoints", "shuffled"):
         raise PipelineError(
-            f"--heatmap-source keypoints: datasets/{dataset} was built with --roi {roi}, and a keypoint "
+            f"--heatmap-source {requested}: datasets/{dataset} was built with --roi {roi}, and a keypoint "
             f"heatmap is not that region; leave --heatmap-source unset (its stored heatmaps) or use uniform"
         )
     return requested or "dataset"
@@ -346,6 +347,7 @@ class BatchLoader:
         focus: bool = True,
         heatmap_parts: bool = False,
         uniform_heatmap: bool = False,
+        shuffled_heatmap: bool = False,
         sample_sentences: bool = True,
         all_descriptions: bool = True,
         channels_last: bool = False,
@@ -367,6 +369,7 @@ class BatchLoader:
             focus=focus,
             heatmap_parts=heatmap_parts,
             uniform_heatmap=uniform_heatmap,
+            shuffled_heatmap=shuffled_heatmap,
             stored_heatmaps=data.heatmaps is not None,
             channels_last=channels_last,
             masked_view=masked_view,

@@ -134,6 +134,7 @@ class BatchViews:
         heatmap_parts: bool,
         uniform_heatmap: bool,
         stored_heatmaps: bool,
+        shuffled_heatmap: bool = False,
         channels_last: bool,
         masked_view: str,
     ):
@@ -141,7 +142,7 @@ class BatchViews:
         self.seed, self.rank, self.skeleton = seed, rank, skeleton
         self.crop_scale, self.hflip, self.focus, self.parts = crop_scale, hflip, focus, heatmap_parts
         self.crop = tuple(crop_scale) != (1.0, 1.0) or hflip or side != image_size
-        self.uniform = uniform_heatmap
+        self.uniform, self.shuffled = uniform_heatmap, shuffled_heatmap
         self.independent = focus and masked_view == "independent"
         self.channels_last = channels_last
         self.pin = device.type == "cuda"
@@ -174,6 +175,8 @@ class BatchViews:
             factors = 1 + VIEW_JITTER * (2 * torch.rand(b, 3, generator=view_gen) - 1)
             masked, heat = self._view(source, view, kps, crop=True)
             masked = color_jitter(masked, factors.to(self.device))
+        if self.shuffled and heat is not None:  # each image gets the next one's: location information gone
+            heat = heat.roll(1, dims=0)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
             if masked is not None:

@@ -134,9 +134,10 @@ HeatmapSource = Annotated[
     str | None,
     typer.Option(
         "--heatmap-source",
-        help="keypoints (render on the device), dataset (the stored heatmap images) or uniform "
-        "(all ones: masked = image, a no-information control) [default: dataset for a dataset built "
-        "with --roi box or mask, else keypoints].",
+        help="keypoints (render on the device), dataset (the stored heatmap images), uniform "
+        "(all ones: masked = image, a no-information control) or shuffled (each image gets the keypoint "
+        "heatmap of the next one in its batch: dimmed in the wrong place, a no-location control) "
+        "[default: dataset for a dataset built with --roi box or mask, else keypoints].",
         rich_help_panel=FOCUS,
     ),
 ]
