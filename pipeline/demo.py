@@ -221,6 +221,8 @@ def _report(
     seconds: dict[str, float],
     counts: dict[str, int],
 ) -> str:
+    import torch  # loaded by training already; not at the CLI's start-up
+
     lines = [
         f"# FocusCLIP demo: {cfg.name}",
         "",
@@ -237,6 +239,10 @@ def _report(
         f"FocusCLIP beats CLIP. On {counts['stanford40_test']} test images a few points either way is within "
         "seed-to-seed noise; `benchmarks/focus_effect.py` measures the paired difference over seeds with "
         "confidence intervals (benchmarks/README.md).",
+        "",
+        f"Trained with {torch.get_num_threads()} torch CPU thread(s), torch {torch.__version__}: the same "
+        "seed gives the same table with the same thread count and library, and another one otherwise (the "
+        "order of floating-point sums changes, and the steps amplify it; `--threads` fixes the count).",
         "",
         "## Training",
         "",

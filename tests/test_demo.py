@@ -54,6 +54,7 @@ def test_demo_end_to_end_then_reuse(cli, store):
     assert "## Wall time per stage" in report and "random (k/C)" in report
     assert "(paper)" not in report  # the paper's Table 2 has none of the synthetic tasks: no empty rows
     assert "not whether FocusCLIP beats CLIP" in report  # one draw: no effect claimed
+    assert "Trained with 1 torch CPU thread(s), torch " in report  # what the table's reproduction needs
 
     # Same settings again: every stage is reused, nothing is rewritten.
     before = _fingerprints(store)
