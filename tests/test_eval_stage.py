@@ -21,14 +21,7 @@ from evaluation.config import EvalConfig
 from evaluation.stage import evaluate
 from evaluation.tasks import TASKS, Task
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the suite shares 2 cores, where a second thread mostly waits on the first."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

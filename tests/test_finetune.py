@@ -36,12 +36,7 @@ TASKS = ("synthetic-action", "synthetic-body-state")
 SMALL = {"image_size": 32, "batch_size": 8, "log_every": 1, "device": "cpu", "num_threads": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from training.preprocess import Preprocess
 from training.text import TextBank
 from training.towers import AllPositionsMeanPooler, Towers, create_clip, make_tokenizer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

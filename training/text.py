@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,9 +95,7 @@ class TextBank:
             chosen = self._sentences(first + (int(rng.integers(count)) if all_descriptions else 0))
             return [self.tokens[starts[k] : starts[k + 1]] for k in chosen]
 
-        return _compose(
-            len(indices), sentences, rng, sample_sentences, self.context_length, self.sot, self.eot, self.pad
-        )
+        return _compose(self, len(indices), sentences, rng, sample_sentences)
 
     def truncation_rate(self, *, sample_sentences: bool) -> float:
         """Share of (image, description) captions that would be cut at the context length."""
@@ -163,26 +162,21 @@ class RowTexts:
                 np.asarray(self.encode(s) if s else [], dtype=np.int32) for s in split_sentences(text) or [""]
             ]
 
-        n = len(self.descriptions)
-        return _compose(
-            n, sentences, rng, sample_sentences, self.context_length, self.sot, self.eot, self.pad
-        )
+        return _compose(self, len(self.descriptions), sentences, rng, sample_sentences)
 
 
 def _compose(
+    texts: TextBank | RowTexts,
     n: int,
-    sentences,
+    sentences: Callable[[int], list[np.ndarray]],
     rng: np.random.Generator,
     sample_sentences: bool,
-    context_length: int,
-    sot: int,
-    eot: int,
-    pad: int,
 ) -> tuple[torch.Tensor, BatchStats]:
-    """(n, context_length) token ids: per row, `sentences(row)` (the drawn description's sentences as token
-    arrays; it draws from rng first), then a subset that fits, as [start] ids [end] [pad]..."""
-    room = context_length - 2  # SOT and EOT
-    out = torch.full((n, context_length), pad, dtype=torch.long)
+    """(n, context_length) token ids with `texts`' special tokens: per row, `sentences(row)` (the drawn
+    description's sentences as token arrays; it draws from rng first), then a subset that fits, as
+    [start] ids [end] [pad]..."""
+    room = texts.context_length - 2  # SOT and EOT
+    out = torch.full((n, texts.context_length), texts.pad, dtype=torch.long)
     stats = BatchStats()
     for row in range(n):
         sents = sentences(row)
@@ -195,9 +189,9 @@ def _compose(
         if len(ids) > room:
             ids = ids[:room]
             stats.truncated += 1
-        out[row, 0] = sot
+        out[row, 0] = texts.sot
         out[row, 1 : 1 + len(ids)] = torch.from_numpy(ids.astype(np.int64))
-        out[row, 1 + len(ids)] = eot
+        out[row, 1 + len(ids)] = texts.eot
     return out, stats
 
 
