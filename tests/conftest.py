@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """module_tmp("store") makes a folder for a module's shared fixtures. They go when the module is done
+    unless one of its tests failed: the suite's runs and checkpoints add up to gigabytes, more than a CI
+    disk may have free."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2].removeprefix("test_"))
+    failed_before = request.session.testsfailed
+
+    def mktemp(name: str) -> Path:
+        path = root / name
+        path.mkdir()
+        return path
+
+    yield mktemp
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

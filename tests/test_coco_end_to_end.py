@@ -56,9 +56,9 @@ def _captions(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(shared_data: Path, tmp_path_factory) -> Store:
+def store(shared_data: Path, module_tmp) -> Store:
     """Every file converted (train split) and described by the rules backend; COCO also with captions."""
-    tmp = tmp_path_factory.mktemp("coco-e2e")
+    tmp = module_tmp("coco-e2e")
     s = Store(tmp / "store")
     root = shared_data / "coco_format"
     for name, file in FILES.items():

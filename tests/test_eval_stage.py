@@ -25,19 +25,19 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(module_tmp) -> Path:
     from training.inference import load_model
 
     torch.manual_seed(0)
     model, _, _ = load_model(arch="focus-tiny")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    path = module_tmp("ckpt") / "tiny.pt"
     torch.save(model.state_dict(), path)
     return path
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory, shared_data) -> Path:
-    root = tmp_path_factory.mktemp("eval-data")
+def data_root(module_tmp, shared_data) -> Path:
+    root = module_tmp("eval-data")
     os.symlink(shared_data / "fer2013" / "images_msambare_layout", root / "fer2013")
     os.symlink(shared_data / "utkface" / "images", root / "utkface")
     write_stanford40(root / "stanford40")

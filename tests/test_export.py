@@ -42,15 +42,15 @@ TEXTS = ["a person is standing", "a person sitting on the left", "the head and t
 
 
 @pytest.fixture(scope="module")
-def towers(tmp_path_factory) -> dict[str, Path]:
-    return build_tiny_towers(tmp_path_factory.mktemp("towers"))
+def towers(module_tmp) -> dict[str, Path]:
+    return build_tiny_towers(module_tmp("towers"))
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, towers) -> Store:
+def store(module_tmp, towers) -> Store:
     """Two runs at --image-size 32: "bert" (the tiny timm-ViT + BERT arch, the paper recipe) and "plain"
     (focus-tiny, open_clip's own towers)."""
-    s = Store(tmp_path_factory.mktemp("export") / "store")
+    s = Store(module_tmp("export") / "store")
     write_synthetic_dataset(s, "synth", n_train=8, size=(48, 40), seed=0)
     common = ["--dataset", "synth", "--max-steps", "2", "--batch-size", "4", "--image-size", "32"]
     common += ["--device", "cpu", "--threads", "1"]
@@ -208,8 +208,8 @@ def _eval(store: Store, data_root: Path, name: str, *model_args):
 
 
 @pytest.fixture(scope="module")
-def data_root(shared_data, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("eval-data")
+def data_root(shared_data, module_tmp) -> Path:
+    root = module_tmp("eval-data")
     os.symlink(shared_data / "fer2013" / "images_msambare_layout", root / "fer2013")
     return root
 

@@ -40,17 +40,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store(tmp_path_factory.mktemp("finetune") / "store")
+def store(module_tmp) -> Store:
+    s = Store(module_tmp("finetune") / "store")
     write_synthetic_dataset(s, "synth", n_train=32, size=(48, 40), seed=0)
     return s
 
 
 @pytest.fixture(scope="module")
-def eval_root(tmp_path_factory) -> Path:
+def eval_root(module_tmp) -> Path:
     """The synthetic sample's held-out sets (10 action images, 6 body-state crops): the demo's eval data."""
     config = SampleConfig(seed=3, images=10, action_test_per_class=1, state_test_per_class=2)
-    return generate_sample(config, tmp_path_factory.mktemp("sample")).eval_root
+    return generate_sample(config, module_tmp("sample")).eval_root
 
 
 def _start(tmp_path: Path, arch: str, **kwargs) -> Path:

@@ -110,9 +110,9 @@ TINY = ["--seeds", "2", "--steps", "2", "--images", "30", "--batch-size", "8", "
 
 
 @pytest.fixture(scope="module")
-def reduced(tmp_path_factory) -> tuple[Store, list[str], str]:
+def reduced(module_tmp) -> tuple[Store, list[str], str]:
     """The default protocol, reduced, run once for the module: (store, its arguments, what it printed)."""
-    store = Store(tmp_path_factory.mktemp("effect") / "store")
+    store = Store(module_tmp("effect") / "store")
     tiny = [*TINY, "--store", str(store.root)]
     with contextlib.redirect_stdout(io.StringIO()) as out:
         assert fe.main(tiny) == 0

@@ -85,10 +85,10 @@ def test_color_jitter_is_torchvisions_brightness_contrast_saturation():
 
 
 @pytest.fixture(scope="module")
-def loader_data(tmp_path_factory):
+def loader_data(module_tmp):
     from pipeline.store import Store
 
-    store = Store(tmp_path_factory.mktemp("views") / "store")
+    store = Store(module_tmp("views") / "store")
     write_synthetic_dataset(store, "synth", n_train=16, size=(48, 40), seed=0)
     tok = open_clip.get_tokenizer("focus-tiny")
     return train_data.load_train_data(

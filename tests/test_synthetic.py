@@ -30,8 +30,8 @@ def _image_kps(local: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sample") / "s"
+def sample(module_tmp) -> Path:
+    root = module_tmp("sample") / "s"
     generate_sample(SMALL, root)
     return root
 

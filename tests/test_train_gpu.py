@@ -20,8 +20,8 @@ TOKENIZER = open_clip.get_tokenizer("focus-tiny")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store(tmp_path_factory.mktemp("gpu") / "store")
+def store(module_tmp) -> Store:
+    s = Store(module_tmp("gpu") / "store")
     write_synthetic_dataset(s, "synth", n_train=48, size=(48, 40), seed=0, shards=2)
     return s
 

@@ -40,8 +40,8 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store(tmp_path_factory.mktemp("train") / "store")
+def store(module_tmp) -> Store:
+    s = Store(module_tmp("train") / "store")
     write_synthetic_dataset(s, "synth", n_train=32, size=(48, 40), seed=0)
     return s
 

@@ -31,8 +31,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store(tmp_path_factory.mktemp("stream") / "store")
+def store(module_tmp) -> Store:
+    s = Store(module_tmp("stream") / "store")
     write_synthetic_dataset(s, "synth", n_train=96, size=(48, 40), seed=0, shards=3)
     return s
 

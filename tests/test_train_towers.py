@@ -34,8 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def towers(tmp_path_factory) -> dict[str, Path]:
-    return build_tiny_towers(tmp_path_factory.mktemp("towers"))
+def towers(module_tmp) -> dict[str, Path]:
+    return build_tiny_towers(module_tmp("towers"))
 
 
 def test_local_tower_weights_pooling_and_shapes(towers):
