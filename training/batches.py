@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from pipeline.artifacts.datasets import shard_paths
 from pipeline.store import Store
 from training.config import TrainConfig
 from training.data import (
@@ -23,7 +24,6 @@ from training.data import (
     dataset_skeletons,
     load_train_data,
     node_cache,
-    shard_paths,
 )
 from training.distributed import DistInfo
 from training.stream import StreamOptions, choose_data_mode, split_rows, stream_loader

@@ -41,6 +41,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.artifacts.datasets import (
+    META_COLUMNS,
+    check_columns,
+    row_texts,
+    shard_paths,
+)
 from pipeline.errors import PipelineError
 from pipeline.skeletons import MPII, SKELETONS, Skeleton
 from pipeline.store import Store
@@ -49,8 +55,6 @@ from training.text import TextBank, TextBankBuilder
 from training.views import Batch, BatchViews, HostBatch, step_generators
 
 log = logging.getLogger(__name__)
-
-_META_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "height", "skeleton"]
 
 
 @dataclass(slots=True)
@@ -82,24 +86,6 @@ class TrainData:
         return torch.from_numpy(padded_keypoints(people, self.skeleton.num_joints))
 
 
-def shard_paths(root: Path, split: str) -> list[Path]:
-    paths = sorted((root / "data").glob(f"{split}-*-of-*.parquet"))
-    if not paths:
-        found = sorted({p.name.split("-")[0] for p in (root / "data").glob("*.parquet")})
-        raise PipelineError(
-            f"{root}: no '{split}' shards in data/ (splits found: {', '.join(found) or 'none'})"
-        )
-    return paths
-
-
-def row_descriptions(row: dict) -> list[str]:
-    """A row's usable descriptions: the `descriptions` texts, else `description` (none: not trained on)."""
-    texts = [d["text"] for d in (row.get("descriptions") or []) if d and d.get("text")]
-    if not texts and row.get("description"):
-        texts = [row["description"]]
-    return texts
-
-
 def row_keypoints(row: dict, where: str, skeleton: Skeleton) -> np.ndarray:
     """(P, K, 3) keypoints as fractions of the stored image's width and height; NaN where not annotated."""
     w, h = row.get("width"), row.get("height")
@@ -120,17 +106,6 @@ def row_keypoints(row: dict, where: str, skeleton: Skeleton) -> np.ndarray:
     out[..., 0] *= 1.0 / w  # to [0, 1] of the stored image; scaled to cache pixels later
     out[..., 1] *= 1.0 / h
     return out
-
-
-def check_columns(names: set[str], where: str, *, with_heat: bool) -> None:
-    """A one-line error naming the shard when a column training reads is missing."""
-    missing = {"image", "width", "height", "people"} - names
-    if with_heat:
-        missing |= {"heatmap"} - names
-    if "description" not in names and "descriptions" not in names:
-        missing.add("description")
-    if missing:
-        raise PipelineError(f"{where}: missing column(s) {', '.join(sorted(missing))}")
 
 
 def cache_key(fingerprint: str, split: str, side: int, interpolation: str, with_heat: bool) -> str:
@@ -272,8 +247,8 @@ def _read_rows(
     for s, path in enumerate(shards):
         pf = pq.ParquetFile(path)
         schema_names = set(pf.schema_arrow.names)
-        check_columns(schema_names, str(path), with_heat=with_heat)
-        cols = [c for c in _META_COLUMNS if c in schema_names]
+        check_columns(schema_names, path, heatmaps=with_heat)
+        cols = [c for c in META_COLUMNS if c in schema_names]
         r = 0
         for batch in pf.iter_batches(batch_size=256, columns=cols):
             for row in batch.to_pylist():
@@ -283,7 +258,7 @@ def _read_rows(
 
 
 def _read_row(rows: _Rows, row: dict, s: int, r: int, where: str, skeletons: dict[str, Skeleton]) -> None:
-    descs = row_descriptions(row)
+    descs = row_texts(row)
     if not descs:
         rows.skipped["no description"] = rows.skipped.get("no description", 0) + 1
         return

@@ -39,13 +39,17 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pipeline.artifacts.datasets import (
+    META_COLUMNS,
+    TEXT_COLUMNS,
+    check_columns,
+    row_texts,
+)
 from pipeline.errors import PipelineError
 from pipeline.skeletons import MPII, Skeleton
 from training.cache import NodeCache, cache_bytes, free_bytes
 from training.data import (
-    check_columns,
     padded_keypoints,
-    row_descriptions,
     row_keypoints,
     row_skeleton,
     to_side,
@@ -60,8 +64,6 @@ log = logging.getLogger(__name__)
 # left to checkpoints, logs and whoever else shares the disk); otherwise the run streams
 CACHE_DISK_SHARE = 0.9
 SHUFFLE_ROWS = 1024  # rows shuffled together (a block); a worker holds one block's encoded images
-_TEXT_COLUMNS = ["description", "descriptions"]
-_ROW_COLUMNS = ["image_id", "description", "descriptions", "people", "width", "height", "skeleton"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ class StreamSource:
             with fs.open(path, "rb") as fh:
                 pf = pq.ParquetFile(fh)
                 cols = set(pf.schema_arrow.names)
-                check_columns(cols, f"{url}/{path.rsplit('/', 1)[-1]}", with_heat=with_heatmaps)
+                check_columns(cols, f"{url}/{path.rsplit('/', 1)[-1]}", heatmaps=with_heatmaps)
                 columns = cols if columns is None else columns & cols
                 first = 0
                 for g in range(pf.num_row_groups):
@@ -160,9 +162,9 @@ def _usable_rows(pf: pq.ParquetFile, g: int, meta) -> np.ndarray:
     stats = _stats(meta, "description")
     if stats is not None and stats.null_count == 0 and stats.has_min_max and stats.min:
         return np.arange(meta.num_rows, dtype=np.int32)
-    cols = [c for c in _TEXT_COLUMNS if c in pf.schema_arrow.names]
+    cols = [c for c in TEXT_COLUMNS if c in pf.schema_arrow.names]
     rows = pf.read_row_group(g, columns=cols).to_pylist()
-    return np.asarray([i for i, row in enumerate(rows) if row_descriptions(row)], dtype=np.int32)
+    return np.asarray([i for i, row in enumerate(rows) if row_texts(row)], dtype=np.int32)
 
 
 # ---- the order: pure functions of (sizes, seed, epoch, rank, world, batch size, workers) ---------------
@@ -285,7 +287,7 @@ class StreamDataset(IterableDataset):
         )
         self.epoch, self.start, self.views = epoch, start, views
         source, opts = self.source, self.opts
-        self.columns = [c for c in _ROW_COLUMNS if c in source.columns] + ["image"]
+        self.columns = [c for c in META_COLUMNS if c in source.columns] + ["image"]
         if opts.with_heatmaps:
             self.columns.append("heatmap")
 
@@ -318,7 +320,7 @@ class StreamDataset(IterableDataset):
             images[i] = squash(image_bytes(row["image"], where), opts.side, "RGB", where, opts.interpolation)
             if heat is not None:
                 heat[i] = squash(image_bytes(row["heatmap"], where + " heatmap"), opts.side, "L", where)
-            texts.append(row_descriptions(row))
+            texts.append(row_texts(row))
             kps.append(to_side(row_keypoints(row, where, self.skeleton), opts.side))
             ids.append(str(row.get("image_id", where)))
         _, rng = step_generators(opts.seed, opts.rank, self.epoch, step)

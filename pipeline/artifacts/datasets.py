@@ -70,7 +70,7 @@ DESCRIPTION, DESCRIPTIONS = "description", "descriptions"
 KEYPOINTS = "keypoints"  # of each person: 3K floats (PERSON_FEATURES)
 # What training reads of each row besides the pixels, and what a shard must have for it.
 META_COLUMNS = (IMAGE_ID, DESCRIPTION, DESCRIPTIONS, PEOPLE, WIDTH, HEIGHT, SKELETON)
-TRAIN_REQUIRED = (IMAGE, WIDTH, HEIGHT, PEOPLE)
+TRAIN_REQUIRED = (IMAGE, WIDTH, HEIGHT, PEOPLE)  # and HEATMAP when training on the stored heatmaps
 TEXT_COLUMNS = (DESCRIPTION, DESCRIPTIONS)  # one of them: the text a row is trained on
 
 
@@ -190,21 +190,16 @@ class SplitWriter:
         return final
 
 
-def check_columns(names: set[str], where: str | Path, *, required: tuple[str, ...] = TRAIN_REQUIRED) -> None:
-    """A one-line error naming the shard (`where`) when its columns (`names`) lack one of `required` or have
-    neither text column."""
-    missing = set(required) - names
+def check_columns(names: set[str], where: str | Path, *, heatmaps: bool = False) -> None:
+    """A one-line error naming the shard (`where`) when its columns (`names`) lack one training reads: those
+    of TRAIN_REQUIRED, a text column, and the heatmap when `heatmaps`."""
+    missing = set(TRAIN_REQUIRED) - names
+    if heatmaps and HEATMAP not in names:
+        missing.add(HEATMAP)
     if not names & set(TEXT_COLUMNS):
         missing.add(TEXT_COLUMNS[0])
     if missing:
         raise PipelineError(f"{where}: missing column(s) {', '.join(sorted(missing))}")
-
-
-def read_columns(path: Path, columns: tuple[str, ...], *, required: tuple[str, ...]) -> pa.Table:
-    """The `columns` a shard has of those asked for, after check_columns."""
-    names = set(pq.read_schema(path).names)
-    check_columns(names, path, required=required)
-    return pq.read_table(path, columns=[c for c in columns if c in names])
 
 
 def row_texts(row: dict[str, Any]) -> list[str]:
