@@ -21,7 +21,8 @@ from PIL import Image
 
 from evaluation.data import EvalDataset
 from evaluation.readers import READERS, ReaderInput
-from evaluation.scoring import Model, class_weights, pick_device, score
+from evaluation.scoring import Model, class_weights, score
+from pipeline.devices import torch_device
 from training.inference import load_model
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -68,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    device = pick_device(args.device)
+    device = torch_device(args.device)
     torch.manual_seed(0)
     model, preprocess, tokenizer = load_model(arch=args.arch, device=device)
     m = Model(model, preprocess, tokenizer, device, args.arch, "random-init")

@@ -30,7 +30,6 @@ from evaluation.data_check import dataset_hint
 from evaluation.readers.base import DataAbsent, ReaderInput, ReadResult, Sample
 from evaluation.tasks import Task
 from pipeline.artifacts.evals import TaskResult
-from pipeline.errors import PipelineError
 from pipeline.log import progress
 
 log = logging.getLogger(__name__)
@@ -46,14 +45,6 @@ class Model:
     device: torch.device
     name: str
     pretrained: str
-
-
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PipelineError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
 
 
 def amp(device: torch.device):

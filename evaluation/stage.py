@@ -23,12 +23,12 @@ from evaluation.scoring import (
     Model,
     dataset_roots,
     evaluate_task,
-    pick_device,
 )
 from evaluation.tasks import GROUPS
 from pipeline.artifacts import evals
 from pipeline.artifacts.evals import TaskResult
 from pipeline.artifacts.runs import RunMeta
+from pipeline.devices import torch_device
 from pipeline.errors import PipelineError
 from pipeline.store import Store, check_name
 
@@ -39,7 +39,7 @@ def load(cfg: EvalConfig, store: Store) -> Model:
     # open_clip (torchvision, timm, transformers) takes seconds to import; only scoring a model needs it
     from training.inference import load_model
 
-    device = pick_device(cfg.device)
+    device = torch_device(cfg.device)
     if cfg.run:
         run_dir = store.path("runs", cfg.run)
         model, preprocess, tokenizer = load_model(run_dir=run_dir, device=device)

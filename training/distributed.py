@@ -1,6 +1,6 @@
-"""Where a training process runs: its device, and its place in a torchrun job.
+"""Where a training process runs: its place in a torchrun job (its device: pipeline.devices).
 
-    device = train_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    device = torch_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     info = init_distributed(device)      # DistInfo(rank, world, local_rank); world 1 without torchrun
     barrier(info)                        # every rank waits here (a no-op in a single process)
 
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
-from pipeline.errors import PipelineError
 
 
 @dataclass(slots=True)
@@ -47,16 +45,3 @@ def init_distributed(device: torch.device) -> DistInfo:
 def barrier(info: DistInfo) -> None:
     if info.world > 1:
         dist.barrier()
-
-
-def train_device(name: str, local_rank: int) -> torch.device:
-    """name: auto | cpu | cuda | cuda:N; "cuda" (or auto on a GPU machine) is this process's local GPU."""
-    asked = name
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise PipelineError(f"device {asked!r} asked for but CUDA is not available here")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-    return torch.device(name)

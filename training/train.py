@@ -43,6 +43,7 @@ from open_clip.model import set_model_preprocess_cfg
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pipeline.devices import torch_device
 from pipeline.errors import PipelineError
 from pipeline.log import progress
 from pipeline.store import Store, file_sha256
@@ -53,7 +54,7 @@ from training.data import (
     dataset_roi,
     heatmap_source_for,
 )
-from training.distributed import DistInfo, barrier, init_distributed, train_device
+from training.distributed import DistInfo, barrier, init_distributed
 from training.export import export_model_cfg, write_export
 from training.live_metrics import LiveMetrics
 from training.locking import lock_towers
@@ -510,7 +511,7 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = train_device(cfg.device, local_rank)
+    device = torch_device(cfg.device, local_rank=local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -22,6 +22,7 @@ import torchvision
 from torchvision.models.detection import KeypointRCNN_ResNet50_FPN_Weights, keypointrcnn_resnet50_fpn
 
 from pipeline.annotate.prediction import Prediction
+from pipeline.devices import torch_device
 from pipeline.errors import PipelineError
 from pipeline.store import file_sha256
 
@@ -52,15 +53,6 @@ def identity(weights: Path | None, input_size: int, max_people: int) -> dict[str
     }
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise PipelineError(f"--device {device!r}: not a torch device (auto, cpu, cuda, cuda:1)") from None
-
-
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict file, read without running any pickled code; a one-line error for anything else."""
     try:
@@ -79,7 +71,7 @@ class KeypointRCNN:
     def __init__(
         self, weights: Path | None, *, input_size: int, max_people: int, device: str = "auto"
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         state = load_weights(weights) if weights is not None else _download()
         # Built on the meta device, its parameters then taken from the state dict: no random initialisation
         # of 59 M parameters that the weights replace anyway (about 2 s on a CPU).
