@@ -330,9 +330,15 @@ def compare_stage(
 ) -> Comparison:
     """The compare step: publish reports/<name> (default "compare") with the comparison's files.
 
-    A comparison is derived from the evals it names and cheap to redo, so it replaces an older one."""
+    A comparison is derived from the evals it names and cheap to redo, so it replaces an older comparison
+    (never another stage's report of that name)."""
     paper = LATEST if paper == "latest" else paper  # the report records the version it shows
     report = name or "compare"
+    if (
+        store.exists("reports", report)
+        and (stage := store.meta("reports", report).get("stage")) != "eval-compare"
+    ):
+        raise PipelineError(f"reports/{report} holds a {stage!r} report, not a comparison: name another")
     with store.create(
         "reports",
         report,

@@ -44,6 +44,8 @@ class EvalConfig:
             raise PipelineError(f"--templates must be paper or ensemble, not {self.templates!r}")
         if self.batch_size < 1 or self.workers < 0:
             raise PipelineError("--batch-size must be >= 1 and --workers >= 0")
+        if self.limit is not None and self.limit < 1:
+            raise PipelineError(f"--limit {self.limit}: must be >= 1 (samples per task)")
         if self.utk_split_list and not Path(self.utk_split_list).expanduser().is_file():
             raise PipelineError(
                 f"--utk-split-list {self.utk_split_list}: no such file (a list of image names)"
@@ -58,7 +60,22 @@ class EvalConfig:
                 out.append(TASKS[task])
             else:
                 raise PipelineError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+        self._check_keys(out)
         return out
+
+    def _check_keys(self, tasks: list[Task]) -> None:
+        """A --path or --split key that names none of the tasks would be ignored, the default data scored."""
+        datasets = {t.dataset for t in tasks}
+        if any(t.reader == "ferplus" for t in tasks):
+            datasets.add("fer2013")  # FER+ can take its pixels from FER2013's CSV
+        for key in self.paths:
+            if key not in datasets:
+                raise PipelineError(f"--path {key}=...: no task here reads dataset {key!r} (these read "
+                                    f"{', '.join(sorted(datasets))})")  # fmt: skip
+        for key in self.splits:
+            if key not in datasets | {t.id for t in tasks}:
+                raise PipelineError(f"--split {key}=...: {key!r} is none of the tasks here "
+                                    f"({', '.join(t.id for t in tasks)}) nor their datasets")  # fmt: skip
 
     def options_for(self, task: Task) -> dict[str, str]:
         options = dict(task.options)

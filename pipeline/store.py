@@ -296,9 +296,13 @@ class Store:
         return cls(root or os.environ.get("FOCUS_STORE") or DEFAULT_ROOT)
 
     # ---- addresses -------------------------------------------------------------------------------
-    def _check(self, kind: str, name: str) -> None:
+    @staticmethod
+    def _check_kind(kind: str) -> None:
         if kind not in KINDS:
             raise PipelineError(f"unknown artifact kind {kind!r} (one of {', '.join(KINDS)})")
+
+    def _check(self, kind: str, name: str) -> None:
+        self._check_kind(kind)
         check_name(name)
 
     def url(self, kind: str, name: str) -> str:
@@ -422,6 +426,8 @@ class Store:
     def list(self, kind: str | None = None) -> list[dict[str, Any]]:
         """One row per artifact: kind, name, status (ok | corrupt), stage, created_at, counts, inputs
         ("kind/name"; None when unknown) and, for a corrupt one, `problem` (the file and what is wrong)."""
+        if kind:
+            self._check_kind(kind)
         out = []
         for k in [kind] if kind else KINDS:
             base = f"{self.root}/{k}"

@@ -253,12 +253,28 @@ def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
     assert "| Sim. random |" in res.output and "| b | 100.00 | - | 100.00 (1/2) |" in res.output
     assert "| Random (k/C) | 100.00 | 20.00 | 60.00 |" in res.output
     assert (store.path("reports", "compare") / "comparison.png").is_file()
+    with store.create("reports", "gallery", stage="analyze", config={}):
+        pass
+    res = cli("eval", "--compare", "evals/a", "--name", "gallery")  # never replaces another stage's report
+    assert res.exit_code == 2 and "reports/gallery holds a 'analyze' report, not a comparison" in res.output
+    assert store.meta("reports", "gallery")["stage"] == "analyze"
 
     for args, message in [
         (["--path", "fer2013"], "expected DATASET=DIR"),
         (["--tasks", "nope"], "unknown task 'nope'"),
         (["--tasks", "utkface-age", "--name", "a"], "already exists"),
         (["--tasks", "utkface-age", "--templates", "many"], "paper or ensemble"),
+        # a key that names none of the tasks would be ignored and the default folder or split scored
+        (
+            ["--tasks", "utkface-age", "--path", "utkface-age=elsewhere"],
+            "no task here reads dataset 'utkface-age'",
+        ),
+        (
+            ["--tasks", "utkface-age", "--split", "utkfce=val"],
+            "'utkfce' is none of the tasks here (utkface-age)",
+        ),
+        (["--tasks", "utkface-age", "--limit", "-1"], "--limit -1: must be >= 1"),
+        (["--tasks", "utkface-age", "--device", "bogus"], "--device 'bogus': not a torch device"),
         (["not-a-task"], "unexpected argument"),
     ]:
         res = cli("eval", *common, *args)

@@ -234,6 +234,8 @@ def test_names_and_kinds_are_checked(store):
             store.url("annotations", bad)
     with pytest.raises(PipelineError, match="unknown artifact kind"):
         store.url("weights", "x")
+    with pytest.raises(PipelineError, match="unknown artifact kind 'run'"):  # not an empty listing
+        store.list("run")
     with pytest.raises(PipelineError, match="no artifact annotations/none"):
         store.meta("annotations", "none")
 

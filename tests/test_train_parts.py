@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.devices import torch_device
+from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from training.config import TrainConfig
 from training.data import local_indices
@@ -195,3 +197,19 @@ def test_recipes_fill_only_unset_values():
     assert modern.optimizer == "adamw" and modern.learn_temperature and modern.schedule == "cosine"
     with pytest.raises(Exception, match="recipe"):
         TrainConfig(dataset="d", recipe="nope").resolved()
+    with pytest.raises(PipelineError, match="image_size 0: must be >= 16"):  # not a dataset's fault
+        TrainConfig(dataset="d", image_size=0).resolved()
+    with pytest.raises(PipelineError, match="context_length 0: must be >= 2"):
+        TrainConfig(dataset="d", context_length=0).resolved()
+
+
+def test_device_names_are_read_one_way_for_every_stage():
+    assert torch_device("cpu") == torch.device("cpu")
+    assert torch_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(PipelineError, match=r"^--device 'bogus': not a torch device"):
+        torch_device("bogus")
+    if torch.cuda.is_available():
+        assert torch_device("cuda", local_rank=0) == torch.device("cuda:0")  # this torchrun process's GPU
+    else:
+        with pytest.raises(PipelineError, match="--device cuda:1: CUDA is not available on this machine"):
+            torch_device("cuda:1")

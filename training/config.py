@@ -222,6 +222,10 @@ class TrainConfig:
             raise bad("crop_scale must satisfy 0 < min <= max <= 1")
         if self.log_every < 1:
             raise bad("log_every must be >= 1")
+        if self.image_size is not None and self.image_size < 16:
+            raise bad(f"image_size {self.image_size}: must be >= 16 (one ViT patch)")
+        if self.context_length is not None and self.context_length < 2:
+            raise bad(f"context_length {self.context_length}: must be >= 2 (start and end tokens)")
         if self.cache_scale < 1.0:
             raise bad("cache_scale must be >= 1")
         if self.normalize not in ("arch", "none"):
