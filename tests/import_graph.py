@@ -37,8 +37,9 @@ class Layer:
 LAYERS = (
     Layer("base", "errors, logging, skeleton and word tables",
           ("pipeline", "pipeline.errors", "pipeline.log", "pipeline.skeletons", "pipeline.lexicon")),
-    Layer("records", "the records that flow, the store, and helpers every stage shares (pool, images, hub)",
-          ("pipeline.records", "pipeline.store", "pipeline.hub", "pipeline.pool", "pipeline.images")),
+    Layer("records", "records, the store, and what every stage shares (pool, images, hub, torch devices)",
+          ("pipeline.records", "pipeline.store", "pipeline.hub", "pipeline.pool", "pipeline.images",
+           "pipeline.devices")),
     Layer("artifacts", "one module per artifact kind: its files, schema, statuses, reader and writer",
           ("pipeline.artifacts",)),
     Layer("pose", "pose facts and checks computed from records, and text parsed against them",
