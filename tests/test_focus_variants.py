@@ -59,6 +59,8 @@ def test_default_weights_are_the_plain_sum_and_a_zero_weight_trains_nothing():
         ({"masked_view": "other"}, "masked_view must be shared or independent"),
         ({"focus_mode": "attention"}, "focus_mode must be pixels or pooling"),
         ({"model_type": "clip", "focus_mode": "pooling"}, "focus_mode change(s) FocusCLIP's masked view"),
+        ({"model_type": "clip", "alpha_init": 0.9, "learn_alpha": False}, "alpha_init, learn_alpha change"),
+        ({"model_type": "clip", "heatmap_source": "shuffled"}, "heatmap_source change(s) FocusCLIP's"),
     ],
 )
 def test_variant_settings_are_checked(change, message):
@@ -73,6 +75,9 @@ def test_resume_refuses_a_changed_variant_and_reads_older_checkpoints_as_the_def
     assert _changes(json.loads(json.dumps(older)), new, RESUME_REFUSES) == {}
     changed = _changes(json.loads(json.dumps(new)), {**new, "loss_weights": (0.0, 1.0, 1.0)}, RESUME_REFUSES)
     assert changed == {"loss_weights": {"from": [1.0, 1.0, 1.0], "to": (0.0, 1.0, 1.0)}}
+    # what the first steps were trained on and from: a change would be recorded as if the whole run had it
+    for key, value in [("heatmap_source", "shuffled"), ("sentence_sampling", False), ("pretrained", "c.pt")]:
+        assert set(_changes(json.loads(json.dumps(new)), {**new, key: value}, RESUME_REFUSES)) == {key}
 
 
 def test_color_jitter_is_torchvisions_brightness_contrast_saturation():

@@ -105,6 +105,17 @@ def test_resume_verifies_the_checkpoint_and_applies_a_lower_lr(store, monkeypatc
     assert meta["config"]["lr"] == 5e-4
     assert meta["summary"]["resumes"] == [{"step": 2, "changed": {"lr": {"from": 2e-3, "to": 5e-4}}}]
 
+    # --resume of the finished run trains it further (before: "already exists", and --overwrite lost it)
+    further = ["--lr", "5e-4", "--resume", "--checkpoint-every", "2", "--name", "r"]
+    res = train_cli(store, *further, "--max-steps", "4")
+    assert res.exit_code == 2 and "runs/r already trained its 4 steps" in error_line(res.output)
+    res = train_cli(store, *further, "--max-steps", "6")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(ln) for ln in (store.path("runs", "r") / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    meta = store.meta("runs", "r")
+    assert meta["counts"]["steps"] == 6 and meta["summary"]["resumes"][-1]["step"] == 4
+
     # The published model.pt is verified against the checksum in meta.json when it is loaded.
     run = store.path("runs", "r")
     load_model(run_dir=run)

@@ -27,7 +27,7 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.store import file_sha256, verify_sha256
-from training.config import TrainConfig
+from training.config import TrainConfig, plain
 from training.distributed import DistInfo
 from training.model import FocusCLIP
 from training.optim import apply_optimizer_settings, join_optimizer_state, split_optimizer_state
@@ -42,12 +42,15 @@ RESUME_APPLIES = (
     "max_steps", "precision", "zeroshot_every", "zeroshot_tasks", "data_root",
 )  # fmt: skip
 # What it refuses to change: the data order (batch size, seed), the model and the optimizer's state layout
-# (a locked tower's parameters have no optimizer state: locking or unlocking one changes that layout).
+# (a locked tower's parameters have no optimizer state: locking or unlocking one changes that layout), and
+# what the first steps were trained on and from: a change would be recorded as if the whole run had it.
 RESUME_REFUSES = (
     "dataset", "split", "model_type", "arch", "image_size", "context_length", "batch_size", "seed",
-    "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha",
+    "optimizer", "loss", "temperature", "learn_temperature", "alpha_param", "learn_alpha", "alpha_init",
     "normalize", "interpolation", "cache_scale",  # the pixels the model has learnt from
+    "crop_scale", "hflip", "sentence_sampling", "all_descriptions", "heatmap_source", "heatmap_parts",
     "masked_view", "loss_weights", "focus_mode",  # the FocusCLIP variant
+    "pretrained", "pretrained_towers", "image_tower", "text_tower",  # the weights it started from
     "lock_image", "lock_text", "unlock_last",
 )  # fmt: skip
 # A setting a checkpoint's config does not record (it was written before the setting existed) had its default.
@@ -56,16 +59,10 @@ _DEFAULTS = {
 }
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
-
-
 def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """The keys whose value differs; a key an older checkpoint lacks had its default then."""
     old = {**_DEFAULTS, **old}
-    return {
-        k: {"from": old.get(k), "to": new.get(k)} for k in keys if _plain(old.get(k)) != _plain(new.get(k))
-    }
+    return {k: {"from": old.get(k), "to": new.get(k)} for k in keys if plain(old.get(k)) != plain(new.get(k))}
 
 
 def atomic_save(obj: Any, path: Path) -> None:

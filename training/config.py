@@ -79,6 +79,15 @@ FOCUS_VARIANT_DEFAULTS: dict[str, Any] = {
     "loss_weights": (1.0, 1.0, 1.0),
     "focus_mode": "pixels",
 }
+# What only FocusCLIP reads (with heatmap_source "uniform" and "shuffled"): a CLIP run keeps the defaults.
+FOCUS_ONLY_DEFAULTS: dict[str, Any] = {
+    **FOCUS_VARIANT_DEFAULTS, "alpha_init": 0.5, "learn_alpha": True, "heatmap_parts": False,
+}  # fmt: skip
+
+
+def plain(value: Any) -> Any:
+    """A config value as JSON gives it back (tuples as lists), for comparing with a recorded one."""
+    return list(value) if isinstance(value, tuple | list) else value
 
 
 @dataclass(slots=True)
@@ -249,10 +258,13 @@ class TrainConfig:
             raise bad("data_url is streamed (--data stream or auto), not decoded into a cache")
         if self.workers < 0:
             raise bad("workers must be >= 0")
-        variant = {k: getattr(self, k) for k in FOCUS_VARIANT_DEFAULTS}
-        if self.model_type == "clip" and variant != FOCUS_VARIANT_DEFAULTS:
-            changed = ", ".join(k for k, v in variant.items() if v != FOCUS_VARIANT_DEFAULTS[k])
-            raise bad(f"{changed} change(s) FocusCLIP's masked view or loss; a CLIP run has neither")
+        if self.model_type == "clip":  # a setting CLIP has no use for would be recorded as if it had acted
+            changed = [k for k, v in FOCUS_ONLY_DEFAULTS.items() if plain(getattr(self, k)) != plain(v)]
+            if self.heatmap_source in ("uniform", "shuffled"):
+                changed.append("heatmap_source")
+            if changed:
+                what = ", ".join(changed)
+                raise bad(f"{what} change(s) FocusCLIP's masked view, alpha or loss; a CLIP run has none")
 
     def recorded(self) -> Recorded:
         """The config as a run's meta.json records it (of the resolved config: what the run trained with).

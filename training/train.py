@@ -351,7 +351,14 @@ class Trainer:
 
     def _start_step(self) -> int:
         """0 for a new run (old checkpoints and metrics cleared), the checkpoint's step with --resume."""
+        if self.cfg.resume:
+            self._barrier()  # rank 0 has put a finished run's files in staging (train(): seed_from_existing)
         start = self.ckpt.load() if self.cfg.resume else 0
+        if start >= self.total and self.store.exists("runs", self.cfg.name):
+            raise PipelineError(
+                f"--resume: runs/{self.cfg.name} already trained its {start} steps; raise --max-steps or "
+                f"--epochs to train it further (or start again with --overwrite)"
+            )
         if self.info.main and not self.cfg.resume:
             self.ckpt.clear()
         if self.info.main:
@@ -534,6 +541,7 @@ def train(cfg: TrainConfig, store: Store) -> dict[str, Any]:
                 inputs=[dataset_ref],
                 overwrite=cfg.overwrite,
                 resumable=True,
+                seed_from_existing=cfg.resume,  # --resume of a finished run trains it further
             ) as w:
                 trainer = Trainer(run_cfg, store, info, device, w.dir)
                 summary = trainer.run()

@@ -111,7 +111,11 @@ Precision = Annotated[
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=RUN)]
 Resume = Annotated[
     bool,
-    typer.Option("--resume", help="Continue the interrupted run's last checkpoint.", rich_help_panel=RUN),
+    typer.Option(
+        "--resume",
+        help="Continue the run's last checkpoint: an interrupted run, or a finished one given more steps.",
+        rich_help_panel=RUN,
+    ),
 ]
 Seed = Annotated[
     int, typer.Option("--seed", help="Seed of init, data order and augmentation.", rich_help_panel=RECIPE)
