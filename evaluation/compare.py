@@ -344,6 +344,8 @@ def compare_stage(
         report,
         stage="eval-compare",
         config=Recorded.plain({"evals": entries, "paper": paper}),
+        # the evals it was built from, so `store rm` refuses to remove one from under it
+        inputs=[store.ref("evals", n) for e in entries if (n := evals.stored_name(e, store))],
         overwrite=True,
     ) as w:
         table = compare(entries, store, out_dir=w.dir, paper=paper)

@@ -253,6 +253,11 @@ def test_cli_eval_compare_and_errors(cli, store, checkpoint, data_root):
     assert "| Sim. random |" in res.output and "| b | 100.00 | - | 100.00 (1/2) |" in res.output
     assert "| Random (k/C) | 100.00 | 20.00 | 60.00 |" in res.output
     assert (store.path("reports", "compare") / "comparison.png").is_file()
+    assert [i["name"] for i in store.meta("reports", "compare")["inputs"]] == ["a", "b"]
+    res = cli("store", "rm", "evals", "a")  # the comparison was built from it
+    assert res.exit_code == 2 and "reports/compare" in res.output and store.exists("evals", "a")
+    res = cli("eval", "--compare", "evals/a", "--run", "a", "--limit", "3")
+    assert res.exit_code == 2 and "--run, --limit: scoring option(s), not read by --compare" in res.output
     with store.create("reports", "gallery", stage="analyze", config={}):
         pass
     res = cli("eval", "--compare", "evals/a", "--name", "gallery")  # never replaces another stage's report

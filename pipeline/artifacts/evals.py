@@ -116,12 +116,21 @@ def read(store: Store, name: str) -> list[TaskResult]:
     return read_file(store.path("evals", name) / RESULTS_FILE)
 
 
+def stored_name(entry: str | Path, store: Store | None) -> str | None:
+    """The evals artifact an entry ("name" or "evals/name") names; None for a folder holding results.json."""
+    if (Path(entry).expanduser() / RESULTS_FILE).is_file():
+        return None
+    name = str(entry).removeprefix("evals/").rstrip("/")
+    return name if store is not None and store.exists("evals", name) else None
+
+
 def read_entry(entry: str | Path, store: Store | None) -> tuple[str, list[TaskResult]]:
     """(label, results) of a folder holding results.json, or of an evals artifact ("name" or "evals/name")."""
     path = Path(entry).expanduser()
     if (path / RESULTS_FILE).is_file():
         return path.name, read_file(path / RESULTS_FILE)
-    name = str(entry).removeprefix("evals/").rstrip("/")
-    if store is not None and store.exists("evals", name):
-        return name, read(store, name)
-    raise PipelineError(f"{entry}: no {RESULTS_FILE} there and no evals/{name} in the store")
+    name = stored_name(entry, store)
+    if name is None:
+        asked = str(entry).removeprefix("evals/").rstrip("/")
+        raise PipelineError(f"{entry}: no {RESULTS_FILE} there and no evals/{asked} in the store")
+    return name, read(store, name)

@@ -203,6 +203,11 @@ def _evaluate(
     if list_tasks:
         return _list_tasks()
     if compare:
+        scoring = {"--run": run, "--arch": arch, "--checkpoint": checkpoint, "--tasks": tasks, "--path": path,
+                   "--split": split, "--utk-split-list": utk_split_list, "--limit": limit}  # fmt: skip
+        if given := [option for option, value in scoring.items() if value]:
+            raise PipelineError(f"{', '.join(given)}: scoring option(s), not read by --compare (it reads "
+                                "finished evals)")  # fmt: skip
         return _compare(entries or [], name, None if no_paper else paper)
     from evaluation.config import EvalConfig
     from evaluation.tasks import PAPER_TASKS, TASKS
