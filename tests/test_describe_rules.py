@@ -101,6 +101,7 @@ def test_rules_describe_end_to_end(cli, mpii_store, store_root):
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["counts"]["ok"] == 210 and meta["config"]["template_name"] == "rules"
     assert meta["config"]["template_hash"] == df.template_hash.iloc[0]
+    assert meta["config"]["model"] == "rules" and meta["config"]["temperature"] is None  # as the rows say
     assert (folder / "journal.sqlite").is_file()
     assert not df.description.str.contains(r"\b(?:he|she|his|her|him|man|woman)\b", case=False).any()
 
@@ -221,6 +222,9 @@ def test_bad_input_is_one_line(cli, store):
     assert res.exit_code == 2 and "no artifact annotations/missing" in res.output
     res = cli("describe", "--annotations", "missing", "--backend", "nope")
     assert res.exit_code == 2 and "--backend 'nope'" in res.output
+    # an option only the LLM reads would be accepted, recorded and do nothing offline
+    res = cli("describe", "--annotations", "missing", "--backend", "rules", "--temperature", "1.5", "--batch")
+    assert res.exit_code == 2 and "--temperature, --batch: for --backend openai" in res.output
 
 
 def test_corrupt_journal_is_one_line_error_and_overwrite_recovers(cli, mpii_store, store_root):

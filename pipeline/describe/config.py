@@ -218,21 +218,37 @@ class DescribeConfig:
     def __post_init__(self) -> None:
         if self.backend == "auto":  # an endpoint, key or model given -> the LLM, else the offline describer
             self.backend = "openai" if (self.api_key or self.base_url or self.model) else "rules"
-        self.model = self.model or DEFAULT_MODEL
         if self.backend not in BACKENDS:
             raise PipelineError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        self._check_offline()
+        # an offline backend's model is itself: meta.json then says what wrote the rows, as the rows do
+        self.model = self.model or (DEFAULT_MODEL if self.backend == "openai" else self.backend)
         for status in self.retry:
             if status not in STATUSES:
                 raise PipelineError(f"--retry {status!r}: choose among {', '.join(STATUSES)}")
         self._check_numbers()
-        if self.backend == "captions" and (self.dry_run or self.batch):
-            raise PipelineError("--backend captions sends no request: --dry-run and --batch do not apply")
+        if self.backend == "captions" and self.dry_run:
+            raise PipelineError("--backend captions sends no request: --dry-run does not apply")
         self._check_endpoints()
         if self.retry_invalid and self.batch:
             raise PipelineError(
                 "--retry-invalid re-asks live requests; with --batch, re-run with --retry invalid instead"
             )
         self._check_image_options()
+
+    def _check_offline(self) -> None:
+        """An option only the LLM reads would be accepted and recorded, and do nothing, offline."""
+        if self.backend == "openai":
+            return
+        model = None if self.model == self.backend else self.model  # (set by __post_init__, then replace())
+        llm_only = {"--model": model, "--base-url": self.base_url, "--temperature": self.temperature,
+                    "--max-tokens": self.max_tokens, "--top-p": self.top_p, "--seed": self.seed,
+                    "--frequency-penalty": self.frequency_penalty, "--max-cost": self.max_cost,
+                    "--retry-invalid": self.retry_invalid, "--batch": self.batch}  # fmt: skip
+        if given := [option for option, value in llm_only.items() if value not in (None, 0, False)]:
+            raise PipelineError(
+                f"{', '.join(given)}: for --backend openai; --backend {self.backend} sends no request"
+            )
 
     def _check_endpoints(self) -> None:
         public = [public_base_url(url) for url in self.endpoints]
@@ -324,6 +340,8 @@ class DescribeConfig:
         """This config with every sampling field it leaves unset taken from a template family's defaults,
         then from FALLBACK_SAMPLING: `describe --template paper` sends frequency_penalty 1.0, and
         `--frequency-penalty 0` still wins."""
+        if self.backend != "openai":  # nothing is sampled offline, so no sampling is recorded
+            return self
         unset = {k: v for k, v in (FALLBACK_SAMPLING | defaults).items() if getattr(self, k) is None}
         return dataclasses.replace(self, **unset)
 
