@@ -246,6 +246,8 @@ def test_cli_errors_are_one_line_and_leave_no_artifact(cli, store, store_root, s
     assert not store.exists("reports", "bad") and not (store_root / "reports" / ".staging" / "bad").exists()
     res = cli("analyze", "--descriptions", "bad", "--images", "/no/such/folder")
     assert res.exit_code == 2 and "--images /no/such/folder: no such folder" in res.output
+    res = cli("analyze", "--descriptions", "bad", "--images", tmp_path, "--run", "r", "--device", "bogus")
+    assert res.exit_code == 2 and "--device 'bogus': not a torch device" in res.output  # before the report
 
 
 def test_cli_takes_several_names_after_one_flag_and_refuses_to_overwrite(cli, store, shared_data):

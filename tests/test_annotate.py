@@ -203,6 +203,10 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, store, shared_data, tmp_p
             "--max-people 0: must be at least 1"
         ),
         ("--images", coco, "--name", "bad name"): "invalid artifact name",
+        ("--images", coco, "--name", "x", "--device", "cuda"): "--model blazepose runs on the CPU",
+        ("--images", coco, "--name", "x", "--model", "keypointrcnn", "--device", "bogus"): (
+            "--device 'bogus': not a torch device"
+        ),
         ("--images", coco, "--name", "x", "--split", "dev"): "--split must be one of",
         ("--images", coco, "--name", "x", "--model", "keypointrcnn", "--weights", tmp_path / "no.pth"): (
             "no such file"

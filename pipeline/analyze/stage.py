@@ -85,6 +85,10 @@ class AnalyzeConfig:
             raise PipelineError(
                 "--run needs --images: the CLIP score compares each description with its image"
             )
+        if self.run:
+            from pipeline.devices import torch_device  # torch only for a CLIP score
+
+            torch_device(self.device)  # checked before the report's other work, not after it
 
     def recorded(self) -> Recorded:
         return recorded(self)

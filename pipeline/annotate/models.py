@@ -29,6 +29,7 @@ class ModelInfo:
     one_per_thread: bool
     default_workers: int
     takes_weights: bool  # --weights FILE
+    torch: bool  # a torch model, which --device places; MediaPipe runs on the CPU
     input_size: int | None  # default --input-size (pixels of the shorter side); None: fixed by the model
     max_people: int | None  # default --max-people per image; None: fixed by the model
 
@@ -43,6 +44,7 @@ MODELS: dict[str, ModelInfo] = {
         one_per_thread=True,
         default_workers=2,
         takes_weights=False,
+        torch=False,
         input_size=None,  # the detector sees 224 x 224, the landmark model 256 x 256
         max_people=None,  # one: the detector's best
     ),
@@ -55,6 +57,7 @@ MODELS: dict[str, ModelInfo] = {
         one_per_thread=False,
         default_workers=0,
         takes_weights=True,
+        torch=True,
         input_size=800,  # torchvision's
         # torchvision keeps 100; COCO's keypoint evaluation counts 20 (COCOeval maxDets), and the keypoint
         # head runs once per person kept
