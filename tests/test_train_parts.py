@@ -15,6 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.heatmaps import roi_heatmap_torch
 from training.config import TrainConfig
 from training.data import local_indices
+from training.distributed import DistInfo, value_range
 from training.losses import clip_loss, contrastive_loss, focusclip_loss
 from training.model import FocusCLIP
 from training.optim import lr_factor
@@ -213,3 +214,14 @@ def test_device_names_are_read_one_way_for_every_stage():
     else:
         with pytest.raises(PipelineError, match="--device cuda:1: CUDA is not available on this machine"):
             torch_device("cuda:1")
+
+
+@pytest.mark.slow
+def test_every_rank_learns_the_range_of_the_resume_steps_found(tmp_path):
+    """What `--resume` compares: a node that lacks rank 0's checkpoint (step 0 against 300) is seen by all."""
+    import ranks  # a light module: each spawned process imports it, not this one
+    import torch.multiprocessing as mp
+
+    mp.spawn(ranks.value_range_on_rank, args=(str(tmp_path / "rdzv"), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"{r}.txt").read_text() for r in (0, 1)] == ["0 300", "0 300"]
+    assert value_range(7, DistInfo(), torch.device("cpu")) == (7, 7)  # one process: no collective

@@ -45,3 +45,12 @@ def init_distributed(device: torch.device) -> DistInfo:
 def barrier(info: DistInfo) -> None:
     if info.world > 1:
         dist.barrier()
+
+
+def value_range(value: int, info: DistInfo, device: torch.device) -> tuple[int, int]:
+    """(smallest, largest) of an int over every rank (one all-reduce); (value, value) in one process."""
+    if info.world == 1:
+        return value, value
+    both = torch.tensor([value, -value], dtype=torch.int64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    return -int(both[1]), int(both[0])

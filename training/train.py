@@ -54,7 +54,7 @@ from training.data import (
     dataset_roi,
     heatmap_source_for,
 )
-from training.distributed import DistInfo, barrier, init_distributed
+from training.distributed import DistInfo, barrier, init_distributed, value_range
 from training.export import export_model_cfg, write_export
 from training.live_metrics import LiveMetrics
 from training.locking import lock_towers
@@ -354,6 +354,12 @@ class Trainer:
         if self.cfg.resume:
             self._barrier()  # rank 0 has put a finished run's files in staging (train(): seed_from_existing)
         start = self.ckpt.load() if self.cfg.resume else 0
+        lo, hi = value_range(start, self.info, self.device)
+        if lo != hi:  # a rank without rank 0's checkpoint would train other steps, and hang the rest
+            raise PipelineError(
+                f"--resume: the processes found checkpoints of steps {lo} to {hi}: rank 0 saves them in its "
+                f"run folder; on nodes without a shared filesystem, copy {self.ckpt.dir} to every node first"
+            )
         if start >= self.total and self.store.exists("runs", self.cfg.name):
             raise PipelineError(
                 f"--resume: runs/{self.cfg.name} already trained its {start} steps; raise --max-steps or "
