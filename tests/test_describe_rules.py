@@ -225,6 +225,8 @@ def test_bad_input_is_one_line(cli, store):
     # an option only the LLM reads would be accepted, recorded and do nothing offline
     res = cli("describe", "--annotations", "missing", "--backend", "rules", "--temperature", "1.5", "--batch")
     assert res.exit_code == 2 and "--temperature, --batch: for --backend openai" in res.output
+    res = cli("describe", "--annotations", "missing", "--backend", "captions", "--seed", "0")  # 0 is given
+    assert res.exit_code == 2 and "--seed: for --backend openai; --backend captions sends" in res.output
 
 
 def test_corrupt_journal_is_one_line_error_and_overwrite_recovers(cli, mpii_store, store_root):

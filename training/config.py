@@ -79,7 +79,8 @@ FOCUS_VARIANT_DEFAULTS: dict[str, Any] = {
     "loss_weights": (1.0, 1.0, 1.0),
     "focus_mode": "pixels",
 }
-# What only FocusCLIP reads (with heatmap_source "uniform" and "shuffled"): a CLIP run keeps the defaults.
+# What only FocusCLIP reads, so a CLIP run keeps these defaults (and no heatmap_source control: uniform and
+# shuffled change the masked view only).
 FOCUS_ONLY_DEFAULTS: dict[str, Any] = {
     **FOCUS_VARIANT_DEFAULTS, "alpha_init": 0.5, "learn_alpha": True, "heatmap_parts": False,
 }  # fmt: skip

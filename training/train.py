@@ -125,6 +125,23 @@ class Trainer:
     def _barrier(self) -> None:
         barrier(self.info)
 
+    def _resume(self) -> int:
+        """The checkpoint's step, the same on every rank, and short of the run's end when it is published."""
+        self._barrier()  # rank 0 has put a finished run's files in staging (train(): seed_from_existing)
+        start = self.ckpt.load()
+        lo, hi = value_range(start, self.info, self.device)
+        if lo != hi:  # a rank without rank 0's checkpoint would train other steps, and hang the rest
+            raise PipelineError(
+                f"--resume: the processes found checkpoints of steps {lo} to {hi}: rank 0 saves them in its "
+                f"run folder; on nodes without a shared filesystem, copy {self.ckpt.dir} to every node first"
+            )
+        if start >= self.total and self.store.exists("runs", self.cfg.name):
+            raise PipelineError(
+                f"--resume: runs/{self.cfg.name} already trained its {start} steps; raise --max-steps or "
+                f"--epochs to train it further (or start again with --overwrite)"
+            )
+        return start
+
     def setup(self) -> None:
         self._build_model()
         self._lock_towers()
@@ -351,20 +368,7 @@ class Trainer:
 
     def _start_step(self) -> int:
         """0 for a new run (old checkpoints and metrics cleared), the checkpoint's step with --resume."""
-        if self.cfg.resume:
-            self._barrier()  # rank 0 has put a finished run's files in staging (train(): seed_from_existing)
-        start = self.ckpt.load() if self.cfg.resume else 0
-        lo, hi = value_range(start, self.info, self.device)
-        if lo != hi:  # a rank without rank 0's checkpoint would train other steps, and hang the rest
-            raise PipelineError(
-                f"--resume: the processes found checkpoints of steps {lo} to {hi}: rank 0 saves them in its "
-                f"run folder; on nodes without a shared filesystem, copy {self.ckpt.dir} to every node first"
-            )
-        if start >= self.total and self.store.exists("runs", self.cfg.name):
-            raise PipelineError(
-                f"--resume: runs/{self.cfg.name} already trained its {start} steps; raise --max-steps or "
-                f"--epochs to train it further (or start again with --overwrite)"
-            )
+        start = self._resume() if self.cfg.resume else 0
         if self.info.main and not self.cfg.resume:
             self.ckpt.clear()
         if self.info.main:

@@ -92,12 +92,12 @@ class AnnotateConfig:
             raise PipelineError(f"--workers {self.workers}: must be 0 (in this thread) or more")
         if self.ground_truth is not None and not self.ground_truth.is_file():
             raise PipelineError(f"--ground-truth {self.ground_truth}: no such file")
-        if not info.torch and self.device not in ("auto", "cpu"):
-            raise PipelineError(f"--device {self.device}: --model {self.model} runs on the CPU (MediaPipe)")
         if info.torch:
             from pipeline.devices import torch_device  # torch only for a torch model
 
             torch_device(self.device)  # a name torch does not know, or a GPU that is not here: now, not later
+        elif self.device not in ("auto", "cpu"):
+            raise PipelineError(f"--device {self.device}: --model {self.model} runs on the CPU (MediaPipe)")
 
     @property
     def info(self) -> ModelInfo:

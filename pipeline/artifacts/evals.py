@@ -117,20 +117,20 @@ def read(store: Store, name: str) -> list[TaskResult]:
 
 
 def stored_name(entry: str | Path, store: Store | None) -> str | None:
-    """The evals artifact an entry ("name" or "evals/name") names; None for a folder holding results.json."""
+    """The evals artifact an entry ("name" or "evals/name") names; None for a folder holding results.json;
+    a one-line error for neither."""
     if (Path(entry).expanduser() / RESULTS_FILE).is_file():
         return None
     name = str(entry).removeprefix("evals/").rstrip("/")
-    return name if store is not None and store.exists("evals", name) else None
+    if store is None or not store.exists("evals", name):
+        raise PipelineError(f"{entry}: no {RESULTS_FILE} there and no evals/{name} in the store")
+    return name
 
 
 def read_entry(entry: str | Path, store: Store | None) -> tuple[str, list[TaskResult]]:
     """(label, results) of a folder holding results.json, or of an evals artifact ("name" or "evals/name")."""
-    path = Path(entry).expanduser()
-    if (path / RESULTS_FILE).is_file():
-        return path.name, read_file(path / RESULTS_FILE)
     name = stored_name(entry, store)
     if name is None:
-        asked = str(entry).removeprefix("evals/").rstrip("/")
-        raise PipelineError(f"{entry}: no {RESULTS_FILE} there and no evals/{asked} in the store")
+        path = Path(entry).expanduser()
+        return path.name, read_file(path / RESULTS_FILE)
     return name, read(store, name)

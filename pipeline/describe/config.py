@@ -240,14 +240,16 @@ class DescribeConfig:
         """An option only the LLM reads would be accepted and recorded, and do nothing, offline."""
         if self.backend == "openai":
             return
-        model = None if self.model == self.backend else self.model  # (set by __post_init__, then replace())
-        llm_only = {"--model": model, "--base-url": self.base_url, "--temperature": self.temperature,
-                    "--max-tokens": self.max_tokens, "--top-p": self.top_p, "--seed": self.seed,
-                    "--frequency-penalty": self.frequency_penalty, "--max-cost": self.max_cost,
-                    "--retry-invalid": self.retry_invalid, "--batch": self.batch}  # fmt: skip
-        if given := [option for option, value in llm_only.items() if value not in (None, 0, False)]:
+        given = {"--base-url": self.base_url, "--temperature": self.temperature,
+                 "--max-tokens": self.max_tokens, "--top-p": self.top_p, "--seed": self.seed,
+                 "--frequency-penalty": self.frequency_penalty, "--max-cost": self.max_cost}  # fmt: skip
+        # the backend's own name is what an offline config records as its model
+        given["--model"] = None if self.model == self.backend else self.model
+        options = [option for option, value in given.items() if value is not None]
+        options += ["--retry-invalid"] * bool(self.retry_invalid) + ["--batch"] * self.batch
+        if options:
             raise PipelineError(
-                f"{', '.join(given)}: for --backend openai; --backend {self.backend} sends no request"
+                f"{', '.join(options)}: for --backend openai; --backend {self.backend} sends no request"
             )
 
     def _check_endpoints(self) -> None:
